@@ -1,0 +1,66 @@
+// Package broker holds the broker-neutral types that pass between the hub's
+// Dispatcher and a message-broker adapter (internal/rabbit is the RabbitMQ
+// one). The hub depends on these types and on a small interface of its own,
+// never on amqp091-go.
+package broker
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrClosed is returned by adapters that have been shut down.
+var ErrClosed = errors.New("broker: closed")
+
+// ErrStaleDelivery is returned by Acknowledger methods when the channel that
+// carried the delivery is gone (e.g. after a broker restart). The broker has
+// already requeued such a delivery and will deliver it again.
+var ErrStaleDelivery = errors.New("broker: delivery belongs to a closed channel")
+
+// Acknowledger settles one delivery. Implementations are safe for use from
+// any goroutine; each delivery is settled at most once.
+type Acknowledger interface {
+	// Ack removes the message from the queue.
+	Ack() error
+	// Nack returns the message to the queue (requeue) or dead-letters /
+	// drops it (no requeue).
+	Nack(requeue bool) error
+}
+
+// Delivery is one message consumed from the job queue.
+type Delivery struct {
+	// Body is the message payload (JSON JobRequest).
+	Body []byte
+	// MessageID and CorrelationID are the AMQP properties, when set.
+	MessageID     string
+	CorrelationID string
+	// ContentType is the AMQP content_type property, when set.
+	ContentType string
+	// Redelivered is true when the broker delivered this message before.
+	Redelivered bool
+	// Acker settles the delivery.
+	Acker Acknowledger
+}
+
+// Ack acknowledges the delivery.
+func (d Delivery) Ack() error { return d.Acker.Ack() }
+
+// Nack negatively acknowledges the delivery.
+func (d Delivery) Nack(requeue bool) error { return d.Acker.Nack(requeue) }
+
+// Message is one message to publish to the status queue.
+type Message struct {
+	// Body is the payload (JSON JobResponse).
+	Body []byte
+	// MessageID is set to the job id.
+	MessageID string
+	// CorrelationID is copied from the request, when it had one.
+	CorrelationID string
+}
+
+// Publisher publishes status messages with publisher confirms.
+type Publisher interface {
+	// Publish returns nil only once the broker has confirmed the message.
+	// It waits across reconnects until ctx ends.
+	Publish(ctx context.Context, msg Message) error
+}
