@@ -1,0 +1,270 @@
+package jobspec
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"unicode"
+
+	"github.com/distribution/reference"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+)
+
+// Limits on JobRequest fields. Generous for real use, tight enough that a
+// hostile request cannot make the hub or a worker do unbounded work.
+const (
+	MaxJobIDLen       = 128
+	MaxRepoURLLen     = 2048
+	MaxBranchLen      = 255
+	MaxPathLen        = 1024
+	MaxImageNameLen   = 512
+	MaxTokenLen       = 4096
+	MaxWorkerLabels   = 32
+	MaxLabelLen       = 128
+	MaxTimeoutSeconds = 24 * 60 * 60
+)
+
+// DefaultAllowedHost is the git host that full https repoUrls may name when
+// the policy lists none.
+const DefaultAllowedHost = "github.com"
+
+// ErrInvalid is wrapped by every *ValidationError.
+var ErrInvalid = errors.New("invalid job request")
+
+// ValidationError names the field that is wrong and why. Its text never
+// contains the token.
+type ValidationError struct {
+	// Field is the JSON name of the offending field, e.g. "repoUrl".
+	Field string
+	// Reason says what is wrong, in words for an operator.
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// Policy is the operator's configuration for validation.
+type Policy struct {
+	// AllowedHosts are the hosts a full `https://` repoUrl may name
+	// (lower-case, optionally with :port). Empty means DefaultAllowedHost.
+	AllowedHosts []string
+	// AllowPrivateHosts lets AllowedHosts name loopback, private and
+	// link-local addresses (on-prem git servers, tests). Off by default:
+	// such URLs are refused even when listed.
+	AllowPrivateHosts bool
+}
+
+var (
+	jobIDRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+	ownerNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+	labelRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+)
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// ValidJobID checks a job id on its own (it is what makes a failure
+// reportable at all).
+func ValidJobID(id string) error {
+	switch {
+	case id == "":
+		return invalid("jobId", "missing")
+	case len(id) > MaxJobIDLen:
+		return invalid("jobId", "longer than %d characters", MaxJobIDLen)
+	case !jobIDRe.MatchString(id):
+		return invalid("jobId", "may contain only letters, digits and . _ : -")
+	}
+	return nil
+}
+
+// Validate checks every field of req against DESIGN §7. It returns the
+// first problem as a *ValidationError.
+func Validate(req *blacktreev1.JobRequest, p Policy) error {
+	if err := ValidJobID(req.GetJobId()); err != nil {
+		return err
+	}
+	checks := []func() error{
+		func() error { return validRepoURL(req.GetRepoUrl(), p) },
+		func() error { return validBranch(req.GetBranch()) },
+		func() error { return validRelPath("dockerfilePath", req.GetDockerfilePath()) },
+		func() error { return validRelPath("contextDir", req.GetContextDir()) },
+		func() error { return validImageName(req.GetImageName()) },
+		func() error { return validToken(req.GetGithubToken()) },
+		func() error { return validLabels(req.GetWorkerLabels()) },
+		func() error {
+			if req.GetTimeoutSeconds() > MaxTimeoutSeconds {
+				return invalid("timeoutSeconds", "more than %d", MaxTimeoutSeconds)
+			}
+			return nil
+		},
+	}
+	for _, c := range checks {
+		if err := c(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validRepoURL(s string, p Policy) error {
+	const f = "repoUrl"
+	switch {
+	case s == "":
+		return invalid(f, "missing")
+	case len(s) > MaxRepoURLLen:
+		return invalid(f, "longer than %d characters", MaxRepoURLLen)
+	case hasControl(s):
+		return invalid(f, "contains control characters or spaces")
+	}
+	if !strings.Contains(s, "://") {
+		if !ownerNameRe.MatchString(s) || strings.HasPrefix(s, ".") || strings.Contains(s, "/.") || strings.Contains(s, "..") {
+			return invalid(f, "%q is neither owner/name nor an https:// URL", s)
+		}
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return invalid(f, "not a valid URL")
+	}
+	if u.Scheme != "https" {
+		return invalid(f, "scheme %q is not allowed, only https", u.Scheme)
+	}
+	if u.User != nil {
+		return invalid(f, "credentials in the URL are not allowed; pass the token in githubToken")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return invalid(f, "query strings and fragments are not allowed")
+	}
+	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return invalid(f, "URL has no host")
+	}
+	if isPrivateHost(host) && !p.AllowPrivateHosts {
+		return invalid(f, "host %q is a local, private or metadata address", host)
+	}
+	if !hostAllowed(strings.ToLower(u.Host), host, p.AllowedHosts) {
+		return invalid(f, "host %q is not in the allowed git hosts", host)
+	}
+	if cleaned := path.Clean(u.Path); cleaned == "/" || cleaned == "." || strings.Contains(u.Path, "..") {
+		return invalid(f, "URL path %q does not name a repository", u.Path)
+	}
+	return nil
+}
+
+func hostAllowed(hostPort, host string, allowed []string) bool {
+	if len(allowed) == 0 {
+		allowed = []string{DefaultAllowedHost}
+	}
+	for _, a := range allowed {
+		a = strings.ToLower(a)
+		if a == hostPort || a == host {
+			return true
+		}
+	}
+	return false
+}
+
+// isPrivateHost reports loopback, private, link-local, unspecified and cloud
+// metadata addresses, and names that are only ever local.
+func isPrivateHost(host string) bool {
+	switch host {
+	case "localhost", "metadata", "metadata.google.internal":
+		return true
+	}
+	if strings.HasSuffix(host, ".localhost") || strings.HasSuffix(host, ".local") || strings.HasSuffix(host, ".internal") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	if ip == nil {
+		return false
+	}
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast()
+}
+
+func validBranch(s string) error {
+	const f = "branch"
+	switch {
+	case s == "":
+		return nil
+	case len(s) > MaxBranchLen:
+		return invalid(f, "longer than %d characters", MaxBranchLen)
+	case hasControl(s) || strings.ContainsAny(s, "~^:?*[\\"):
+		return invalid(f, "contains characters git does not allow in a ref")
+	case strings.HasPrefix(s, "-") || strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") ||
+		strings.HasSuffix(s, ".") || strings.HasSuffix(s, ".lock") || strings.Contains(s, "..") ||
+		strings.Contains(s, "//") || strings.Contains(s, "@{") || strings.Contains(s, "/."):
+		return invalid(f, "%q is not a valid git ref name", s)
+	}
+	return nil
+}
+
+// validRelPath keeps dockerfilePath and contextDir inside the repository:
+// relative, no `..` element, no backslashes or control characters. The
+// worker checks symlinks again on disk after cloning.
+func validRelPath(field, s string) error {
+	switch {
+	case s == "":
+		return nil
+	case len(s) > MaxPathLen:
+		return invalid(field, "longer than %d characters", MaxPathLen)
+	case hasControl(s) || strings.Contains(s, "\\"):
+		return invalid(field, "contains control characters or backslashes")
+	case strings.HasPrefix(s, "/"):
+		return invalid(field, "%q is absolute; it must be relative to the repository root", s)
+	}
+	for _, el := range strings.Split(s, "/") {
+		if el == ".." {
+			return invalid(field, "%q leaves the repository", s)
+		}
+	}
+	return nil
+}
+
+func validImageName(s string) error {
+	const f = "imageName"
+	switch {
+	case s == "":
+		return invalid(f, "missing")
+	case len(s) > MaxImageNameLen:
+		return invalid(f, "longer than %d characters", MaxImageNameLen)
+	}
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		return invalid(f, "%q is not a valid image reference (%v)", s, err)
+	}
+	return nil
+}
+
+func validToken(s string) error {
+	switch {
+	case len(s) > MaxTokenLen:
+		return invalid("githubToken", "longer than %d characters", MaxTokenLen)
+	case hasControl(s):
+		return invalid("githubToken", "contains control characters or spaces")
+	}
+	return nil
+}
+
+func validLabels(m map[string]string) error {
+	if len(m) > MaxWorkerLabels {
+		return invalid("workerLabels", "more than %d labels", MaxWorkerLabels)
+	}
+	for k, v := range m {
+		if len(k) > MaxLabelLen || len(v) > MaxLabelLen || !labelRe.MatchString(k) || hasControl(v) {
+			return invalid("workerLabels", "label %q is not a valid key=value pair", k)
+		}
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0
+}

@@ -1,0 +1,105 @@
+package jobspec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+)
+
+func validRequest() *blacktreev1.JobRequest {
+	return &blacktreev1.JobRequest{JobId: "job-1", RepoUrl: "user/reponame", Branch: "main",
+		DockerfilePath: "Dockerfile", ContextDir: ".", ImageName: "myapp:latest", GithubToken: "ghp_abc"}
+}
+
+func TestValidate(t *testing.T) {
+	policy := Policy{AllowedHosts: []string{"github.com", "git.example.com:8443"}}
+	tests := []struct {
+		name      string
+		mutate    func(*blacktreev1.JobRequest)
+		policy    *Policy
+		wantField string // "" = valid
+		wantIn    string
+	}{
+		{name: "seed example", mutate: func(*blacktreev1.JobRequest) {}},
+		{name: "https on allowed host", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://github.com/user/repo.git" }},
+		{name: "https on allowed host with port", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://git.example.com:8443/a/b" }},
+		{name: "empty optional fields", mutate: func(r *blacktreev1.JobRequest) { r.Branch, r.DockerfilePath, r.ContextDir = "", "", "" }},
+		{name: "nested paths", mutate: func(r *blacktreev1.JobRequest) { r.DockerfilePath, r.ContextDir = "build/Dockerfile", "./src/app" }},
+		{name: "registry image", mutate: func(r *blacktreev1.JobRequest) { r.ImageName = "registry.example.com:5000/team/app:v1.2" }},
+		{name: "missing jobId", mutate: func(r *blacktreev1.JobRequest) { r.JobId = "" }, wantField: "jobId", wantIn: "missing"},
+		{name: "jobId with slash", mutate: func(r *blacktreev1.JobRequest) { r.JobId = "a/b" }, wantField: "jobId", wantIn: "only letters"},
+		{name: "jobId too long", mutate: func(r *blacktreev1.JobRequest) { r.JobId = strings.Repeat("a", 129) }, wantField: "jobId", wantIn: "longer"},
+		{name: "missing repoUrl", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "" }, wantField: "repoUrl", wantIn: "missing"},
+		{name: "file URL", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "file:///etc/passwd" }, wantField: "repoUrl", wantIn: `scheme "file"`},
+		{name: "ssh URL", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "ssh://git@github.com/a/b" }, wantField: "repoUrl", wantIn: `scheme "ssh"`},
+		{name: "http URL", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "http://github.com/a/b" }, wantField: "repoUrl", wantIn: `scheme "http"`},
+		{name: "other host", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://evil.example.org/a/b" }, wantField: "repoUrl", wantIn: "not in the allowed"},
+		{name: "credentials in URL", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://user:pw@github.com/a/b" }, wantField: "repoUrl", wantIn: "credentials"},
+		{name: "localhost", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://localhost/a/b" }, wantField: "repoUrl", wantIn: "local, private or metadata"},
+		{name: "loopback IP", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://127.0.0.1/a/b" }, wantField: "repoUrl", wantIn: "local, private or metadata"},
+		{name: "metadata IP", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://169.254.169.254/latest" }, wantField: "repoUrl", wantIn: "local, private or metadata"},
+		{name: "IPv6 loopback", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://[::1]/a/b" }, wantField: "repoUrl", wantIn: "local, private or metadata"},
+		{name: "listed private host still refused", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://10.0.0.5/a/b" },
+			policy: &Policy{AllowedHosts: []string{"10.0.0.5"}}, wantField: "repoUrl", wantIn: "private"},
+		{name: "listed private host with opt-in", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "https://10.0.0.5/a/b" },
+			policy: &Policy{AllowedHosts: []string{"10.0.0.5"}, AllowPrivateHosts: true}},
+		{name: "owner/name traversal", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "../etc" }, wantField: "repoUrl", wantIn: "neither"},
+		{name: "owner/name dotdot", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "a/.." }, wantField: "repoUrl", wantIn: "neither"},
+		{name: "repo URL with space", mutate: func(r *blacktreev1.JobRequest) { r.RepoUrl = "a/b c" }, wantField: "repoUrl", wantIn: "control"},
+		{name: "branch option injection", mutate: func(r *blacktreev1.JobRequest) { r.Branch = "--upload-pack=x" }, wantField: "branch", wantIn: "not a valid git ref"},
+		{name: "branch dotdot", mutate: func(r *blacktreev1.JobRequest) { r.Branch = "a..b" }, wantField: "branch", wantIn: "not a valid git ref"},
+		{name: "dockerfile traversal", mutate: func(r *blacktreev1.JobRequest) { r.DockerfilePath = "../../etc/passwd" }, wantField: "dockerfilePath", wantIn: "leaves the repository"},
+		{name: "dockerfile absolute", mutate: func(r *blacktreev1.JobRequest) { r.DockerfilePath = "/etc/passwd" }, wantField: "dockerfilePath", wantIn: "absolute"},
+		{name: "context traversal mid-path", mutate: func(r *blacktreev1.JobRequest) { r.ContextDir = "src/../../x" }, wantField: "contextDir", wantIn: "leaves the repository"},
+		{name: "context backslash", mutate: func(r *blacktreev1.JobRequest) { r.ContextDir = `..\x` }, wantField: "contextDir", wantIn: "backslashes"},
+		{name: "missing image", mutate: func(r *blacktreev1.JobRequest) { r.ImageName = "" }, wantField: "imageName", wantIn: "missing"},
+		{name: "uppercase image", mutate: func(r *blacktreev1.JobRequest) { r.ImageName = "MyApp:latest" }, wantField: "imageName", wantIn: "not a valid image reference"},
+		{name: "image with spaces", mutate: func(r *blacktreev1.JobRequest) { r.ImageName = "my app" }, wantField: "imageName", wantIn: "not a valid image reference"},
+		{name: "image bad tag", mutate: func(r *blacktreev1.JobRequest) { r.ImageName = "app:-bad" }, wantField: "imageName", wantIn: "not a valid image reference"},
+		{name: "token with newline", mutate: func(r *blacktreev1.JobRequest) { r.GithubToken = "abc\nHost: x" }, wantField: "githubToken", wantIn: "control"},
+		{name: "token too long", mutate: func(r *blacktreev1.JobRequest) { r.GithubToken = strings.Repeat("t", MaxTokenLen+1) }, wantField: "githubToken", wantIn: "longer"},
+		{name: "bad label", mutate: func(r *blacktreev1.JobRequest) { r.WorkerLabels = map[string]string{"a b": "c"} }, wantField: "workerLabels", wantIn: "not a valid"},
+		{name: "timeout too long", mutate: func(r *blacktreev1.JobRequest) { r.TimeoutSeconds = MaxTimeoutSeconds + 1 }, wantField: "timeoutSeconds", wantIn: "more than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := validRequest()
+			tt.mutate(req)
+			p := policy
+			if tt.policy != nil {
+				p = *tt.policy
+			}
+			err := Validate(req, p)
+			if tt.wantField == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate() = %v, want *ValidationError wrapping ErrInvalid", err)
+			}
+			if ve.Field != tt.wantField || !strings.Contains(err.Error(), tt.wantIn) {
+				t.Errorf("Validate() = %q (field %s), want field %s mentioning %q", err, ve.Field, tt.wantField, tt.wantIn)
+			}
+			if tok := req.GetGithubToken(); len(tok) > 3 && strings.Contains(err.Error(), tok) {
+				t.Errorf("Validate() = %q, leaks the token", err)
+			}
+		})
+	}
+}
+
+func TestValidateDefaultPolicyAllowsOnlyGitHub(t *testing.T) {
+	req := validRequest()
+	req.RepoUrl = "https://gitlab.com/a/b"
+	if err := Validate(req, Policy{}); err == nil {
+		t.Errorf("Validate(gitlab, default policy) = nil, want refusal")
+	}
+	req.RepoUrl = "https://github.com/a/b"
+	if err := Validate(req, Policy{}); err != nil {
+		t.Errorf("Validate(github, default policy) = %v, want nil", err)
+	}
+}
