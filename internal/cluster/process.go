@@ -1,0 +1,204 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Binaries are the built executables.
+type Binaries struct {
+	Hub, Worker, Ctl string
+}
+
+// Build compiles cmd/blacktree-hub, cmd/blacktree-worker and cmd/btctl from
+// the module at root into dir. race adds -race.
+func Build(ctx context.Context, root, dir string, race bool) (Binaries, error) {
+	args := []string{"build", "-o", dir + string(os.PathSeparator)}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/blacktree-hub", "./cmd/blacktree-worker")
+	if _, err := os.Stat(filepath.Join(root, "cmd", "btctl")); err == nil {
+		args = append(args, "./cmd/btctl")
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return Binaries{
+		Hub:    filepath.Join(dir, "blacktree-hub"),
+		Worker: filepath.Join(dir, "blacktree-worker"),
+		Ctl:    filepath.Join(dir, "btctl"),
+	}, nil
+}
+
+// ModuleRoot finds the directory holding go.mod, walking up from the
+// working directory.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Process is one started binary. Its combined output is kept in memory
+// (for assertions such as "the token appears nowhere") and, when LogPath is
+// set, tee'd to that file.
+type Process struct {
+	Name string
+	Args []string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // set before done is closed
+
+	mu  sync.Mutex // guards out
+	out bytes.Buffer
+}
+
+type lockedWriter struct{ p *Process }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.out.Write(b)
+}
+
+// Start runs bin with args and extra environment entries. A nil tee keeps
+// the output only in memory.
+func Start(name, bin string, args, env []string, tee io.Writer) (*Process, error) {
+	p := &Process{Name: name, Args: args, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(cleanEnv(), env...)
+	var w io.Writer = lockedWriter{p}
+	if tee != nil {
+		w = io.MultiWriter(w, tee)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// cleanEnv drops BLACKTREE_* variables of the caller so that only the
+// flags a test passes configure the process.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BLACKTREE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// Output returns everything the process printed so far.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitCode is the exit status once Done is closed (-1 when killed by a
+// signal).
+func (p *Process) ExitCode() int {
+	<-p.done
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// Kill sends SIGKILL and waits for the exit.
+func (p *Process) Kill() {
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits up to timeout, then kills. It returns the
+// exit error of a process that exited non-zero on SIGTERM.
+func (p *Process) Stop(timeout time.Duration) error {
+	_ = p.Signal(syscall.SIGTERM)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.err
+	case <-t.C:
+		p.Kill()
+		return fmt.Errorf("%s did not stop within %s after SIGTERM; killed", p.Name, timeout)
+	}
+}
+
+// WaitOutput waits until the process printed substr, it exits, or ctx ends.
+func (p *Process) WaitOutput(ctx context.Context, substr string) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if strings.Contains(p.Output(), substr) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			if strings.Contains(p.Output(), substr) {
+				return nil
+			}
+			return fmt.Errorf("%s exited (%v) before printing %q; output:\n%s", p.Name, p.err, substr, p.Output())
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not print %q: %w; output:\n%s", p.Name, substr, ctx.Err(), p.Output())
+		case <-tick.C:
+		}
+	}
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
