@@ -1,0 +1,51 @@
+// Package auth authenticates the hub's gRPC callers (DESIGN §7).
+//
+// Workers call /blacktree.v1.WorkerService/ with metadata
+// `authorization: Bearer <worker token>`; the tokens come from the hub's
+// --worker-tokens file. Operators call /blacktree.v1.AdminService/ with the
+// admin token from --admin-token-file. The two sets are separate: a worker
+// token never opens the admin API and the admin token never opens Connect.
+// With Config.AllowMTLSIdentity a worker may instead present a client
+// certificate that the TLS layer verified (see internal/tlsutil); its
+// Common Name (or first DNS SAN) names it. grpc.health.v1 and server
+// reflection are open. Any other method needs the admin token.
+//
+// Token comparison is constant time: the presented token and every
+// configured token are hashed with SHA-256 and compared with
+// crypto/subtle, always against every token, so neither a token's length
+// nor its position in the file leaks. Tokens never appear in logs or
+// errors; redact.Mask fingerprints ("sha256:ab12cd34") stand in for them.
+//
+// Failed attempts are counted per peer IP; past Config.MaxFailuresPerMinute
+// further attempts from that IP are refused with codes.ResourceExhausted,
+// before any token is compared, until the minute is over.
+//
+// Reload re-reads the token files (the hub calls it on SIGHUP). Streams
+// already connected are not dropped: authentication happens when a call
+// starts. A revoked token is refused from the next call on. A file that
+// fails to parse leaves the previous tokens in force.
+//
+// # Token file format
+//
+// One token per line, optionally `name:token` (the name becomes
+// Identity.Name, which the hub uses as the worker's name; without one the
+// worker's self-chosen name is used and logs show the token's fingerprint).
+// Leading and trailing white space is trimmed; blank lines and lines
+// starting with `#` are ignored. A name is 1–64 characters of
+// [A-Za-z0-9._-]; the token is everything after the first colon. Tokens are
+// at least MinTokenLen (16) characters, printable ASCII without spaces.
+// A duplicate token or name is an error naming the line numbers, never the
+// token. The admin token file holds exactly one token (same rules; a
+// name is allowed and ignored); it may not equal any worker token.
+//
+// Generate a token with e.g. `openssl rand -hex 32`.
+//
+// # --insecure-no-auth
+//
+// Config.InsecureNoAuth lets callers that present no credentials through,
+// as Identity{Kind: "insecure"}, on the worker and the admin API alike.
+// Credentials that are presented are still checked against the tokens
+// that are configured: a wrong token is refused even then, so a
+// misconfigured worker finds out. (With no tokens of that kind configured,
+// a presented token is ignored.)
+package auth
