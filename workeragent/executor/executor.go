@@ -42,6 +42,9 @@ type Options struct {
 	// AllowedGitHosts are the hosts a full https repoUrl may name, in
 	// addition to GitBaseURL's host.
 	AllowedGitHosts []string
+	// AllowPrivateGitHosts lets AllowedGitHosts name loopback, private and
+	// link-local addresses (on-prem git servers, tests).
+	AllowPrivateGitHosts bool
 	// Registry is the prefix images are pushed under, e.g.
 	// `registry.example.com/team`. Empty pushes imageName as given.
 	Registry string

@@ -1,0 +1,374 @@
+// Command blacktree-worker is the Blacktree worker agent: it dials out to a
+// hub, takes jobs and runs them with an executor (docker or noop). It only
+// parses flags, builds the root logger and runs workeragent.Agent.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/internal/tlsutil"
+	"github.com/blacktree/blacktree/workeragent"
+	"github.com/blacktree/blacktree/workeragent/executor"
+	// Registers the "docker" executor (the --executor default).
+	_ "github.com/blacktree/blacktree/workeragent/executor/docker"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = workeragent.DefaultVersion
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // runtime failure, aborted drain
+	exitUsage   = 2 // bad flags or configuration
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// options are the parsed flags.
+type options struct {
+	hubs, tokenFile, name, labels, executor, gitBaseURL, allowedGitHosts string
+	registry, stateDir, workDir, tlsCA, tlsCert, tlsKey, tlsServerName   string
+	logLevel                                                             string
+	slots                                                                int
+	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
+	insecure, allowPrivateGitHosts, logJSON                              bool
+}
+
+const usageHead = `blacktree-worker: the Blacktree worker agent.
+
+It dials out to one or more hubs over gRPC (TLS by default), registers, and
+runs the jobs it is given with an executor. Every flag can also be set by an
+environment variable: --slots <-> BLACKTREE_SLOTS, --hub <-> BLACKTREE_HUB.
+The worker token is read from --token-file or from BLACKTREE_WORKER_TOKEN.
+
+SIGTERM (or SIGINT) drains: no new jobs, running jobs finish, results are
+delivered, then the worker exits 0. A second signal aborts (exit 1).
+
+Examples:
+  # production: TLS with a private CA, two hub replicas, docker builds
+  blacktree-worker --hub hub-a:7070,hub-b:7070 --tls-ca /etc/blacktree/ca.pem \
+    --token-file /etc/blacktree/worker.token --slots 2 --labels arch=amd64 \
+    --registry registry.example.com/team --state-dir /var/lib/blacktree-worker
+
+  # local smoke test against a plaintext hub
+  BLACKTREE_WORKER_TOKEN=dev blacktree-worker --insecure --executor noop --noop-delay 2s
+
+Flags:
+`
+
+func defaultStateDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/blacktree-worker"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "blacktree-worker")
+	}
+	return ""
+}
+
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("blacktree-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host, _ := os.Hostname()
+	fs.StringVar(&o.hubs, "hub", "127.0.0.1:7070", "hub `address`(es), comma-separated; tried in turn (failover)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "`file` holding the worker token (else env BLACKTREE_WORKER_TOKEN)")
+	fs.StringVar(&o.name, "name", host, "worker `name` shown by the hub")
+	fs.IntVar(&o.slots, "slots", 1, "how many jobs to run at once")
+	fs.StringVar(&o.labels, "labels", "", "worker labels, `k=v,...` (matched against a job's workerLabels)")
+	fs.StringVar(&o.executor, "executor", "docker", "executor: docker or noop")
+	fs.DurationVar(&o.noopDelay, "noop-delay", 0, "how long each noop job takes")
+	fs.StringVar(&o.gitBaseURL, "git-base-url", "https://github.com", "base `URL` that owner/name repoUrls resolve against")
+	fs.StringVar(&o.allowedGitHosts, "allowed-git-hosts", "", "extra `hosts` full https repoUrls may name, comma-separated (the git base URL's host is always allowed)")
+	fs.BoolVar(&o.allowPrivateGitHosts, "allow-private-git-hosts", false, "let allowed git hosts be loopback/private addresses (on-prem git, tests)")
+	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
+	fs.StringVar(&o.workDir, "work-dir", "", "`dir` for per-job workspaces (default: the system temp dir)")
+	fs.DurationVar(&o.jobTimeout, "job-timeout", workeragent.DefaultJobTimeout, "time limit of a job whose request sets none")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", time.Minute, "at start-up, give up (exit 1) if no hub answers within this; 0 retries forever")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", time.Hour, "on SIGTERM, how long to wait for jobs to finish and results to be acknowledged")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA bundle `file` to verify the hub (default: system roots)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate `file` for mTLS")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "client key `file` for mTLS")
+	fs.StringVar(&o.tlsServerName, "tls-server-name", "", "expected hub certificate `name` (default: the host in --hub)")
+	fs.BoolVar(&o.insecure, "insecure", false, "connect without TLS (plaintext; development only)")
+	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHead)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(fs.Output(), "  --%s\n    \t%s (env %s", strings.TrimSpace(f.Name+" "+name), usage, envName(f.Name))
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+				fmt.Fprintf(fs.Output(), ", default %q", f.DefValue)
+			}
+			fmt.Fprintln(fs.Output(), ")")
+		})
+	}
+	return fs
+}
+
+func envName(flagName string) string {
+	return "BLACKTREE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads BLACKTREE_* environment fallbacks, then the command line.
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o, stderr)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid %s: %v", envName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	// Errors are reported by run in one line; only --help prints usage.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range splitList(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("invalid --labels entry %q: want key=value", kv)
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m, nil
+}
+
+func readToken(o *options) (string, error) {
+	if o.tokenFile == "" {
+		return strings.TrimSpace(os.Getenv("BLACKTREE_WORKER_TOKEN")), nil
+	}
+	b, err := os.ReadFile(o.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s is empty", o.tokenFile)
+	}
+	return tok, nil
+}
+
+// tlsConfig builds the client TLS configuration (nil with --insecure).
+func tlsConfig(o *options) (*tls.Config, error) {
+	if o.insecure {
+		if o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != "" {
+			return nil, errors.New("--insecure cannot be combined with --tls-ca, --tls-cert or --tls-key")
+		}
+		return nil, nil
+	}
+	return tlsutil.ClientConfig(o.tlsCA, o.tlsCert, o.tlsKey, o.tlsServerName)
+}
+
+func validationPolicy(o *options) (jobspec.Policy, error) {
+	u, err := url.Parse(o.gitBaseURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return jobspec.Policy{}, fmt.Errorf("invalid --git-base-url %q: want an http(s) URL", o.gitBaseURL)
+	}
+	hosts := append([]string{strings.ToLower(u.Host)}, splitList(strings.ToLower(o.allowedGitHosts))...)
+	return jobspec.Policy{AllowedHosts: hosts, AllowPrivateHosts: o.allowPrivateGitHosts}, nil
+}
+
+// setup turns options into an agent configuration and logger. Its errors
+// are usage errors (exit 2).
+func setup(o *options, stderr io.Writer) (workeragent.Config, executor.Executor, hclog.Logger, error) {
+	var cfg workeragent.Config
+	level := hclog.LevelFromString(o.logLevel)
+	if level == hclog.NoLevel {
+		return cfg, nil, nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "blacktree-worker", Level: level, JSONFormat: o.logJSON, Output: stderr})
+	hubs := splitList(o.hubs)
+	if len(hubs) == 0 {
+		return cfg, nil, nil, errors.New("--hub is empty")
+	}
+	if o.slots < 1 {
+		return cfg, nil, nil, fmt.Errorf("invalid --slots %d: want at least 1", o.slots)
+	}
+	labels, err := parseLabels(o.labels)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	token, err := readToken(o)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	tlsCfg, err := tlsConfig(o)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	policy, err := validationPolicy(o)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	exec, err := executor.New(o.executor, executor.Options{
+		Logger:          logger.Named("executor"),
+		NoopDelay:       o.noopDelay,
+		GitBaseURL:      o.gitBaseURL,
+		AllowedGitHosts: splitList(o.allowedGitHosts),
+
+		AllowPrivateGitHosts: o.allowPrivateGitHosts,
+		Registry:             o.registry,
+		WorkDir:              o.workDir,
+		LogTailBytes:         workeragent.DefaultResultLogBytes,
+		JobTimeout:           o.jobTimeout,
+	})
+	if err != nil {
+		return cfg, nil, nil, fmt.Errorf("--executor: %w", err)
+	}
+	if token == "" {
+		logger.Warn("no worker token (--token-file or BLACKTREE_WORKER_TOKEN): only a hub running with --insecure-no-auth will accept this worker")
+	}
+	if o.insecure {
+		logger.Warn("plaintext connection to the hub (--insecure): the worker token and job tokens cross the network unencrypted")
+	}
+	cfg = workeragent.Config{
+		HubAddrs:   hubs,
+		TLS:        tlsCfg,
+		Insecure:   o.insecure,
+		Token:      token,
+		Name:       o.name,
+		Labels:     labels,
+		Slots:      o.slots,
+		StateDir:   o.stateDir,
+		Version:    version,
+		JobTimeout: o.jobTimeout,
+		Policy:     policy,
+
+		InitialConnectTimeout: o.connectTimeout,
+	}
+	return cfg, exec, logger, nil
+}
+
+func run(args []string, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "blacktree-worker: %v\n", err)
+		return exitUsage
+	}
+	cfg, exec, logger, err := setup(o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "blacktree-worker: %v\n", err)
+		return exitUsage
+	}
+	if c, ok := exec.(io.Closer); ok {
+		defer c.Close()
+	}
+	// An executor that can check its dependency (the docker engine) does
+	// so now: unreachable at start-up is one clear line and exit 1.
+	if p, ok := exec.(interface{ Ping(context.Context) error }); ok {
+		pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := p.Ping(pctx)
+		pcancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "blacktree-worker: executor %s: %v\n", exec.Name(), err)
+			return exitFailure
+		}
+	}
+
+	agent, err := workeragent.New(cfg, exec, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "blacktree-worker: %v\n", err)
+		if errors.Is(err, workeragent.ErrConfig) {
+			return exitUsage
+		}
+		return exitFailure // e.g. an unusable --state-dir
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	runDone := make(chan struct{})
+	sigDone := make(chan struct{})
+	go func() {
+		defer close(sigDone)
+		drained := make(chan struct{})
+		first := true
+		for {
+			select {
+			case <-runDone:
+				if !first {
+					<-drained
+				}
+				return
+			case sig := <-sigs:
+				if first {
+					first = false
+					logger.Info("signal received: draining; send it again to abort", "signal", sig.String(), "drain_timeout", o.drainTimeout)
+					go func() {
+						defer close(drained)
+						dctx, dcancel := context.WithTimeout(context.Background(), o.drainTimeout)
+						defer dcancel()
+						_ = agent.Shutdown(dctx) // Run reports the outcome
+					}()
+					continue
+				}
+				logger.Warn("second signal: aborting running jobs", "signal", sig.String())
+				cancel()
+			}
+		}
+	}()
+	err = agent.Run(ctx)
+	close(runDone)
+	<-sigDone
+	if err != nil {
+		logger.Error("worker stopped", "error", err)
+		return exitFailure
+	}
+	if ctx.Err() != nil {
+		return exitFailure // aborted by a second signal
+	}
+	return exitOK
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/tlsutil"
+	"github.com/blacktree/blacktree/internal/tlsutil/tlstest"
+	"github.com/blacktree/blacktree/workeragent/fakehub"
+)
+
+const wait = 20 * time.Second
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRunUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "unknown flag", args: []string{"--bogus"}, want: "flag provided but not defined"},
+		{name: "bad slots", args: []string{"--insecure", "--executor", "noop", "--slots", "0"}, want: "--slots"},
+		{name: "bad labels", args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"}, want: "--labels"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
+		{name: "unknown executor", args: []string{"--insecure", "--executor", "magic"}, want: "--executor"},
+		{name: "insecure with tls", args: []string{"--insecure", "--tls-ca", "ca.pem", "--executor", "noop"}, want: "--insecure cannot"},
+		{name: "missing token file", args: []string{"--insecure", "--executor", "noop", "--token-file", "/nonexistent/token"}, want: "--token-file"},
+		{name: "stray argument", args: []string{"extra"}, want: "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if got := run(tt.args, &stderr); got != exitUsage {
+				t.Errorf("run(%q) = %d, want %d", tt.args, got, exitUsage)
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("run(%q) stderr = %q, want it to mention %q", tt.args, stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	if got := run([]string{"--help"}, &stderr); got != exitOK {
+		t.Errorf("run(--help) = %d, want 0", got)
+	}
+	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("--help output does not mention %q", want)
+		}
+	}
+}
+
+func TestEnvFallback(t *testing.T) {
+	t.Setenv("BLACKTREE_SLOTS", "4")
+	t.Setenv("BLACKTREE_HUB", "a:1,b:2")
+	o, err := parse([]string{"--slots", "3"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parse() error = %v", err)
+	}
+	if o.slots != 3 || o.hubs != "a:1,b:2" {
+		t.Errorf("parse() = slots %d hubs %q, want 3 (flag wins) and a:1,b:2 (env)", o.slots, o.hubs)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// buildWorker builds this command into a temporary directory.
+func buildWorker(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "blacktree-worker")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// exitCode waits for the process and returns its exit code.
+func exitCode(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &ee):
+			return ee.ExitCode()
+		default:
+			t.Fatalf("wait: %v", err)
+		}
+	case <-time.After(wait):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("worker did not exit within %s; stderr:\n%s", wait, stderr.String())
+	}
+	return -1
+}
+
+func TestBinarySIGTERM(t *testing.T) {
+	bin := buildWorker(t)
+	tests := []struct {
+		name      string
+		delay     string
+		signals   int
+		wantOK    bool
+		wantError string
+		wantExit  int
+	}{
+		{name: "one SIGTERM drains and exits 0", delay: "1s", signals: 1, wantOK: true, wantExit: 0},
+		{name: "second SIGTERM aborts and exits 1", delay: "1h", signals: 2, wantError: "cancelled: the worker is stopping", wantExit: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := fakehub.Start(t, fakehub.Options{Token: "bin-token", HeartbeatInterval: time.Hour})
+			stderr := &syncBuffer{}
+			cmd := exec.Command(bin, "--hub", hub.Addr, "--insecure", "--executor", "noop", "--noop-delay", tt.delay,
+				"--state-dir", t.TempDir(), "--name", "bin-test", "--log-level", "debug")
+			cmd.Env = append(os.Environ(), "BLACKTREE_WORKER_TOKEN=bin-token")
+			cmd.Stderr = stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatalf("start worker: %v", err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+			s := hub.NextStream(t, wait)
+			if got := s.Register.GetName(); got != "bin-test" {
+				t.Errorf("Register.name = %q, want bin-test", got)
+			}
+			s.Send(t, fakehub.RunJob(&blacktreev1.JobRequest{JobId: "bin-job", RepoUrl: "user/repo", ImageName: "app:1", GithubToken: "tok-xyz"}))
+			s.WaitFor(t, wait, "JobAccepted", fakehub.IsAccepted("bin-job"))
+			for i := 0; i < tt.signals; i++ {
+				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					t.Fatalf("signal: %v", err)
+				}
+				if i == 0 {
+					s.WaitFor(t, wait, "draining heartbeat", func(m *blacktreev1.WorkerMessage) bool { return m.GetHeartbeat().GetDraining() })
+				}
+			}
+			res := s.WaitFor(t, wait, "JobResult", fakehub.IsResult("bin-job")).GetJobResult().GetResponse()
+			if res.GetSuccess() != tt.wantOK || !strings.HasPrefix(res.GetError(), tt.wantError) {
+				t.Errorf("JobResult = %v, want success %v, error %q", res, tt.wantOK, tt.wantError)
+			}
+			if tt.wantOK {
+				s.Send(t, fakehub.Ack("bin-job"))
+			}
+			if got := exitCode(t, cmd, stderr); got != tt.wantExit {
+				t.Errorf("worker exit code = %d, want %d; stderr:\n%s", got, tt.wantExit, stderr.String())
+			}
+			for _, secret := range []string{"bin-token", "tok-xyz"} {
+				if strings.Contains(stderr.String(), secret) {
+					t.Errorf("worker log contains the secret %q", secret)
+				}
+			}
+		})
+	}
+}
+
+func TestBinaryTLS(t *testing.T) {
+	bin := buildWorker(t)
+	pki := tlstest.Generate(t, t.TempDir())
+	srvTLS, err := tlsutil.ServerConfig(pki.ServerCert, pki.ServerKey, pki.CACert)
+	if err != nil {
+		t.Fatalf("ServerConfig() error = %v", err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("file-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hub := fakehub.Start(t, fakehub.Options{TLS: srvTLS, Token: "file-token"})
+	stderr := &syncBuffer{}
+	cmd := exec.Command(bin, "--hub", hub.Addr, "--tls-ca", pki.CACert, "--tls-cert", pki.ClientCert, "--tls-key", pki.ClientKey,
+		"--token-file", tokenFile, "--executor", "noop", "--state-dir", t.TempDir(), "--log-json")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	hub.NextStream(t, wait)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	if got := exitCode(t, cmd, stderr); got != exitOK {
+		t.Errorf("worker exit code = %d, want 0; stderr:\n%s", got, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "file-token") {
+		t.Errorf("worker log contains the token")
+	}
+}
+
+func TestBinaryNoHubAtStartup(t *testing.T) {
+	bin := buildWorker(t)
+	hub := fakehub.Start(t, fakehub.Options{}) // plaintext: a TLS worker cannot talk to it
+	stderr := &syncBuffer{}
+	cmd := exec.Command(bin, "--hub", hub.Addr, "--executor", "noop", "--state-dir", t.TempDir(), "--connect-timeout", "300ms")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	if got := exitCode(t, cmd, stderr); got != exitFailure {
+		t.Errorf("worker exit code = %d, want %d", got, exitFailure)
+	}
+	if !strings.Contains(stderr.String(), "no hub reachable") {
+		t.Errorf("stderr = %q, want it to say no hub is reachable", stderr.String())
+	}
+}

@@ -1,0 +1,177 @@
+package workeragent
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/blacktree/blacktree/internal/jobspec"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultSlots             = 1
+	DefaultKeepaliveTime     = 30 * time.Second
+	DefaultKeepaliveTimeout  = 10 * time.Second
+	DefaultBackoffMin        = 500 * time.Millisecond
+	DefaultBackoffMax        = 30 * time.Second
+	DefaultJobTimeout        = 1 * time.Hour
+	DefaultRegisterTimeout   = 10 * time.Second
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultLogBufferBytes    = 1 << 20
+	DefaultResultLogBytes    = 1 << 20
+	DefaultVersion           = "0.1.0"
+
+	// MinKeepaliveTime is grpc-go's floor for the client keepalive time;
+	// lower values are raised to it (by grpc and by New).
+	MinKeepaliveTime = 10 * time.Second
+	// MaxLogChunk is the largest JobLog.data the agent sends (worker.proto).
+	MaxLogChunk = 64 << 10
+)
+
+// Config configures an Agent. The zero value of every optional field means
+// its default (see the constants above).
+type Config struct {
+	// HubAddrs are the hub addresses (host:port), tried in turn: after a
+	// failed or broken session the agent moves on to the next one, so a
+	// worker can fail over between hub replicas. At least one is required.
+	HubAddrs []string
+	// TLS is the client TLS configuration used to verify the hub (and to
+	// present a client certificate for mTLS). It must be set unless
+	// Insecure is true.
+	TLS *tls.Config
+	// Insecure allows plaintext connections when TLS is nil. Development
+	// only: the worker token then crosses the network in the clear.
+	Insecure bool
+	// Token is the worker's bearer token, sent on Connect as the metadata
+	// header `authorization: Bearer <token>`. Never logged.
+	Token string
+	// Name is the human-readable name sent in Register (default: host name).
+	Name string
+	// Labels are matched by the hub against JobRequest.worker_labels.
+	Labels map[string]string
+	// Slots is how many jobs run at once (default 1).
+	Slots int
+	// StateDir holds the stable worker id (file "worker-id", created on
+	// first run) and the results no hub has acknowledged yet (directory
+	// "results", one file per job, written atomically and removed on
+	// ResultAck), so that a restart loses neither. Empty means ephemeral:
+	// a new id per process and results kept in memory only.
+	StateDir string
+	// Version is the agent version sent in Register (default DefaultVersion).
+	Version string
+
+	// KeepaliveTime is the gRPC client keepalive ping interval (default
+	// 30s, at least 10s: grpc-go raises lower values). The hub's
+	// keepalive EnforcementPolicy.MinTime must not be larger.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long a keepalive ping may go unanswered
+	// before the connection is closed (default 10s).
+	KeepaliveTimeout time.Duration
+	// KeepalivePermitWithoutStream sends keepalive pings even with no
+	// stream open (off by default; the agent's stream is always open while
+	// connected).
+	KeepalivePermitWithoutStream bool
+
+	// BackoffMin and BackoffMax bound the jittered exponential backoff
+	// between connection attempts (defaults 500ms and 30s).
+	BackoffMin, BackoffMax time.Duration
+	// InitialConnectTimeout, when positive, makes Run give up with
+	// ErrNoHub if no hub has answered Registered within it after start
+	// (an unreachable hub at start-up is an error, DESIGN §8). Once
+	// registered, the agent reconnects forever. Zero retries forever.
+	InitialConnectTimeout time.Duration
+	// RegisterTimeout bounds the wait for Registered after Register
+	// (default 10s).
+	RegisterTimeout time.Duration
+	// JobTimeout bounds a job whose request sets no timeout_seconds
+	// (default 1h).
+	JobTimeout time.Duration
+	// LogBufferBytes bounds the output buffered per job while the hub is
+	// slow or unreachable; beyond it output is dropped and a note says how
+	// much (default 1 MiB).
+	LogBufferBytes int
+	// ResultLogBytes bounds JobResponse.logs; the tail is kept (default
+	// 1 MiB).
+	ResultLogBytes int
+	// Policy validates each JobRequest before it runs (internal/jobspec).
+	Policy jobspec.Policy
+}
+
+// ErrConfig is wrapped by every configuration error New returns.
+var ErrConfig = errors.New("invalid worker agent config")
+
+func (c *Config) setDefaults() {
+	if c.Slots == 0 {
+		c.Slots = DefaultSlots
+	}
+	if c.Name == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.Name = h
+		} else {
+			c.Name = "worker"
+		}
+	}
+	if c.Version == "" {
+		c.Version = DefaultVersion
+	}
+	if c.KeepaliveTime == 0 {
+		c.KeepaliveTime = DefaultKeepaliveTime
+	}
+	if c.KeepaliveTime < MinKeepaliveTime {
+		c.KeepaliveTime = MinKeepaliveTime
+	}
+	if c.KeepaliveTimeout == 0 {
+		c.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = DefaultBackoffMin
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.RegisterTimeout == 0 {
+		c.RegisterTimeout = DefaultRegisterTimeout
+	}
+	if c.JobTimeout == 0 {
+		c.JobTimeout = DefaultJobTimeout
+	}
+	if c.LogBufferBytes == 0 {
+		c.LogBufferBytes = DefaultLogBufferBytes
+	}
+	if c.ResultLogBytes == 0 {
+		c.ResultLogBytes = DefaultResultLogBytes
+	}
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(c.HubAddrs) == 0:
+		return bad("no hub address")
+	case c.TLS == nil && !c.Insecure:
+		return bad("no TLS configuration; set one or allow plaintext explicitly (--insecure)")
+	case c.TLS != nil && c.Insecure:
+		return bad("both TLS and insecure (plaintext) are set")
+	case c.Slots < 1:
+		return bad("slots must be at least 1, got %d", c.Slots)
+	case c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin:
+		return bad("backoff min %s / max %s out of order", c.BackoffMin, c.BackoffMax)
+	case c.KeepaliveTimeout < 0 || c.RegisterTimeout < 0 || c.JobTimeout < 0 || c.InitialConnectTimeout < 0:
+		return bad("negative timeout")
+	case c.LogBufferBytes < MaxLogChunk:
+		return bad("log buffer must be at least %d bytes", MaxLogChunk)
+	case c.ResultLogBytes < 0:
+		return bad("negative result log bound")
+	}
+	for i, a := range c.HubAddrs {
+		if a == "" {
+			return bad("hub address %d is empty", i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package workeragent
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// connectLoop runs sessions one after another until ctx ends or the agent
+// is stopping. After a session that never registered it waits a jittered,
+// exponentially growing delay; after one that did, it starts over from the
+// minimum. Each attempt moves on to the next hub address, so a worker
+// fails over between hub replicas.
+func (a *Agent) connectLoop(ctx context.Context) {
+	attempt, next := 0, 0
+	for {
+		addr := a.cfg.HubAddrs[next%len(a.cfg.HubAddrs)]
+		registered, err := a.runSession(ctx, addr)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.stopping:
+			return
+		default:
+		}
+		if registered {
+			attempt = 0
+		}
+		next++
+		d := backoffDelay(a.cfg.BackoffMin, a.cfg.BackoffMax, attempt)
+		attempt++
+		a.log.Warn("hub session ended; reconnecting", "hub", addr, "error", err, "retry_in", d.Round(time.Millisecond))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-a.stopping:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// backoffDelay is min·2^attempt capped at max, with "equal jitter": a
+// uniformly random value in [d/2, d).
+func backoffDelay(minD, maxD time.Duration, attempt int) time.Duration {
+	d := minD
+	for i := 0; i < attempt && d < maxD; i++ {
+		d *= 2
+	}
+	d = min(d, maxD)
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + rand.N(d-half)
+}
+
+// dial builds a client connection to one hub. A fresh connection per
+// session keeps ownership simple (closing it ends every goroutine it
+// started) and makes reconnects independent of grpc's own backoff state.
+func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if a.cfg.TLS != nil {
+		creds = credentials.NewTLS(a.cfg.TLS)
+	}
+	return grpc.NewClient(addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                a.cfg.KeepaliveTime,
+			Timeout:             a.cfg.KeepaliveTimeout,
+			PermitWithoutStream: a.cfg.KeepalivePermitWithoutStream,
+		}),
+		grpc.WithUserAgent("blacktree-worker/"+a.cfg.Version),
+	)
+}
+
+// errHubClosed means the hub ended the stream cleanly.
+var errHubClosed = errors.New("hub closed the stream")

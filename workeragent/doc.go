@@ -1,0 +1,28 @@
+// Package workeragent is the Blacktree worker agent: it dials out to a hub
+// over one long-lived WorkerService.Connect stream, registers, heartbeats,
+// runs the jobs the hub sends through an executor.Executor, streams their
+// output as JobLog chunks and keeps every result until a hub acknowledges it.
+//
+// The pieces, one type (Agent) split by concern:
+//
+//   - config.go: Config, its defaults and validation.
+//   - agent.go: New, Run, Shutdown, Drain — the lifecycle.
+//   - conn.go: the connection loop (dial, backoff, failover over HubAddrs).
+//   - session.go: one stream: Register/Registered, the single sender
+//     goroutine, heartbeats and the receive loop.
+//   - jobs.go: RunJob/CancelJob/ResultAck handling and the job runner.
+//   - logstream.go: bounded, scrubbed JobLog chunking.
+//   - state.go: the state directory (worker id, unacknowledged results).
+//
+// Secrets: each job's githubToken is scrubbed (internal/redact, including
+// its common encodings) from every JobLog chunk, even when split across
+// writes, and from the JobResponse's logs, error and image fields before
+// they leave the worker. The worker token is only ever sent as metadata.
+//
+// Sub-package fakehub is a scriptable WorkerService for tests.
+//
+// Concurrency: Agent.mu guards the job table, the held results, the draining
+// flag and the current session. Each session has exactly one goroutine that
+// calls Send on the stream (fed by two bounded channels, control frames
+// before log frames) and one that calls Recv.
+package workeragent

@@ -1,0 +1,271 @@
+package workeragent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/internal/redact"
+)
+
+// scrubMargin is more than the longest encoded form of the longest token
+// jobspec accepts.
+const scrubMargin = 2 * jobspec.MaxTokenLen
+
+// job is one accepted job while it runs.
+type job struct {
+	id      string
+	req     *blacktreev1.JobRequest
+	started time.Time
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	log     hclog.Logger
+}
+
+// ErrCancelled is the cause of a job cancelled by the hub's CancelJob.
+var ErrCancelled = errors.New("CancelJob from the hub")
+
+// handleRunJob answers a RunJob: JobAccepted (and a new run, unless the job
+// is already running or its result is held — then it is only accepted
+// again) or JobRejected when every slot is taken or the agent is draining.
+func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
+	id := req.GetJobId()
+	if id == "" {
+		s.log.Warn("runjob without a job id; rejecting it")
+		_ = s.sendCtrl(rejectFrame(id, blacktreev1.RejectReason_REJECT_REASON_UNSPECIFIED, "missing jobId"))
+		return
+	}
+	log := s.log.With("job_id", id)
+	a.mu.Lock()
+	var (
+		j      *job
+		reason blacktreev1.RejectReason
+		detail string
+	)
+	switch {
+	case a.jobs[id] != nil || a.results[id] != nil:
+		log.Info("runjob for a job already running or finished here; accepting it again")
+	case !labelsMatch(req.GetWorkerLabels(), a.cfg.Labels):
+		reason, detail = blacktreev1.RejectReason_REJECT_REASON_UNSUPPORTED, "worker labels do not match the job's workerLabels"
+	case a.draining || a.jobsClosed:
+		reason, detail = blacktreev1.RejectReason_REJECT_REASON_DRAINING, "worker is draining"
+	case len(a.jobs) >= a.cfg.Slots:
+		reason, detail = blacktreev1.RejectReason_REJECT_REASON_NO_CAPACITY, fmt.Sprintf("all %d slots are busy", a.cfg.Slots)
+	default:
+		ctx, cancel := context.WithCancelCause(a.jobsCtx)
+		j = &job{id: id, req: req, started: time.Now(), ctx: ctx, cancel: cancel, log: a.log.With("job_id", id)}
+		a.jobs[id] = j
+		a.jobsWG.Add(1)
+	}
+	a.mu.Unlock()
+
+	if reason != blacktreev1.RejectReason_REJECT_REASON_UNSPECIFIED {
+		log.Info("rejecting job", "reason", detail)
+		_ = s.sendCtrl(rejectFrame(id, reason, detail))
+		return
+	}
+	accepted := &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobAccepted{JobAccepted: &blacktreev1.JobAccepted{JobId: id}}}
+	if err := s.sendCtrl(accepted); err != nil {
+		if j != nil {
+			// The hub never heard of the acceptance: it still owns the
+			// job (RabbitMQ redelivers it), so do not run it here.
+			j.cancel(err)
+			a.mu.Lock()
+			delete(a.jobs, id)
+			a.checkIdleLocked()
+			a.mu.Unlock()
+			a.jobsWG.Done()
+		}
+		return
+	}
+	if j != nil {
+		j.log.Info("job accepted", jobspec.LogFields(req)[2:]...)
+		go a.runJob(j)
+	}
+}
+
+// labelsMatch reports whether have carries every label in want, with the
+// same value.
+func labelsMatch(want, have map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func rejectFrame(id string, reason blacktreev1.RejectReason, detail string) *blacktreev1.WorkerMessage {
+	return &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobRejected{JobRejected: &blacktreev1.JobRejected{
+		JobId: id, Reason: reason, Message: detail,
+	}}}
+}
+
+// handleResultAck forgets an acknowledged result.
+func (a *Agent) handleResultAck(s *session, id string) {
+	a.mu.Lock()
+	_, held := a.results[id]
+	delete(a.results, id)
+	a.checkIdleLocked()
+	a.mu.Unlock()
+	if !held {
+		s.log.Debug("resultack for a result not held; ignoring it", "job_id", id)
+		return
+	}
+	if err := a.state.removeResult(id); err != nil {
+		s.log.Error("forget acknowledged result", "job_id", id, "error", err)
+	}
+	s.log.Info("result acknowledged", "job_id", id)
+}
+
+// handleCancelJob cancels a running job; its failed result follows.
+func (a *Agent) handleCancelJob(s *session, id, reason string) {
+	a.mu.Lock()
+	j := a.jobs[id]
+	a.mu.Unlock()
+	if j == nil {
+		s.log.Info("cancel for a job not running here; ignoring it", "job_id", id)
+		return
+	}
+	if reason == "" {
+		reason = "no reason given"
+	}
+	j.log.Info("cancelling job", "reason", reason)
+	j.cancel(fmt.Errorf("%w: %s", ErrCancelled, reason))
+}
+
+// runJob runs one accepted job to its result.
+func (a *Agent) runJob(j *job) {
+	defer a.jobsWG.Done()
+	timeout := a.cfg.JobTimeout
+	if ts := j.req.GetTimeoutSeconds(); ts > 0 {
+		timeout = time.Duration(ts) * time.Second
+	}
+	ctx, cancel := context.WithTimeoutCause(j.ctx, timeout, fmt.Errorf("timed out after %s", timeout))
+	defer cancel()
+
+	secrets := redact.New(j.req.GetGithubToken())
+	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)
+	pumpDone := make(chan struct{})
+	go func() {
+		defer close(pumpDone)
+		a.pumpLogs(ls)
+	}()
+	resp := a.execute(ctx, j, ls)
+	ls.Close()
+	<-pumpDone
+	j.cancel(nil)
+	a.completeJob(j, a.finishResponse(ctx, j, resp, secrets))
+}
+
+// execute validates the request and runs the executor, turning a panic or a
+// nil response into a failed response.
+func (a *Agent) execute(ctx context.Context, j *job, ls *logStream) (resp *blacktreev1.JobResponse) {
+	if err := jobspec.Validate(j.req, a.cfg.Policy); err != nil {
+		j.log.Warn("invalid job request", "error", err)
+		fmt.Fprintf(ls, "blacktree: %v\n", err)
+		return jobspec.Failed(j.id, blacktreev1.JobStage_JOB_STAGE_VALIDATE, err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			j.log.Error("executor panicked", "panic", fmt.Sprint(p))
+			resp = jobspec.Failed(j.id, blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED, fmt.Errorf("executor %s failed unexpectedly", a.exec.Name()))
+		}
+	}()
+	resp = a.exec.Run(ctx, j.req, ls)
+	if resp == nil {
+		resp = jobspec.Failed(j.id, blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED, fmt.Errorf("executor %s returned no response", a.exec.Name()))
+	}
+	return resp
+}
+
+// finishResponse makes the response safe to leave the worker: ids and
+// timestamps set, cancellation named, secrets scrubbed, strings valid
+// UTF-8, logs bounded.
+func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.JobResponse, secrets *redact.Secrets) *blacktreev1.JobResponse {
+	resp.JobId = j.id
+	resp.WorkerId = a.workerID
+	if resp.GetStartedAt() == nil {
+		resp.StartedAt = timestamppb.New(j.started)
+	}
+	if resp.GetFinishedAt() == nil {
+		resp.FinishedAt = timestamppb.Now()
+	}
+	if resp.GetSuccess() {
+		resp.Error, resp.FailedStage = "", blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED
+	} else {
+		resp.ImageUrl, resp.ImageDigest = "", ""
+		if cause := context.Cause(ctx); cause != nil && !strings.HasPrefix(resp.GetError(), "cancelled") {
+			if resp.GetError() == "" {
+				resp.Error = fmt.Sprintf("cancelled: %v", cause)
+			} else {
+				resp.Error = fmt.Sprintf("cancelled: %v (%s)", cause, resp.GetError())
+			}
+		}
+		if resp.GetError() == "" {
+			resp.Error = "failed without a reason"
+		}
+	}
+	clean := func(s string) string { return strings.ToValidUTF8(secrets.Scrub(s), "\uFFFD") }
+	logs := resp.GetLogs()
+	if len(logs) > a.cfg.ResultLogBytes {
+		// Cut first (keeping room for a secret, in any encoding,
+		// straddling the cut), scrub, then cut to size.
+		logs = logs[max(0, len(logs)-a.cfg.ResultLogBytes-scrubMargin):]
+	}
+	logs = clean(logs)
+	if len(logs) > a.cfg.ResultLogBytes {
+		logs = strings.ToValidUTF8(logs[len(logs)-a.cfg.ResultLogBytes:], "")
+	}
+	resp.Logs = logs
+	resp.Error = clean(resp.GetError())
+	resp.ImageUrl = clean(resp.GetImageUrl())
+	resp.ImageDigest = clean(resp.GetImageDigest())
+	return resp
+}
+
+// completeJob stores the result (on disk first), frees the slot and sends
+// the result on the current session, if any; otherwise the next Register
+// carries it.
+func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse) {
+	res := &blacktreev1.JobResult{Response: resp}
+	if err := a.state.saveResult(res); err != nil {
+		j.log.Error("result kept in memory only", "error", err)
+	}
+	a.mu.Lock()
+	delete(a.jobs, j.id)
+	h := &heldResult{res: res}
+	a.results[j.id] = h
+	s := a.sess
+	h.sentOn = s
+	a.mu.Unlock()
+	if resp.GetSuccess() {
+		j.log.Info("job succeeded", "image_url", resp.GetImageUrl(), "duration", time.Since(j.started).Round(time.Millisecond))
+	} else {
+		j.log.Info("job failed", "stage", resp.GetFailedStage().String(), "error", resp.GetError())
+	}
+	if s != nil {
+		// Through the log queue, so the result follows the job's last
+		// JobLog chunks. On failure the next Register carries it.
+		m := resultFrame(res)
+		select {
+		case s.logs <- m:
+		default:
+			select {
+			case s.logs <- m:
+			case <-s.done:
+			case <-a.jobsCtx.Done():
+				// Stopping, and a stalled hub is not taking frames: do
+				// not hold up the stop. The result is on disk for the
+				// next start.
+			}
+		}
+	}
+}
