@@ -1,0 +1,136 @@
+package rabbit
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Queue types accepted by Config.QueueType.
+const (
+	QueueTypeClassic = "classic"
+	QueueTypeQuorum  = "quorum"
+)
+
+// Defaults applied by New.
+const (
+	DefaultPrefetch       = 32
+	DefaultReconnectMin   = 100 * time.Millisecond
+	DefaultReconnectMax   = 10 * time.Second
+	DefaultConnectionName = "blacktree"
+	DeadLetterSuffix      = ".dead"
+
+	// handshakeTimeout bounds the TCP dial plus AMQP handshake of one attempt.
+	handshakeTimeout = 15 * time.Second
+)
+
+// Config configures a Client. The zero value of every optional field selects
+// its default.
+type Config struct {
+	// URL is the AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/. Required.
+	URL string
+	// ExecuteQueue is the queue JobRequests are consumed from. Required.
+	ExecuteQueue string
+	// StatusQueue is the queue JobResponses are published to. Required.
+	StatusQueue string
+	// QueueType is "classic" (default) or "quorum"; it becomes the
+	// x-queue-type argument of every queue the Client declares.
+	QueueType string
+	// Prefetch is the fixed consumer prefetch window (basic.qos, per
+	// consumer): at most this many deliveries are unacked at once. Default 32.
+	Prefetch int
+	// DeadLetterQueue receives messages of ExecuteQueue that are nacked
+	// without requeue. Default ExecuteQueue+".dead". Ignored when
+	// DisableDeadLetter is set.
+	DeadLetterQueue string
+	// DisableDeadLetter declares ExecuteQueue without a dead-letter
+	// exchange: rejected messages are then dropped by the broker.
+	DisableDeadLetter bool
+	// ConnectionName prefixes the client-provided connection names
+	// (connection_name property) shown in the management UI and rabbitmqctl:
+	// "<prefix>-consume" and "<prefix>-publish". Default "blacktree".
+	ConnectionName string
+	// ReconnectMin and ReconnectMax bound the jittered exponential backoff
+	// between reconnect attempts. Defaults 100ms and 10s.
+	ReconnectMin, ReconnectMax time.Duration
+	// ConsumerTag is the consumer tag; empty lets the library generate one.
+	ConsumerTag string
+}
+
+// withDefaults validates cfg and fills in defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.URL == "" {
+		return cfg, errors.New("rabbit: URL is required")
+	}
+	if _, err := amqp.ParseURI(cfg.URL); err != nil {
+		// The parse error may quote the URL; do not echo it.
+		return cfg, fmt.Errorf("rabbit: invalid URL %s", MaskURL(cfg.URL))
+	}
+	if cfg.ExecuteQueue == "" {
+		return cfg, errors.New("rabbit: ExecuteQueue is required")
+	}
+	if cfg.StatusQueue == "" {
+		return cfg, errors.New("rabbit: StatusQueue is required")
+	}
+	if cfg.ExecuteQueue == cfg.StatusQueue {
+		return cfg, errors.New("rabbit: ExecuteQueue and StatusQueue must differ")
+	}
+	switch cfg.QueueType {
+	case "":
+		cfg.QueueType = QueueTypeClassic
+	case QueueTypeClassic, QueueTypeQuorum:
+	default:
+		return cfg, fmt.Errorf("rabbit: QueueType %q: want %q or %q", cfg.QueueType, QueueTypeClassic, QueueTypeQuorum)
+	}
+	if cfg.Prefetch < 0 || cfg.Prefetch > 65535 {
+		return cfg, fmt.Errorf("rabbit: Prefetch %d out of range 1..65535", cfg.Prefetch)
+	}
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = DefaultPrefetch
+	}
+	if cfg.DisableDeadLetter {
+		cfg.DeadLetterQueue = ""
+	} else if cfg.DeadLetterQueue == "" {
+		cfg.DeadLetterQueue = cfg.ExecuteQueue + DeadLetterSuffix
+	}
+	if cfg.DeadLetterQueue != "" && (cfg.DeadLetterQueue == cfg.ExecuteQueue || cfg.DeadLetterQueue == cfg.StatusQueue) {
+		return cfg, errors.New("rabbit: DeadLetterQueue must differ from ExecuteQueue and StatusQueue")
+	}
+	if cfg.ConnectionName == "" {
+		cfg.ConnectionName = DefaultConnectionName
+	}
+	if cfg.ReconnectMin <= 0 {
+		cfg.ReconnectMin = DefaultReconnectMin
+	}
+	if cfg.ReconnectMax <= 0 {
+		cfg.ReconnectMax = DefaultReconnectMax
+	}
+	if cfg.ReconnectMax < cfg.ReconnectMin {
+		cfg.ReconnectMax = cfg.ReconnectMin
+	}
+	return cfg, nil
+}
+
+// MaskURL returns rawURL with its password replaced by "***", for logs and
+// error messages. A URL that does not parse is replaced entirely, since it
+// may still carry a secret.
+func MaskURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable url>"
+	}
+	if u.User == nil {
+		return u.String()
+	}
+	if _, has := u.User.Password(); !has {
+		return u.String()
+	}
+	// url.UserPassword would percent-encode "*"; mask via a placeholder.
+	const placeholder = "BTMASKEDPASSWORD"
+	u.User = url.UserPassword(u.User.Username(), placeholder)
+	return strings.Replace(u.String(), ":"+placeholder+"@", ":***@", 1)
+}

@@ -1,0 +1,326 @@
+package rabbit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/blacktree/blacktree/internal/broker"
+)
+
+// ErrAlreadySettled is returned by a second Ack or Nack of one delivery.
+var ErrAlreadySettled = errors.New("rabbit: delivery already settled")
+
+// consumeSession is one consumer connection with one channel. The consume
+// loop owns it (reads deliveries and close notifications); calls on ch from
+// other goroutines (ack, nack, cancel) go through mu.
+type consumeSession struct {
+	conn      *amqp.Connection
+	connClose chan *amqp.Error
+	chClose   chan *amqp.Error
+	tag       string
+	// deliveries is used by the consume loop only: nil until consuming,
+	// and after the consumer was cancelled.
+	deliveries <-chan amqp.Delivery
+
+	mu   sync.Mutex // guards the following and every call on ch
+	ch   *amqp.Channel
+	dead bool // the channel is gone: its deliveries are stale
+}
+
+// kill marks the session dead (so its deliveries' acks fail fast with
+// ErrStaleDelivery) and closes the connection.
+func (s *consumeSession) kill() {
+	s.mu.Lock()
+	s.dead = true
+	s.mu.Unlock()
+	_ = s.conn.Close()
+}
+
+// consumer is the consume side's shared state.
+type consumer struct {
+	log     hclog.Logger
+	up      atomic.Bool  // consuming (or stopped on purpose) on a live channel
+	stopped atomic.Bool  // StopConsuming was called
+	stopReq chan stopReq // StopConsuming → consume loop
+	running atomic.Bool  // the consume loop is running
+}
+
+// consumerSeq numbers generated consumer tags.
+var consumerSeq atomic.Uint64
+
+type stopReq struct{ done chan error }
+
+func (cs *consumer) init(log hclog.Logger) {
+	cs.log = log
+	cs.stopReq = make(chan stopReq)
+}
+
+// openConsume dials the consumer connection, declares the execute and
+// dead-letter queues and opens a channel with the prefetch window set.
+// Consuming starts in the consume loop.
+func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
+	conn, err := c.dial(ctx, "consume")
+	if err != nil {
+		return nil, err
+	}
+	if err := declareConsumeTopology(conn, c.cfg, c.cons.log); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("rabbit: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		// global=false: per consumer, the only form quorum queues support.
+		err = ch.Qos(c.cfg.Prefetch, 0, false)
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("rabbit: open consume channel: %w", err)
+	}
+	tag := c.cfg.ConsumerTag
+	if tag == "" {
+		// Cancel needs the tag, so generate it here rather than in the library.
+		tag = fmt.Sprintf("%s-%d", c.cfg.ConnectionName, consumerSeq.Add(1))
+	}
+	s := &consumeSession{conn: conn, ch: ch, tag: tag}
+	s.connClose = conn.NotifyClose(make(chan *amqp.Error, 1))
+	s.chClose = ch.NotifyClose(make(chan *amqp.Error, 1))
+	return s, nil
+}
+
+// startConsume issues basic.consume on s.
+func (c *Client) startConsume(s *consumeSession) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.ch.Consume(c.cfg.ExecuteQueue, s.tag, false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("rabbit: consume %q: %w", c.cfg.ExecuteQueue, err)
+	}
+	s.deliveries = d
+	return nil
+}
+
+// consumeLoop keeps a consume session alive until ctx ends, forwarding its
+// deliveries to c.out.
+func (c *Client) consumeLoop(ctx context.Context, s *consumeSession) {
+	log := c.cons.log
+	c.cons.running.Store(true)
+	defer c.cons.running.Store(false)
+	bo := newBackoff(c.cfg.ReconnectMin, c.cfg.ReconnectMax)
+	for {
+		if s == nil {
+			var err error
+			if s, err = c.openConsume(ctx); err != nil {
+				d := bo.next()
+				log.Warn("reconnect failed", "error", err, "retry_in", d)
+				if !c.idle(ctx, d) {
+					return
+				}
+				continue
+			}
+			log.Info("reconnected", "url", MaskURL(c.cfg.URL))
+		}
+		since := time.Now()
+		err := c.serveConsume(ctx, s)
+		c.cons.up.Store(false)
+		s.kill()
+		s = nil
+		if err == nil { // ctx ended
+			return
+		}
+		if time.Since(since) > c.cfg.ReconnectMax {
+			bo.reset()
+		}
+		d := bo.next()
+		log.Warn("session lost; reconnecting", "error", err, "retry_in", d)
+		if !c.idle(ctx, d) {
+			return
+		}
+	}
+}
+
+// idle waits d while answering StopConsuming (nothing to cancel while
+// down). It returns false when ctx ends.
+func (c *Client) idle(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		case r := <-c.cons.stopReq:
+			r.done <- nil
+		}
+	}
+}
+
+// pending is a delivery read from the broker but not yet handed to c.out.
+type pending struct {
+	d     broker.Delivery
+	acker *acker
+}
+
+// serveConsume starts the consumer on s (unless stopped) and forwards
+// deliveries until s fails (returning why) or ctx ends (returning nil).
+// Deliveries are queued locally while the reader of c.out is busy; the
+// prefetch window bounds that queue.
+func (c *Client) serveConsume(ctx context.Context, s *consumeSession) error {
+	if !c.cons.stopped.Load() {
+		if err := c.startConsume(s); err != nil {
+			return err
+		}
+	}
+	c.cons.up.Store(true)
+	var queue []pending
+	requeueAll := func() {
+		for _, p := range queue {
+			_ = p.acker.Nack(true)
+		}
+		queue = nil
+	}
+	for {
+		var out chan broker.Delivery
+		var next broker.Delivery
+		if len(queue) > 0 {
+			out, next = c.out, queue[0].d
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-s.connClose:
+			return fmt.Errorf("connection closed: %w", amqpErr(e))
+		case e := <-s.chClose:
+			return fmt.Errorf("channel closed: %w", amqpErr(e))
+		case d, ok := <-s.deliveries:
+			if !ok {
+				s.deliveries = nil
+				if s.ch.IsClosed() {
+					return errors.New("channel closed")
+				}
+				if !c.cons.stopped.Load() {
+					// The broker cancelled the consumer (queue deleted, ...).
+					return errors.New("consumer cancelled by the broker")
+				}
+				continue
+			}
+			p := c.wrap(s, d)
+			if c.cons.stopped.Load() {
+				_ = p.acker.Nack(true) // never handed out: give it back
+				continue
+			}
+			queue = append(queue, p)
+		case out <- next:
+			queue[0] = pending{}
+			queue = queue[1:]
+		case r := <-c.cons.stopReq:
+			err := c.cancelConsume(s)
+			requeueAll()
+			r.done <- err
+		}
+	}
+}
+
+// cancelConsume issues basic.cancel for s's consumer (when it has one).
+func (c *Client) cancelConsume(s *consumeSession) error {
+	if s.deliveries == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return nil
+	}
+	if err := s.ch.Cancel(s.tag, false); err != nil {
+		return fmt.Errorf("rabbit: cancel consumer: %w", err)
+	}
+	return nil
+}
+
+// StopConsuming cancels the consumer (basic.cancel) so that no new
+// deliveries arrive, also after reconnects; deliveries already handed out
+// stay ack-able. Deliveries received from the broker but not yet handed out
+// are requeued. It is used to drain the hub.
+func (c *Client) StopConsuming(ctx context.Context) error {
+	c.cons.stopped.Store(true)
+	if !c.cons.running.Load() {
+		return nil
+	}
+	r := stopReq{done: make(chan error, 1)}
+	select {
+	case c.cons.stopReq <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("rabbit: stop consuming: %w", ctx.Err())
+	case <-c.closed:
+		return nil
+	}
+	select {
+	case err := <-r.done:
+		if err == nil {
+			c.cons.log.Info("consumer stopped")
+		}
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("rabbit: stop consuming: %w", ctx.Err())
+	}
+}
+
+// wrap converts an amqp delivery to a broker.Delivery settled through s.
+func (c *Client) wrap(s *consumeSession, d amqp.Delivery) pending {
+	a := &acker{s: s, tag: d.DeliveryTag}
+	return pending{
+		acker: a,
+		d: broker.Delivery{
+			Body:          d.Body,
+			MessageID:     d.MessageId,
+			CorrelationID: d.CorrelationId,
+			ContentType:   d.ContentType,
+			Redelivered:   d.Redelivered,
+			Acker:         a,
+		},
+	}
+}
+
+// acker settles one delivery on the channel that carried it. Safe for use
+// from any goroutine; settles at most once.
+type acker struct {
+	s       *consumeSession
+	tag     uint64
+	settled atomic.Bool
+}
+
+// Ack implements broker.Acknowledger.
+func (a *acker) Ack() error {
+	return a.settle("ack", func(ch *amqp.Channel) error { return ch.Ack(a.tag, false) })
+}
+
+// Nack implements broker.Acknowledger. Without requeue the broker
+// dead-letters the message to the dead-letter queue (when configured).
+func (a *acker) Nack(requeue bool) error {
+	return a.settle("nack", func(ch *amqp.Channel) error { return ch.Nack(a.tag, false, requeue) })
+}
+
+func (a *acker) settle(op string, f func(*amqp.Channel) error) error {
+	if !a.settled.CompareAndSwap(false, true) {
+		return ErrAlreadySettled
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if a.s.dead || a.s.ch.IsClosed() {
+		return broker.ErrStaleDelivery
+	}
+	if err := f(a.s.ch); err != nil {
+		if a.s.ch.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+			return broker.ErrStaleDelivery
+		}
+		return fmt.Errorf("rabbit: %s delivery: %w", op, err)
+	}
+	return nil
+}

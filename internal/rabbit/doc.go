@@ -1,0 +1,75 @@
+// Package rabbit is Blacktree's RabbitMQ adapter and the only package that
+// imports amqp091-go. A Client consumes JobRequests from the execute queue
+// and publishes JobResponses to the status queue, implementing the
+// broker-neutral types of internal/broker (DESIGN §3, §5).
+//
+// Lifecycle: New (validate, no I/O) → Connect (optional first dial, one
+// clear error with the URL's password masked) → Run (consume, publish,
+// reconnect) → StopConsuming (drain) → Shutdown (idempotent; closing the
+// consumer connection hands unacked deliveries back to the broker).
+// Every URL in a log line or error goes through MaskURL.
+//
+// # Connections and channels
+//
+// Consuming and publishing use separate AMQP connections, named
+// "<ConnectionName>-consume" and "<ConnectionName>-publish", because
+// RabbitMQ's flow control throttles whole connections: a blocked publisher
+// must not delay acks. Each connection carries one long-lived channel.
+// amqp091 channels are not safe for concurrent use, so every call on the
+// consume channel (ack, nack, cancel) holds consumeSession.mu, and every
+// basic.publish on the publish channel holds publishSession.sendMu; the
+// consume loop goroutine alone reads deliveries and close notifications.
+//
+// # Reconnecting
+//
+// The library's experimental automatic recovery is not used. Each side runs
+// a loop that watches NotifyClose of its connection and channel, and on
+// failure redials with jittered exponential backoff (ReconnectMin..
+// ReconnectMax), re-declares its queues and, on the consume side,
+// re-consumes (unless StopConsuming was called). Ready reports false while
+// either side is down. Deliveries() is one channel for the Client's life.
+// A delivery held when its channel died is stale: the broker has requeued
+// it and will deliver it again (Redelivered set); its Ack/Nack returns
+// broker.ErrStaleDelivery. A second Ack/Nack returns ErrAlreadySettled.
+//
+// # Publisher confirms
+//
+// The publish channel is in confirm mode and Publish uses
+// PublishWithDeferredConfirmWithContext: the frames are written under a
+// short mutex, the confirm is awaited outside it, so concurrent Publish
+// calls pipeline rather than waiting one confirm at a time, and there is no
+// NotifyPublish listener to deadlock. Publish returns nil only after the
+// broker's ack, ErrNacked on a nack, and publishes again when the channel
+// dies before the confirm arrives (at-least-once; consumers dedupe on
+// jobId). While disconnected it waits for the next connection until its ctx
+// ends.
+//
+// Messages are published mandatory, so a deleted queue is not a silent loss
+// behind a positive confirm: the broker returns the message (basic.return,
+// recorded before its ack is seen, see publishSession.ret1/ret2), and
+// Publish declares the queue again and republishes when it is one of the
+// Client's own queues, or fails with ErrUnroutable (PublishTo elsewhere).
+// Bodies over MaxBodySize are refused before they would close the channel.
+//
+// # Queues and dead-lettering
+//
+// All queues are durable; QueueType "quorum" adds x-queue-type=quorum,
+// "classic" (default) adds no x-queue-type so that queues declared by plain
+// tools stay equivalent. The execute queue is declared with
+// x-dead-letter-exchange "" (the default exchange) and
+// x-dead-letter-routing-key = DeadLetterQueue (default
+// "<ExecuteQueue>.dead", a durable queue of the same type), so a delivery
+// nacked without requeue (an invalid JobRequest with no readable jobId) lands
+// there for inspection. DisableDeadLetter drops the DLX; rejected messages are
+// then discarded by the broker. When a queue already exists with different
+// arguments, the broker answers PRECONDITION_FAILED (which closes the
+// channel); the Client then declares it passively on a fresh channel, uses
+// it as it is and logs a warning — its dead-lettering is whatever the
+// existing queue has.
+//
+// # Prefetch
+//
+// A fixed per-consumer prefetch window (basic.qos global=false, Prefetch,
+// default 32) bounds the unacked deliveries one Client holds, identically on
+// classic and quorum queues (DEVELOPING.md, "Prefetch").
+package rabbit

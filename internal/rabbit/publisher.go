@@ -1,0 +1,309 @@
+package rabbit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/blacktree/blacktree/internal/broker"
+)
+
+// ErrNacked is returned by Publish when the broker negatively confirmed the
+// message (it did not take responsibility for it).
+var ErrNacked = errors.New("rabbit: broker nacked the message")
+
+// ErrUnroutable is returned by PublishTo when the broker returned the
+// mandatory message because no queue of that name exists.
+var ErrUnroutable = errors.New("rabbit: message returned unroutable (no such queue)")
+
+// MaxBodySize is RabbitMQ's default max_message_size (128 MiB). A larger
+// message makes the broker close the channel, which Publish would otherwise
+// take for a connection failure and retry forever, so it is refused up front.
+const MaxBodySize = 128 << 20
+
+// publishSession is one publisher connection with one confirm-mode channel.
+type publishSession struct {
+	conn      *amqp.Connection
+	ch        *amqp.Channel
+	connClose chan *amqp.Error
+	chClose   chan *amqp.Error
+	blocked   chan amqp.Blocking
+	// ret1 and ret2 are two unbuffered listeners for basic.return. The
+	// library hands a return to each in turn before it reads the message's
+	// basic.ack; receiving from ret2 only after recording the return from
+	// ret1 guarantees the record exists when the publisher sees the ack.
+	ret1, ret2 chan amqp.Return
+
+	retMu    sync.Mutex     // guards returned
+	returned map[retKey]int // returns not yet claimed by their Publish
+
+	// sendMu serialises basic.publish on ch: amqp091 channels are not safe
+	// for concurrent use (#242). It is held only while the frames are
+	// written; confirms are awaited outside it, so publishes pipeline.
+	sendMu sync.Mutex
+}
+
+type retKey struct{ queue, messageID string }
+
+func (s *publishSession) close() { _ = s.conn.Close() }
+
+func (s *publishSession) noteReturn(r amqp.Return) {
+	s.retMu.Lock()
+	s.returned[retKey{r.RoutingKey, r.MessageId}]++
+	s.retMu.Unlock()
+}
+
+// takeReturn claims one recorded return of (queue, messageID). Publishes to
+// one queue route alike, so any return of the same key stands for this one.
+func (s *publishSession) takeReturn(queue, messageID string) bool {
+	s.retMu.Lock()
+	defer s.retMu.Unlock()
+	k := retKey{queue, messageID}
+	if s.returned[k] == 0 {
+		return false
+	}
+	if s.returned[k]--; s.returned[k] == 0 {
+		delete(s.returned, k)
+	}
+	return true
+}
+
+// publisher holds the current publish session for concurrent Publish calls.
+type publisher struct {
+	log hclog.Logger
+	up  atomic.Bool // a session is installed and open
+
+	mu      sync.Mutex      // guards the following
+	cur     *publishSession // nil while disconnected
+	changed chan struct{}   // closed (and replaced) whenever cur changes
+}
+
+func (p *publisher) init(log hclog.Logger) {
+	p.log = log
+	p.changed = make(chan struct{})
+}
+
+// set installs s (nil while down) and wakes waiting publishers.
+func (p *publisher) set(s *publishSession) {
+	p.mu.Lock()
+	p.cur = s
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	p.up.Store(s != nil)
+}
+
+// wait returns an open session, waiting for one across reconnects.
+func (p *publisher) wait(ctx context.Context, closed <-chan struct{}) (*publishSession, error) {
+	for {
+		p.mu.Lock()
+		s, changed := p.cur, p.changed
+		p.mu.Unlock()
+		if s != nil && !s.ch.IsClosed() {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("rabbit: publish: waiting for the broker: %w", ctx.Err())
+		case <-closed:
+			return nil, broker.ErrClosed
+		}
+	}
+}
+
+// openPublish dials the publisher connection, declares the status queue and
+// opens a confirm-mode channel.
+func (c *Client) openPublish(ctx context.Context) (*publishSession, error) {
+	conn, err := c.dial(ctx, "publish")
+	if err != nil {
+		return nil, err
+	}
+	if err := declarePublishTopology(conn, c.cfg, c.pub.log); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("rabbit: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("rabbit: open publish channel: %w", err)
+	}
+	s := &publishSession{conn: conn, ch: ch, returned: map[retKey]int{}}
+	s.ret1 = ch.NotifyReturn(make(chan amqp.Return))
+	s.ret2 = ch.NotifyReturn(make(chan amqp.Return))
+	// Buffered: the library sends at most one close error per listener.
+	s.connClose = conn.NotifyClose(make(chan *amqp.Error, 1))
+	s.chClose = ch.NotifyClose(make(chan *amqp.Error, 1))
+	s.blocked = conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	return s, nil
+}
+
+// publishLoop keeps a publish session installed until ctx ends.
+func (c *Client) publishLoop(ctx context.Context, s *publishSession) {
+	log := c.pub.log
+	bo := newBackoff(c.cfg.ReconnectMin, c.cfg.ReconnectMax)
+	for {
+		if s == nil {
+			var err error
+			if s, err = c.openPublish(ctx); err != nil {
+				d := bo.next()
+				log.Warn("reconnect failed", "error", err, "retry_in", d)
+				if !sleepCtx(ctx, d) {
+					return
+				}
+				continue
+			}
+			log.Info("reconnected", "url", MaskURL(c.cfg.URL))
+		}
+		c.pub.set(s)
+		since := time.Now()
+		err := c.watchPublish(ctx, s)
+		c.pub.set(nil)
+		s.close()
+		s = nil
+		if err == nil { // ctx ended
+			return
+		}
+		if time.Since(since) > c.cfg.ReconnectMax {
+			bo.reset()
+		}
+		d := bo.next()
+		log.Warn("session lost; reconnecting", "error", err, "retry_in", d)
+		if !sleepCtx(ctx, d) {
+			return
+		}
+	}
+}
+
+// watchPublish waits until the session fails (returning why) or ctx ends
+// (returning nil). It logs flow-control blocking, during which publishes
+// stall.
+func (c *Client) watchPublish(ctx context.Context, s *publishSession) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-s.connClose:
+			return fmt.Errorf("connection closed: %w", amqpErr(e))
+		case e := <-s.chClose:
+			return fmt.Errorf("channel closed: %w", amqpErr(e))
+		case r, ok := <-s.ret1:
+			if !ok {
+				s.ret1 = nil
+				continue
+			}
+			s.noteReturn(r)
+			<-s.ret2 // releases the library only once the return is recorded
+		case b, ok := <-s.blocked:
+			if !ok {
+				s.blocked = nil
+				continue
+			}
+			if b.Active {
+				c.pub.log.Warn("broker blocked the publisher connection", "reason", b.Reason)
+			} else {
+				c.pub.log.Info("broker unblocked the publisher connection")
+			}
+		}
+	}
+}
+
+// Publish publishes m to the status queue (persistent, application/json,
+// message_id, correlation_id) and returns nil only once the broker has
+// confirmed it. A message whose channel dies before its confirm is
+// published again on the next connection (at-least-once: consumers dedupe
+// on jobId). It waits across reconnects until ctx ends; a broker nack is
+// ErrNacked; after Shutdown it returns broker.ErrClosed.
+func (c *Client) Publish(ctx context.Context, m broker.Message) error {
+	return c.PublishTo(ctx, c.cfg.StatusQueue, m)
+}
+
+// PublishTo is Publish to any queue via the default exchange (btctl and
+// tests use it to submit JobRequests to the execute queue, or arbitrary
+// bytes as invalid ones).
+func (c *Client) PublishTo(ctx context.Context, queue string, m broker.Message) error {
+	if len(m.Body) > MaxBodySize {
+		return fmt.Errorf("rabbit: publish: body of %d bytes exceeds %d", len(m.Body), MaxBodySize)
+	}
+	msg := amqp.Publishing{
+		DeliveryMode:  amqp.Persistent,
+		ContentType:   "application/json",
+		MessageId:     m.MessageID,
+		CorrelationId: m.CorrelationID,
+		Timestamp:     time.Now(),
+		Body:          m.Body,
+	}
+	for {
+		s, err := c.pub.wait(ctx, c.closed)
+		if err != nil {
+			return err
+		}
+		s.sendMu.Lock()
+		// mandatory: a missing queue comes back as basic.return (then ack)
+		// instead of the message vanishing with a positive confirm.
+		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, msg)
+		s.sendMu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("rabbit: publish: %w", ctx.Err())
+			}
+			if s.ch.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+				continue // wait for the next session
+			}
+			return fmt.Errorf("rabbit: publish: %w", err)
+		}
+		select {
+		case <-dc.Done():
+		case <-ctx.Done():
+			return fmt.Errorf("rabbit: publish: waiting for confirm: %w", ctx.Err())
+		case <-c.closed:
+			return broker.ErrClosed
+		}
+		if dc.Acked() {
+			if !s.takeReturn(queue, m.MessageID) {
+				return nil
+			}
+			if !c.ownsQueue(queue) {
+				return fmt.Errorf("%w: %q", ErrUnroutable, queue)
+			}
+			// One of our queues was deleted under us: declare it again.
+			c.pub.log.Warn("queue missing; declaring it again", "queue", queue, "job_id", m.MessageID)
+			if err := c.redeclare(s, queue); err != nil {
+				return fmt.Errorf("rabbit: publish: %w", err)
+			}
+			continue
+		}
+		// The library nacks outstanding confirms when the channel closes,
+		// after marking it closed: that is a lost publish, not a broker nack.
+		if s.ch.IsClosed() {
+			c.pub.log.Debug("channel closed before confirm; publishing again", "job_id", m.MessageID)
+			continue
+		}
+		return ErrNacked
+	}
+}
+
+// ownsQueue reports whether the Client declares queue itself.
+func (c *Client) ownsQueue(queue string) bool {
+	return queue == c.cfg.StatusQueue || queue == c.cfg.ExecuteQueue ||
+		(queue == c.cfg.DeadLetterQueue && queue != "")
+}
+
+// redeclare declares one of the Client's queues again on s's connection.
+func (c *Client) redeclare(s *publishSession, queue string) error {
+	switch queue {
+	case c.cfg.ExecuteQueue:
+		return declareQueue(s.conn, queue, queueArgs(c.cfg.QueueType, c.cfg.DeadLetterQueue), c.pub.log)
+	default:
+		return declareQueue(s.conn, queue, queueArgs(c.cfg.QueueType, ""), c.pub.log)
+	}
+}
