@@ -1,0 +1,316 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/workeragent/executor"
+)
+
+// Name is the --executor value of the docker executor.
+const Name = "docker"
+
+// Defaults for the zero values of Config.
+const (
+	DefaultGitBaseURL      = "https://github.com"
+	DefaultLogTailBytes    = 64 << 10
+	DefaultJobTimeout      = 30 * time.Minute
+	DefaultMaxRepoBytes    = 1 << 30 // bytes received from the git server per clone
+	DefaultMaxContextBytes = 1 << 30 // bytes of build context sent to the engine
+	cleanupTimeout         = 30 * time.Second
+	interruptGrace         = time.Second // for the engine to settle after an interrupted build
+	cleanupAttempts        = 6
+)
+
+func init() {
+	if err := executor.Register(Name, func(o executor.Options) (executor.Executor, error) {
+		return New(ConfigFromOptions(o))
+	}); err != nil {
+		panic(err) // programming error at init, never at run time
+	}
+}
+
+// Config configures the docker executor. Zero values take the defaults.
+type Config struct {
+	// Logger receives the executor's own log lines (never the token).
+	Logger hclog.Logger
+	// GitBaseURL resolves `owner/name` repoUrls to GitBaseURL/owner/name.git.
+	// It is trusted operator configuration: it may name any scheme among
+	// http and https and any host, loopback included (tests, on-prem).
+	GitBaseURL string
+	// AllowedGitHosts are the hosts (optionally host:port) a full https
+	// repoUrl may name, in addition to GitBaseURL's host.
+	AllowedGitHosts []string
+	// AllowPrivateGitHosts lets full repoUrls name loopback, private,
+	// link-local and metadata hosts listed in AllowedGitHosts. Off by
+	// default.
+	AllowPrivateGitHosts bool
+	// Registry is the prefix images are pushed under, e.g.
+	// `registry.example.com/team`. Empty pushes imageName as given.
+	Registry string
+	// WorkDir is where per-job workspaces are created (os.TempDir if empty).
+	WorkDir string
+	// LogTailBytes bounds JobResponse.logs; the tail is kept.
+	LogTailBytes int
+	// JobTimeout bounds a job whose request sets no timeout_seconds.
+	JobTimeout time.Duration
+	// MaxRepoBytes aborts a clone that receives more than this many bytes.
+	MaxRepoBytes int64
+	// MaxContextBytes aborts a build whose context is larger than this.
+	MaxContextBytes int64
+	// BuildNetwork is the network RUN steps get (ImageBuildOptions.
+	// NetworkMode), e.g. "none" to cut untrusted builds off the network.
+	// Empty means the engine's default (bridge).
+	BuildNetwork string
+	// Docker is the engine client to use; nil makes one from the
+	// environment (DOCKER_HOST etc.) with API version negotiation, which
+	// Close then closes.
+	Docker *client.Client
+}
+
+// ConfigFromOptions maps the agent's executor.Options onto a Config.
+func ConfigFromOptions(o executor.Options) Config {
+	return Config{
+		Logger:               o.Logger,
+		GitBaseURL:           o.GitBaseURL,
+		AllowedGitHosts:      o.AllowedGitHosts,
+		AllowPrivateGitHosts: o.AllowPrivateGitHosts,
+		Registry:             o.Registry,
+		WorkDir:              o.WorkDir,
+		LogTailBytes:         o.LogTailBytes,
+		JobTimeout:           o.JobTimeout,
+	}
+}
+
+// Executor builds and pushes images with a Docker engine. It is safe for
+// concurrent use.
+type Executor struct {
+	cfg        Config
+	base       *url.URL
+	policy     jobspec.Policy
+	docker     *client.Client
+	ownsDocker bool
+	log        hclog.Logger
+	pushLocks  keyedLock
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New validates cfg and returns an executor. It does no I/O: an
+// unreachable engine shows up in the first job (and in Ping).
+func New(cfg Config) (*Executor, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.GitBaseURL == "" {
+		cfg.GitBaseURL = DefaultGitBaseURL
+	}
+	if cfg.LogTailBytes <= 0 {
+		cfg.LogTailBytes = DefaultLogTailBytes
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = DefaultJobTimeout
+	}
+	if cfg.MaxRepoBytes <= 0 {
+		cfg.MaxRepoBytes = DefaultMaxRepoBytes
+	}
+	if cfg.MaxContextBytes <= 0 {
+		cfg.MaxContextBytes = DefaultMaxContextBytes
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = os.TempDir()
+	}
+	cfg.Registry = strings.TrimSuffix(cfg.Registry, "/")
+	base, err := parseBaseURL(cfg.GitBaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Registry != "" {
+		if _, err := targetRef(cfg.Registry, "x"); err != nil {
+			return nil, fmt.Errorf("docker executor: registry prefix %q is not a valid image name prefix", cfg.Registry)
+		}
+	}
+	e := &Executor{cfg: cfg, base: base, log: cfg.Logger}
+	e.policy = jobspec.Policy{
+		AllowedHosts:      append([]string{strings.ToLower(base.Host)}, cfg.AllowedGitHosts...),
+		AllowPrivateHosts: cfg.AllowPrivateGitHosts,
+	}
+	e.docker = cfg.Docker
+	if e.docker == nil {
+		c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			return nil, fmt.Errorf("docker executor: docker client: %w", err)
+		}
+		e.docker, e.ownsDocker = c, true
+	}
+	installGitTransport()
+	return e, nil
+}
+
+// Name implements executor.Executor.
+func (e *Executor) Name() string { return Name }
+
+// Ping checks that the Docker engine answers.
+func (e *Executor) Ping(ctx context.Context) error {
+	if _, err := e.docker.Ping(ctx); err != nil {
+		return fmt.Errorf("docker engine not reachable (is dockerd running? DOCKER_HOST=%q): %w", os.Getenv("DOCKER_HOST"), err)
+	}
+	return nil
+}
+
+// Close releases the engine client if New made it, and idle git
+// connections.
+func (e *Executor) Close() error {
+	closeIdleGitConns()
+	if e.ownsDocker {
+		return e.docker.Close()
+	}
+	return nil
+}
+
+// stageError is a failure tied to a JobStage; its text starts with the
+// stage in operator words ("clone: ...").
+type stageError struct {
+	stage blacktreev1.JobStage
+	err   error
+}
+
+func (s *stageError) Error() string { return stageWord(s.stage) + ": " + s.err.Error() }
+func (s *stageError) Unwrap() error { return s.err }
+
+func stageWord(s blacktreev1.JobStage) string {
+	switch s {
+	case blacktreev1.JobStage_JOB_STAGE_VALIDATE:
+		return "validate"
+	case blacktreev1.JobStage_JOB_STAGE_CLONE:
+		return "clone"
+	case blacktreev1.JobStage_JOB_STAGE_BUILD:
+		return "build"
+	case blacktreev1.JobStage_JOB_STAGE_PUSH:
+		return "push"
+	default:
+		return "job"
+	}
+}
+
+// fail wraps err for stage; when ctx is done the cause (timeout or
+// cancellation) replaces whatever the interrupted call reported.
+func fail(ctx context.Context, stage blacktreev1.JobStage, err error) error {
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+		switch {
+		case errors.Is(err, context.Canceled):
+			err = errors.New("job cancelled")
+		case errors.Is(err, context.DeadlineExceeded):
+			err = errors.New("job timed out")
+		}
+	}
+	return &stageError{stage: stage, err: err}
+}
+
+// result is what a successful pipeline produces.
+type result struct {
+	imageURL, digest string
+}
+
+// Run implements executor.Executor.
+func (e *Executor) Run(ctx context.Context, req *blacktreev1.JobRequest, logs io.Writer) *blacktreev1.JobResponse {
+	resp := &blacktreev1.JobResponse{JobId: req.GetJobId(), StartedAt: timestamppb.Now()}
+	out := newJobOutput(logs, e.cfg.LogTailBytes, req.GetGithubToken())
+	log := e.log.With("job_id", req.GetJobId())
+
+	timeout := e.cfg.JobTimeout
+	if s := req.GetTimeoutSeconds(); s > 0 {
+		timeout = time.Duration(s) * time.Second
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("job timed out after %s", timeout))
+	defer cancel()
+
+	res, err := e.run(ctx, req, out, log)
+	if err != nil {
+		msg := strings.ToValidUTF8(out.scrub(err.Error()), "\uFFFD")
+		out.printf("%s\n", msg)
+		resp.Error = msg
+		resp.FailedStage = blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED
+		var se *stageError
+		if errors.As(err, &se) {
+			resp.FailedStage = se.stage
+		}
+		log.Info("job failed", "stage", stageWord(resp.FailedStage), "error", msg)
+	} else {
+		resp.Success = true
+		resp.ImageUrl = res.imageURL
+		resp.ImageDigest = res.digest
+		log.Info("job succeeded", "image", res.imageURL, "digest", res.digest)
+	}
+	resp.Logs = out.tail()
+	resp.FinishedAt = timestamppb.Now()
+	return resp
+}
+
+func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jobOutput, log hclog.Logger) (result, error) {
+	const (
+		validate = blacktreev1.JobStage_JOB_STAGE_VALIDATE
+		clone    = blacktreev1.JobStage_JOB_STAGE_CLONE
+		build    = blacktreev1.JobStage_JOB_STAGE_BUILD
+		push     = blacktreev1.JobStage_JOB_STAGE_PUSH
+	)
+	// Request-level checks, all before any network or disk work.
+	if err := jobspec.Validate(req, e.policy); err != nil {
+		return result{}, &stageError{validate, err}
+	}
+	paths, err := checkRequestPaths(req.GetContextDir(), req.GetDockerfilePath())
+	if err != nil {
+		return result{}, &stageError{validate, err}
+	}
+	ref, err := targetRef(e.cfg.Registry, req.GetImageName())
+	if err != nil {
+		return result{}, &stageError{validate, err}
+	}
+	src, err := e.resolveRepo(req.GetRepoUrl())
+	if err != nil {
+		return result{}, &stageError{validate, err}
+	}
+
+	ws, err := os.MkdirTemp(e.cfg.WorkDir, "blacktree-job-")
+	if err != nil {
+		return result{}, &stageError{clone, fmt.Errorf("creating workspace: %w", err)}
+	}
+	defer func() {
+		if err := os.RemoveAll(ws); err != nil {
+			log.Error("removing workspace", "dir", ws, "error", err)
+		}
+	}()
+
+	repoDir, err := e.clone(ctx, src, req.GetBranch(), req.GetGithubToken(), ws, out)
+	if err != nil {
+		return result{}, fail(ctx, clone, err)
+	}
+	resolved, err := paths.resolve(repoDir)
+	if err != nil {
+		return result{}, &stageError{validate, err}
+	}
+
+	b := &buildRun{docker: e.docker, out: out, log: log, network: e.cfg.BuildNetwork}
+	defer b.cleanup(context.WithoutCancel(ctx))
+	if err := b.build(ctx, resolved, ref, e.cfg.MaxContextBytes); err != nil {
+		return result{}, fail(ctx, build, err)
+	}
+	digest, err := b.push(ctx, &e.pushLocks, ref)
+	if err != nil {
+		return result{}, fail(ctx, push, err)
+	}
+	return result{imageURL: ref.String(), digest: digest}, nil
+}
