@@ -1,0 +1,240 @@
+// Command blacktree-hub runs the Blacktree hub: it consumes JobRequests from
+// RabbitMQ, hands them to worker agents connected over gRPC and publishes
+// their results. It only parses flags, builds the root logger and runs
+// hub.Hub; see package hub.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/blacktree/blacktree/hub"
+	"github.com/blacktree/blacktree/internal/auth"
+	"github.com/blacktree/blacktree/internal/rabbit"
+	"github.com/blacktree/blacktree/internal/tlsutil"
+)
+
+type options struct {
+	grpcAddr, httpAddr                 string
+	amqpURL, executeQueue, statusQueue string
+	queueType                          string
+	prefetch                           int
+	holdTimeout, lostWorkerGrace       time.Duration
+	heartbeatInterval, drainTimeout    time.Duration
+	workerTokens, adminTokenFile       string
+	insecureNoAuth                     bool
+	tlsCert, tlsKey, tlsClientCA       string
+	logJSON                            bool
+	logLevel                           string
+}
+
+const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
+worker agent over gRPC and publishes the worker's JobResponse to the status queue.
+
+Every flag can also be set through an environment variable named after it:
+--amqp-url <-> BLACKTREE_AMQP_URL, --worker-tokens <-> BLACKTREE_WORKER_TOKENS.
+The command line wins over the environment.
+
+Examples:
+  # local development, no authentication
+  blacktree-hub --insecure-no-auth
+
+  # production: tokens, TLS, quorum queues, JSON logs
+  blacktree-hub --worker-tokens /etc/blacktree/workers --admin-token-file /etc/blacktree/admin \
+    --tls-cert hub.crt --tls-key hub.key --queue-type quorum --log-json \
+    --amqp-url amqp://blacktree:secret@rabbit:5672/
+
+Signals: SIGTERM/SIGINT drain (stop taking jobs, let running ones finish for
+up to --drain-timeout, then stop); SIGHUP re-reads the token files.
+
+Flags:
+`
+
+func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("blacktree-hub", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address` for workers, the admin API, health and reflection")
+	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz and /metrics")
+	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`")
+	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
+	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
+	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
+	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once")
+	fs.DurationVar(&o.holdTimeout, "hold-timeout", hub.DefaultHoldTimeout, "how long a delivery waits for a free worker before it is requeued")
+	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to come back before its jobs are reported lost")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often workers send heartbeats (3 missed = dead)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", hub.DefaultDrainTimeout, "how long SIGTERM waits for running jobs")
+	fs.StringVar(&o.workerTokens, "worker-tokens", "", "`file` of worker tokens, one per line, `name:token` allowed")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")
+	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "accept callers without credentials (development only)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate `file` for the gRPC listener")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key `file` for the gRPC listener")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA `file` to verify worker client certificates (mTLS)")
+	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(fs.Output(), "  --%s %s\n    \t%s (env %s", f.Name, name, usage, envName(f.Name))
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(fs.Output(), ", default %q", f.DefValue)
+			}
+			fmt.Fprintln(fs.Output(), ")")
+		})
+	}
+	return fs
+}
+
+func envName(flagName string) string {
+	return "BLACKTREE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads BLACKTREE_* environment fallbacks, then the command line.
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o, stderr)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid %s: %v", envName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.tlsClientCA != "" && o.tlsCert == "" {
+		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
+		return nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
+	}
+	return o, nil
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+func run(args []string, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "blacktree-hub: %v\n", err)
+		return 2
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "blacktree-hub", Level: hclog.LevelFromString(o.logLevel),
+		JSONFormat: o.logJSON, Output: stderr})
+	fail := func(code int, err error) int {
+		logger.Error("cannot start", "error", err)
+		return code
+	}
+
+	// Auth: no tokens and no --insecure-no-auth is refused by auth.New.
+	authn, err := auth.New(auth.Config{WorkerTokensFile: o.workerTokens, AdminTokenFile: o.adminTokenFile,
+		InsecureNoAuth: o.insecureNoAuth, AllowMTLSIdentity: o.tlsClientCA != ""}, logger.Named("auth"))
+	if err != nil {
+		return fail(2, err)
+	}
+	cfg := hub.Config{
+		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, HoldTimeout: o.holdTimeout, LostWorkerGrace: o.lostWorkerGrace,
+		HeartbeatInterval: o.heartbeatInterval, DrainTimeout: o.drainTimeout,
+		StreamInterceptors: []grpc.StreamServerInterceptor{authn.StreamInterceptor()},
+		UnaryInterceptors:  []grpc.UnaryServerInterceptor{authn.UnaryInterceptor()},
+		WorkerName: func(ctx context.Context) (string, bool) {
+			id, ok := auth.IdentityFromContext(ctx)
+			return id.Name, ok && id.Name != ""
+		},
+	}
+	if o.tlsCert != "" {
+		if cfg.TLS, err = tlsutil.ServerConfig(o.tlsCert, o.tlsKey, o.tlsClientCA); err != nil {
+			return fail(2, err)
+		}
+	} else if !tlsutil.IsLoopback(o.grpcAddr) {
+		logger.Warn("INSECURE: gRPC listens on a non-loopback address without TLS; worker tokens and job secrets cross the network in clear text (use --tls-cert/--tls-key)", "grpc_addr", o.grpcAddr)
+	}
+
+	rc, err := rabbit.New(rabbit.Config{URL: o.amqpURL, ExecuteQueue: o.executeQueue, StatusQueue: o.statusQueue,
+		QueueType: o.queueType, Prefetch: o.prefetch, ConnectionName: "blacktree-hub"}, logger)
+	if err != nil {
+		return fail(2, err)
+	}
+	h, err := hub.New(cfg, rc, logger)
+	if err != nil {
+		return fail(2, err)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	err = rc.Connect(cctx)
+	cancel()
+	if err != nil {
+		return fail(1, err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	var wg sync.WaitGroup
+	bctx, bcancel := context.WithCancel(context.Background())
+	wg.Go(func() {
+		if err := rc.Run(bctx); err != nil {
+			logger.Error("broker client stopped", "error", err)
+		}
+	})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	wg.Go(func() {
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case <-hup:
+				if err := authn.Reload(); err != nil {
+					logger.Error("reloading tokens failed; keeping the previous ones", "error", err)
+				} else {
+					logger.Info("tokens reloaded")
+				}
+			}
+		}
+	})
+
+	runErr := h.Run(ctx)
+	signal.Stop(hup)
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_ = rc.Shutdown(sctx)
+	scancel()
+	bcancel()
+	wg.Wait()
+	if runErr != nil {
+		logger.Error("hub stopped with an error", "error", runErr)
+		return 1
+	}
+	return 0
+}

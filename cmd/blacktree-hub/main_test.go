@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(*options) bool
+	}{
+		{name: "defaults", check: func(o *options) bool {
+			return o.grpcAddr == ":7070" && o.httpAddr == ":7071" && o.executeQueue == "execute.queue" &&
+				o.statusQueue == "status.queue" && o.lostWorkerGrace == 30*time.Second && o.logLevel == "info"
+		}},
+		{name: "env fallback", env: map[string]string{"BLACKTREE_AMQP_URL": "amqp://x@h:1/", "BLACKTREE_LOST_WORKER_GRACE": "5s"},
+			check: func(o *options) bool { return o.amqpURL == "amqp://x@h:1/" && o.lostWorkerGrace == 5*time.Second }},
+		{name: "flag wins over env", args: []string{"--prefetch", "7"}, env: map[string]string{"BLACKTREE_PREFETCH": "9"},
+			check: func(o *options) bool { return o.prefetch == 7 }},
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
+		{name: "bad env", env: map[string]string{"BLACKTREE_HOLD_TIMEOUT": "soon"}, wantErr: "BLACKTREE_HOLD_TIMEOUT"},
+		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "go together"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
+		{name: "positional", args: []string{"extra"}, wantErr: "unexpected argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			o, err := parse(tc.args, &bytes.Buffer{})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parse(%v) = %v, want error containing %q", tc.args, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !tc.check(o) {
+				t.Fatalf("parse(%v) = %+v, %v; want the expected options", tc.args, o, err)
+			}
+		})
+	}
+}
+
+func TestRunRefusesWithoutAuth(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"--grpc-addr", "127.0.0.1:0"}, &out); code == 0 {
+		t.Fatalf("run() = 0, want non-zero without tokens or --insecure-no-auth")
+	}
+	if lines := strings.Count(strings.TrimSpace(out.String()), "\n") + 1; lines != 1 || !strings.Contains(out.String(), "--insecure-no-auth") {
+		t.Errorf("run() output = %q, want one line naming --insecure-no-auth", out.String())
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"--help"}, &out); code != 0 {
+		t.Fatalf("run(--help) = %d, want 0", code)
+	}
+	for _, want := range []string{"--amqp-url", "BLACKTREE_AMQP_URL", "--worker-tokens", "--insecure-no-auth", "Examples:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help output lacks %q", want)
+		}
+	}
+}

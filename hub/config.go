@@ -1,0 +1,181 @@
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/blacktree/blacktree/internal/jobspec"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	DefaultGRPCAddr             = ":7070"
+	DefaultHTTPAddr             = ":7071"
+	DefaultHeartbeatInterval    = 5 * time.Second
+	DefaultMissedHeartbeats     = 3
+	DefaultRegisterTimeout      = 10 * time.Second
+	DefaultAcceptTimeout        = 10 * time.Second
+	DefaultLostWorkerGrace      = 30 * time.Second
+	DefaultHoldTimeout          = 5 * time.Second
+	DefaultDeadRetention        = 5 * time.Minute
+	DefaultDrainTimeout         = 30 * time.Second
+	DefaultMaxRecvMsgSize       = 4 << 20
+	DefaultMaxConcurrentStreams = 16
+	DefaultSendQueue            = 64
+	DefaultKeepaliveTime        = 30 * time.Second
+	DefaultKeepaliveTimeout     = 10 * time.Second
+	DefaultKeepaliveMinTime     = 5 * time.Second
+	DefaultConnBufferSize       = 8 << 10
+	DefaultPublishRetryMax      = 5 * time.Second
+)
+
+// Config configures a Hub. The zero value of every optional field selects
+// its default.
+type Config struct {
+	// GRPCAddr is the listen address of WorkerService, AdminService, health
+	// and reflection. Default ":7070". Use "127.0.0.1:0" in tests.
+	GRPCAddr string
+	// HTTPAddr is the listen address of /healthz, /readyz and /metrics.
+	// Default ":7071". "-" turns the HTTP server off.
+	HTTPAddr string
+	// HubID names this hub instance in Registered and logs. Default: a
+	// random id.
+	HubID string
+
+	// HeartbeatInterval is how often workers must send Heartbeat (sent to
+	// them in Registered). Default 5s.
+	HeartbeatInterval time.Duration
+	// MissedHeartbeats is how many intervals without any frame make a
+	// worker dead. Default 3.
+	MissedHeartbeats int
+	// RegisterTimeout bounds the wait for a stream's first frame. Default 10s.
+	RegisterTimeout time.Duration
+	// AcceptTimeout bounds the wait for JobAccepted/JobRejected after
+	// RunJob; past it the job is offered elsewhere. Default 10s.
+	AcceptTimeout time.Duration
+	// LostWorkerGrace is how long the jobs of a worker whose stream broke
+	// wait for a session to report them before the hub publishes them as
+	// lost (DESIGN §5.3). Default 30s.
+	LostWorkerGrace time.Duration
+	// HoldTimeout is how long a delivery waits for a free worker before it
+	// is nacked with requeue (DESIGN §5.5). Default 5s.
+	HoldTimeout time.Duration
+	// DeadRetention is how long dead workers stay visible. Default 5m.
+	DeadRetention time.Duration
+	// DrainTimeout bounds the drain Run performs when its ctx ends (Shutdown
+	// uses its own ctx instead). Default 30s.
+	DrainTimeout time.Duration
+	// SendQueue is the capacity of each worker's send channel; a worker
+	// that lets it fill up is disconnected. Default 64.
+	SendQueue int
+	// PublishRetryMax caps the backoff between attempts to publish a
+	// result whose publish failed. Default 5s.
+	PublishRetryMax time.Duration
+
+	// MaxRecvMsgSize bounds one frame from a worker (a JobResult carries
+	// logs). Default 4 MiB.
+	MaxRecvMsgSize int
+	// MaxConcurrentStreams bounds streams per HTTP/2 connection; a worker
+	// needs one. Default 16.
+	MaxConcurrentStreams uint32
+	// ConnBufferSize is the gRPC read and write buffer size per connection
+	// (grpc-go defaults to 32 KiB each, DESIGN §10); the write buffer is
+	// shared (SharedWriteBuffer) so an idle worker holds little. Default 8 KiB.
+	ConnBufferSize int
+	// KeepaliveTime: the hub pings a worker connection idle this long.
+	// Default 30s.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout: a ping unanswered this long closes the connection
+	// (also TCP_USER_TIMEOUT). Default 10s.
+	KeepaliveTimeout time.Duration
+	// KeepaliveMinTime is EnforcementPolicy.MinTime: clients pinging more
+	// often are cut off (too_many_pings). Must stay below the workers' ping
+	// interval (grpc-go clients ping at most every 10s). Default 5s.
+	KeepaliveMinTime time.Duration
+
+	// TLS, when set, serves gRPC over TLS (mTLS when it has ClientCAs).
+	// nil means plaintext.
+	TLS *tls.Config
+	// StreamInterceptors and UnaryInterceptors run after panic recovery
+	// and logging, e.g. auth.Authenticator's interceptors.
+	StreamInterceptors []grpc.StreamServerInterceptor
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	// WorkerName, when set, returns the name a worker authenticated as
+	// (from its token or certificate); a non-empty name overrides the name
+	// the worker registers with. nil: the registered name is used.
+	WorkerName func(ctx context.Context) (string, bool)
+
+	// Policy is the validation policy for JobRequests.
+	Policy jobspec.Policy
+}
+
+func (c Config) withDefaults() (Config, error) {
+	setDur := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = DefaultGRPCAddr
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.HubID == "" {
+		c.HubID = "hub-" + newID()
+	}
+	setDur(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDur(&c.RegisterTimeout, DefaultRegisterTimeout)
+	setDur(&c.AcceptTimeout, DefaultAcceptTimeout)
+	setDur(&c.LostWorkerGrace, DefaultLostWorkerGrace)
+	setDur(&c.HoldTimeout, DefaultHoldTimeout)
+	setDur(&c.DeadRetention, DefaultDeadRetention)
+	setDur(&c.DrainTimeout, DefaultDrainTimeout)
+	setDur(&c.PublishRetryMax, DefaultPublishRetryMax)
+	setDur(&c.KeepaliveTime, DefaultKeepaliveTime)
+	setDur(&c.KeepaliveTimeout, DefaultKeepaliveTimeout)
+	setDur(&c.KeepaliveMinTime, DefaultKeepaliveMinTime)
+	if c.MissedHeartbeats == 0 {
+		c.MissedHeartbeats = DefaultMissedHeartbeats
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = DefaultSendQueue
+	}
+	if c.MaxRecvMsgSize == 0 {
+		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if c.ConnBufferSize == 0 {
+		c.ConnBufferSize = DefaultConnBufferSize
+	}
+	for name, d := range map[string]time.Duration{
+		"HeartbeatInterval": c.HeartbeatInterval, "RegisterTimeout": c.RegisterTimeout,
+		"AcceptTimeout": c.AcceptTimeout, "LostWorkerGrace": c.LostWorkerGrace,
+		"HoldTimeout": c.HoldTimeout, "DeadRetention": c.DeadRetention, "DrainTimeout": c.DrainTimeout,
+		"KeepaliveTime": c.KeepaliveTime, "KeepaliveTimeout": c.KeepaliveTimeout,
+		"KeepaliveMinTime": c.KeepaliveMinTime, "PublishRetryMax": c.PublishRetryMax,
+	} {
+		if d < 0 {
+			return c, fmt.Errorf("hub: %s %v is negative", name, d)
+		}
+	}
+	if c.MissedHeartbeats < 1 {
+		return c, errors.New("hub: MissedHeartbeats must be at least 1")
+	}
+	if c.SendQueue < 1 || c.MaxRecvMsgSize < 1024 {
+		return c, errors.New("hub: SendQueue must be >= 1 and MaxRecvMsgSize >= 1024")
+	}
+	return c, nil
+}
+
+// deadAfter is how long a session may stay silent before it is dead.
+func (c Config) deadAfter() time.Duration {
+	return time.Duration(c.MissedHeartbeats) * c.HeartbeatInterval
+}

@@ -1,0 +1,328 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/broker"
+	"github.com/blacktree/blacktree/internal/jobspec"
+)
+
+// Broker is what the hub needs from the message broker. *rabbit.Client
+// implements it; its lifecycle (Connect/Run/Shutdown) belongs to the caller,
+// which must keep it running until the Hub's Run has returned.
+type Broker interface {
+	// Deliveries yields execute-queue deliveries; closed when the broker
+	// adapter stops.
+	Deliveries() <-chan broker.Delivery
+	// Publish publishes to the status queue and returns once confirmed.
+	Publish(ctx context.Context, m broker.Message) error
+	// StopConsuming stops new deliveries (drain).
+	StopConsuming(ctx context.Context) error
+	// Ready reports whether the broker connections are up.
+	Ready() bool
+}
+
+// Job states used in the job table (the wire enum doubles as the typed
+// state).
+const (
+	jobPending    = blacktreev1.JobState_JOB_STATE_PENDING
+	jobOffered    = blacktreev1.JobState_JOB_STATE_OFFERED
+	jobRunning    = blacktreev1.JobState_JOB_STATE_RUNNING
+	jobOrphaned   = blacktreev1.JobState_JOB_STATE_ORPHANED
+	jobPublishing = blacktreev1.JobState_JOB_STATE_PUBLISHING
+)
+
+// job is one in-flight job. Guarded by Dispatcher.mu.
+type job struct {
+	id       string
+	req      *blacktreev1.JobRequest // nil for jobs adopted from a Register
+	del      *broker.Delivery        // unsettled delivery; nil once acked
+	corrID   string
+	state    blacktreev1.JobState
+	w        *Worker         // session it is offered to / running on
+	lastWID  string          // worker id it last ran on (for lost reports)
+	tried    map[string]bool // worker ids that rejected or timed out
+	held     bool
+	received time.Time
+	accepted time.Time
+	timer    *time.Timer // hold, accept or grace timer
+	gen      int         // invalidates fired timers of an earlier arm
+}
+
+// effects are actions decided under mu and run after it is released
+// (broker I/O never happens under a lock).
+type effects []func()
+
+func (fx effects) run() {
+	for _, f := range fx {
+		f()
+	}
+}
+
+// Dispatcher moves jobs from the broker to workers and results back. State
+// has one owner: mu.
+type Dispatcher struct {
+	cfg Config
+	log hclog.Logger
+	b   Broker
+	m   *WorkerManager
+	met *metrics
+
+	pubCtx    context.Context // ends at hard stop: publishes give up
+	pubCancel context.CancelFunc
+	wg        sync.WaitGroup // publish goroutines
+
+	mu       sync.Mutex // guards the following
+	jobs     map[string]*job
+	held     []*job // PENDING jobs waiting for a free worker, oldest first
+	draining bool
+	stopped  bool          // set by stop: no new publish goroutines
+	changed  chan struct{} // closed and replaced when a job leaves the table
+}
+
+func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, log hclog.Logger) *Dispatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Dispatcher{cfg: cfg, log: log, b: b, m: m, met: met, pubCtx: ctx, pubCancel: cancel,
+		jobs: map[string]*job{}, changed: make(chan struct{})}
+}
+
+// run consumes deliveries until ctx ends or the channel closes.
+func (d *Dispatcher) run(ctx context.Context) {
+	deliveries := d.b.Deliveries()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case del, ok := <-deliveries:
+			if !ok {
+				d.log.Info("delivery channel closed")
+				return
+			}
+			d.handleDelivery(del)
+		}
+	}
+}
+
+func (d *Dispatcher) handleDelivery(del broker.Delivery) {
+	req, _, err := jobspec.DecodeRequest(del.Body)
+	if err == nil {
+		err = jobspec.Validate(req, d.cfg.Policy)
+	}
+	if err != nil {
+		d.met.invalid.Inc()
+		jobID := req.GetJobId()
+		var de *jobspec.DecodeError
+		if errors.As(err, &de) {
+			jobID = de.JobID
+		}
+		if jobspec.ValidJobID(jobID) != nil {
+			d.log.Warn("unreadable job request; rejecting without requeue", "error", err, "bytes", len(del.Body), "message_id", safeID(del.MessageID))
+			if nerr := del.Nack(false); nerr != nil {
+				d.log.Warn("reject failed", "error", nerr)
+			}
+			return
+		}
+		d.mu.Lock()
+		_, dup := d.jobs[jobID]
+		d.mu.Unlock()
+		if dup {
+			d.dropDuplicate(jobID, del)
+			return
+		}
+		d.log.Warn("invalid job request; reporting it failed", "job_id", jobID, "error", err)
+		resp := jobspec.Failed(jobID, blacktreev1.JobStage_JOB_STAGE_VALIDATE, err)
+		d.goPublish(jobID, resp, del.CorrelationID, "", &del)
+		return
+	}
+
+	d.mu.Lock()
+	var fx effects
+	switch {
+	case d.draining:
+		fx = append(fx, func() { _ = del.Nack(true) })
+	case d.jobs[req.GetJobId()] != nil:
+		j := d.jobs[req.GetJobId()]
+		if j.del != nil {
+			// Not accepted yet: the job's delivery may be stale (its channel
+			// died and the broker redelivered it as this one). Keep the new
+			// delivery and settle the old one, so the message is never
+			// dropped while the job is still unaccepted.
+			old := j.del
+			j.del, j.corrID = &del, del.CorrelationID
+			d.mu.Unlock()
+			d.dropDuplicate(j.id, *old)
+			return
+		}
+		d.mu.Unlock()
+		d.dropDuplicate(req.GetJobId(), del)
+		return
+	default:
+		j := &job{id: req.GetJobId(), req: req, del: &del, corrID: del.CorrelationID, state: jobPending,
+			tried: map[string]bool{}, received: time.Now()}
+		d.jobs[j.id] = j
+		d.log.Debug("job received", jobspec.LogFields(req)...)
+		d.assignLocked(j, &fx)
+	}
+	d.mu.Unlock()
+	fx.run()
+}
+
+func (d *Dispatcher) dropDuplicate(jobID string, del broker.Delivery) {
+	d.met.duplicate.Inc()
+	d.log.Info("job already in flight; dropping the duplicate delivery", "job_id", jobID, "redelivered", del.Redelivered)
+	if err := del.Ack(); err != nil {
+		d.log.Debug("ack of duplicate failed", "job_id", jobID, "error", err)
+	}
+}
+
+// safeID bounds an AMQP property before it is logged.
+func safeID(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "..."
+	}
+	return s
+}
+
+// assignLocked offers j to a free worker, or holds it.
+func (d *Dispatcher) assignLocked(j *job, fx *effects) {
+	if d.draining {
+		d.requeueLocked(j, fx, "hub draining")
+		return
+	}
+	w := d.m.pick(j.id, j.req.GetWorkerLabels(), j.tried)
+	if w == nil {
+		j.state, j.w = jobPending, nil
+		if !j.held {
+			j.held = true
+			d.held = append(d.held, j)
+			d.armLocked(j, d.cfg.HoldTimeout, d.holdExpiredLocked)
+			d.log.Debug("no free worker; holding job", "job_id", j.id)
+		}
+		return
+	}
+	d.unholdLocked(j)
+	j.state, j.w, j.lastWID = jobOffered, w, w.id
+	d.armLocked(j, d.cfg.AcceptTimeout, d.acceptExpiredLocked)
+	w.send(runJobMsg(j.req))
+	d.log.Debug("job offered", "job_id", j.id, "worker_id", w.id)
+}
+
+func (d *Dispatcher) unholdLocked(j *job) {
+	if !j.held {
+		return
+	}
+	j.held = false
+	for i, h := range d.held {
+		if h == j {
+			d.held = append(d.held[:i], d.held[i+1:]...)
+			break
+		}
+	}
+}
+
+// requeueLocked gives j's delivery back to the broker and forgets j.
+func (d *Dispatcher) requeueLocked(j *job, fx *effects, why string) {
+	del := j.del
+	d.removeLocked(j)
+	if del != nil {
+		d.met.requeued.Inc()
+		d.log.Info("requeueing job", "job_id", j.id, "reason", why)
+		*fx = append(*fx, func() {
+			if err := del.Nack(true); err != nil {
+				d.log.Debug("requeue failed (the broker requeues stale deliveries itself)", "job_id", j.id, "error", err)
+			}
+		})
+	}
+}
+
+// removeLocked drops j from the table and stops its timer.
+func (d *Dispatcher) removeLocked(j *job) {
+	d.unholdLocked(j)
+	d.stopTimerLocked(j)
+	if d.jobs[j.id] == j {
+		delete(d.jobs, j.id)
+		close(d.changed)
+		d.changed = make(chan struct{})
+	}
+}
+
+func (d *Dispatcher) stopTimerLocked(j *job) {
+	j.gen++
+	if j.timer != nil {
+		j.timer.Stop()
+		j.timer = nil
+	}
+}
+
+// armLocked (re)arms j's single timer; a timer armed earlier is void.
+func (d *Dispatcher) armLocked(j *job, after time.Duration, fn func(*job, *effects)) {
+	d.stopTimerLocked(j)
+	gen := j.gen
+	j.timer = time.AfterFunc(after, func() {
+		d.mu.Lock()
+		var fx effects
+		if d.jobs[j.id] == j && j.gen == gen {
+			fn(j, &fx)
+		}
+		d.mu.Unlock()
+		fx.run()
+	})
+}
+
+func (d *Dispatcher) holdExpiredLocked(j *job, fx *effects) {
+	if j.state == jobPending {
+		d.requeueLocked(j, fx, "no free worker within the hold timeout")
+	}
+}
+
+func (d *Dispatcher) acceptExpiredLocked(j *job, fx *effects) {
+	if j.state != jobOffered {
+		return
+	}
+	w := j.w
+	d.log.Warn("worker did not answer RunJob in time; offering the job elsewhere", "job_id", j.id, "worker_id", w.id)
+	w.send(cancelJobMsg(j.id, "not accepted in time"))
+	d.m.release(w, j.id)
+	j.tried[w.id] = true
+	d.assignLocked(j, fx)
+}
+
+// retryHeldLocked offers held jobs again (a slot may have freed up).
+func (d *Dispatcher) retryHeldLocked(fx *effects) {
+	for _, j := range append([]*job(nil), d.held...) {
+		d.assignLocked(j, fx)
+	}
+}
+
+func (d *Dispatcher) retryHeld() {
+	d.mu.Lock()
+	var fx effects
+	d.retryHeldLocked(&fx)
+	d.mu.Unlock()
+	fx.run()
+}
+
+// heldCount is the number of held deliveries (metrics).
+func (d *Dispatcher) heldCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.held)
+}
+
+// list describes in-flight jobs, sorted by id. Never the token.
+func (d *Dispatcher) list() []*blacktreev1.JobInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*blacktreev1.JobInfo, 0, len(d.jobs))
+	for _, j := range d.jobs {
+		out = append(out, jobInfoLocked(j))
+	}
+	sortJobs(out)
+	return out
+}

@@ -1,0 +1,25 @@
+// Package hub is Blacktree's hub: it consumes JobRequests from the broker,
+// pushes each to a free worker agent over that agent's long-lived
+// WorkerService.Connect stream, and publishes the worker's JobResponse to
+// the status queue (DESIGN §1, §4, §5).
+//
+// The pieces, by file:
+//
+//   - hub.go: Hub (Config/New/Run/Shutdown), the gRPC and HTTP servers and
+//     the one stop path.
+//   - session.go: Worker, one connected agent. It owns its stream: one
+//     receive loop, one sender goroutine fed by a bounded channel.
+//   - manager.go: WorkerManager, the live set of workers and their states
+//     (free/busy/draining/dead), inferred from the streams; heartbeat
+//     timers live behind its mutex.
+//   - dispatcher.go, results.go: Dispatcher, the job table. It acks a
+//     delivery only after JobAccepted, holds deliveries that find no free
+//     worker for at most HoldTimeout, publishes results before ResultAck,
+//     and reports jobs of lost workers after LostWorkerGrace.
+//   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
+//
+// Locking: the Dispatcher's mu and the WorkerManager's mu each guard their
+// own state. The order is Dispatcher.mu before WorkerManager.mu; the
+// manager never calls into the Dispatcher while holding its lock. No lock
+// is held across broker I/O or a blocking send.
+package hub

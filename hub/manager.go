@@ -1,0 +1,352 @@
+package hub
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+)
+
+// WorkerState is a worker's state as inferred from its stream (DESIGN §6).
+type WorkerState int
+
+// Worker states.
+const (
+	StateFree     WorkerState = iota + 1 // registered, has a free slot
+	StateBusy                            // every slot taken
+	StateDraining                        // finishes its jobs, takes no new ones
+	StateDead                            // stream gone or heartbeats missed
+)
+
+var allStates = []WorkerState{StateFree, StateBusy, StateDraining, StateDead}
+
+func (s WorkerState) String() string {
+	switch s {
+	case StateFree:
+		return "free"
+	case StateBusy:
+		return "busy"
+	case StateDraining:
+		return "draining"
+	case StateDead:
+		return "dead"
+	}
+	return "unknown"
+}
+
+func (s WorkerState) proto() blacktreev1.WorkerState {
+	switch s {
+	case StateFree:
+		return blacktreev1.WorkerState_WORKER_STATE_FREE
+	case StateBusy:
+		return blacktreev1.WorkerState_WORKER_STATE_BUSY
+	case StateDraining:
+		return blacktreev1.WorkerState_WORKER_STATE_DRAINING
+	case StateDead:
+		return blacktreev1.WorkerState_WORKER_STATE_DEAD
+	}
+	return blacktreev1.WorkerState_WORKER_STATE_UNSPECIFIED
+}
+
+// workerEntry is what the manager knows about one worker id: its current
+// (or last) session and the jobs on that session.
+type workerEntry struct {
+	w         *Worker
+	jobs      map[string]struct{} // offered or running on w
+	draining  bool
+	dead      bool
+	deadCause string
+	lastSeen  time.Time
+	hbTimer   *time.Timer // fires when heartbeats are missed; nil when dead
+	reapTimer *time.Timer // removes a dead entry after DeadRetention
+}
+
+func (e *workerEntry) stateLocked() WorkerState {
+	switch {
+	case e.dead:
+		return StateDead
+	case e.draining:
+		return StateDraining
+	case len(e.jobs) >= e.w.slots:
+		return StateBusy
+	}
+	return StateFree
+}
+
+// WorkerManager is the live set of workers. State has one owner: mu.
+// Heartbeat and retention timers live behind mu (nomad's heartbeat.go
+// style); their callbacks take mu and check that the entry still belongs to
+// the session that armed them.
+type WorkerManager struct {
+	deadAfter time.Duration
+	retention time.Duration
+	log       hclog.Logger
+
+	mu      sync.Mutex // guards the following
+	workers map[string]*workerEntry
+	closed  bool
+}
+
+func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
+	return &WorkerManager{deadAfter: cfg.deadAfter(), retention: cfg.DeadRetention, log: log, workers: map[string]*workerEntry{}}
+}
+
+// register makes w the current session of its worker id and returns the
+// session it replaces (nil if none was live).
+func (m *WorkerManager) register(w *Worker, draining bool) (old *Worker) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.workers[w.id]; e != nil {
+		if !e.dead {
+			old = e.w
+		}
+		m.stopTimersLocked(e)
+	}
+	e := &workerEntry{w: w, jobs: map[string]struct{}{}, draining: draining, lastSeen: time.Now()}
+	if !m.closed {
+		e.hbTimer = time.AfterFunc(m.deadAfter, func() { m.heartbeatExpired(w) })
+	}
+	m.workers[w.id] = e
+	return old
+}
+
+func (m *WorkerManager) stopTimersLocked(e *workerEntry) {
+	if e.hbTimer != nil {
+		e.hbTimer.Stop()
+		e.hbTimer = nil
+	}
+	if e.reapTimer != nil {
+		e.reapTimer.Stop()
+		e.reapTimer = nil
+	}
+}
+
+// currentLocked returns w's entry when w is still its worker's live session.
+func (m *WorkerManager) currentLocked(w *Worker) *workerEntry {
+	e := m.workers[w.id]
+	if e == nil || e.w != w || e.dead {
+		return nil
+	}
+	return e
+}
+
+func (m *WorkerManager) heartbeatExpired(w *Worker) {
+	m.mu.Lock()
+	e := m.currentLocked(w)
+	m.mu.Unlock()
+	if e != nil {
+		w.log.Warn("heartbeats missed; closing the session", "silent_for", m.deadAfter)
+		w.kill(ErrMissedHeartbeats)
+	}
+}
+
+// touch records a frame from w and re-arms its heartbeat timer.
+func (m *WorkerManager) touch(w *Worker) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.currentLocked(w); e != nil {
+		e.lastSeen = time.Now()
+		if e.hbTimer != nil {
+			e.hbTimer.Reset(m.deadAfter)
+		}
+	}
+}
+
+// gone marks w dead (when it is still current). Its jobs are the
+// Dispatcher's to settle.
+func (m *WorkerManager) gone(w *Worker, cause error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.currentLocked(w)
+	if e == nil {
+		return
+	}
+	m.stopTimersLocked(e)
+	e.dead, e.deadCause, e.jobs = true, cause.Error(), map[string]struct{}{}
+	if !m.closed {
+		e.reapTimer = time.AfterFunc(m.retention, func() { m.reap(w) })
+	}
+}
+
+func (m *WorkerManager) reap(w *Worker) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.workers[w.id]; e != nil && e.w == w && e.dead {
+		delete(m.workers, w.id)
+	}
+}
+
+// setDraining records w's draining flag; it reports whether it changed.
+func (m *WorkerManager) setDraining(w *Worker, draining bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.currentLocked(w)
+	if e == nil || e.draining == draining {
+		return false
+	}
+	e.draining = draining
+	return true
+}
+
+// drain marks the worker named idOrName draining and sends it Drain.
+func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.workers[idOrName]
+	if e == nil {
+		var match []*workerEntry
+		for _, c := range m.workers {
+			if c.w.name == idOrName {
+				match = append(match, c)
+			}
+		}
+		if len(match) != 1 {
+			return nil, false
+		}
+		e = match[0]
+	}
+	if !e.dead {
+		e.draining = true
+		e.w.send(drainMsg(reason))
+	}
+	return m.infoLocked(e), true
+}
+
+// pick reserves a slot for jobID on the least-loaded free worker whose
+// labels include every wanted label, skipping the excluded ids.
+func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[string]bool) *Worker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var best *workerEntry
+	for id, e := range m.workers {
+		if e.stateLocked() != StateFree || exclude[id] || !labelsMatch(e.w.labels, want) {
+			continue
+		}
+		if best == nil || less(e, best) {
+			best = e
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	best.jobs[jobID] = struct{}{}
+	return best.w
+}
+
+// less orders candidates: lower load ratio, then fewer jobs, then id.
+func less(a, b *workerEntry) bool {
+	la, lb := len(a.jobs)*b.w.slots, len(b.jobs)*a.w.slots
+	if la != lb {
+		return la < lb
+	}
+	if len(a.jobs) != len(b.jobs) {
+		return len(a.jobs) < len(b.jobs)
+	}
+	return a.w.id < b.w.id
+}
+
+func labelsMatch(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// hold records jobID as on w (adopted running jobs may exceed slots).
+func (m *WorkerManager) hold(w *Worker, jobID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.currentLocked(w)
+	if e != nil {
+		e.jobs[jobID] = struct{}{}
+	}
+	return e != nil
+}
+
+// release frees jobID's slot on w.
+func (m *WorkerManager) release(w *Worker, jobID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.currentLocked(w); e != nil {
+		delete(e.jobs, jobID)
+	}
+}
+
+// current returns the live session of worker id, or nil.
+func (m *WorkerManager) current(id string) *Worker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.workers[id]; e != nil && !e.dead {
+		return e.w
+	}
+	return nil
+}
+
+// live returns every live session.
+func (m *WorkerManager) live() []*Worker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*Worker
+	for _, e := range m.workers {
+		if !e.dead {
+			out = append(out, e.w)
+		}
+	}
+	return out
+}
+
+// countByState counts workers per state (for metrics).
+func (m *WorkerManager) countByState() map[WorkerState]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[WorkerState]int{}
+	for _, e := range m.workers {
+		out[e.stateLocked()]++
+	}
+	return out
+}
+
+// list describes every known worker, sorted by id.
+func (m *WorkerManager) list() []*blacktreev1.WorkerInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*blacktreev1.WorkerInfo, 0, len(m.workers))
+	for _, e := range m.workers {
+		out = append(out, m.infoLocked(e))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetWorkerId() < out[j].GetWorkerId() })
+	return out
+}
+
+func (m *WorkerManager) infoLocked(e *workerEntry) *blacktreev1.WorkerInfo {
+	jobs := make([]string, 0, len(e.jobs))
+	for id := range e.jobs {
+		jobs = append(jobs, id)
+	}
+	sort.Strings(jobs)
+	labels := make(map[string]string, len(e.w.labels))
+	for k, v := range e.w.labels {
+		labels[k] = v
+	}
+	return &blacktreev1.WorkerInfo{
+		WorkerId: e.w.id, Name: e.w.name, State: e.stateLocked().proto(), Labels: labels,
+		Slots: uint32(e.w.slots), RunningJobIds: jobs, ConnectedSince: timestamppb.New(e.w.connected),
+		LastHeartbeat: timestamppb.New(e.lastSeen), Address: e.w.addr, Version: e.w.version, SessionId: e.w.sessionID,
+	}
+}
+
+// close stops every timer; later registrations arm none.
+func (m *WorkerManager) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for _, e := range m.workers {
+		m.stopTimersLocked(e)
+	}
+}

@@ -1,0 +1,64 @@
+package hub
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the hub's Prometheus metrics, on a registry of its own.
+// Labels never carry job data.
+type metrics struct {
+	reg        *prometheus.Registry
+	dispatched prometheus.Counter
+	succeeded  prometheus.Counter
+	failed     prometheus.Counter
+	lost       prometheus.Counter
+	duplicate  prometheus.Counter
+	invalid    prometheus.Counter
+	requeued   prometheus.Counter
+	latency    prometheus.Histogram
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "blacktree", Name: name, Help: help})
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg:        prometheus.NewRegistry(),
+		dispatched: counter("jobs_dispatched_total", "Jobs accepted by a worker (delivery acked)."),
+		succeeded:  counter("jobs_succeeded_total", "Successful job results published."),
+		failed:     counter("jobs_failed_total", "Failed job results published (worker-reported or lost)."),
+		lost:       counter("jobs_lost_total", "Jobs reported lost after their worker's grace period."),
+		duplicate:  counter("jobs_duplicate_total", "Deliveries dropped because their jobId was already in flight."),
+		invalid:    counter("jobs_invalid_total", "Invalid JobRequests (reported failed or dead-lettered)."),
+		requeued:   counter("jobs_requeued_total", "Deliveries nacked with requeue (no free worker, draining)."),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "blacktree", Name: "dispatch_latency_seconds",
+			Help: "Time from delivery to JobAccepted.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+	}
+	m.reg.MustRegister(m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// registerState adds the gauges that read the live state.
+func (m *metrics) registerState(wm *WorkerManager, d *Dispatcher) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "held_deliveries",
+		Help: "Deliveries held unacked while waiting for a free worker."}, func() float64 { return float64(d.heldCount()) }))
+	m.reg.MustRegister(&stateCollector{m: wm, desc: prometheus.NewDesc("blacktree_workers",
+		"Workers known to this hub, by state.", []string{"state"}, nil)})
+}
+
+type stateCollector struct {
+	m    *WorkerManager
+	desc *prometheus.Desc
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c.m.countByState()
+	for _, s := range allStates {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s.String())
+	}
+}

@@ -1,0 +1,330 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/broker"
+	"github.com/blacktree/blacktree/internal/jobspec"
+)
+
+// accepted: w owns the job from now on; its delivery is acked (DESIGN §5.1).
+func (d *Dispatcher) accepted(w *Worker, jobID string) {
+	d.mu.Lock()
+	var fx effects
+	j := d.jobs[jobID]
+	if j == nil {
+		// Accepted after the hub gave up on it (accept timeout, requeue):
+		// track it so its result is published and its loss reported.
+		w.log.Warn("worker accepted a job this hub no longer offers; tracking it", "job_id", jobID)
+		j = &job{id: jobID, tried: map[string]bool{}, received: time.Now()}
+		d.jobs[jobID] = j
+	}
+	if j.state == jobPublishing {
+		d.mu.Unlock()
+		return
+	}
+	d.ownLocked(j, w, &fx)
+	d.mu.Unlock()
+	fx.run()
+}
+
+// ownLocked makes j RUNNING on w and acks its delivery if still unacked.
+func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
+	if j.w != nil && j.w != w {
+		d.m.release(j.w, j.id)
+	}
+	d.unholdLocked(j)
+	d.stopTimerLocked(j)
+	d.m.hold(w, j.id)
+	if j.state != jobRunning || j.w != w {
+		w.log.Info("job running", "job_id", j.id)
+	}
+	j.state, j.w, j.lastWID = jobRunning, w, w.id
+	if j.accepted.IsZero() {
+		j.accepted = time.Now()
+	}
+	if del := j.del; del != nil {
+		j.del = nil
+		d.met.dispatched.Inc()
+		d.met.latency.Observe(time.Since(j.received).Seconds())
+		id := j.id
+		*fx = append(*fx, func() {
+			if err := del.Ack(); err != nil {
+				// A stale delivery is redelivered by the broker and then
+				// dropped as a duplicate of this in-flight job.
+				d.log.Warn("ack after acceptance failed", "job_id", id, "error", err)
+			}
+		})
+	}
+}
+
+// rejected: w declined the job; offer it elsewhere or hold it.
+func (d *Dispatcher) rejected(w *Worker, r *blacktreev1.JobRejected) {
+	d.mu.Lock()
+	var fx effects
+	if j := d.jobs[r.GetJobId()]; j != nil && j.w == w && j.state == jobOffered {
+		w.log.Info("job rejected", "job_id", j.id, "reason", r.GetReason().String())
+		if r.GetReason() == blacktreev1.RejectReason_REJECT_REASON_DRAINING {
+			d.m.setDraining(w, true)
+		}
+		d.m.release(w, j.id)
+		j.tried[w.id] = true
+		d.assignLocked(j, &fx)
+	}
+	d.mu.Unlock()
+	fx.run()
+}
+
+// result publishes a job's response, then answers ResultAck (DESIGN §5.2).
+func (d *Dispatcher) result(w *Worker, res *blacktreev1.JobResult) {
+	resp := res.GetResponse()
+	if resp == nil || jobspec.ValidJobID(resp.GetJobId()) != nil {
+		w.log.Warn("ignoring a result without a valid job id")
+		return
+	}
+	if resp.GetWorkerId() == "" {
+		resp.WorkerId = w.id
+	}
+	id := resp.GetJobId()
+	d.mu.Lock()
+	var fx effects
+	j := d.jobs[id]
+	if j != nil && j.state == jobPublishing {
+		d.mu.Unlock() // the publish under way answers ResultAck when done
+		return
+	}
+	var del *broker.Delivery
+	corr := ""
+	if j == nil {
+		j = &job{id: id, tried: map[string]bool{}, received: time.Now()}
+		d.jobs[id] = j
+	} else {
+		d.unholdLocked(j)
+		d.stopTimerLocked(j)
+		if j.w != nil {
+			d.m.release(j.w, id)
+		}
+		del, corr = j.del, j.corrID
+		j.del = nil
+	}
+	j.state, j.w, j.lastWID = jobPublishing, nil, w.id
+	d.retryHeldLocked(&fx)
+	d.mu.Unlock()
+	fx.run()
+	w.log.Info("job finished", "job_id", id, "success", resp.GetSuccess())
+	d.goPublish(id, resp, corr, w.id, del)
+}
+
+// registered adopts a new session's running jobs and publishes its
+// unacknowledged results.
+func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
+	d.mu.Lock()
+	var fx effects
+	for _, rj := range reg.GetRunningJobs() {
+		id := rj.GetJobId()
+		if jobspec.ValidJobID(id) != nil {
+			continue
+		}
+		j := d.jobs[id]
+		if j == nil {
+			j = &job{id: id, tried: map[string]bool{}, received: time.Now()}
+			d.jobs[id] = j
+		}
+		if j.state == jobPublishing {
+			continue
+		}
+		w.log.Info("adopting running job", "job_id", id, "was", j.state.String())
+		d.ownLocked(j, w, &fx)
+	}
+	d.mu.Unlock()
+	fx.run()
+	for _, r := range reg.GetUnackedResults() {
+		d.result(w, r)
+	}
+	d.retryHeld()
+}
+
+// sessionGone settles the jobs of a session that ended: offered jobs go
+// elsewhere, running ones are orphaned for LostWorkerGrace (DESIGN §5.3).
+func (d *Dispatcher) sessionGone(w *Worker, cause error) {
+	d.mu.Lock()
+	var fx effects
+	for _, j := range d.jobs {
+		if j.w != w {
+			continue
+		}
+		switch j.state {
+		case jobOffered:
+			j.tried[w.id] = true
+			j.w = nil
+			d.assignLocked(j, &fx)
+		case jobRunning:
+			j.state, j.w = jobOrphaned, nil
+			why := cause.Error()
+			d.log.Warn("job orphaned; waiting for its worker to come back", "job_id", j.id, "worker_id", w.id, "grace", d.cfg.LostWorkerGrace, "error", why)
+			d.armLocked(j, d.cfg.LostWorkerGrace, func(j *job, _ *effects) { d.lostLocked(j, why) })
+		}
+	}
+	d.mu.Unlock()
+	fx.run()
+}
+
+// lostLocked reports an orphaned job failed: a report, not a retry.
+func (d *Dispatcher) lostLocked(j *job, cause string) {
+	if j.state != jobOrphaned {
+		return
+	}
+	j.state = jobPublishing
+	d.met.lost.Inc()
+	err := fmt.Errorf("worker %s lost: %s", j.lastWID, cause)
+	d.log.Warn("reporting job lost", "job_id", j.id, "worker_id", j.lastWID, "error", err)
+	resp := jobspec.Failed(j.id, blacktreev1.JobStage_JOB_STAGE_DISPATCH, err)
+	resp.WorkerId = j.lastWID
+	d.goPublishLocked(j.id, resp, j.corrID, "", nil)
+}
+
+func (d *Dispatcher) goPublish(jobID string, resp *blacktreev1.JobResponse, corr, workerID string, del *broker.Delivery) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.goPublishLocked(jobID, resp, corr, workerID, del)
+}
+
+// goPublishLocked publishes resp in its own goroutine, retrying until the
+// broker confirms (a result is never dropped); then it removes the job,
+// acks del (if any) and sends ResultAck to workerID's current session.
+func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse, corr, workerID string, del *broker.Delivery) {
+	if d.stopped {
+		return // hub stopping: the worker keeps the result
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		err := d.publish(jobID, resp, corr)
+		d.mu.Lock()
+		if j := d.jobs[jobID]; j != nil && j.state == jobPublishing {
+			d.removeLocked(j)
+		}
+		d.mu.Unlock()
+		if err != nil { // hub stopping: the worker keeps the result
+			if del != nil {
+				_ = del.Nack(true)
+			}
+			return
+		}
+		switch {
+		case resp.GetFailedStage() == blacktreev1.JobStage_JOB_STAGE_VALIDATE && workerID == "":
+		case resp.GetSuccess():
+			d.met.succeeded.Inc()
+		default:
+			d.met.failed.Inc()
+		}
+		if del != nil {
+			if err := del.Ack(); err != nil {
+				d.log.Debug("ack after publishing failed", "job_id", jobID, "error", err)
+			}
+		}
+		if workerID != "" {
+			if w := d.m.current(workerID); w != nil {
+				w.send(resultAckMsg(jobID))
+			}
+		}
+	}()
+}
+
+func (d *Dispatcher) publish(jobID string, resp *blacktreev1.JobResponse, corr string) error {
+	body, err := jobspec.EncodeResponse(resp)
+	if err != nil {
+		d.log.Error("cannot encode job response", "job_id", jobID, "error", err)
+		return err
+	}
+	msg := broker.Message{Body: body, MessageID: jobID, CorrelationID: corr}
+	backoff := 100 * time.Millisecond
+	for {
+		err := d.b.Publish(d.pubCtx, msg)
+		if err == nil {
+			d.log.Debug("status published", "job_id", jobID)
+			return nil
+		}
+		if d.pubCtx.Err() != nil {
+			d.log.Warn("hub stopping; status not published (the worker keeps the result)", "job_id", jobID, "error", err)
+			return err
+		}
+		d.log.Warn("publishing status failed; retrying", "job_id", jobID, "error", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-d.pubCtx.Done():
+			t.Stop()
+		}
+		backoff = min(backoff*2, d.cfg.PublishRetryMax)
+	}
+}
+
+// drain stops taking jobs, requeues held ones and waits until no job is in
+// flight or ctx ends.
+func (d *Dispatcher) drain(ctx context.Context) error {
+	d.mu.Lock()
+	var fx effects
+	d.draining = true
+	for _, j := range append([]*job(nil), d.held...) {
+		d.requeueLocked(j, &fx, "hub draining")
+	}
+	d.mu.Unlock()
+	fx.run()
+	for {
+		d.mu.Lock()
+		n, ch := len(d.jobs), d.changed
+		d.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%d jobs still in flight: %w", n, ctx.Err())
+		}
+	}
+}
+
+// stop ends publishing, waits for publish goroutines and stops all timers.
+// Unsettled deliveries are requeued.
+func (d *Dispatcher) stop() {
+	d.mu.Lock()
+	d.stopped = true // no publish goroutine starts after this
+	d.mu.Unlock()
+	d.pubCancel()
+	d.wg.Wait()
+	d.mu.Lock()
+	var fx effects
+	for _, j := range d.jobs {
+		d.stopTimerLocked(j)
+		if del := j.del; del != nil {
+			j.del = nil
+			fx = append(fx, func() { _ = del.Nack(true) })
+		}
+	}
+	d.mu.Unlock()
+	fx.run()
+}
+
+func jobInfoLocked(j *job) *blacktreev1.JobInfo {
+	info := &blacktreev1.JobInfo{JobId: j.id, State: j.state, WorkerId: j.lastWID,
+		RepoUrl: j.req.GetRepoUrl(), ImageName: j.req.GetImageName(), ReceivedAt: timestamppb.New(j.received)}
+	if j.w != nil {
+		info.WorkerId = j.w.id
+	}
+	if !j.accepted.IsZero() {
+		info.AcceptedAt = timestamppb.New(j.accepted)
+	}
+	return info
+}
+
+func sortJobs(js []*blacktreev1.JobInfo) {
+	sort.Slice(js, func(a, b int) bool { return js[a].GetJobId() < js[b].GetJobId() })
+}
