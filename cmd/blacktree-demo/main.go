@@ -8,9 +8,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -196,6 +198,10 @@ func run(ctx context.Context, amqpURL string, verbose bool) (err error) {
 	}
 
 	step(7, "JobResponse from %s after %s:", statusQ, time.Since(start).Round(time.Millisecond))
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, out, "", "  ") == nil {
+		out = pretty.Bytes()
+	}
 	fmt.Println(string(out))
 	if strings.Contains(string(out)+hub.Output()+worker.Output(), githubToken) {
 		return errors.New("the GitHub token leaked into the output")
