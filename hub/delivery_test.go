@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -236,5 +237,25 @@ func TestDuplicateJobID(t *testing.T) {
 	}
 	if n := len(e.cp.Statuses("dup-1")); n != 1 {
 		t.Errorf("statuses = %d, want 1", n)
+	}
+}
+
+// A hub that stops before an orphan's grace period ends reports the job
+// lost at once instead of forgetting it: nobody else knows about it.
+func TestOrphanReportedWhenHubStops(t *testing.T) {
+	e := newEnv(t)
+	h := e.startHub(func(c *Config) { c.LostWorkerGrace = time.Hour; c.DrainTimeout = 500 * time.Millisecond })
+	w := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "gone"}, false)
+	e.publish(validJob("job-orphan-stop"))
+	w.accept(w.expectRunJob().GetJobId())
+	eventually(t, 5*time.Second, "job running", func() bool { return h.jobState("job-orphan-stop") == jobRunning })
+	w.kill()
+	eventually(t, 5*time.Second, "job orphaned", func() bool { return h.jobState("job-orphan-stop") == jobOrphaned })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_ = h.Shutdown(ctx) // drain times out: the orphan is still within its grace
+	got := e.waitStatus("job-orphan-stop")["job-orphan-stop"]
+	if got.GetSuccess() || !strings.Contains(got.GetError(), "hub stopped before the worker came back") {
+		t.Errorf("status = %v, want a lost report naming the hub stop", got)
 	}
 }

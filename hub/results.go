@@ -287,7 +287,51 @@ func (d *Dispatcher) drain(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			d.reportOrphansNow()
 			return fmt.Errorf("%d jobs still in flight: %w", n, ctx.Err())
+		}
+	}
+}
+
+// orphanReportWait bounds how long a stopping hub waits for the broker to
+// confirm the lost reports of orphaned jobs.
+const orphanReportWait = 5 * time.Second
+
+// reportOrphansNow reports every orphaned job lost at once. It runs when a
+// hub stops before their grace periods end: nobody else knows about those
+// jobs (their worker is gone and holds no result yet), so forgetting them
+// would lose them silently. If the worker does come back to another hub,
+// its real result follows the report (consumers keep the last status per
+// jobId; see docs/DEVELOPING.md).
+func (d *Dispatcher) reportOrphansNow() {
+	d.mu.Lock()
+	var pending []string
+	for _, j := range d.jobs {
+		if j.state != jobOrphaned {
+			continue
+		}
+		d.stopTimerLocked(j)
+		d.lostLocked(j, "the hub stopped before the worker came back")
+		pending = append(pending, j.id)
+	}
+	d.mu.Unlock()
+	deadline := time.NewTimer(orphanReportWait)
+	defer deadline.Stop()
+	for _, id := range pending {
+		for {
+			d.mu.Lock()
+			_, inFlight := d.jobs[id]
+			ch := d.changed
+			d.mu.Unlock()
+			if !inFlight {
+				break
+			}
+			select {
+			case <-ch:
+			case <-deadline.C:
+				d.log.Error("lost reports not confirmed before stopping", "jobs", len(pending))
+				return
+			}
 		}
 	}
 }
