@@ -5,7 +5,7 @@ BIN       ?= bin
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all build generate check-generated lint breaking vet fmt-check test fuzz ci demo bench clean
+.PHONY: all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo bench clean
 
 all: build
 
@@ -17,10 +17,14 @@ build:
 generate:
 	$(GO) tool buf generate
 
-## check-generated: fail when the committed generated code is stale
-check-generated: generate
-	@git diff --exit-code -- gen || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
+## generate-python: regenerate clients/python/blacktree_gen (Debian protoc + grpc_python_plugin; bash scripts/ensure-tools)
+generate-python:
+	$(GO) tool buf generate --template buf.gen.python.yaml
+
+## check-generated: fail when the committed generated code (Go and Python) is stale
+check-generated: generate generate-python
+	@git diff --exit-code -- gen clients/python/blacktree_gen || { echo "generated code is stale: run 'make generate generate-python' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- gen clients/python/blacktree_gen)" || { git status --porcelain -- gen clients/python/blacktree_gen; echo "untracked generated files: run 'make generate generate-python' and commit"; exit 1; }
 
 ## lint: buf lint on the proto sources
 lint:
@@ -35,13 +39,24 @@ vet:
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-## test: the test suite (needs RabbitMQ and a Docker engine; see README)
+## test: the test suite (needs RabbitMQ and a Docker engine; see README).
+## The end-to-end suite runs last, from its own directory so that its
+## scenario report (detection times, ledgers) is printed.
 test:
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(GO) test $(TESTFLAGS) $$($(GO) list $(PKGS) | grep -v '/e2e$$')
+	cd e2e && $(GO) test $(TESTFLAGS)
+
+## demo: the main job end to end (starts RabbitMQ and Docker when missing)
+demo:
+	bash scripts/demo
 
 ## fuzz: run the request-decoding fuzzer for a while
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeValidate -fuzztime=60s ./internal/jobspec/
+
+## bench: dispatch path vs. raw RabbitMQ, a 10,000-worker fleet, failure detection; rewrites docs/BENCHMARKS.md (needs RabbitMQ; a few minutes; BENCHFLAGS adds btbench flags)
+bench:
+	$(GO) run ./cmd/btbench --out docs/BENCHMARKS.md $(BENCHFLAGS)
 
 ## ci: everything .ci/run checks after starting services
 ci: lint breaking check-generated vet test

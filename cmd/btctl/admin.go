@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+)
+
+const usageWorkers = `Usage: btctl workers [flags]
+
+List the workers one hub knows (AdminService.ListWorkers): connected ones and
+recently dead ones. Needs the admin token.
+
+Examples:
+  btctl workers --hub hub.example.com:7070 --admin-token-file admin.token
+  BLACKTREE_ADMIN_TOKEN=... btctl workers --hub 127.0.0.1:7070 --insecure --json
+`
+
+const usageJobs = `Usage: btctl jobs [flags]
+
+List the jobs one hub has in flight (AdminService.ListJobs): pending,
+offered, running, orphaned or publishing. Finished jobs are on status.queue
+(btctl watch). Needs the admin token.
+
+Examples:
+  btctl jobs --hub hub.example.com:7070 --admin-token-file admin.token
+  btctl jobs --json
+`
+
+const usageDrain = `Usage: btctl drain [flags] WORKER
+
+Ask one worker (by id, or by name when unique) to finish its running jobs and
+take no new ones (AdminService.DrainWorker). Needs the admin token.
+
+Exit status: 0 drained, 1 no such worker, 2 usage, 3 hub unreachable or
+token refused.
+
+Examples:
+  btctl drain worker-7 --reason "kernel upgrade"
+  btctl drain 3f2c9a1e-... --hub hub.example.com:7070 --json
+`
+
+func runWorkers(ctx context.Context, args []string, e env) error {
+	fs, c := newFlagSet("workers", usageWorkers, e)
+	asJSON := fs.Bool("json", false, "print the ListWorkersResponse as JSON")
+	if err := noArgs(fs, args, "workers"); err != nil {
+		return err
+	}
+	hub, err := dialHub(c)
+	if err != nil {
+		return err
+	}
+	defer hub.close()
+	cctx, cancel := hub.ctx(ctx)
+	defer cancel()
+	resp, err := hub.api.ListWorkers(cctx, &blacktreev1.ListWorkersRequest{})
+	if err != nil {
+		return hub.rpcErr("list workers", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, resp)
+	}
+	printWorkers(e.stdout, resp.GetWorkers(), time.Now())
+	return nil
+}
+
+func runJobs(ctx context.Context, args []string, e env) error {
+	fs, c := newFlagSet("jobs", usageJobs, e)
+	asJSON := fs.Bool("json", false, "print the ListJobsResponse as JSON")
+	if err := noArgs(fs, args, "jobs"); err != nil {
+		return err
+	}
+	hub, err := dialHub(c)
+	if err != nil {
+		return err
+	}
+	defer hub.close()
+	cctx, cancel := hub.ctx(ctx)
+	defer cancel()
+	resp, err := hub.api.ListJobs(cctx, &blacktreev1.ListJobsRequest{})
+	if err != nil {
+		return hub.rpcErr("list jobs", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, resp)
+	}
+	printJobs(e.stdout, resp.GetJobs(), time.Now())
+	return nil
+}
+
+func runDrain(ctx context.Context, args []string, e env) error {
+	fs, c := newFlagSet("drain", usageDrain, e)
+	asJSON := fs.Bool("json", false, "print the DrainWorkerResponse as JSON")
+	reason := fs.String("reason", "drained with btctl", "why, for the hub's and worker's logs")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("drain takes exactly one WORKER (id or name), got %d arguments (see btctl drain --help)", len(pos))
+	}
+	hub, err := dialHub(c)
+	if err != nil {
+		return err
+	}
+	defer hub.close()
+	cctx, cancel := hub.ctx(ctx)
+	defer cancel()
+	resp, err := hub.api.DrainWorker(cctx, &blacktreev1.DrainWorkerRequest{WorkerId: pos[0], Reason: *reason})
+	if err != nil {
+		return hub.rpcErr("drain "+pos[0], err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, resp)
+	}
+	w := resp.GetWorker()
+	fmt.Fprintf(e.stdout, "worker %s (%s) is %s, running %d job(s)\n", w.GetWorkerId(), w.GetName(), stateName(w.GetState()), len(w.GetRunningJobIds()))
+	return nil
+}
+
+func noArgs(fs *flag.FlagSet, args []string, name string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr("%s takes no arguments, got %q (see btctl %s --help)", name, pos[0], name)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return infraErr("encode answer: %v", err)
+	}
+	fmt.Fprintln(w, string(b))
+	return nil
+}
+
+func printWorkers(w io.Writer, workers []*blacktreev1.WorkerInfo, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tRUNNING\tLAST HEARTBEAT\tADDRESS")
+	for _, wk := range workers {
+		running := "-"
+		if ids := wk.GetRunningJobIds(); len(ids) > 0 {
+			running = fmt.Sprintf("%d: %s", len(ids), strings.Join(ids, ","))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", wk.GetWorkerId(), orDash(wk.GetName()), stateName(wk.GetState()),
+			wk.GetSlots(), running, ago(wk.GetLastHeartbeat(), now), orDash(wk.GetAddress()))
+	}
+	_ = tw.Flush()
+	if len(workers) == 0 {
+		fmt.Fprintln(w, "(no workers)")
+	}
+}
+
+func printJobs(w io.Writer, jobs []*blacktreev1.JobInfo, now time.Time) {
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].GetJobId() < jobs[j].GetJobId() })
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB ID\tSTATE\tWORKER\tREPO\tIMAGE\tRECEIVED")
+	for _, j := range jobs {
+		state := strings.ToLower(strings.TrimPrefix(j.GetState().String(), "JOB_STATE_"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.GetJobId(), state, orDash(j.GetWorkerId()), j.GetRepoUrl(), j.GetImageName(), ago(j.GetReceivedAt(), now))
+	}
+	_ = tw.Flush()
+	if len(jobs) == 0 {
+		fmt.Fprintln(w, "(no jobs in flight)")
+	}
+}
+
+func stateName(s blacktreev1.WorkerState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "WORKER_STATE_"))
+}
+
+// ago renders a timestamp as an age: "3s ago".
+func ago(ts *timestamppb.Timestamp, now time.Time) string {
+	if ts == nil {
+		return "-"
+	}
+	d := now.Sub(ts.AsTime())
+	if d < 0 {
+		d = 0
+	}
+	return d.Round(time.Second).String() + " ago"
+}

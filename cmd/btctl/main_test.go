@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/jobspec"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// testAMQPURL is the machine's broker (bash ../shared/scripts/ensure-rabbitmq).
+func testAMQPURL() string {
+	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// rabbit is the test's own connection, for declaring random queues and
+// playing the hub or the control plane.
+type rabbit struct {
+	t    *testing.T
+	conn *amqp.Connection
+	mu   sync.Mutex // guards ch (one owner at a time)
+	ch   *amqp.Channel
+}
+
+func newRabbit(t *testing.T) *rabbit {
+	t.Helper()
+	conn, err := amqp.DialConfig(testAMQPURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("RabbitMQ is not reachable at %s: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root); tools: bash scripts/ensure-tools", redactURL(testAMQPURL()), err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("open channel: %v", err)
+	}
+	r := &rabbit{t: t, conn: conn, ch: ch}
+	t.Cleanup(func() { _ = conn.Close() })
+	return r
+}
+
+func randomName(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// queues declares a random durable execute and status queue pair, deleted
+// when the test ends.
+func (r *rabbit) queues() (execute, status string) {
+	r.t.Helper()
+	execute, status = randomName("btctl-test.execute"), randomName("btctl-test.status")
+	for _, q := range []string{execute, status} {
+		if _, err := r.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			r.t.Fatalf("declare %s: %v", q, err)
+		}
+	}
+	r.t.Cleanup(func() {
+		conn, err := amqp.Dial(testAMQPURL())
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		_, _ = ch.QueueDelete(execute, false, false, false)
+		_, _ = ch.QueueDelete(status, false, false, false)
+	})
+	return execute, status
+}
+
+func (r *rabbit) publishStatus(queue string, resp *blacktreev1.JobResponse) {
+	r.t.Helper()
+	body, err := jobspec.EncodeResponse(resp)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err = r.ch.PublishWithContext(context.Background(), "", queue, false, false, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: resp.GetJobId(), Body: body,
+	})
+	if err != nil {
+		r.t.Fatalf("publish status: %v", err)
+	}
+}
+
+// depth returns a queue's ready-message count.
+func (r *rabbit) depth(queue string) int {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q, err := r.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		r.t.Fatalf("inspect %s: %v", queue, err)
+	}
+	return q.Messages
+}
+
+// waitDepth waits until queue holds want ready messages (requeues are
+// asynchronous to the consumer's close).
+func (r *rabbit) waitDepth(queue string, want int) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := r.depth(queue)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("depth(%s) = %d, want %d", queue, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// get takes one message from queue, failing the test when none comes.
+func (r *rabbit) get(queue string) amqp.Delivery {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		d, ok, err := r.ch.Get(queue, true)
+		r.mu.Unlock()
+		if err != nil {
+			r.t.Fatalf("get %s: %v", queue, err)
+		}
+		if ok {
+			return d
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no message on %s within 10s", queue)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// result is one btctl run.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// btctl runs the command in-process with env vars from vars only.
+func btctl(ctx context.Context, vars map[string]string, args ...string) result {
+	var out, errb syncBuffer
+	code := run(ctx, args, env{stdout: &out, stderr: &errb, getenv: func(k string) string { return vars[k] }})
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func queueVars(execute, status string) map[string]string {
+	return map[string]string{
+		"BLACKTREE_AMQP_URL":      testAMQPURL(),
+		"BLACKTREE_EXECUTE_QUEUE": execute,
+		"BLACKTREE_STATUS_QUEUE":  status,
+	}
+}
+
+func oneLineErr(t *testing.T, r result) {
+	t.Helper()
+	if n := strings.Count(strings.TrimRight(r.stderr, "\n"), "\n"); n != 0 || !strings.HasPrefix(r.stderr, "btctl: ") {
+		t.Errorf("stderr = %q, want one line starting with \"btctl: \"", r.stderr)
+	}
+}
