@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
+	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/rabbit"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 )
@@ -84,50 +84,16 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA `file` to verify worker client certificates (mTLS)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usageText)
-		fs.VisitAll(func(f *flag.Flag) {
-			name, usage := flag.UnquoteUsage(f)
-			fmt.Fprintf(fs.Output(), "  --%s %s\n    \t%s (env %s", f.Name, name, usage, envName(f.Name))
-			if f.DefValue != "" && f.DefValue != "false" {
-				fmt.Fprintf(fs.Output(), ", default %q", f.DefValue)
-			}
-			fmt.Fprintln(fs.Output(), ")")
-		})
-	}
+	cliflags.SetUsage(fs, usageText)
 	return fs
-}
-
-func envName(flagName string) string {
-	return "BLACKTREE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // parse reads BLACKTREE_* environment fallbacks, then the command line.
 func parse(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := newFlagSet(o, stderr)
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid %s: %v", envName(f.Name), err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fs.Usage()
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w (see --help)", err)
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	if err := cliflags.Parse(fs, args, stderr); err != nil {
+		return nil, err
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/jobspec"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 	"github.com/blacktree/blacktree/workeragent"
@@ -111,51 +112,16 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.insecure, "insecure", false, "connect without TLS (plaintext; development only)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usageHead)
-		fs.VisitAll(func(f *flag.Flag) {
-			name, usage := flag.UnquoteUsage(f)
-			fmt.Fprintf(fs.Output(), "  --%s\n    \t%s (env %s", strings.TrimSpace(f.Name+" "+name), usage, envName(f.Name))
-			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
-				fmt.Fprintf(fs.Output(), ", default %q", f.DefValue)
-			}
-			fmt.Fprintln(fs.Output(), ")")
-		})
-	}
+	cliflags.SetUsage(fs, usageHead)
 	return fs
-}
-
-func envName(flagName string) string {
-	return "BLACKTREE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // parse reads BLACKTREE_* environment fallbacks, then the command line.
 func parse(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := newFlagSet(o, stderr)
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid %s: %v", envName(f.Name), err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
-	// Errors are reported by run in one line; only --help prints usage.
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fs.Usage()
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w (see --help)", err)
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	if err := cliflags.Parse(fs, args, stderr); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

@@ -1,0 +1,69 @@
+// Package cliflags gives the Blacktree binaries one way to read flags:
+// every flag has a BLACKTREE_* environment fallback (the command line
+// wins), --help lists each flag with its variable and default, and errors
+// are one line for the caller to print.
+package cliflags
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// EnvName is the environment variable that backs a flag:
+// --amqp-url ↔ BLACKTREE_AMQP_URL.
+func EnvName(flagName string) string {
+	return "BLACKTREE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// SetUsage makes fs print head, then every flag with its environment
+// variable and non-zero default.
+func SetUsage(fs *flag.FlagSet, head string) {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), head)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(fs.Output(), "  --%s\n    \t%s (env %s", strings.TrimSpace(f.Name+" "+name), usage, EnvName(f.Name))
+			switch f.DefValue {
+			case "", "false", "0", "0s":
+			default:
+				fmt.Fprintf(fs.Output(), ", default %q", f.DefValue)
+			}
+			fmt.Fprintln(fs.Output(), ")")
+		})
+	}
+}
+
+// Parse applies the environment fallbacks, then args. On --help it prints
+// the usage to stderr and returns flag.ErrHelp; any other problem is one
+// error line mentioning --help. Positional arguments are refused.
+func Parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid %s: %v", EnvName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
+	// Errors are reported by the caller in one line; only --help prints usage.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return err
+		}
+		return fmt.Errorf("%w (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	}
+	return nil
+}
