@@ -47,6 +47,7 @@ func main() {
 type options struct {
 	hubs, tokenFile, name, labels, executor, gitBaseURL, allowedGitHosts string
 	registry, stateDir, workDir, tlsCA, tlsCert, tlsKey, tlsServerName   string
+	buildNetwork                                                         string
 	logLevel                                                             string
 	slots                                                                int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
@@ -99,6 +100,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.gitBaseURL, "git-base-url", "https://github.com", "base `URL` that owner/name repoUrls resolve against")
 	fs.StringVar(&o.allowedGitHosts, "allowed-git-hosts", "", "extra `hosts` full https repoUrls may name, comma-separated (the git base URL's host is always allowed)")
 	fs.BoolVar(&o.allowPrivateGitHosts, "allow-private-git-hosts", false, "let allowed git hosts be loopback/private addresses (on-prem git, tests)")
+	fs.StringVar(&o.buildNetwork, "build-network", "", "docker `network` for RUN steps of builds, e.g. none (default: the engine's)")
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
 	fs.StringVar(&o.workDir, "work-dir", "", "`dir` for per-job workspaces (default: the system temp dir)")
@@ -220,6 +222,7 @@ func setup(o *options, stderr io.Writer) (workeragent.Config, executor.Executor,
 		NoopDelay:       o.noopDelay,
 		GitBaseURL:      o.gitBaseURL,
 		AllowedGitHosts: splitList(o.allowedGitHosts),
+		BuildNetwork:    o.buildNetwork,
 
 		AllowPrivateGitHosts: o.allowPrivateGitHosts,
 		Registry:             o.registry,

@@ -45,6 +45,9 @@ type Options struct {
 	// AllowPrivateGitHosts lets AllowedGitHosts name loopback, private and
 	// link-local addresses (on-prem git servers, tests).
 	AllowPrivateGitHosts bool
+	// BuildNetwork is the network RUN steps of a build use (e.g. "none" to
+	// cut untrusted builds off the network). Empty is the engine's default.
+	BuildNetwork string
 	// Registry is the prefix images are pushed under, e.g.
 	// `registry.example.com/team`. Empty pushes imageName as given.
 	Registry string

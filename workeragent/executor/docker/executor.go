@@ -91,6 +91,7 @@ func ConfigFromOptions(o executor.Options) Config {
 		WorkDir:              o.WorkDir,
 		LogTailBytes:         o.LogTailBytes,
 		JobTimeout:           o.JobTimeout,
+		BuildNetwork:         o.BuildNetwork,
 	}
 }
 

@@ -124,6 +124,7 @@ func TestRegisteredUnderDocker(t *testing.T) {
 		GitBaseURL:           "http://127.0.0.1:1",
 		AllowedGitHosts:      []string{"git.internal"},
 		AllowPrivateGitHosts: true,
+		BuildNetwork:         "none",
 		Registry:             "reg.example.com/team/",
 		LogTailBytes:         1234,
 	})
@@ -136,7 +137,7 @@ func TestRegisteredUnderDocker(t *testing.T) {
 	}
 	defer e.Close()
 	if e.Name() != "docker" || e.cfg.Registry != "reg.example.com/team" || e.cfg.LogTailBytes != 1234 ||
-		!e.cfg.AllowPrivateGitHosts || e.cfg.JobTimeout != DefaultJobTimeout || e.cfg.MaxRepoBytes != DefaultMaxRepoBytes {
+		!e.cfg.AllowPrivateGitHosts || e.cfg.BuildNetwork != "none" || e.cfg.JobTimeout != DefaultJobTimeout || e.cfg.MaxRepoBytes != DefaultMaxRepoBytes {
 		t.Errorf("executor.New(%q) config = %+v, want options mapped and defaults filled", Name, e.cfg)
 	}
 	if src, err := e.resolveRepo("https://git.internal/acme/app"); err != nil {
