@@ -1,0 +1,63 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRegistry(t *testing.T) {
+	if _, err := New("no-such-executor", Options{}); err == nil || !strings.Contains(err.Error(), "known:") {
+		t.Errorf("New(unknown) = %v, want an error listing the known executors", err)
+	}
+	if err := Register(NoopName, nil); err == nil {
+		t.Errorf("Register(%q) twice = nil, want an error", NoopName)
+	}
+	e, err := New(NoopName, Options{NoopDelay: time.Millisecond})
+	if err != nil || e.Name() != NoopName {
+		t.Fatalf("New(noop) = %v, %v; want the noop executor", e, err)
+	}
+}
+
+func TestNoop(t *testing.T) {
+	req := &blacktreev1.JobRequest{JobId: "j1", ImageName: "app:1"}
+	tests := []struct {
+		name    string
+		delay   time.Duration
+		cancel  bool
+		wantOK  bool
+		wantErr string
+	}{
+		{name: "succeeds", delay: time.Millisecond, wantOK: true},
+		{name: "no delay", wantOK: true},
+		{name: "cancelled", delay: time.Hour, cancel: true, wantErr: "cancelled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				cancel()
+			}
+			var logs bytes.Buffer
+			resp := Noop{Delay: tt.delay}.Run(ctx, req, &logs)
+			if resp.GetJobId() != "j1" || resp.GetSuccess() != tt.wantOK || !strings.Contains(resp.GetError(), tt.wantErr) {
+				t.Errorf("Run() = %v, want success=%v error containing %q", resp, tt.wantOK, tt.wantErr)
+			}
+			if tt.wantOK && resp.GetImageUrl() != "app:1" {
+				t.Errorf("Run().ImageUrl = %q, want app:1", resp.GetImageUrl())
+			}
+			if !strings.Contains(logs.String(), "j1") {
+				t.Errorf("Run() logs = %q, want a line naming the job", logs.String())
+			}
+		})
+	}
+}
