@@ -67,6 +67,9 @@ func TestAdminService(t *testing.T) {
 		t.Fatalf("DrainWorker(alpha) = %v, %v, want draining", dr, err)
 	}
 	w.next("Drain", func(m *blacktreev1.HubMessage) bool { return m.GetDrain() != nil })
+	// A worker cannot undo an operator's drain (a revoked or hostile worker
+	// would clear it to keep receiving jobs and their tokens).
+	w.send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{Draining: false}}})
 	e.publish(validJob("adm-2"))
 	eventually(t, 5*time.Second, "adm-2 held (draining worker takes no job)", func() bool { return h.jobState("adm-2") == jobPending })
 }
@@ -88,6 +91,9 @@ func TestProbesHealthReflection(t *testing.T) {
 	}
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz = %d, want 200", code)
+	}
+	if code, _ := get("/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without Pprof = %d, want 404", code)
 	}
 	eventually(t, 10*time.Second, "/readyz 200", func() bool { code, _ := get("/readyz"); return code == 200 })
 	e.publish(validJob("m-1"))
@@ -174,4 +180,19 @@ func TestShutdownDrains(t *testing.T) {
 		t.Errorf("second Shutdown() = %v, want nil", err)
 	}
 	e.waitStatus("drain-1")
+}
+
+// Config.Pprof serves Go profiles on the HTTP listener.
+func TestPprofOptIn(t *testing.T) {
+	e := newEnv(t)
+	h := e.startHub(func(c *Config) { c.Pprof = true })
+	resp, err := http.Get("http://" + h.HTTPAddr().String() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatalf("GET /debug/pprof/goroutine: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "goroutine profile") {
+		t.Errorf("/debug/pprof/goroutine = %d %.80q, want 200 with a goroutine profile", resp.StatusCode, b)
+	}
 }

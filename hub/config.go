@@ -43,6 +43,9 @@ type Config struct {
 	// HTTPAddr is the listen address of /healthz, /readyz and /metrics.
 	// Default ":7071". "-" turns the HTTP server off.
 	HTTPAddr string
+	// Pprof also serves net/http/pprof under /debug/pprof/ on HTTPAddr. Off
+	// by default: profiles expose internals, so only for trusted networks.
+	Pprof bool
 	// HubID names this hub instance in Registered and logs. Default: a
 	// random id.
 	HubID string

@@ -34,7 +34,7 @@ type options struct {
 	holdTimeout, lostWorkerGrace       time.Duration
 	heartbeatInterval, drainTimeout    time.Duration
 	workerTokens, adminTokenFile       string
-	insecureNoAuth                     bool
+	insecureNoAuth, pprof              bool
 	tlsCert, tlsKey, tlsClientCA       string
 	logJSON                            bool
 	logLevel                           string
@@ -67,6 +67,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address` for workers, the admin API, health and reflection")
 	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz and /metrics")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on --http-addr (trusted networks only)")
 	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`")
 	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
@@ -132,7 +133,7 @@ func run(args []string, stderr io.Writer) int {
 		return fail(2, err)
 	}
 	cfg := hub.Config{
-		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, HoldTimeout: o.holdTimeout, LostWorkerGrace: o.lostWorkerGrace,
+		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Pprof: o.pprof, HoldTimeout: o.holdTimeout, LostWorkerGrace: o.lostWorkerGrace,
 		HeartbeatInterval: o.heartbeatInterval, DrainTimeout: o.drainTimeout,
 		StreamInterceptors: []grpc.StreamServerInterceptor{authn.StreamInterceptor()},
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{authn.UnaryInterceptor()},
