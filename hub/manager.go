@@ -58,6 +58,7 @@ type workerEntry struct {
 	w         *Worker
 	jobs      map[string]struct{} // offered or running on w
 	draining  bool
+	drained   bool // drained by an operator (DrainWorker): the worker's heartbeats cannot undo it
 	dead      bool
 	deadCause string
 	lastSeen  time.Time
@@ -185,7 +186,7 @@ func (m *WorkerManager) setDraining(w *Worker, draining bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.currentLocked(w)
-	if e == nil || e.draining == draining {
+	if e == nil || e.draining == draining || !draining && e.drained {
 		return false
 	}
 	e.draining = draining
@@ -210,7 +211,7 @@ func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo,
 		e = match[0]
 	}
 	if !e.dead {
-		e.draining = true
+		e.draining, e.drained = true, true
 		e.w.send(drainMsg(reason))
 	}
 	return m.infoLocked(e), true

@@ -158,16 +158,21 @@ func (a *Agent) runJob(j *job) {
 		defer close(pumpDone)
 		a.pumpLogs(ls)
 	}()
-	resp := a.execute(ctx, j, ls)
+	resp := a.execute(ctx, j, ls, secrets)
 	ls.Close()
 	<-pumpDone
+	// Finish before releasing the job's context: finishResponse reads its
+	// cause to name a cancellation or timeout, and j.cancel would make
+	// every failure look cancelled.
+	resp = a.finishResponse(ctx, j, resp, secrets)
 	j.cancel(nil)
-	a.completeJob(j, a.finishResponse(ctx, j, resp, secrets))
+	a.completeJob(j, resp)
 }
 
 // execute validates the request and runs the executor, turning a panic or a
-// nil response into a failed response.
-func (a *Agent) execute(ctx context.Context, j *job, ls *logStream) (resp *blacktreev1.JobResponse) {
+// nil response into a failed response. The panic value is scrubbed of the
+// job's secrets before it is logged (it may quote the request).
+func (a *Agent) execute(ctx context.Context, j *job, ls *logStream, secrets *redact.Secrets) (resp *blacktreev1.JobResponse) {
 	if err := jobspec.Validate(j.req, a.cfg.Policy); err != nil {
 		j.log.Warn("invalid job request", "error", err)
 		fmt.Fprintf(ls, "blacktree: %v\n", err)
@@ -175,7 +180,7 @@ func (a *Agent) execute(ctx context.Context, j *job, ls *logStream) (resp *black
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			j.log.Error("executor panicked", "panic", fmt.Sprint(p))
+			j.log.Error("executor panicked", "panic", secrets.Scrub(fmt.Sprint(p)))
 			resp = jobspec.Failed(j.id, blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED, fmt.Errorf("executor %s failed unexpectedly", a.exec.Name()))
 		}
 	}()

@@ -334,10 +334,29 @@ func run(args []string, stderr io.Writer) int {
 	<-sigDone
 	if err != nil {
 		logger.Error("worker stopped", "error", err)
+		if hint := noHubHint(o, err); hint != "" {
+			logger.Error(hint)
+		}
 		return exitFailure
 	}
 	if ctx.Err() != nil {
 		return exitFailure // aborted by a second signal
 	}
 	return exitOK
+}
+
+// noHubHint names the likeliest transport mismatch when no hub ever
+// accepted the worker: gRPC only reports "error reading server preface"
+// (plaintext against TLS) or a broken pipe (no client certificate against
+// mTLS).
+func noHubHint(o *options, err error) string {
+	switch {
+	case !errors.Is(err, workeragent.ErrNoHub):
+		return ""
+	case o.insecure:
+		return "hint: --insecure dials the hub in plaintext; a hub serving TLS (--tls-cert) drops such connections: drop --insecure and pass --tls-ca"
+	case o.tlsCert == "":
+		return "hint: if the hub requires client certificates (--tls-client-ca), pass --tls-cert and --tls-key"
+	}
+	return ""
 }

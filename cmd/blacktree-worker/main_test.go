@@ -234,4 +234,29 @@ func TestBinaryNoHubAtStartup(t *testing.T) {
 	if !strings.Contains(stderr.String(), "no hub reachable") {
 		t.Errorf("stderr = %q, want it to say no hub is reachable", stderr.String())
 	}
+	if !strings.Contains(stderr.String(), "hint: if the hub requires client certificates") {
+		t.Errorf("stderr = %q, want the client-certificate hint", stderr.String())
+	}
+}
+
+func TestBinaryPlaintextAgainstTLSHub(t *testing.T) {
+	bin := buildWorker(t)
+	pki := tlstest.Generate(t, t.TempDir())
+	srvTLS, err := tlsutil.ServerConfig(pki.ServerCert, pki.ServerKey, "")
+	if err != nil {
+		t.Fatalf("ServerConfig() error = %v", err)
+	}
+	hub := fakehub.Start(t, fakehub.Options{TLS: srvTLS})
+	stderr := &syncBuffer{}
+	cmd := exec.Command(bin, "--hub", hub.Addr, "--insecure", "--executor", "noop", "--state-dir", t.TempDir(), "--connect-timeout", "300ms")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	if got := exitCode(t, cmd, stderr); got != exitFailure {
+		t.Errorf("worker exit code = %d, want %d", got, exitFailure)
+	}
+	if !strings.Contains(stderr.String(), "drop --insecure and pass --tls-ca") {
+		t.Errorf("stderr = %q, want the plaintext hint", stderr.String())
+	}
 }
