@@ -203,21 +203,8 @@ func (e *env) waitReady(h *hubProc) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTPAddr+"/readyz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-h.Done():
-			e.t.Fatalf("hub exited before ready:\n%s", h.Output())
-		case <-ctx.Done():
-			e.t.Fatalf("hub not ready within 60s:\n%s", h.Output())
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := cluster.WaitHTTP200(ctx, "http://"+h.HTTPAddr+"/readyz", h.Process); err != nil {
+		e.t.Fatalf("hub not ready: %v", err)
 	}
 }
 

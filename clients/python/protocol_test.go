@@ -22,7 +22,7 @@ func requirePython(t *testing.T) {
 }
 
 func workerScript(t *testing.T) string {
-	return filepath.Join(moduleRoot(t), "clients", "python", "worker.py")
+	return filepath.Join(repoRoot(t), "clients", "python", "worker.py")
 }
 
 // TestWorkerProtocol drives worker.py frame by frame from a fake hub:
@@ -71,12 +71,12 @@ func TestWorkerProtocol(t *testing.T) {
 	}
 	s2.Send(t, fakehub.Ack("j-1"))
 	select {
-	case <-w.done:
-		if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+	case <-w.Done():
+		if code := w.ExitCode(); code != 0 {
 			t.Errorf("worker exit = %d, want 0 after --jobs 1 acknowledged", code)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("worker did not exit after its result was acknowledged:\n%s", w.out.String())
+		t.Fatalf("worker did not exit after its result was acknowledged:\n%s", w.Output())
 	}
 }
 
@@ -99,11 +99,11 @@ func TestWorkerBadTokenExits1(t *testing.T) {
 	hub := fakehub.Start(t, fakehub.Options{Token: "right"})
 	w := start(t, "python worker", "/usr/bin/python3", "-B", workerScript(t), "--hub", hub.Addr, "--token", "wrong", "--insecure")
 	select {
-	case <-w.done:
-		if code := w.cmd.ProcessState.ExitCode(); code != 1 {
-			t.Errorf("worker exit = %d, want 1 for a refused token:\n%s", code, w.out.String())
+	case <-w.Done():
+		if code := w.ExitCode(); code != 1 {
+			t.Errorf("worker exit = %d, want 1 for a refused token:\n%s", code, w.Output())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("worker with a bad token did not exit:\n%s", w.out.String())
+		t.Fatalf("worker with a bad token did not exit:\n%s", w.Output())
 	}
 }

@@ -5,19 +5,13 @@
 package python_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"net"
-	"net/http"
+	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,24 +19,11 @@ import (
 	"go.uber.org/goleak"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
-var binDir string
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func amqpURL() string {
 	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
@@ -57,80 +38,36 @@ func randomName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b[:])
 }
 
-func moduleRoot(t *testing.T) string {
+// repoRoot is the module root, where the hub is built from and worker.py
+// lives.
+func repoRoot(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	root, err := cluster.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return root
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-}
-
-// start runs bin and stops it (SIGTERM, then SIGKILL) when the test ends.
-func start(t *testing.T, name, bin string, args ...string) *proc {
+// start runs bin and stops it (SIGTERM, then SIGKILL after 10s) when the
+// test ends, printing its output if the test failed.
+func start(t *testing.T, name, bin string, args ...string) *cluster.Process {
 	t.Helper()
-	p := &proc{name: name, out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	p, err := cluster.Start(name, bin, args, []string{"PYTHONDONTWRITEBYTECODE=1"}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		_ = p.Stop(10 * time.Second)
 		if t.Failed() {
-			t.Logf("--- %s output:\n%s", name, p.out.String())
+			t.Logf("--- %s output:\n%s", name, p.Output())
 		}
 	})
 	return p
 }
 
 func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
-	if out, err := exec.Command("/usr/bin/python3", "-c", "import grpc, google.protobuf").CombinedOutput(); err != nil {
-		t.Fatalf("/usr/bin/python3 with python3-grpcio and python3-protobuf is needed: %v\n%s\ninstall them with: bash scripts/ensure-tools", err, out)
-	}
+	requirePython(t)
 	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("RabbitMQ is not reachable: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root), then bash scripts/ensure-tools", err)
@@ -149,16 +86,12 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	})
 
 	// The real hub, with one worker token and an admin token.
-	root := moduleRoot(t)
-	binDir, err = os.MkdirTemp("", "python-test-bin-")
+	root := repoRoot(t)
+	buildCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bins, err := cluster.Build(buildCtx, root, t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
-	}
-	hubBin := filepath.Join(binDir, "blacktree-hub")
-	build := exec.Command("go", "build", "-o", hubBin, "./cmd/blacktree-hub")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/blacktree-hub: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
 	workerToken := randomName("wtok")
@@ -170,12 +103,20 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	hub := start(t, "blacktree-hub", hubBin,
+	grpcAddr, errGRPC := cluster.FreeAddr()
+	httpAddr, errHTTP := cluster.FreeAddr()
+	if err := errors.Join(errGRPC, errHTTP); err != nil {
+		t.Fatal(err)
+	}
+	hub := start(t, "blacktree-hub", bins.Hub,
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--amqp-url", amqpURL(),
 		"--execute-queue", execute, "--status-queue", status,
 		"--worker-tokens", tokens, "--admin-token-file", admin)
-	waitReady(t, hub, httpAddr)
+	readyCtx, cancelReady := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelReady()
+	if err := cluster.WaitHTTP200(readyCtx, "http://"+httpAddr+"/readyz", hub); err != nil {
+		t.Fatalf("blacktree-hub not ready: %v", err)
+	}
 
 	// The Python worker: exits 0 after one acknowledged result.
 	worker := start(t, "python worker", "/usr/bin/python3", "-B", filepath.Join(root, "clients", "python", "worker.py"),
@@ -200,8 +141,8 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	var d amqp.Delivery
 	select {
 	case d = <-statuses:
-	case <-worker.done:
-		t.Fatalf("python worker exited before a status arrived:\n%s", worker.out.String())
+	case <-worker.Done():
+		t.Fatalf("python worker exited before a status arrived:\n%s", worker.Output())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("no status on %s within 60s", status)
 	}
@@ -221,37 +162,14 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 
 	// --jobs 1: the worker exits 0 once the hub acknowledged the result.
 	select {
-	case <-worker.done:
-		if code := worker.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("python worker exit = %d, want 0:\n%s", code, worker.out.String())
+	case <-worker.Done():
+		if code := worker.ExitCode(); code != 0 {
+			t.Errorf("python worker exit = %d, want 0:\n%s", code, worker.Output())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("python worker did not exit after its result was acknowledged:\n%s", worker.out.String())
+		t.Fatalf("python worker did not exit after its result was acknowledged:\n%s", worker.Output())
 	}
-	if out := worker.out.String(); !strings.Contains(out, "result acknowledged: job_id="+jobID) {
+	if out := worker.Output(); !strings.Contains(out, "result acknowledged: job_id="+jobID) {
 		t.Errorf("python worker output lacks the ResultAck:\n%s", out)
-	}
-}
-
-func waitReady(t *testing.T, hub *proc, httpAddr string) {
-	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-hub.done:
-			t.Fatalf("blacktree-hub exited during start-up:\n%s", hub.out.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("blacktree-hub not ready on %s within 30s:\n%s", httpAddr, hub.out.String())
-		}
 	}
 }

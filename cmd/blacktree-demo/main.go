@@ -144,7 +144,7 @@ func run(ctx context.Context, amqpURL string, verbose bool) (err error) {
 		return err
 	}
 	defer stopProcess(hub)
-	if err := waitReady(ctx, "http://"+httpAddr+"/readyz", hub); err != nil {
+	if err := cluster.WaitHTTP200(ctx, "http://"+httpAddr+"/readyz", hub); err != nil {
 		return err
 	}
 	cp, err := cluster.NewControlPlane(amqpURL, execQ, statusQ)
@@ -230,27 +230,6 @@ func readDir(dir string) (map[string]string, error) {
 		files[e.Name()] = string(b)
 	}
 	return files, nil
-}
-
-func waitReady(ctx context.Context, url string, p *cluster.Process) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.Done():
-			return fmt.Errorf("hub exited before it was ready:\n%s", p.Output())
-		case <-ctx.Done():
-			return fmt.Errorf("hub not ready: %w\n%s", ctx.Err(), p.Output())
-		case <-tick.C:
-		}
-	}
 }
 
 func waitWithProgress(ctx context.Context, cp *cluster.ControlPlane, id string, start time.Time) (*blacktreev1.JobResponse, error) {

@@ -69,7 +69,7 @@ func TestGRPCURLDoc(t *testing.T) {
 	if len(plain) < 7 || len(withTLS) < 2 {
 		t.Fatalf("found %d plaintext and %d TLS grpcurl blocks in %s, want at least 7 (list, 2 describe, health, workers, jobs, drain) and 2", len(plain), len(withTLS), doc)
 	}
-	bin := goBinary(t, "github.com/fullstorydev/grpcurl/cmd/grpcurl", "grpcurl")
+	bin := grpcurlBinary(t)
 	t.Run("plaintext", func(t *testing.T) { runDocBlocks(t, bin, startHub(t, false), plain) })
 	t.Run("tls", func(t *testing.T) { runDocBlocks(t, bin, startHub(t, true), withTLS) })
 }

@@ -138,7 +138,7 @@ func TestWithTLSHub(t *testing.T) {
 // `btctl workers`, then takes its status with `watch --consume`.
 func TestWithGoWorkerJobsShowsRunningJob(t *testing.T) {
 	h := startHub(t, false)
-	bin := goBinary(t, "./cmd/blacktree-worker", "blacktree-worker")
+	bin := binaries(t).Worker
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(h.workerTokn+"\n"), 0o600); err != nil {

@@ -1,137 +1,110 @@
 package main
 
-// Helpers that run the real hub and the Python worker for the tests that
-// need them. clients/python/python_test.go has the same few helpers; a
-// shared test-support package would remove the copy.
+// Helpers that run the real hub, the Go worker and the Python worker for
+// the tests that need them, on the shared internal/cluster (build, start,
+// readiness, stop) and internal/tlsutil/tlstest (certificates).
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"net/http"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/blacktree/blacktree/internal/cluster"
+	"github.com/blacktree/blacktree/internal/tlsutil/tlstest"
 )
 
 // moduleRoot is the repository root (two levels up from cmd/btctl).
 func moduleRoot(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" {
-		t.Fatalf("go env GOMOD: %v", err)
+	root, err := cluster.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
+	return root
 }
 
-var (
-	buildMu  sync.Mutex // guards built
-	built    = map[string]string{}
-	buildDir string
-)
+// built are the binaries, built on first use into a directory TestMain
+// removes.
+var built struct {
+	mu   sync.Mutex // guards the following
+	dir  string
+	bins *cluster.Binaries
+}
 
-// goBinary builds pkg (a module path or ./cmd/...) once per test run and
-// returns the binary's path.
-func goBinary(t *testing.T, pkg, name string) string {
+// binaries builds the hub, the Go worker and btctl once per test run.
+func binaries(t *testing.T) cluster.Binaries {
 	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := built[pkg]; ok {
-		return p
+	built.mu.Lock()
+	defer built.mu.Unlock()
+	if built.bins != nil {
+		return *built.bins
 	}
-	if buildDir == "" {
+	if built.dir == "" {
 		d, err := os.MkdirTemp("", "btctl-test-bin-")
 		if err != nil {
 			t.Fatal(err)
 		}
-		buildDir = d
+		built.dir = d
 	}
-	p := filepath.Join(buildDir, name)
-	cmd := exec.Command("go", "build", "-o", p, pkg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bins, err := cluster.Build(ctx, moduleRoot(t), built.dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built.bins = &bins
+	return bins
+}
+
+// grpcurlBinary is the pinned grpcurl (a go.mod tool), built into the Go
+// build cache.
+func grpcurlBinary(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("go", "tool", "-n", "grpcurl")
 	cmd.Dir = moduleRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	out, err := cmd.Output()
+	if err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			t.Fatalf("go tool -n grpcurl: %v\n%s", err, exitErr.Stderr)
+		}
+		t.Fatalf("go tool -n grpcurl: %v", err)
 	}
-	built[pkg] = p
-	return p
+	return strings.TrimSpace(string(out))
 }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := cluster.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
-// proc is a child process whose output is kept for failure messages.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
-
-// startProc starts bin and stops it (SIGTERM, then SIGKILL) when the test
-// ends, printing its output if the test failed.
-func startProc(t *testing.T, name, bin string, args ...string) *proc {
+// startProc starts bin and stops it (SIGTERM, then SIGKILL after 10s) when
+// the test ends, printing its output if the test failed.
+func startProc(t *testing.T, name, bin string, args ...string) *cluster.Process {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	p, err := cluster.Start(name, bin, args, []string{"PYTHONDONTWRITEBYTECODE=1"}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		p.stop()
+		_ = p.Stop(10 * time.Second)
 		if t.Failed() {
-			t.Logf("--- %s output:\n%s", name, p.out.String())
+			t.Logf("--- %s output:\n%s", name, p.Output())
 		}
 	})
 	return p
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// waitOutput waits until the process printed substr.
-func (p *proc) waitOutput(t *testing.T, substr string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.After(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !strings.Contains(p.out.String(), substr) {
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before printing %q:\n%s", p.name, substr, p.out.String())
-		case <-deadline:
-			t.Fatalf("%s did not print %q within %s:\n%s", p.name, substr, timeout, p.out.String())
-		case <-tick.C:
-		}
-	}
 }
 
 // testHub is a running blacktree-hub on random ports and random queues.
@@ -141,7 +114,7 @@ type testHub struct {
 	adminToken             string
 	workerName, workerTokn string
 	tlsCA                  string // CA file when the hub serves TLS
-	proc                   *proc
+	proc                   *cluster.Process
 }
 
 // startHub builds and starts the real hub with a worker token and an admin
@@ -173,37 +146,17 @@ func startHub(t *testing.T, withTLS bool) *testHub {
 		"--amqp-url", testAMQPURL(), "--execute-queue", h.execute, "--status-queue", h.status,
 		"--worker-tokens", tokens, "--admin-token-file", admin}
 	if withTLS {
-		var cert, key string
-		h.tlsCA, cert, key = writeTestCerts(t, dir)
-		args = append(args, "--tls-cert", cert, "--tls-key", key)
+		certs := tlstest.Generate(t, dir)
+		h.tlsCA = certs.CACert
+		args = append(args, "--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey)
 	}
-	bin := goBinary(t, "./cmd/blacktree-hub", "blacktree-hub")
-	h.proc = startProc(t, "blacktree-hub", bin, args...)
-	h.waitReady(t)
+	h.proc = startProc(t, "blacktree-hub", binaries(t).Hub, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cluster.WaitHTTP200(ctx, "http://"+h.httpAddr+"/readyz", h.proc); err != nil {
+		t.Fatalf("blacktree-hub not ready: %v", err)
+	}
 	return h
-}
-
-func (h *testHub) waitReady(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get("http://" + h.httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-h.proc.done:
-			t.Fatalf("blacktree-hub exited during start-up:\n%s", h.proc.out.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("blacktree-hub not ready on %s within 30s:\n%s", h.httpAddr, h.proc.out.String())
-		}
-	}
 }
 
 func (h *testHub) vars() map[string]string {
@@ -223,7 +176,7 @@ func requirePythonGRPC(t *testing.T) {
 
 // startPythonWorker runs clients/python/worker.py against h and waits until
 // it registered. It returns the worker's id.
-func startPythonWorker(t *testing.T, h *testHub) (string, *proc) {
+func startPythonWorker(t *testing.T, h *testHub) (string, *cluster.Process) {
 	t.Helper()
 	requirePythonGRPC(t)
 	id := randomName("py")
@@ -238,7 +191,11 @@ func startPythonWorker(t *testing.T, h *testHub) (string, *proc) {
 	}
 	args := append([]string{"-B", script, "--hub", h.grpcAddr, "--token-file", tokenFile, "--worker-id", id}, transport...)
 	p := startProc(t, "python worker", "/usr/bin/python3", args...)
-	p.waitOutput(t, "registered:", 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.WaitOutput(ctx, "registered:"); err != nil {
+		t.Fatal(err)
+	}
 	return id, p
 }
 
@@ -259,57 +216,4 @@ func deleteQueuesAtCleanup(t *testing.T, names ...string) {
 			_ = ch.Close()
 		}
 	})
-}
-
-// writeTestCerts writes a test CA and a server certificate for 127.0.0.1
-// signed by it; it returns the CA, certificate and key file names.
-func writeTestCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "btctl test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "hub.pem"), filepath.Join(dir, "hub.key")
-	for f, b := range map[string]*pem.Block{
-		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
-		certFile: {Type: "CERTIFICATE", Bytes: der},
-		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(f, pem.EncodeToMemory(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return caFile, certFile, keyFile
 }

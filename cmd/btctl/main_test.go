@@ -21,8 +21,8 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
 	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {

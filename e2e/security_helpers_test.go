@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cluster"
+)
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatalf("WriteFile(%s) = %v", path, err)
+	}
+}
+
+// startWorkerRaw starts a worker with exactly args plus --name and a
+// --state-dir of its own (no --insecure, no --token-file: the caller
+// chooses transport and credentials).
+func (e *env) startWorkerRaw(name string, args ...string) *cluster.Process {
+	e.t.Helper()
+	args = append([]string{"--name", name, "--state-dir", filepath.Join(e.dir, "state-"+name)}, args...)
+	p, err := cluster.Start("worker "+name, bins.Worker, args, nil, nil)
+	if err != nil {
+		e.t.Fatalf("start worker: %v", err)
+	}
+	e.procs = append(e.procs, p)
+	return p
+}
+
+// adminClient dials a hub's AdminService with the admin token, over TLS
+// when tlsCfg is set.
+func (e *env) adminClient(addr string, tlsCfg *tls.Config) (blacktreev1.AdminServiceClient, context.Context) {
+	e.t.Helper()
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		e.t.Fatalf("grpc.NewClient() = %v", err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+e.adminToken)
+	return blacktreev1.NewAdminServiceClient(conn), ctx
+}
+
+// liveNames returns the names of the workers the hub lists as FREE or BUSY,
+// sorted, and the worker id of each.
+func liveNames(ctx context.Context, c blacktreev1.AdminServiceClient) ([]string, map[string]string, error) {
+	resp, err := c.ListWorkers(ctx, &blacktreev1.ListWorkersRequest{})
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	ids := map[string]string{}
+	for _, w := range resp.GetWorkers() {
+		if s := w.GetState(); s == blacktreev1.WorkerState_WORKER_STATE_FREE || s == blacktreev1.WorkerState_WORKER_STATE_BUSY {
+			names = append(names, w.GetName())
+			ids[w.GetName()] = w.GetWorkerId()
+		}
+	}
+	sort.Strings(names)
+	return names, ids, nil
+}
+
+// waitLive waits until the hub's live workers are exactly want (sorted)
+// and returns name → worker id.
+func waitLive(t *testing.T, ctx context.Context, c blacktreev1.AdminServiceClient, want []string, within time.Duration) map[string]string {
+	t.Helper()
+	sort.Strings(want)
+	deadline := time.Now().Add(within)
+	for {
+		names, ids, err := liveNames(ctx, c)
+		if err == nil && strings.Join(names, ",") == strings.Join(want, ",") {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live workers = %v (err %v) after %s, want %v", names, err, within, want)
+		}
+		time.Sleep(50 * time.Millisecond) // polling an external process: no event to wait on
+	}
+}
+
+// waitOut waits until p printed substr.
+func waitOut(t *testing.T, p *cluster.Process, substr string, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	if err := p.WaitOutput(ctx, substr); err != nil {
+		t.Fatalf("%v", err)
+	}
+}
+
+// waitExit waits for p to exit and returns its exit code.
+func waitExit(t *testing.T, p *cluster.Process, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.Done():
+		return p.ExitCode()
+	case <-time.After(within):
+		t.Fatalf("%s still running after %s; output:\n%s", p.Name, within, tail(p.Output(), 3000))
+		return 0
+	}
+}
+
+// resetProxy forwards TCP to target; Reset closes every connection it
+// carries (the peers see the stream break) and keeps accepting new ones.
+type resetProxy struct {
+	Addr   string
+	target string
+	ln     net.Listener
+
+	mu    sync.Mutex // guards conns
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func startResetProxy(t *testing.T, target string) *resetProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proxy listen: %v", err)
+	}
+	p := &resetProxy{Addr: ln.Addr().String(), target: target, ln: ln}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *resetProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, u)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, u)
+		go p.pipe(u, c)
+	}
+}
+
+func (p *resetProxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Reset breaks every carried connection.
+func (p *resetProxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *resetProxy) Close() {
+	p.ln.Close()
+	p.Reset()
+	p.wg.Wait()
+}
+
+// sentinelScan counts occurrences of a secret, in the encodings
+// internal/redact scrubs (raw, URL-escaped, base64 of the secret and of
+// git's basic-auth pair), across named texts.
+type sentinelScan struct {
+	patterns []string
+	bytes    int
+	sources  int
+	found    []string // "source: pattern xN"
+}
+
+func newSentinelScan(secret string) *sentinelScan {
+	seen := map[string]bool{}
+	s := &sentinelScan{}
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			s.patterns = append(s.patterns, p)
+		}
+	}
+	add(secret)
+	add(url.QueryEscape(secret))
+	add(url.PathEscape(secret))
+	for _, raw := range []string{secret, "x-access-token:" + secret} {
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+			add(enc.EncodeToString([]byte(raw)))
+		}
+	}
+	return s
+}
+
+// scan counts the places (pattern occurrences; a padded base64 form also
+// counts as its unpadded prefix) where the secret shows in text.
+func (s *sentinelScan) scan(source, text string) {
+	s.bytes += len(text)
+	s.sources++
+	for _, p := range s.patterns {
+		if n := strings.Count(text, p); n > 0 {
+			s.found = append(s.found, fmt.Sprintf("%s: %q x%d", source, p, n))
+		}
+	}
+}
+
+func (s *sentinelScan) places() int { return len(s.found) }
