@@ -86,17 +86,18 @@ func liveNames(ctx context.Context, c blacktreev1.AdminServiceClient) ([]string,
 func waitLive(t *testing.T, ctx context.Context, c blacktreev1.AdminServiceClient, want []string, within time.Duration) map[string]string {
 	t.Helper()
 	sort.Strings(want)
-	deadline := time.Now().Add(within)
-	for {
-		names, ids, err := liveNames(ctx, c)
-		if err == nil && strings.Join(names, ",") == strings.Join(want, ",") {
-			return ids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("live workers = %v (err %v) after %s, want %v", names, err, within, want)
-		}
-		time.Sleep(50 * time.Millisecond) // polling an external process: no event to wait on
+	pctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	var names []string
+	var ids map[string]string
+	var err error
+	if cluster.Poll(pctx, 50*time.Millisecond, func() bool {
+		names, ids, err = liveNames(ctx, c)
+		return err == nil && strings.Join(names, ",") == strings.Join(want, ",")
+	}) != nil {
+		t.Fatalf("live workers = %v (err %v) after %s, want %v", names, err, within, want)
 	}
+	return ids
 }
 
 // waitOut waits until p printed substr.

@@ -140,12 +140,12 @@ func TestSecurityWorkerAuth(t *testing.T) {
 	before := len(beta.Output())
 	proxy.Reset()
 	waitLive(t, actx, admin, []string{"alpha", "gamma"}, 30*time.Second)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(beta.Output()[before:], "invalid worker token") {
-		if time.Now().After(deadline) {
-			t.Fatalf("beta after reconnecting: no refusal in its output:\n%s", tail(beta.Output(), 3000))
-		}
-		time.Sleep(50 * time.Millisecond)
+	refusedCtx, cancelRefused := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelRefused()
+	if cluster.Poll(refusedCtx, 50*time.Millisecond, func() bool {
+		return strings.Contains(beta.Output()[before:], "invalid worker token")
+	}) != nil {
+		t.Fatalf("beta after reconnecting: no refusal in its output:\n%s", tail(beta.Output(), 3000))
 	}
 	e.publish(ctx, "auth-after-reset")
 	if r, err := e.cp.WaitFor(ctx, "auth-after-reset"); err != nil || byID[r["auth-after-reset"].GetWorkerId()] == "beta" {

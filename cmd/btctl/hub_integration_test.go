@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
@@ -153,16 +154,13 @@ func TestWithGoWorkerJobsShowsRunningJob(t *testing.T) {
 	if res.code != exitOK {
 		t.Fatalf("submit = %d %q", res.code, res.stderr)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	runCtx, cancelRun := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelRun()
+	if cluster.Poll(runCtx, 100*time.Millisecond, func() bool {
 		res = btctl(ctx, vars, "jobs", "--insecure")
-		if res.code == exitOK && strings.Contains(res.stdout, "slow-1") && strings.Contains(res.stdout, "running") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("btctl jobs never showed slow-1 running; last: %d %q %q", res.code, res.stdout, res.stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return res.code == exitOK && strings.Contains(res.stdout, "slow-1") && strings.Contains(res.stdout, "running")
+	}) != nil {
+		t.Fatalf("btctl jobs never showed slow-1 running; last: %d %q %q", res.code, res.stdout, res.stderr)
 	}
 	res = btctl(ctx, vars, "workers", "--insecure")
 	if !strings.Contains(res.stdout, "busy") || !strings.Contains(res.stdout, "1: slow-1") {

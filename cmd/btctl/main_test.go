@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
@@ -129,38 +130,33 @@ func (r *rabbit) depth(queue string) int {
 // asynchronous to the consumer's close).
 func (r *rabbit) waitDepth(queue string, want int) {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := r.depth(queue)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("depth(%s) = %d, want %d", queue, got, want)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := -1
+	if cluster.Poll(ctx, 50*time.Millisecond, func() bool { got = r.depth(queue); return got == want }) != nil {
+		r.t.Fatalf("depth(%s) = %d, want %d", queue, got, want)
 	}
 }
 
 // get takes one message from queue, failing the test when none comes.
 func (r *rabbit) get(queue string) amqp.Delivery {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d amqp.Delivery
+	if cluster.Poll(ctx, 20*time.Millisecond, func() bool {
 		r.mu.Lock()
-		d, ok, err := r.ch.Get(queue, true)
+		got, ok, err := r.ch.Get(queue, true)
 		r.mu.Unlock()
 		if err != nil {
 			r.t.Fatalf("get %s: %v", queue, err)
 		}
-		if ok {
-			return d
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("no message on %s within 10s", queue)
-		}
-		time.Sleep(20 * time.Millisecond)
+		d = got
+		return ok
+	}) != nil {
+		r.t.Fatalf("no message on %s within 10s", queue)
 	}
+	return d
 }
 
 // result is one btctl run.
