@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func msd(v ...int) []time.Duration {
+	out := make([]time.Duration, len(v))
+	for i, x := range v {
+		out[i] = time.Duration(x) * time.Millisecond
+	}
+	return out
+}
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{name: "empty", sorted: nil, p: 99, want: 0},
+		{name: "one sample any p", sorted: msd(7), p: 99.9, want: 7 * time.Millisecond},
+		{name: "p50 of 1..100", sorted: hundred, p: 50, want: 50 * time.Millisecond},
+		{name: "p99 of 1..100", sorted: hundred, p: 99, want: 99 * time.Millisecond},
+		{name: "p99.9 of 1..100 is the max", sorted: hundred, p: 99.9, want: 100 * time.Millisecond},
+		{name: "p100", sorted: hundred, p: 100, want: 100 * time.Millisecond},
+		{name: "p0 clamps to min", sorted: hundred, p: 0, want: time.Millisecond},
+		{name: "nearest rank rounds up", sorted: msd(1, 2, 3, 4), p: 51, want: 3 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Percentile(tt.sorted, tt.p); got != tt.want {
+				t.Errorf("Percentile(%v, %v) = %v, want %v", tt.sorted, tt.p, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSummarizeUnsorted(t *testing.T) {
+	in := msd(5, 1, 4, 2, 3)
+	l := Summarize(in)
+	if l.N != 5 || l.P50 != 3*time.Millisecond || l.Max != 5*time.Millisecond || l.Mean != 3*time.Millisecond {
+		t.Errorf("Summarize(%v) = %+v, want n=5 p50=3ms max=5ms mean=3ms", in, l)
+	}
+	if in[0] != 5*time.Millisecond {
+		t.Errorf("Summarize sorted its input in place: %v", in)
+	}
+}
+
+func TestRate(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(offsets ...int) []time.Time {
+		out := make([]time.Time, len(offsets))
+		for i, o := range offsets {
+			out[i] = t0.Add(time.Duration(o) * time.Millisecond)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		events []time.Time
+		skip   float64
+		want   float64
+	}{
+		{name: "none", events: nil, want: 0},
+		{name: "one", events: at(0), want: 0},
+		{name: "11 events over 1s", events: at(0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000), want: 10},
+		{name: "unsorted input", events: at(1000, 0, 500), want: 2},
+		// A slow start (the first event 10 s early) is dropped by skip.
+		{name: "warm-up skipped", events: at(-10000, 0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800, 1900), skip: 0.1, want: 10},
+		{name: "all at once", events: at(5, 5, 5), want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Rate(tt.events, tt.skip); got < tt.want-1e-9 || got > tt.want+1e-9 {
+				t.Errorf("Rate(%d events, %v) = %v, want %v", len(tt.events), tt.skip, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLedgerAccount(t *testing.T) {
+	l := NewLedger()
+	t0 := time.Unix(2000, 0)
+	for i, id := range []string{"a", "b", "c", "d"} {
+		l.Published(id, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	l.Received("a", true, "", t0.Add(10*time.Millisecond))
+	l.Received("b", true, "", t0.Add(21*time.Millisecond))
+	l.Received("b", true, "", t0.Add(30*time.Millisecond)) // duplicate: first arrival counts
+	l.Received("c", false, "boom", t0.Add(12*time.Millisecond))
+	l.Received("zz", true, "", t0) // never published
+	l.Undecodable()
+
+	got := l.Account()
+	want := Account{Published: 4, Answered: 3, Lost: 1, Duplicates: 1, Unexpected: 1, Failed: 1, Undecodable: 1}
+	if got != want {
+		t.Errorf("Account() = %+v, want %+v", got, want)
+	}
+	if got.Clean() {
+		t.Errorf("Account().Clean() = true, want false")
+	}
+	lat := Summarize(l.Latencies())
+	if lat.N != 3 || lat.Max != 20*time.Millisecond || lat.P50 != 10*time.Millisecond {
+		t.Errorf("Summarize(Latencies()) = %+v, want n=3 p50=10ms max=20ms", lat)
+	}
+	if e, ok := l.ErrorOf("c"); !ok || e != "boom" {
+		t.Errorf("ErrorOf(c) = %q, %v, want boom", e, ok)
+	}
+	if _, ok := l.ErrorOf("a"); ok {
+		t.Errorf("ErrorOf(a) found an error for a successful job")
+	}
+	if at, ok := l.StatusAt("b"); !ok || !at.Equal(t0.Add(21*time.Millisecond)) {
+		t.Errorf("StatusAt(b) = %v, %v, want first arrival", at, ok)
+	}
+	if n := len(l.StatusTimes()); n != 3 {
+		t.Errorf("len(StatusTimes()) = %d, want 3", n)
+	}
+}
+
+func TestLedgerClean(t *testing.T) {
+	l := NewLedger()
+	l.Published("x", time.Now())
+	l.Received("x", true, "", time.Now())
+	if a := l.Account(); !a.Clean() {
+		t.Errorf("Account() = %v, want clean", a)
+	}
+}
+
+func TestLedgerWaitAnswered(t *testing.T) {
+	l := NewLedger()
+	l.Published("a", time.Now())
+	l.Published("b", time.Now())
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- l.WaitAnswered(ctx, 2)
+	}()
+	l.Received("a", true, "", time.Now())
+	l.Received("b", true, "", time.Now())
+	if err := <-done; err != nil {
+		t.Errorf("WaitAnswered() = %v, want nil", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.WaitAnswered(ctx, 3); err == nil {
+		t.Errorf("WaitAnswered(cancelled, 3) = nil, want an error")
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A real /proc/<pid>/stat line with a command name containing spaces
+	// and a ')'; utime=250 stime=50 ticks.
+	line := "4242 (blacktree hub)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 12 0 100 123456 789 18446744073709551615"
+	got, err := parseStatCPU(line)
+	if err != nil || got != 3*time.Second {
+		t.Errorf("parseStatCPU() = %v, %v, want 3s", got, err)
+	}
+	if _, err := parseStatCPU("garbage"); err == nil {
+		t.Errorf("parseStatCPU(garbage) = nil error, want an error")
+	}
+}
+
+func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
+	base := SideResult{Name: "baseline relay", Throughput: 1000,
+		Latency: []LatencyRun{{Rate: 500, Latency: Latency{N: 10, P99: 3 * time.Millisecond}}}}
+	bt := SideResult{Name: "blacktree", Throughput: 900,
+		Latency: []LatencyRun{{Rate: 500, Latency: Latency{N: 10, P99: 4 * time.Millisecond}}}}
+	tests := []struct {
+		name string
+		rep  Report
+		want []string
+	}{
+		{name: "empty", rep: Report{Command: "btbench"}, want: []string{"# Benchmarks", "`btbench`"}},
+		{name: "baseline only", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base}, Rates: []float64{500}, RateLabels: []string{"half"}}},
+			want: []string{"| throughput (jobs/s) | 1000 |"}},
+		{name: "targets met", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, bt}, Rates: []float64{500}, RateLabels: []string{"half"}}},
+			want: []string{"Blacktree 0.90× — **met**", "+1.00 ms — **met**"}},
+		{name: "errors listed", rep: Report{Errors: []string{"fleet: boom"}}, want: []string{"did not complete", "- fleet: boom"}},
+		{name: "kill verdict", rep: Report{Failure: &FailureResult{Kills: []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 3500 * time.Millisecond}}}},
+			want: []string{"| 2s | 3.5s | 3s |", "**missed**"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			tt.rep.WriteMarkdown(&b)
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("WriteMarkdown() lacks %q; got:\n%s", w, b.String())
+				}
+			}
+		})
+	}
+}
+
+func TestPreserveFindings(t *testing.T) {
+	old := "# Benchmarks\nold numbers\n" + FindingsMarker + "\n## Findings\nkeep me\n"
+	if got, want := PreserveFindings(old), FindingsMarker+"\n## Findings\nkeep me\n"; got != want {
+		t.Errorf("PreserveFindings() = %q, want %q", got, want)
+	}
+	if got := PreserveFindings("no marker"); !strings.HasPrefix(got, FindingsMarker) {
+		t.Errorf("PreserveFindings(no marker) = %q, want a fresh marker", got)
+	}
+}

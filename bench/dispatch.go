@@ -1,0 +1,364 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/blacktree/blacktree/internal/cluster"
+)
+
+// DispatchConfig configures the dispatch comparison.
+type DispatchConfig struct {
+	// Jobs is the backlog drained to measure saturation throughput.
+	Jobs int
+	// Prefetch is the relay's prefetch and the hub's --prefetch.
+	Prefetch int
+	// Workers noop worker processes with Slots slots each serve the hub.
+	Workers, Slots int
+	// Ephemeral also measures Blacktree with workers started with
+	// --state-dir "" (results kept in memory only), which takes the
+	// worker's per-result fsync off the path.
+	Ephemeral bool
+	// LatencyFor is how long each fixed-rate latency run publishes.
+	LatencyFor time.Duration
+	// LoadFraction of a saturation rate is the offered load of the
+	// latency runs (0.5: half saturation).
+	LoadFraction float64
+	// Skip is the warm-up fraction dropped from throughput (Rate).
+	Skip float64
+	// ProfileDir, when set and the hub serves pprof, receives a CPU
+	// profile of the hub while it drains the backlog.
+	ProfileDir string
+}
+
+// LatencyRun is one fixed-rate latency measurement.
+type LatencyRun struct {
+	Rate    float64
+	Latency Latency
+	Account Account
+	MaxLag  time.Duration // the publisher's largest lag behind schedule
+	// Skipped says why the run was not made (the offered rate exceeds
+	// what this side sustains: it would measure queue growth).
+	Skipped string
+}
+
+// SideResult is one side (baseline or a Blacktree variant).
+type SideResult struct {
+	Name         string
+	Throughput   float64 // jobs/s draining the backlog
+	DrainAccount Account
+	// DrainMachineBusy is the machine's busy fraction while draining;
+	// DrainCPU each role's CPU as a fraction of one core.
+	DrainMachineBusy float64
+	DrainCPU         map[string]float64
+	// Latency holds one run per offered rate (DispatchResult.Rates).
+	Latency []LatencyRun
+}
+
+// DispatchResult is the dispatch comparison.
+type DispatchResult struct {
+	Config DispatchConfig
+	// Sides: [0] baseline, [1] Blacktree as deployed, [2] Blacktree with
+	// ephemeral workers (when Config.Ephemeral).
+	Sides []SideResult
+	// Rates are the offered loads of the latency runs: LoadFraction of the
+	// baseline's saturation, then of Blacktree's.
+	Rates      []float64
+	RateLabels []string
+	HubArgs    []string
+	WorkerArgs []string
+	Profile    string // pprof -top of the hub during the drain, or why not
+}
+
+// ThroughputRatio is Blacktree's (as deployed) over the baseline's.
+func (d *DispatchResult) ThroughputRatio() float64 {
+	if len(d.Sides) < 2 || d.Sides[0].Throughput == 0 {
+		return 0
+	}
+	return d.Sides[1].Throughput / d.Sides[0].Throughput
+}
+
+// drain publishes a backlog, starts the consumer side and measures how
+// fast the statuses come back. start starts the consumer side.
+func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix string, start func() error, pids func() map[string][]int, during func()) (SideResult, error) {
+	var r SideResult
+	ledger := NewLedger()
+	pub, err := NewPublisher(url, q.Execute, ledger, 512)
+	if err != nil {
+		return r, err
+	}
+	if _, err := pub.PublishBacklog(ctx, prefix, cfg.Jobs); err != nil {
+		pub.Close()
+		return r, err
+	}
+	if err := pub.Close(); err != nil {
+		return r, err
+	}
+	coll, err := NewCollector(url, q.Status, ledger)
+	if err != nil {
+		return r, err
+	}
+	defer coll.Close()
+	if err := start(); err != nil {
+		return r, err
+	}
+	roles := map[string][]int{"btbench": {0}}
+	if pids != nil {
+		for k, v := range pids() {
+			roles[k] = v
+		}
+	}
+	var all []int
+	for _, v := range roles {
+		all = append(all, v...)
+	}
+	meter := StartCPUMeter(all...)
+	if during != nil {
+		go during()
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := ledger.WaitAnswered(wctx, cfg.Jobs); err != nil {
+		return r, fmt.Errorf("drain %s: %w", prefix, err)
+	}
+	use := meter.Stop()
+	r.DrainMachineBusy, r.DrainCPU = use.MachineBusy, map[string]float64{}
+	for role, ps := range roles {
+		for _, pid := range ps {
+			r.DrainCPU[role] += use.Procs[pid]
+		}
+	}
+	r.Throughput = Rate(ledger.StatusTimes(), cfg.Skip)
+	r.DrainAccount = ledger.Account()
+	return r, nil
+}
+
+// latency offers a fixed rate to an already-running consumer side.
+func latency(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix string, rate float64) (LatencyRun, error) {
+	run := LatencyRun{Rate: rate}
+	ledger := NewLedger()
+	coll, err := NewCollector(url, q.Status, ledger)
+	if err != nil {
+		return run, err
+	}
+	defer coll.Close()
+	pub, err := NewPublisher(url, q.Execute, ledger, 512)
+	if err != nil {
+		return run, err
+	}
+	ids, lag, err := pub.PublishRate(ctx, prefix, rate, cfg.LatencyFor)
+	if cerr := pub.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return run, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := ledger.WaitAnswered(wctx, len(ids)); err != nil {
+		return run, fmt.Errorf("latency %s: %w", prefix, err)
+	}
+	run.MaxLag = lag
+	run.Latency = Summarize(ledger.Latencies())
+	run.Account = ledger.Account()
+	return run, nil
+}
+
+// side is one running consumer side of the comparison.
+type side struct {
+	res  SideResult
+	q    Queues
+	stop func()
+}
+
+// RunBaseline measures only the amqp091-go relay: backlog drain, then
+// latency at cfg.LoadFraction of its saturation.
+func RunBaseline(ctx context.Context, url string, cfg DispatchConfig, logf func(string, ...any)) (*DispatchResult, error) {
+	s, err := startBaseline(ctx, url, cfg, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	rate := s.res.Throughput * cfg.LoadFraction
+	run, err := latency(ctx, url, s.q, cfg, "base-lat0", rate)
+	if err != nil {
+		return nil, err
+	}
+	s.res.Latency = []LatencyRun{run}
+	logf("baseline: at %.0f jobs/s %s", rate, run.Latency)
+	return &DispatchResult{Config: cfg, Sides: []SideResult{s.res}, Rates: []float64{rate},
+		RateLabels: []string{"half the baseline's saturation"}}, nil
+}
+
+func startBaseline(ctx context.Context, url string, cfg DispatchConfig, logf func(string, ...any)) (*side, error) {
+	q := NewQueues("btbench")
+	if err := q.Declare(url); err != nil {
+		return nil, err
+	}
+	var relay *Relay
+	stop := func() {
+		if relay != nil {
+			_ = relay.Stop()
+		}
+		_ = q.Delete(url)
+	}
+	logf("baseline: draining %d jobs through the amqp091 relay (prefetch %d)", cfg.Jobs, cfg.Prefetch)
+	res, err := drain(ctx, url, q, cfg, "base", func() error {
+		var err error
+		relay, err = StartRelay(url, q, cfg.Prefetch)
+		return err
+	}, nil, nil)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	res.Name = "baseline relay"
+	logf("baseline: %.0f jobs/s", res.Throughput)
+	return &side{res: res, q: q, stop: stop}, nil
+}
+
+// startBlacktree starts a hub and cfg.Workers noop workers on fresh
+// queues and drains the backlog through them.
+func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, prefix string, ephemeral bool, profile func(*Hub), logf func(string, ...any)) (*side, []string, []string, error) {
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return nil, nil, nil, err
+	}
+	var hub *Hub
+	var workers []*cluster.Process
+	stop := func() {
+		for _, w := range workers {
+			_ = w.Stop(20 * time.Second)
+		}
+		if hub != nil {
+			_ = hub.Stop(20 * time.Second)
+		}
+		_ = q.Delete(env.AMQPURL)
+	}
+	prefetch := []string{"--prefetch", fmt.Sprint(cfg.Prefetch)}
+	stateDir := func(a []string) []string {
+		if ephemeral {
+			return append(a, "--state-dir", "")
+		}
+		return a
+	}
+	hubArgs := env.HubArgs(q, "<grpc>", "<http>", prefetch...)
+	workerArgs := stateDir(env.WorkerArgs(prefix+"-w0", "<grpc>", cfg.Slots, 0))
+	logf("%s: draining %d jobs through the hub and %d noop workers x %d slots", name, cfg.Jobs, cfg.Workers, cfg.Slots)
+	res, err := drain(ctx, env.AMQPURL, q, cfg, prefix, func() error {
+		var err error
+		if hub, err = env.StartHub(ctx, q, prefetch...); err != nil {
+			return err
+		}
+		for i := range cfg.Workers {
+			args := stateDir(env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, cfg.Slots, 0))
+			w, err := cluster.Start("worker", env.Bins.Worker, args, nil, env.Tee)
+			if err != nil {
+				return err
+			}
+			workers = append(workers, w)
+		}
+		return nil
+	}, func() map[string][]int {
+		m := map[string][]int{"hub": {hub.Pid()}}
+		for _, w := range workers {
+			m["workers"] = append(m["workers"], w.Pid())
+		}
+		return m
+	}, func() {
+		if profile != nil {
+			profile(hub)
+		}
+	})
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	res.Name = name
+	logf("%s: %.0f jobs/s", name, res.Throughput)
+	return &side{res: res, q: q, stop: stop}, hubArgs, workerArgs, nil
+}
+
+// RunDispatch measures the baseline relay, then Blacktree (hub binary and
+// noop worker binaries, as deployed and optionally with ephemeral
+// workers), each draining the same backlog on fresh queues; then offers
+// every side the same fixed loads: LoadFraction of the baseline's
+// saturation and of Blacktree's. A side is not offered a load above 95%
+// of its own saturation (the latency would only measure queue growth).
+func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(string, ...any)) (*DispatchResult, error) {
+	res := &DispatchResult{Config: cfg}
+	base, err := startBaseline(ctx, env.AMQPURL, cfg, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer base.stop()
+	sides := []*side{base}
+
+	profCh := make(chan string, 1)
+	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, "blacktree", "bt", false, func(h *Hub) {
+		profCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch", 5*time.Second)
+	}, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer bt.stop()
+	res.HubArgs, res.WorkerArgs = hubArgs, workerArgs
+	res.Profile = "not captured: profiling did not finish"
+	select {
+	case res.Profile = <-profCh:
+	case <-time.After(30 * time.Second):
+	}
+	sides = append(sides, bt)
+	if cfg.Ephemeral {
+		eph, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, ephemeral workers", "bte", true, nil, logf)
+		if err != nil {
+			return nil, err
+		}
+		defer eph.stop()
+		sides = append(sides, eph)
+	}
+
+	res.Rates = []float64{cfg.LoadFraction * base.res.Throughput, cfg.LoadFraction * bt.res.Throughput}
+	res.RateLabels = []string{
+		fmt.Sprintf("%.0f%% of the baseline's saturation", 100*cfg.LoadFraction),
+		fmt.Sprintf("%.0f%% of Blacktree's saturation", 100*cfg.LoadFraction),
+	}
+	for i, rate := range res.Rates {
+		for _, s := range sides {
+			if rate > 0.95*s.res.Throughput {
+				s.res.Latency = append(s.res.Latency, LatencyRun{Rate: rate,
+					Skipped: fmt.Sprintf("offered %.0f jobs/s > 95%% of this side's saturation (%.0f jobs/s)", rate, s.res.Throughput)})
+				logf("%s: skipping latency at %.0f jobs/s (saturates at %.0f)", s.res.Name, rate, s.res.Throughput)
+				continue
+			}
+			run, err := latency(ctx, env.AMQPURL, s.q, cfg, fmt.Sprintf("lat%d", i), rate)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.res.Name, err)
+			}
+			s.res.Latency = append(s.res.Latency, run)
+			logf("%s: at %.0f jobs/s %s", s.res.Name, rate, run.Latency)
+		}
+	}
+	for _, s := range sides {
+		res.Sides = append(res.Sides, s.res)
+	}
+	return res, nil
+}
+
+// captureCPU takes a CPU profile of the hub for d when it serves pprof and
+// returns its top, or a note saying why there is none. It runs
+// concurrently with the measurement (profiling costs the hub a little).
+func captureCPU(ctx context.Context, env *Env, hub *Hub, dir, name string, d time.Duration) string {
+	if dir == "" {
+		return "not captured (no --profile-dir)"
+	}
+	if hub == nil || !hub.PprofAvailable(ctx) {
+		return "not captured: the hub does not serve /debug/pprof/ on --http-addr"
+	}
+	path := dir + "/" + name + ".cpu.pprof"
+	if err := hub.Profile(ctx, "profile", fmt.Sprintf("seconds=%d", int(d.Seconds())), path); err != nil {
+		return "capture failed: " + err.Error()
+	}
+	return "profile " + path + "\n\n" + PprofTop(ctx, env.Bins.Hub, path, "-cum")
+}

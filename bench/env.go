@@ -1,0 +1,334 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cluster"
+)
+
+// Env is where the Blacktree side of a run lives: the built binaries,
+// token files and a scratch directory.
+type Env struct {
+	AMQPURL     string
+	Bins        cluster.Binaries
+	Dir         string
+	WorkerToken string
+	AdminToken  string
+	LogLevel    string // hub and worker --log-level
+	// Tee, when set, receives every process's output.
+	Tee io.Writer
+
+	tokensFile, tokenFile, adminFile string
+	hubErr                           error // the hub binary did not build
+	hubPprof                         bool  // the hub has --pprof
+}
+
+// NewEnv builds the hub and worker binaries from the module at root into
+// dir/bin and writes token files.
+func NewEnv(ctx context.Context, amqpURL, root, dir, logLevel string) (*Env, error) {
+	bins, err := cluster.Build(ctx, root, filepath.Join(dir, "bin"), false)
+	var hubErr error
+	if err != nil {
+		// The worker alone still serves the in-process profile scenario.
+		hubErr = err
+		bins = cluster.Binaries{Worker: filepath.Join(dir, "bin", "blacktree-worker")}
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bins.Worker, "./cmd/blacktree-worker")
+		cmd.Dir = root
+		if out, werr := cmd.CombinedOutput(); werr != nil {
+			return nil, fmt.Errorf("%w; worker alone: %v\n%s", err, werr, out)
+		}
+	}
+	e := &Env{hubErr: hubErr, AMQPURL: amqpURL, Bins: bins, Dir: dir, WorkerToken: "wt-" + randomHex(16),
+		AdminToken: "at-" + randomHex(16), LogLevel: logLevel,
+		tokensFile: filepath.Join(dir, "worker-tokens"), tokenFile: filepath.Join(dir, "worker-token"),
+		adminFile: filepath.Join(dir, "admin-token")}
+	if hubErr == nil {
+		help, _ := exec.Command(bins.Hub, "--help").CombinedOutput()
+		e.hubPprof = strings.Contains(string(help), "--pprof")
+	}
+	for path, content := range map[string]string{
+		e.tokensFile: "btbench:" + e.WorkerToken + "\n",
+		e.tokenFile:  e.WorkerToken + "\n",
+		e.adminFile:  e.AdminToken + "\n",
+	} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Hub is a started hub process.
+type Hub struct {
+	*cluster.Process
+	GRPCAddr, HTTPAddr string
+	adminToken         string
+}
+
+// HubArgs returns the command line StartHub uses (for the report).
+func (e *Env) HubArgs(q Queues, grpcAddr, httpAddr string, extra ...string) []string {
+	args := []string{"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--amqp-url", e.AMQPURL,
+		"--execute-queue", q.Execute, "--status-queue", q.Status,
+		"--worker-tokens", e.tokensFile, "--admin-token-file", e.adminFile}
+	if e.LogLevel != "" {
+		args = append(args, "--log-level", e.LogLevel)
+	}
+	if e.hubPprof {
+		// Serves /debug/pprof/ for captureCPU/captureHeap; costs nothing
+		// until a profile is taken.
+		args = append(args, "--pprof")
+	}
+	return append(args, extra...)
+}
+
+// StartHub starts a hub on free loopback ports and waits for /readyz.
+func (e *Env) StartHub(ctx context.Context, q Queues, extra ...string) (*Hub, error) {
+	if e.hubErr != nil {
+		return nil, fmt.Errorf("blacktree-hub unavailable: %w", e.hubErr)
+	}
+	grpcAddr, err := cluster.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := cluster.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := cluster.Start("hub", e.Bins.Hub, e.HubArgs(q, grpcAddr, httpAddr, extra...), nil, e.Tee)
+	if err != nil {
+		return nil, err
+	}
+	h := &Hub{Process: p, GRPCAddr: grpcAddr, HTTPAddr: httpAddr, adminToken: e.AdminToken}
+	if err := h.waitReady(ctx); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *Hub) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTPAddr+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-h.Done():
+			return fmt.Errorf("hub exited before ready:\n%s", tail(h.Output(), 3000))
+		case <-ctx.Done():
+			return fmt.Errorf("hub not ready: %w\n%s", ctx.Err(), tail(h.Output(), 3000))
+		case <-tick.C: // polling another process: there is no event to wait on
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// Admin returns an AdminService client for the hub and a context carrying
+// the admin token. close releases the connection.
+func (h *Hub) Admin(ctx context.Context) (blacktreev1.AdminServiceClient, context.Context, func(), error) {
+	conn, err := grpc.NewClient(h.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+h.adminToken)
+	return blacktreev1.NewAdminServiceClient(conn), ctx, func() { conn.Close() }, nil
+}
+
+// LiveWorkers counts workers the hub lists as free or busy.
+func LiveWorkers(ctx context.Context, c blacktreev1.AdminServiceClient) (int, error) {
+	resp, err := c.ListWorkers(ctx, &blacktreev1.ListWorkersRequest{})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, w := range resp.GetWorkers() {
+		if s := w.GetState(); s == blacktreev1.WorkerState_WORKER_STATE_FREE || s == blacktreev1.WorkerState_WORKER_STATE_BUSY {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// WaitLiveWorkers polls ListWorkers until n workers are live.
+func WaitLiveWorkers(ctx context.Context, c blacktreev1.AdminServiceClient, n int, within time.Duration) error {
+	ctx2, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got, err := LiveWorkers(ctx2, c)
+		if err == nil && got >= n {
+			return nil
+		}
+		select {
+		case <-ctx2.Done():
+			return fmt.Errorf("%d of %d workers live (last error %v): %w", got, n, err, ctx2.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// WorkerArgs returns a noop worker's command line.
+func (e *Env) WorkerArgs(name, hub string, slots int, delay time.Duration) []string {
+	args := []string{"--hub", hub, "--insecure", "--token-file", e.tokenFile, "--name", name,
+		"--state-dir", filepath.Join(e.Dir, "state-"+name), "--executor", "noop",
+		"--noop-delay", delay.String(), "--slots", fmt.Sprint(slots)}
+	if e.LogLevel != "" {
+		args = append(args, "--log-level", e.LogLevel)
+	}
+	return args
+}
+
+// StartWorker starts a real noop worker process.
+func (e *Env) StartWorker(name, hub string, slots int, delay time.Duration) (*cluster.Process, error) {
+	return cluster.Start("worker "+name, e.Bins.Worker, e.WorkerArgs(name, hub, slots, delay), nil, e.Tee)
+}
+
+// HubHelp returns the flags of `blacktree-hub --help` whose name or
+// description mentions any of the words, one line each (to report the
+// defaults a measurement ran with).
+func (e *Env) HubHelp(words ...string) []string {
+	out, _ := exec.Command(e.Bins.Hub, "--help").CombinedOutput()
+	var blocks []string
+	for _, l := range strings.Split(string(out), "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "-"):
+			blocks = append(blocks, t)
+		case t != "" && len(blocks) > 0 && (strings.HasPrefix(l, "    ") || strings.HasPrefix(l, "\t")):
+			blocks[len(blocks)-1] += "  " + t
+		}
+	}
+	var lines []string
+	for _, b := range blocks {
+		for _, w := range words {
+			if strings.Contains(b, w) {
+				lines = append(lines, b)
+				break
+			}
+		}
+	}
+	return lines
+}
+
+// PprofAvailable reports whether the hub serves net/http/pprof on its
+// HTTP address.
+func (h *Hub) PprofAvailable(ctx context.Context) bool {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTPAddr+"/debug/pprof/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Profile saves /debug/pprof/<kind> (with query, e.g. "seconds=10") to
+// path.
+func (h *Hub) Profile(ctx context.Context, kind, query, path string) error {
+	url := "http://" + h.HTTPAddr + "/debug/pprof/" + kind
+	if query != "" {
+		url += "?" + query
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// PprofTop renders `go tool pprof -top` of a saved profile.
+func PprofTop(ctx context.Context, bin, profile string, extra ...string) string {
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=40"}, extra...)
+	args = append(args, bin, profile)
+	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("pprof failed: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// Metrics scrapes the hub's /metrics and returns the unlabelled samples
+// (e.g. go_goroutines, go_memstats_stack_inuse_bytes).
+func (h *Hub) Metrics(ctx context.Context) (map[string]float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTPAddr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(string(b)), nil
+}
+
+// parseMetrics reads unlabelled samples from Prometheus text format.
+func parseMetrics(text string) map[string]float64 {
+	out := map[string]float64{}
+	for _, l := range strings.Split(text, "\n") {
+		if l == "" || l[0] == '#' || strings.ContainsRune(l, '{') {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out
+}
+
+// PprofTags renders `go tool pprof -tags` of a saved profile: each pprof
+// label's share of the samples (here: side=hub / worker / fleet).
+func PprofTags(ctx context.Context, profile string) string {
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-tags", profile).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("pprof -tags failed: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}

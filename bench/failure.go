@@ -1,0 +1,207 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/hub"
+)
+
+// KillResult is one kill -9 measurement.
+type KillResult struct {
+	Grace    time.Duration // the hub's --lost-worker-grace (DefaultGrace when not passed)
+	Flagged  bool          // grace passed as a flag
+	Detected time.Duration // kill -9 to the lost-job status arriving
+	Error    string        // the status's error text
+	Success  bool          // the status's success (must be false)
+}
+
+// PartitionResult is the silent-partition measurement.
+type PartitionResult struct {
+	Dead     time.Duration // partition to ListWorkers showing dead
+	Bounds   []string      // the hub's keepalive/heartbeat flag lines
+	TimedOut bool
+	// HeartbeatBound is MissedHeartbeats x HeartbeatInterval (the hub's
+	// defaults): silence this long kills the session. KeepaliveBound is
+	// the gRPC keepalive Time + Timeout, the transport-level backstop.
+	HeartbeatBound, KeepaliveBound time.Duration
+}
+
+// FailureResult is the failure-detection scenario's outcome.
+type FailureResult struct {
+	Kills     []KillResult
+	Partition PartitionResult
+}
+
+// DefaultGrace is the hub's documented default --lost-worker-grace.
+const DefaultGrace = 30 * time.Second
+
+// RunKill starts a hub (with --lost-worker-grace grace unless grace is 0:
+// the default) and one noop worker whose job never ends, kills the worker
+// with SIGKILL once the job runs, and times the lost-job status.
+func RunKill(ctx context.Context, env *Env, grace time.Duration, logf func(string, ...any)) (*KillResult, error) {
+	res := &KillResult{Grace: grace, Flagged: grace != 0}
+	if grace == 0 {
+		res.Grace = DefaultGrace
+	}
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return nil, err
+	}
+	defer q.Delete(env.AMQPURL)
+	var extra []string
+	if res.Flagged {
+		extra = []string{"--lost-worker-grace", grace.String()}
+	}
+	h, err := env.StartHub(ctx, q, extra...)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Stop(20 * time.Second)
+	w, err := env.StartWorker("victim", h.GRPCAddr, 1, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Kill()
+	admin, actx, closeAdmin, err := h.Admin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAdmin()
+	if err := WaitLiveWorkers(actx, admin, 1, 30*time.Second); err != nil {
+		return nil, err
+	}
+	ledger := NewLedger()
+	coll, err := NewCollector(env.AMQPURL, q.Status, ledger)
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	pub, err := NewPublisher(env.AMQPURL, q.Execute, ledger, 1)
+	if err != nil {
+		return nil, err
+	}
+	const id = "victim-job"
+	err = pub.Publish(ctx, id)
+	if cerr := pub.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := waitJobState(actx, admin, id, blacktreev1.JobState_JOB_STATE_RUNNING, 30*time.Second); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	w.Kill()
+	wctx, cancel := context.WithTimeout(ctx, res.Grace+60*time.Second)
+	defer cancel()
+	if err := ledger.WaitAnswered(wctx, 1); err != nil {
+		return nil, fmt.Errorf("no lost-job status after kill -9: %w", err)
+	}
+	at, _ := ledger.StatusAt(id)
+	res.Detected = at.Sub(t0)
+	a := ledger.Account()
+	res.Success = a.Failed == 0
+	res.Error, _ = ledger.ErrorOf(id)
+	if !a.Clean() && a.Failed != 1 {
+		res.Error += " (" + a.String() + ")"
+	}
+	logf("kill -9: grace %s -> lost-job status after %s", res.Grace, res.Detected.Round(time.Millisecond))
+	return res, nil
+}
+
+func waitJobState(ctx context.Context, admin blacktreev1.AdminServiceClient, id string, want blacktreev1.JobState, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	last := "not listed"
+	for {
+		resp, err := admin.ListJobs(ctx, &blacktreev1.ListJobsRequest{})
+		if err == nil {
+			for _, j := range resp.GetJobs() {
+				if j.GetJobId() == id {
+					if j.GetState() == want {
+						return nil
+					}
+					last = j.GetState().String()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("job %s not %s (last %s, err %v): %w", id, want, last, err, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// RunPartition puts a silent TCP proxy between one noop worker and a hub,
+// partitions it once the worker is live, and polls ListWorkers until the
+// hub shows the worker dead.
+func RunPartition(ctx context.Context, env *Env, logf func(string, ...any)) (*PartitionResult, error) {
+	res := &PartitionResult{Bounds: env.HubHelp("keepalive", "heartbeat"),
+		HeartbeatBound: time.Duration(hub.DefaultMissedHeartbeats) * hub.DefaultHeartbeatInterval,
+		KeepaliveBound: hub.DefaultKeepaliveTime + hub.DefaultKeepaliveTimeout}
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return nil, err
+	}
+	defer q.Delete(env.AMQPURL)
+	h, err := env.StartHub(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Stop(20 * time.Second)
+	proxy, err := StartProxy(h.GRPCAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer proxy.Close()
+	w, err := env.StartWorker("island", proxy.Addr, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Kill()
+	admin, actx, closeAdmin, err := h.Admin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAdmin()
+	if err := WaitLiveWorkers(actx, admin, 1, 30*time.Second); err != nil {
+		return nil, err
+	}
+	proxy.Partition()
+	t0 := time.Now()
+	const limit = 3 * time.Minute
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := admin.ListWorkers(actx, &blacktreev1.ListWorkersRequest{})
+		if err == nil {
+			for _, wi := range resp.GetWorkers() {
+				if strings.HasPrefix(wi.GetName(), "island") || len(resp.GetWorkers()) == 1 {
+					if wi.GetState() == blacktreev1.WorkerState_WORKER_STATE_DEAD {
+						res.Dead = time.Since(t0)
+						logf("partition: worker dead after %s", res.Dead.Round(time.Millisecond))
+						return res, nil
+					}
+				}
+			}
+		}
+		select {
+		case <-deadline.C:
+			res.TimedOut, res.Dead = true, limit
+			return res, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

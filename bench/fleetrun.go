@@ -1,0 +1,252 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// FleetRunConfig configures the fleet-scale scenario.
+type FleetRunConfig struct {
+	// N workers connect, each on its own gRPC connection.
+	N int
+	// Parallel bounds concurrent registrations.
+	Parallel int
+	// Settle is how long to wait after the last registration before
+	// reading the hub's RSS.
+	Settle time.Duration
+	// IdleWindow is the window over which the hub's CPU is measured with
+	// the workers idle (heartbeating only); at least one heartbeat
+	// interval, better three.
+	IdleWindow time.Duration
+	// Jobs are dispatched with the fleet connected.
+	Jobs int
+	// SmallN, when positive, first measures the same dispatch with only
+	// SmallN workers on a hub of its own: the same-run reference.
+	SmallN int
+	// Skip is the warm-up fraction dropped from throughput.
+	Skip float64
+	// ProfileDir receives hub profiles when the hub serves pprof.
+	ProfileDir string
+}
+
+// FleetResult is the fleet-scale scenario's outcome.
+type FleetResult struct {
+	Config              FleetRunConfig
+	NoFileLimit         uint64
+	RSSBefore, RSSAfter int64
+	RSSPerWorker        float64 // bytes
+	RegisterAll         time.Duration
+	IdleCPUNoWorkers    float64 // fraction of one core, hub with no workers
+	IdleCPU             float64 // fraction of one core, hub with N idle workers
+	HeartbeatsInWindow  int64
+	HubListsLive        int
+	Throughput          float64
+	SmallN              int
+	// SmallThroughput is the same dispatch with SmallN workers.
+	SmallThroughput         float64
+	DispatchAccount         Account
+	Stats                   FleetStats
+	HubArgs                 []string
+	CPUProfile, HeapProfile string
+	// MetricsBefore/After are the hub's Go runtime metrics (from /metrics)
+	// before the fleet connects and after it settled.
+	MetricsBefore, MetricsAfter map[string]float64
+}
+
+// Runtime metrics reported per worker.
+var perWorkerMetrics = []string{"go_goroutines", "go_memstats_stack_inuse_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_sys_bytes"}
+
+// PerWorker returns (after-before)/N of a runtime metric.
+func (f *FleetResult) PerWorker(name string) float64 {
+	if f.Config.N == 0 {
+		return 0
+	}
+	return (f.MetricsAfter[name] - f.MetricsBefore[name]) / float64(f.Config.N)
+}
+
+// cpuOver measures a process's CPU use over d as a fraction of one core.
+func cpuOver(ctx context.Context, pid int, d time.Duration) (float64, error) {
+	c0, err := CPUTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	c1, err := CPUTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	return float64(c1-c0) / float64(time.Since(t0)), nil
+}
+
+// RunFleet connects cfg.N in-process workers to one hub binary and
+// measures memory, heartbeat CPU, registration time and dispatch
+// throughput.
+func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(string, ...any)) (*FleetResult, error) {
+	res := &FleetResult{Config: cfg, SmallN: cfg.SmallN}
+	var err error
+	if res.NoFileLimit, err = RaiseNoFile(); err != nil {
+		return nil, fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
+	}
+	if res.NoFileLimit < uint64(cfg.N)+512 {
+		return nil, fmt.Errorf("open-files limit %d is too low for %d workers (need about %d; raise the hard limit)", res.NoFileLimit, cfg.N, cfg.N+512)
+	}
+	if cfg.SmallN > 0 {
+		if res.SmallThroughput, err = smallFleetDispatch(ctx, env, cfg, cfg.SmallN); err != nil {
+			return nil, fmt.Errorf("reference dispatch with %d workers: %w", cfg.SmallN, err)
+		}
+		logf("fleet: reference: %.0f jobs/s with %d workers connected", res.SmallThroughput, cfg.SmallN)
+	}
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return nil, err
+	}
+	defer q.Delete(env.AMQPURL)
+	res.HubArgs = env.HubArgs(q, "<grpc>", "<http>")
+	hub, err := env.StartHub(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer hub.Stop(30 * time.Second)
+
+	if res.IdleCPUNoWorkers, err = cpuOver(ctx, hub.Pid(), 3*time.Second); err != nil {
+		return nil, err
+	}
+	if res.RSSBefore, err = RSS(hub.Pid()); err != nil {
+		return nil, err
+	}
+	if res.MetricsBefore, err = hub.Metrics(ctx); err != nil {
+		return nil, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	logf("fleet: hub RSS %.1f MiB before; connecting %d workers (%d at a time)", mib(res.RSSBefore), cfg.N, cfg.Parallel)
+	t0 := time.Now()
+	fleet := StartFleet(FleetConfig{Addr: hub.GRPCAddr, Token: env.WorkerToken, N: cfg.N, Parallel: cfg.Parallel, Prefix: "fleet"})
+	defer fleet.Close()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	err = fleet.WaitRegistered(rctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	res.RegisterAll = fleet.Stats().LastRegistered.Sub(t0)
+	logf("fleet: %d registered in %s; settling %s", cfg.N, res.RegisterAll.Round(time.Millisecond), cfg.Settle)
+	select {
+	case <-time.After(cfg.Settle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if res.RSSAfter, err = RSS(hub.Pid()); err != nil {
+		return nil, err
+	}
+	res.RSSPerWorker = float64(res.RSSAfter-res.RSSBefore) / float64(cfg.N)
+	if res.MetricsAfter, err = hub.Metrics(ctx); err != nil {
+		return nil, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	admin, actx, closeAdmin, err := hub.Admin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.HubListsLive, err = LiveWorkers(actx, admin)
+	closeAdmin()
+	if err != nil {
+		return nil, fmt.Errorf("ListWorkers: %w", err)
+	}
+	logf("fleet: hub RSS %.1f MiB after (%.1f KiB per worker); hub lists %d live; measuring idle CPU for %s",
+		mib(res.RSSAfter), res.RSSPerWorker/1024, res.HubListsLive, cfg.IdleWindow)
+
+	hb0 := fleet.Stats().Heartbeats
+	if res.IdleCPU, err = cpuOver(ctx, hub.Pid(), cfg.IdleWindow); err != nil {
+		return nil, err
+	}
+	res.HeartbeatsInWindow = fleet.Stats().Heartbeats - hb0
+	// Profiled after the CPU window, so profiling does not count in it.
+	res.CPUProfile = captureCPU(ctx, env, hub, cfg.ProfileDir, "fleet-idle", max(cfg.IdleWindow/3, 5*time.Second))
+	res.HeapProfile = captureHeap(ctx, env, hub, cfg.ProfileDir, "fleet")
+	logf("fleet: hub CPU %.1f%% of a core with %d idle workers (%d heartbeats in window)", 100*res.IdleCPU, cfg.N, res.HeartbeatsInWindow)
+
+	if res.Throughput, res.DispatchAccount, err = fleetDispatch(ctx, env, q, cfg); err != nil {
+		return nil, err
+	}
+	res.Stats = fleet.Stats()
+	logf("fleet: %.0f jobs/s with %d workers connected (%s)", res.Throughput, cfg.N, res.DispatchAccount)
+	if res.SmallN > 0 && res.SmallThroughput > 0 {
+		logf("fleet: %.2fx the throughput with %d workers", res.Throughput/res.SmallThroughput, res.SmallN)
+	}
+	return res, nil
+}
+
+// fleetDispatch publishes cfg.Jobs at full speed to a hub whose fleet is
+// connected (the hub dispatches as they arrive) and times the statuses.
+func fleetDispatch(ctx context.Context, env *Env, q Queues, cfg FleetRunConfig) (float64, Account, error) {
+	ledger := NewLedger()
+	coll, err := NewCollector(env.AMQPURL, q.Status, ledger)
+	if err != nil {
+		return 0, Account{}, err
+	}
+	defer coll.Close()
+	pub, err := NewPublisher(env.AMQPURL, q.Execute, ledger, 512)
+	if err != nil {
+		return 0, Account{}, err
+	}
+	_, err = pub.PublishBacklog(ctx, "fleetjob", cfg.Jobs)
+	if cerr := pub.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, Account{}, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := ledger.WaitAnswered(wctx, cfg.Jobs); err != nil {
+		return 0, Account{}, fmt.Errorf("fleet dispatch: %w", err)
+	}
+	return Rate(ledger.StatusTimes(), cfg.Skip), ledger.Account(), nil
+}
+
+// smallFleetDispatch measures the same dispatch with only n workers, on
+// a hub of its own: the same-run reference for the big fleet's figure.
+func smallFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig, n int) (float64, error) {
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return 0, err
+	}
+	defer q.Delete(env.AMQPURL)
+	hub, err := env.StartHub(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	defer hub.Stop(30 * time.Second)
+	fleet := StartFleet(FleetConfig{Addr: hub.GRPCAddr, Token: env.WorkerToken, N: n, Parallel: cfg.Parallel, Prefix: "small"})
+	defer fleet.Close()
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = fleet.WaitRegistered(rctx)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	rate, _, err := fleetDispatch(ctx, env, q, cfg)
+	return rate, err
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// captureHeap saves the hub's heap profile (inuse_space) and returns its
+// top, or why there is none.
+func captureHeap(ctx context.Context, env *Env, hub *Hub, dir, name string) string {
+	if dir == "" {
+		return "not captured (no --profile-dir)"
+	}
+	if !hub.PprofAvailable(ctx) {
+		return "not captured: the hub does not serve /debug/pprof/ on --http-addr"
+	}
+	path := dir + "/" + name + ".heap.pprof"
+	if err := hub.Profile(ctx, "heap", "gc=1", path); err != nil {
+		return "capture failed: " + err.Error()
+	}
+	return "profile " + path + "\n\n" + PprofTop(ctx, env.Bins.Hub, path, "-sample_index=inuse_space")
+}

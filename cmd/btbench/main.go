@@ -1,0 +1,231 @@
+// Command btbench measures Blacktree against raw RabbitMQ and at fleet
+// scale, on one machine, and writes docs/BENCHMARKS.md:
+//
+//	btbench --out docs/BENCHMARKS.md                 # everything (make bench)
+//	btbench --scenarios baseline                     # the amqp091 relay only
+//	btbench --scenarios dispatch,fleet,failure --fleet 10000
+//
+// It needs RabbitMQ on --amqp-url and builds blacktree-hub and
+// blacktree-worker from the module it runs in. Every run is bounded
+// (--timeout) and stops every process it started.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/blacktree/blacktree/bench"
+	"github.com/blacktree/blacktree/internal/cluster"
+)
+
+type options struct {
+	amqpURL       string
+	scenarios     string
+	out           string
+	profileDir    string
+	logLevel      string
+	verbose       bool
+	timeout       time.Duration
+	dispatch      bench.DispatchConfig
+	fleet         bench.FleetRunConfig
+	shortGrace    time.Duration
+	defaultGrace  bool
+	skipPartition bool
+	profileFleet  int
+	profileIdle   time.Duration
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("btbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.amqpURL, "amqp-url", envOr("BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ `URL` (env BLACKTREE_AMQP_URL)")
+	fs.StringVar(&o.scenarios, "scenarios", "dispatch,fleet,failure,profile", "comma-separated: baseline (relay only), dispatch, fleet, failure, profile (in-process hub under pprof)")
+	fs.StringVar(&o.out, "out", "", "write the Markdown report to this `file` (e.g. docs/BENCHMARKS.md)")
+	fs.StringVar(&o.profileDir, "profile-dir", filepath.Join(os.TempDir(), "btbench-profiles"), "`dir` the pprof profiles are saved in (kept after the run)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "hub and worker --log-level")
+	fs.BoolVar(&o.verbose, "v", false, "print the hub's and workers' output")
+	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	fs.IntVar(&o.dispatch.Jobs, "jobs", 20000, "dispatch: backlog size drained by each side")
+	fs.IntVar(&o.dispatch.Prefetch, "prefetch", 32, "dispatch: relay prefetch and hub --prefetch")
+	fs.IntVar(&o.dispatch.Workers, "workers", 4, "dispatch: noop worker processes")
+	fs.IntVar(&o.dispatch.Slots, "slots", 8, "dispatch: slots per worker")
+	fs.BoolVar(&o.dispatch.Ephemeral, "ephemeral", true, "dispatch: also measure Blacktree with workers started with --state-dir \"\" (no per-result fsync)")
+	fs.DurationVar(&o.dispatch.LatencyFor, "latency-for", 10*time.Second, "dispatch: length of each fixed-rate latency run")
+	fs.Float64Var(&o.dispatch.LoadFraction, "load", 0.5, "dispatch: offered load of the latency runs, as a fraction of the baseline's saturation")
+	fs.Float64Var(&o.dispatch.Skip, "skip", 0.1, "warm-up fraction of statuses dropped from throughput")
+	fs.IntVar(&o.fleet.N, "fleet", 10000, "fleet: in-process workers connected to one hub")
+	fs.IntVar(&o.fleet.SmallN, "fleet-small", 100, "fleet: workers of the same-run reference dispatch (0: skip)")
+	fs.IntVar(&o.fleet.Parallel, "fleet-parallel", 200, "fleet: registrations in flight at once")
+	fs.IntVar(&o.fleet.Jobs, "fleet-jobs", 5000, "fleet: jobs dispatched with the fleet connected")
+	fs.DurationVar(&o.fleet.Settle, "settle", 5*time.Second, "fleet: wait after the last registration before reading RSS")
+	fs.DurationVar(&o.fleet.IdleWindow, "idle-window", 30*time.Second, "fleet: window for the hub's heartbeat CPU")
+	fs.DurationVar(&o.shortGrace, "short-grace", 2*time.Second, "failure: the short --lost-worker-grace")
+	fs.BoolVar(&o.defaultGrace, "default-grace", true, "failure: also measure with the hub's default grace (30s)")
+	fs.BoolVar(&o.skipPartition, "skip-partition", false, "failure: skip the silent-partition measurement")
+	fs.IntVar(&o.profileFleet, "profile-fleet", 10000, "profile: in-process workers connected for the idle CPU and heap profiles (0: skip)")
+	fs.DurationVar(&o.profileIdle, "profile-idle", 15*time.Second, "profile: length of the idle-fleet CPU profile")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: btbench [flags]\n\nMeasures Blacktree against a raw amqp091-go relay, at fleet scale and under\nfailures; see docs/BENCHMARKS.md. Needs RabbitMQ.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := newFlagSet(&o, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(o.scenarios, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "baseline", "dispatch", "fleet", "failure", "profile":
+			want[s] = true
+		case "":
+		default:
+			fmt.Fprintf(stderr, "btbench: unknown scenario %q (want baseline, dispatch, fleet, failure, profile)\n", s)
+			return 2
+		}
+	}
+	o.fleet.Skip = o.dispatch.Skip
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stdout, "%s %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, a...))
+	}
+	rep := &bench.Report{Command: "btbench " + strings.Join(args, " "), Started: time.Now(), Host: bench.HostLine(), LogLevel: o.logLevel}
+	code := func() int {
+		work, err := os.MkdirTemp("", "btbench-")
+		if err != nil {
+			fmt.Fprintln(stderr, "btbench:", err)
+			return 1
+		}
+		defer os.RemoveAll(work)
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			fmt.Fprintln(stderr, "btbench:", err)
+			return 1
+		}
+		o.dispatch.ProfileDir, o.fleet.ProfileDir = o.profileDir, o.profileDir
+
+		if want["baseline"] && !want["dispatch"] {
+			d, err := bench.RunBaseline(ctx, o.amqpURL, o.dispatch, logf)
+			if err != nil {
+				rep.Errors = append(rep.Errors, "baseline: "+err.Error())
+			}
+			rep.Dispatch = d
+		}
+		if !(want["dispatch"] || want["fleet"] || want["failure"] || want["profile"]) {
+			return 0
+		}
+		root, err := cluster.ModuleRoot()
+		if err != nil {
+			fmt.Fprintln(stderr, "btbench:", err)
+			return 1
+		}
+		logf("building blacktree-hub and blacktree-worker")
+		env, err := bench.NewEnv(ctx, o.amqpURL, root, work, o.logLevel)
+		if err != nil {
+			fmt.Fprintln(stderr, "btbench:", err)
+			return 1
+		}
+		if o.verbose {
+			env.Tee = stdout
+		}
+		if want["dispatch"] {
+			d, err := bench.RunDispatch(ctx, env, o.dispatch, logf)
+			if err != nil {
+				rep.Errors = append(rep.Errors, "dispatch: "+err.Error())
+			}
+			rep.Dispatch = d
+		}
+		if want["fleet"] {
+			f, err := bench.RunFleet(ctx, env, o.fleet, logf)
+			if err != nil {
+				rep.Errors = append(rep.Errors, "fleet: "+err.Error())
+			}
+			rep.Fleet = f
+		}
+		if want["failure"] {
+			fr := &bench.FailureResult{}
+			graces := []time.Duration{o.shortGrace}
+			if o.defaultGrace {
+				graces = append(graces, 0)
+			}
+			for _, g := range graces {
+				k, err := bench.RunKill(ctx, env, g, logf)
+				if err != nil {
+					rep.Errors = append(rep.Errors, fmt.Sprintf("kill -9 (grace %s): %v", g, err))
+					continue
+				}
+				fr.Kills = append(fr.Kills, *k)
+			}
+			if !o.skipPartition {
+				pr, err := bench.RunPartition(ctx, env, logf)
+				if err != nil {
+					rep.Errors = append(rep.Errors, "partition: "+err.Error())
+				} else {
+					fr.Partition = *pr
+				}
+			}
+			rep.Failure = fr
+		}
+		if want["profile"] {
+			rep.DispatchConfig = &o.dispatch
+			pr, err := bench.RunProfile(ctx, env, o.dispatch, o.profileFleet, o.fleet.Jobs, o.profileIdle, logf)
+			if err != nil {
+				rep.Errors = append(rep.Errors, "profile: "+err.Error())
+			}
+			rep.Profile = pr
+		}
+		return 0
+	}()
+	rep.Elapsed = time.Since(rep.Started)
+	var buf bytes.Buffer
+	rep.WriteMarkdown(&buf)
+	if o.out != "" {
+		old, _ := os.ReadFile(o.out) // a missing file has no findings yet
+		buf.WriteString(bench.PreserveFindings(string(old)))
+		if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
+			fmt.Fprintln(stderr, "btbench:", err)
+			return 1
+		}
+		logf("wrote %s", o.out)
+	} else {
+		_, _ = stdout.Write(buf.Bytes())
+	}
+	if code == 0 && len(rep.Errors) > 0 {
+		for _, e := range rep.Errors {
+			fmt.Fprintln(stderr, "btbench:", e)
+		}
+		return 1
+	}
+	return code
+}
