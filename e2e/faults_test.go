@@ -44,8 +44,8 @@ func TestKillWorkerMidJob(t *testing.T) {
 	}
 	took := time.Since(killed)
 	r := got["kill-worker-1"]
-	if r.GetSuccess() || !strings.Contains(r.GetError(), "lost") {
-		t.Errorf("status = %v, want a failure reporting the worker lost", r)
+	if r.GetSuccess() || !strings.Contains(r.GetError(), "lost: connection lost") {
+		t.Errorf("status = %v, want a failure reporting the worker's connection lost", r)
 	}
 	if took < grace {
 		t.Errorf("lost report after %s, want not before the %s grace period", took, grace)

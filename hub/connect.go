@@ -132,6 +132,11 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 
 	<-wctx.Done()
 	cause := context.Cause(wctx)
+	if errors.Is(cause, context.Canceled) && ctx.Err() != nil {
+		// The stream's own context ended first: gRPC saw the connection
+		// break. Say so rather than "context canceled".
+		cause = ErrConnectionLost
+	}
 	// The sender stops at once unless it is blocked in Send (flow control
 	// towards a peer that does not read); returning ends that Send too.
 	st := time.NewTimer(2 * time.Second)
@@ -157,9 +162,12 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, io.EOF):
 				w.kill(ErrStreamClosed)
-			} else {
+			case stream.Context().Err() != nil:
+				w.kill(ErrConnectionLost)
+			default:
 				w.kill(fmt.Errorf("receive: %w", err))
 			}
 			return

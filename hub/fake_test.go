@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -205,5 +207,70 @@ func TestManagerPick(t *testing.T) {
 	}
 	if got := m.countByState(); got[StateBusy] != 2 || got[StateFree] != 1 {
 		t.Errorf("countByState() = %v, want 2 busy (small, arm), 1 free (big)", got)
+	}
+}
+
+// The free-worker index stays equal to a scan of every worker through any
+// sequence of changes.
+func TestManagerFreeIndex(t *testing.T) {
+	m := newWorkerManager(Config{HeartbeatInterval: time.Hour, MissedHeartbeats: 3, DeadRetention: time.Hour}, hclog.NewNullLogger())
+	defer m.close()
+	var ws []*Worker
+	for i := 0; i < 6; i++ {
+		ws = append(ws, testWorker(fmt.Sprintf("w%d", i), 1+i%3, nil))
+		m.register(ws[i], false)
+	}
+	check := func(step string) {
+		t.Helper()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		n := 0
+		for _, e := range m.workers {
+			_, idle := m.idle[e]
+			_, partial := m.partial[e]
+			free := e.stateLocked() == StateFree
+			if free {
+				n++
+			}
+			if idle != (free && len(e.jobs) == 0) || partial != (free && len(e.jobs) > 0) {
+				t.Fatalf("after %s: %s state %v jobs %d: idle=%v partial=%v", step, e.w.id, e.stateLocked(), len(e.jobs), idle, partial)
+			}
+		}
+		if len(m.idle)+len(m.partial) != n {
+			t.Fatalf("after %s: index holds %d entries, want %d free", step, len(m.idle)+len(m.partial), n)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		w := ws[rng.IntN(len(ws))]
+		job := fmt.Sprintf("j%d", rng.IntN(8))
+		var step string
+		switch rng.IntN(7) {
+		case 0:
+			m.pick(job, nil, nil)
+			step = "pick"
+		case 1:
+			m.hold(w, job)
+			step = "hold"
+		case 2, 3:
+			m.release(w, job)
+			step = "release"
+		case 4:
+			m.setDraining(w, rng.IntN(2) == 0)
+			step = "setDraining"
+		case 5:
+			m.gone(w, errors.New("gone"))
+			step = "gone"
+		case 6:
+			nw := testWorker(w.id, w.slots, nil)
+			m.register(nw, false)
+			for k := range ws {
+				if ws[k] == w {
+					ws[k] = nw
+				}
+			}
+			step = "re-register"
+		}
+		check(fmt.Sprintf("step %d (%s %s)", i, step, w.id))
 	}
 }

@@ -57,6 +57,7 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		logging.UnaryServerInterceptor(hclogAdapter(glog), logOpts...),
 	}, h.cfg.UnaryInterceptors...)
 
+	const flowWindow = 1 << 20
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			// MaxConnectionIdle, MaxConnectionAge: 0 = never; a worker's
@@ -86,6 +87,14 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		grpc.ReadBufferSize(h.cfg.ConnBufferSize),
 		grpc.WriteBufferSize(h.cfg.ConnBufferSize),
 		grpc.SharedWriteBuffer(true),
+		// Fixed flow-control windows. Left unset, grpc-go sizes windows
+		// dynamically (BDP estimation) and sends a PING after data frames
+		// to measure: one extra write per heartbeat per worker, ~20% of the
+		// hub's heartbeat CPU with a large fleet (docs/BENCHMARKS.md).
+		// Setting them turns that off (grpc/grpc-go#9096). Windows are
+		// credit, not memory: nothing is allocated up front.
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
 		grpc.ChainStreamInterceptor(streams...),
 		grpc.ChainUnaryInterceptor(unaries...),
 	}

@@ -23,6 +23,9 @@ var (
 	ErrSlowWorker = errors.New("send queue full")
 	// ErrStreamClosed: the worker closed its stream cleanly.
 	ErrStreamClosed = errors.New("stream closed by the worker")
+	// ErrConnectionLost: the worker's connection broke (process killed,
+	// network reset, keepalive timeout) without a clean close.
+	ErrConnectionLost = errors.New("connection lost")
 	// ErrHubStopping: the hub is shutting down.
 	ErrHubStopping = errors.New("hub shutting down")
 )

@@ -79,6 +79,10 @@ func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
 			Timeout:             a.cfg.KeepaliveTimeout,
 			PermitWithoutStream: a.cfg.KeepalivePermitWithoutStream,
 		}),
+		// Fixed windows turn off grpc-go's BDP pings, which would follow
+		// every heartbeat (the hub does the same; see hub/grpcserver.go).
+		grpc.WithInitialWindowSize(1<<20),
+		grpc.WithInitialConnWindowSize(1<<20),
 		grpc.WithUserAgent("blacktree-worker/"+a.cfg.Version),
 	)
 }
