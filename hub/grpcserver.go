@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -50,7 +52,14 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 	streams := append([]grpc.StreamServerInterceptor{
 		recovery.StreamServerInterceptor(recover),
-		logging.StreamServerInterceptor(hclogAdapter(glog), logOpts...),
+		// Not on Connect: a worker's stream lives for days, the session
+		// logs its own start and end, and the middleware would hold
+		// per-stream state and wrap every frame (memory per idle worker,
+		// docs/BENCHMARKS.md F4).
+		selector.StreamServerInterceptor(logging.StreamServerInterceptor(hclogAdapter(glog), logOpts...),
+			selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+				return c.FullMethod() != blacktreev1.WorkerService_Connect_FullMethodName
+			})),
 	}, h.cfg.StreamInterceptors...)
 	unaries := append([]grpc.UnaryServerInterceptor{
 		recovery.UnaryServerInterceptor(recover),
