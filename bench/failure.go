@@ -8,6 +8,7 @@ import (
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/hub"
+	"github.com/blacktree/blacktree/internal/cluster"
 )
 
 // KillResult is one kill -9 measurement.
@@ -157,7 +158,7 @@ func RunPartition(ctx context.Context, env *Env, logf func(string, ...any)) (*Pa
 		return nil, err
 	}
 	defer h.Stop(20 * time.Second)
-	proxy, err := StartProxy(h.GRPCAddr)
+	proxy, err := cluster.StartProxy(h.GRPCAddr)
 	if err != nil {
 		return nil, err
 	}

@@ -158,7 +158,11 @@ func TestNetworkPartition(t *testing.T) {
 	const bound = 15 * time.Second // 3 missed 1s heartbeats plus generous slack
 	e := newEnv(t, sharedAMQP)
 	h := e.startHub("--heartbeat-interval", "1s", "--lost-worker-grace", "2s")
-	proxy := startProxy(t, h.GRPCAddr)
+	proxy, err := cluster.StartProxy(h.GRPCAddr)
+	if err != nil {
+		t.Fatalf("StartProxy() = %v", err)
+	}
+	t.Cleanup(proxy.Close)
 	w := e.startWorker("partitioned", []string{proxy.Addr}, "--executor", "noop", "--noop-delay", "2m")
 	e.waitWorkers(h, 1, 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -5,13 +5,11 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -120,85 +118,6 @@ func waitExit(t *testing.T, p *cluster.Process, within time.Duration) int {
 		t.Fatalf("%s still running after %s; output:\n%s", p.Name, within, tail(p.Output(), 3000))
 		return 0
 	}
-}
-
-// resetProxy forwards TCP to target; Reset closes every connection it
-// carries (the peers see the stream break) and keeps accepting new ones.
-type resetProxy struct {
-	Addr   string
-	target string
-	ln     net.Listener
-
-	mu    sync.Mutex // guards conns
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func startResetProxy(t *testing.T, target string) *resetProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("proxy listen: %v", err)
-	}
-	p := &resetProxy{Addr: ln.Addr().String(), target: target, ln: ln}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *resetProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, u)
-		go p.pipe(u, c)
-	}
-}
-
-func (p *resetProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// Reset breaks every carried connection.
-func (p *resetProxy) Reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *resetProxy) Close() {
-	p.ln.Close()
-	p.Reset()
-	p.wg.Wait()
 }
 
 // sentinelScan counts occurrences of a secret, in the encodings

@@ -55,7 +55,11 @@ func TestSecurityWorkerAuth(t *testing.T) {
 	}
 
 	// beta connects through a proxy so the test can break its stream later.
-	proxy := startResetProxy(t, h.GRPCAddr)
+	proxy, err := cluster.StartProxy(h.GRPCAddr)
+	if err != nil {
+		t.Fatalf("StartProxy() = %v", err)
+	}
+	t.Cleanup(proxy.Close)
 	alpha := worker("alpha", tokenFile("alpha", tokA), h.GRPCAddr)
 	beta := worker("beta", tokenFile("beta", tokB), proxy.Addr)
 	waitLive(t, actx, admin, []string{"alpha", "beta"}, 30*time.Second)

@@ -1,15 +1,16 @@
-package bench
+package cluster
 
 import (
 	"net"
 	"sync"
 )
 
-// Proxy forwards TCP on loopback between workers and a hub until
-// Partition; after that it keeps reading from both sides and drops every
-// byte, holding the sockets open (no FIN, no RST): a silent network
-// partition as the endpoints see it. Only keepalive and heartbeats can
-// detect it.
+// Proxy forwards TCP on loopback between workers and a hub, for fault
+// tests and benchmarks. Partition makes it keep reading from both sides and
+// drop every byte, holding the sockets open (no FIN, no RST): a silent
+// network partition as the endpoints see it, which only keepalive and
+// heartbeats can detect. Reset instead breaks every carried connection at
+// once (the peers see the stream end) and keeps accepting new ones.
 type Proxy struct {
 	Addr   string
 	target string
@@ -66,6 +67,16 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
+	defer func() {
+		// Pass a close on to the other side, except in a partition, where
+		// nothing may reach the other side.
+		p.mu.Lock()
+		silent := p.partitioned
+		p.mu.Unlock()
+		if dst != nil && !silent {
+			_ = dst.Close()
+		}
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
@@ -90,6 +101,16 @@ func (p *Proxy) Partition() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.partitioned = true
+}
+
+// Reset closes every connection the proxy carries.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
 }
 
 // Close closes the listener and every socket and waits for the pipes.
