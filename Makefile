@@ -5,7 +5,7 @@ BIN       ?= bin
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo bench clean
+.PHONY: services all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo bench clean
 
 all: build
 
@@ -42,9 +42,16 @@ vet:
 ## test: the test suite (needs RabbitMQ and a Docker engine; see README).
 ## The end-to-end suite runs last, from its own directory so that its
 ## scenario report (detection times, ledgers) is printed.
-test:
+test: services
 	$(GO) test $(TESTFLAGS) $$($(GO) list $(PKGS) | grep -v '/e2e$$')
 	cd e2e && $(GO) test $(TESTFLAGS)
+
+## services: start RabbitMQ and a Docker engine and install git/protoc/python
+## deps when missing (Debian packages; idempotent, quick when all is there)
+services:
+	bash scripts/ensure-rabbitmq
+	bash scripts/ensure-dockerd
+	bash scripts/ensure-tools
 
 ## demo: the main job end to end (starts RabbitMQ and Docker when missing)
 demo:
