@@ -227,6 +227,10 @@ func (c *Client) Publish(ctx context.Context, m broker.Message) error {
 	return c.PublishTo(ctx, c.cfg.StatusQueue, m)
 }
 
+// publishRetryPause is how long Publish waits after a failed write before
+// trying again (the connection is being torn down meanwhile).
+const publishRetryPause = 50 * time.Millisecond
+
 // PublishTo is Publish to any queue via the default exchange (btctl and
 // tests use it to submit JobRequests to the execute queue, or arbitrary
 // bytes as invalid ones).
@@ -259,7 +263,23 @@ func (c *Client) PublishTo(ctx context.Context, queue string, m broker.Message) 
 			if s.ch.IsClosed() || errors.Is(err, amqp.ErrClosed) {
 				continue // wait for the next session
 			}
-			return fmt.Errorf("rabbit: publish: %w", err)
+			// A failed write (e.g. connection reset) means the connection is
+			// going down; amqp091 shuts it down asynchronously, so the
+			// channel may not say closed yet. Give it a moment, then wait
+			// for the next session and publish again: the message must not
+			// be dropped across an outage.
+			c.pub.log.Debug("publish write failed; retrying on the next session", "job_id", m.MessageID, "error", err)
+			t := time.NewTimer(publishRetryPause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("rabbit: publish: %w", ctx.Err())
+			case <-c.closed:
+				t.Stop()
+				return broker.ErrClosed
+			}
+			continue
 		}
 		select {
 		case <-dc.Done():
