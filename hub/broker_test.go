@@ -1,58 +1,19 @@
 package hub
 
 import (
-	"encoding/json"
 	"fmt"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cluster"
 )
 
-// killConnection closes, server-side, every connection whose
-// connection_name is name, as a broker failure would (same technique as
-// internal/rabbit's tests: match by peer port across two listings).
+// killConnection closes, server-side, the connections named name.
 func killConnection(t *testing.T, name string) {
 	t.Helper()
-	out, err := exec.Command("rabbitmqctl", "-q", "list_connections", "peer_port", "client_properties", "--formatter", "json").Output()
-	if err != nil {
-		t.Fatalf("rabbitmqctl list_connections: %v (needs rabbitmqctl on PATH with access to the local node)", err)
-	}
-	var conns []struct {
-		PeerPort int                 `json:"peer_port"`
-		Props    [][]json.RawMessage `json:"client_properties"`
-	}
-	if err := json.Unmarshal(out, &conns); err != nil {
-		t.Fatalf("parse rabbitmqctl output: %v\n%s", err, out)
-	}
-	ports := map[string]bool{}
-	for _, c := range conns {
-		for _, p := range c.Props {
-			var key, val string
-			if len(p) == 3 && json.Unmarshal(p[0], &key) == nil && key == "connection_name" &&
-				json.Unmarshal(p[2], &val) == nil && val == name {
-				ports[strconv.Itoa(c.PeerPort)] = true
-			}
-		}
-	}
-	if len(ports) == 0 {
-		t.Fatalf("killConnection(%q): no such connection", name)
-	}
-	out, err = exec.Command("rabbitmqctl", "-s", "list_connections", "peer_port", "pid").Output()
-	if err != nil {
-		t.Fatalf("rabbitmqctl list_connections: %v", err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		port, pid, ok := strings.Cut(line, "\t")
-		if !ok || !ports[port] {
-			continue
-		}
-		if out, err := exec.Command("rabbitmqctl", "-q", "close_connection", pid, "test: simulated broker failure").CombinedOutput(); err != nil {
-			t.Fatalf("rabbitmqctl close_connection %s: %v\n%s", pid, err, out)
-		}
+	if err := cluster.CloseConnections(name); err != nil {
+		t.Fatalf("killConnection(%q): %v", name, err)
 	}
 }
 
