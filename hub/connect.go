@@ -56,37 +56,54 @@ func validateRegister(reg *blacktreev1.Register) error {
 	return nil
 }
 
-// connect serves one worker stream: Register, then a receive loop (its own
-// goroutine) and a sender goroutine, until the session ends.
-func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
+// awaitRegister receives the first frame, which must be Register, within
+// Config.RegisterTimeout.
+func (h *Hub) awaitRegister(stream blacktreev1.WorkerService_ConnectServer) (*blacktreev1.Register, error) {
 	ctx := stream.Context()
 	first := make(chan recvResult, 1)
-	h.streamWG.Add(1)
-	go func() {
-		defer h.streamWG.Done()
+	h.streamWG.Go(func() {
+		// Ends with the frame, or when the handler returns (which ends
+		// the stream) on a timeout.
 		m, err := stream.Recv()
 		first <- recvResult{m, err}
-	}()
+	})
 	t := time.NewTimer(h.cfg.RegisterTimeout)
 	defer t.Stop()
-	var reg *blacktreev1.Register
 	select {
 	case <-t.C:
-		return status.Errorf(codes.DeadlineExceeded, "no Register frame within %v", h.cfg.RegisterTimeout)
+		return nil, status.Errorf(codes.DeadlineExceeded, "no Register frame within %v", h.cfg.RegisterTimeout)
 	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+		return nil, status.FromContextError(ctx.Err()).Err()
 	case r := <-first:
 		if r.err != nil {
-			return r.err
+			return nil, r.err
 		}
-		if reg = r.m.GetRegister(); reg == nil {
-			return status.Error(codes.InvalidArgument, "the first frame must be Register")
+		reg := r.m.GetRegister()
+		if reg == nil {
+			return nil, status.Error(codes.InvalidArgument, "the first frame must be Register")
 		}
+		if err := validateRegister(reg); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid Register: %v", err)
+		}
+		return reg, nil
 	}
-	if err := validateRegister(reg); err != nil {
-		return status.Errorf(codes.InvalidArgument, "invalid Register: %v", err)
-	}
+}
 
+// connect serves one worker stream: Register, then the receive loop on
+// this (the handler's) goroutine until the session ends. Frames to the
+// worker go through Worker.send. An idle worker costs the hub one
+// goroutine of its own (docs/BENCHMARKS.md F4).
+//
+// A session the hub ends (replaced, missed heartbeats, slow reader, hub
+// stopping) is cleaned up at once by endSession; since the handler may be
+// blocked in Recv on a connection that is up but silent, endSession then
+// closes the worker's connection, which ends Recv.
+func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
+	reg, err := h.awaitRegister(stream)
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
 	name := reg.GetName()
 	if h.cfg.WorkerName != nil {
 		if n, ok := h.cfg.WorkerName(ctx); ok && n != "" {
@@ -97,66 +114,81 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		addr = p.Addr.String()
 	}
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	w := &Worker{
 		id: reg.GetWorkerId(), sessionID: newID(), name: name, version: reg.GetVersion(), addr: addr,
 		labels: reg.GetLabels(), slots: int(reg.GetSlots()), connected: time.Now(),
-		ctx: wctx, cancel: cancel, sendCh: make(chan *blacktreev1.HubMessage, h.cfg.SendQueue),
+		done: make(chan struct{}), stream: stream.Send, maxQueue: h.cfg.SendQueue, wg: &h.streamWG,
 	}
 	w.log = h.log.Named("worker").With("worker_id", w.id, "session_id", w.sessionID)
-	w.sendCh <- &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
-		SessionId: w.sessionID, HeartbeatInterval: durationpb.New(h.cfg.HeartbeatInterval), HubId: h.cfg.HubID, WorkerName: name,
-	}}}
-	senderDone := make(chan struct{})
-	h.streamWG.Add(1)
-	go func() {
-		defer h.streamWG.Done()
-		defer close(senderDone)
-		w.sendLoop(stream.Send)
-	}()
+	// endSession runs on its own goroutine the moment the session ends,
+	// whatever ends it; the handler waits for it below.
+	ended := make(chan struct{})
+	w.onEnd = func() {
+		defer close(ended)
+		h.endSession(w)
+	}
+	w.receiving.Store(true)
+	h.conns.attach(addr)
+	defer h.conns.detach(addr)
 
+	// Registration runs on a short-lived goroutine: its logging and
+	// bookkeeping would otherwise grow this goroutine's stack, which an
+	// idle worker then keeps for the session's life.
+	registered := make(chan struct{})
+	h.streamWG.Go(func() {
+		defer close(registered)
+		h.register(w, reg)
+	})
+	<-registered
+
+	if cause := h.recvLoop(w, stream); cause != nil {
+		w.receiving.Store(false) // before kill: endSession need not close the connection
+		w.kill(cause)
+	}
+	<-ended
+	w.closeSend(2 * time.Second)
+	return sessionStatus(w.endCause())
+}
+
+// register makes w the worker's session: Registered frame, manager,
+// dispatcher (jobs and results the worker reports).
+func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
+	w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
+		SessionId: w.sessionID, HeartbeatInterval: durationpb.New(h.cfg.HeartbeatInterval), HubId: h.cfg.HubID, WorkerName: w.name,
+	}}})
 	if old := h.manager.register(w, reg.GetDraining()); old != nil {
 		old.kill(ErrReplaced)
 		h.dispatcher.sessionGone(old, ErrReplaced)
 	}
-	w.log.Info("worker registered", "name", name, "slots", w.slots, "address", addr, "version", w.version,
+	w.log.Info("worker registered", "name", w.name, "slots", w.slots, "address", w.addr, "version", w.version,
 		"running_jobs", len(reg.GetRunningJobs()), "unacked_results", len(reg.GetUnackedResults()))
 	h.dispatcher.registered(w, reg)
+}
 
-	h.streamWG.Add(1)
-	go func() {
-		defer h.streamWG.Done()
-		h.recvLoop(w, stream)
-	}()
-
-	<-wctx.Done()
-	cause := context.Cause(wctx)
-	if errors.Is(cause, context.Canceled) && ctx.Err() != nil {
-		// The stream's own context ended first: gRPC saw the connection
-		// break. Say so rather than "context canceled".
-		cause = ErrConnectionLost
-	}
-	// The sender stops at once unless it is blocked in Send (flow control
-	// towards a peer that does not read); returning ends that Send too.
-	st := time.NewTimer(2 * time.Second)
-	select {
-	case <-senderDone:
-	case <-st.C:
-	}
-	st.Stop()
+// endSession takes an ended session out of the fleet: the manager marks
+// the worker gone, the dispatcher starts the lost-worker grace for its
+// jobs. When the handler is still blocked in Recv (the hub ended the
+// session, not the stream), it closes the worker's connection so that Recv
+// returns, once the frames already queued are written (at most 2s).
+func (h *Hub) endSession(w *Worker) {
+	cause := w.endCause()
 	h.manager.gone(w, cause)
 	h.dispatcher.sessionGone(w, cause)
 	w.log.Info("worker session ended", "error", cause.Error())
-	return sessionStatus(cause)
+	w.closeSend(2 * time.Second)
+	if w.receiving.Load() && h.conns.closeIfSole(w.addr) {
+		w.log.Debug("closed the worker's connection")
+	}
 }
 
-// recvLoop is the session's one receive loop.
-func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer) {
+// recvLoop is the session's one receive loop. It returns why the session
+// ended when the stream says so (EOF, broken, protocol error, panic), or
+// nil once the session was ended elsewhere.
+func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer) (cause error) {
 	defer func() {
 		if p := recover(); p != nil {
 			w.log.Error("panic handling a worker frame; closing the session", "panic", fmt.Sprintf("%T", p))
-			w.kill(errors.New("internal error"))
+			cause = errors.New("internal error")
 		}
 	}()
 	for {
@@ -164,16 +196,15 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF):
-				w.kill(ErrStreamClosed)
+				return ErrStreamClosed
 			case stream.Context().Err() != nil:
-				w.kill(ErrConnectionLost)
+				return ErrConnectionLost
 			default:
-				w.kill(fmt.Errorf("receive: %w", err))
+				return fmt.Errorf("receive: %w", err)
 			}
-			return
 		}
-		if w.ctx.Err() != nil {
-			return // replaced or stopping: frames of a dead session are ignored
+		if w.ended() {
+			return nil // replaced or stopping: frames of a dead session are ignored
 		}
 		h.manager.touch(w)
 		switch f := m.GetFrame().(type) {
@@ -194,8 +225,7 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 		case *blacktreev1.WorkerMessage_JobResult:
 			h.dispatcher.result(w, f.JobResult)
 		case *blacktreev1.WorkerMessage_Register:
-			w.kill(errors.New("protocol error: second Register on one stream"))
-			return
+			return errors.New("protocol error: second Register on one stream")
 		}
 	}
 }

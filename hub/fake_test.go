@@ -166,9 +166,8 @@ func TestUnreadableDeadLettered(t *testing.T) {
 }
 
 func testWorker(id string, slots int, labels map[string]string) *Worker {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Worker{id: id, slots: slots, labels: labels, ctx: ctx, cancel: cancel, log: hclog.NewNullLogger(),
-		sendCh: make(chan *blacktreev1.HubMessage, 8)}
+	return &Worker{id: id, slots: slots, labels: labels, done: make(chan struct{}), wg: &sync.WaitGroup{}, log: hclog.NewNullLogger(),
+		maxQueue: 8}
 }
 
 // pick honours labels, capacity, exclusions and prefers the least loaded.

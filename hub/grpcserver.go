@@ -104,6 +104,10 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		// credit, not memory: nothing is allocated up front.
 		grpc.InitialWindowSize(flowWindow),
 		grpc.InitialConnWindowSize(flowWindow),
+		// No HPACK dynamic table for request headers: a worker sends
+		// headers once per stream, so the table would never pay off, yet
+		// it is kept for the connection's life (~1 KiB per worker).
+		grpc.HeaderTableSize(0),
 		grpc.ChainStreamInterceptor(streams...),
 		grpc.ChainUnaryInterceptor(unaries...),
 	}

@@ -29,7 +29,8 @@ type Hub struct {
 	health     *health.Server
 	http       *http.Server
 
-	streamWG  sync.WaitGroup // stream goroutines (first recv, recv loops, senders)
+	conns     *connRegistry  // accepted gRPC connections, to end silent sessions
+	streamWG  sync.WaitGroup // stream goroutines (first recv, senders, session ends)
 	bgWG      sync.WaitGroup // Run's goroutines: servers, dispatch loop
 	serving   atomic.Bool
 	stopping  atomic.Bool
@@ -60,7 +61,7 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(),
+	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(), conns: newConnRegistry(),
 		listening: make(chan struct{}), stopReq: make(chan struct{}), stopped: make(chan struct{}),
 		dispatchCancel: func() {}}
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
@@ -125,7 +126,7 @@ func (h *Hub) Run(ctx context.Context) error {
 
 	serveErr := make(chan error, 2)
 	h.bgWG.Go(func() {
-		if err := h.grpc.Serve(glis); err != nil {
+		if err := h.grpc.Serve(h.conns.listener(glis)); err != nil {
 			serveErr <- fmt.Errorf("hub: grpc serve: %w", err)
 		}
 	})
@@ -141,6 +142,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.dispatchCancel = dcancel
 	h.mu.Unlock()
 	h.bgWG.Go(func() { h.dispatcher.run(dctx) })
+	h.bgWG.Go(func() { h.conns.sweepEvery(time.Minute, h.stopped) })
 	h.serving.Store(true)
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.log.Info("hub serving", "grpc_addr", h.grpcAddr.String(), "http_addr", fmt.Sprint(h.httpAddr), "hub_id", h.cfg.HubID)

@@ -1,11 +1,12 @@
 package hub
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,10 +31,15 @@ var (
 	ErrHubStopping = errors.New("hub shutting down")
 )
 
-// Worker is one connected agent: one registered Connect stream. It owns the
-// stream's sending side through one sender goroutine fed by a bounded
-// channel; no other goroutine calls Send. Its fields are set at
-// registration and never change.
+// Worker is one connected agent: one registered Connect stream.
+//
+// It owns the stream's sending side. Frames are queued by send (bounded,
+// never blocking) and written by one sender goroutine that exists only
+// while frames are queued: it starts when the queue goes from empty to
+// non-empty and exits when it is empty again, so an idle worker costs no
+// goroutine for sending (docs/BENCHMARKS.md F4). At most one sender runs
+// at a time, so no two goroutines ever call Send. The identity fields are
+// set at registration and never change.
 type Worker struct {
 	id        string
 	sessionID string
@@ -45,9 +51,26 @@ type Worker struct {
 	connected time.Time
 	log       hclog.Logger
 
-	ctx    context.Context // done when the session ends; Cause says why
-	cancel context.CancelCauseFunc
-	sendCh chan *blacktreev1.HubMessage
+	// The session's end latch: kill sets cause and closes done once, then
+	// runs onEnd on its own goroutine (owned by wg). A plain latch rather
+	// than a context: a derived context costs an idle worker ~1.3 KiB of
+	// parent-child bookkeeping (docs/BENCHMARKS.md F4).
+	endOnce sync.Once
+	cause   error         // why the session ended; written before done closes
+	done    chan struct{} // closed when the session ends
+	onEnd   func()        // set before the session is visible to others
+
+	stream   func(*blacktreev1.HubMessage) error // the stream's Send
+	maxQueue int                                 // bound on queued frames
+	wg       *sync.WaitGroup                     // owns the sender goroutines
+
+	receiving atomic.Bool // the handler is in its receive loop
+
+	sendMu     sync.Mutex // guards the following
+	queue      []*blacktreev1.HubMessage
+	sending    bool          // a sender goroutine is running
+	sendClosed bool          // the handler returned: no new senders
+	senderExit chan struct{} // closed when the running sender exits, if set
 }
 
 func newID() string {
@@ -60,39 +83,115 @@ func newID() string {
 func (w *Worker) ID() string { return w.id }
 
 // kill ends the session with cause (first cause wins).
-func (w *Worker) kill(cause error) { w.cancel(cause) }
+func (w *Worker) kill(cause error) {
+	w.endOnce.Do(func() {
+		w.cause = cause
+		close(w.done)
+		if w.onEnd != nil {
+			w.wg.Go(w.onEnd)
+		}
+	})
+}
 
-// send queues m for the sender goroutine without blocking. A full queue
-// means the worker does not read: the session is ended. It reports whether
-// m was queued.
-func (w *Worker) send(m *blacktreev1.HubMessage) bool {
-	if w.ctx.Err() != nil {
-		return false
-	}
+// ended reports whether the session has ended.
+func (w *Worker) ended() bool {
 	select {
-	case w.sendCh <- m:
+	case <-w.done:
 		return true
 	default:
-		w.log.Warn("send queue full; closing the session")
-		w.kill(ErrSlowWorker)
 		return false
 	}
 }
 
-// sendLoop is the only goroutine that calls Send on the stream. It stops
-// when the session ends or a Send fails.
-func (w *Worker) sendLoop(send func(*blacktreev1.HubMessage) error) {
+// endCause is why the session ended; nil while it has not.
+func (w *Worker) endCause() error {
+	if !w.ended() {
+		return nil
+	}
+	return w.cause
+}
+
+// send queues m for the stream without blocking. A full queue means the
+// worker does not read: the session is ended. It reports whether m was
+// queued.
+func (w *Worker) send(m *blacktreev1.HubMessage) bool {
+	w.sendMu.Lock()
+	if w.ended() || w.sendClosed {
+		w.sendMu.Unlock()
+		return false
+	}
+	if len(w.queue) >= w.maxQueue {
+		w.sendMu.Unlock()
+		w.log.Warn("send queue full; closing the session")
+		w.kill(ErrSlowWorker)
+		return false
+	}
+	w.queue = append(w.queue, m)
+	start := !w.sending && w.stream != nil
+	w.sending = w.sending || start
+	w.sendMu.Unlock()
+	if start {
+		w.wg.Go(w.sendQueued)
+	}
+	return true
+}
+
+// sendQueued is the sender: it writes queued frames until the queue is
+// empty or a Send fails. Frames queued before the session ended are still
+// sent (a ResultAck spares the worker a re-send); send queues no new ones.
+func (w *Worker) sendQueued() {
 	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case m := <-w.sendCh:
-			if err := send(m); err != nil {
-				w.kill(fmt.Errorf("send: %w", err))
-				return
+		w.sendMu.Lock()
+		if len(w.queue) == 0 {
+			w.queue = nil // an idle worker keeps no queue array
+			w.sending = false
+			if w.senderExit != nil {
+				close(w.senderExit)
+				w.senderExit = nil
 			}
+			w.sendMu.Unlock()
+			return
+		}
+		m := w.queue[0]
+		w.queue[0] = nil
+		w.queue = w.queue[1:]
+		w.sendMu.Unlock()
+		if err := w.stream(m); err != nil {
+			w.kill(fmt.Errorf("send: %w", err))
+			w.sendMu.Lock()
+			w.queue = w.queue[:0]
+			w.sendMu.Unlock()
 		}
 	}
+}
+
+// closeSend stops new senders and waits at most d for a running one to
+// write what is queued: it finishes at once unless it is blocked in Send
+// (flow control towards a peer that does not read); closing the connection
+// or the handler returning ends that Send too. Idempotent.
+func (w *Worker) closeSend(d time.Duration) {
+	w.sendMu.Lock()
+	w.sendClosed = true
+	if !w.sending {
+		w.sendMu.Unlock()
+		return
+	}
+	exit := make(chan struct{})
+	w.senderExit = exit
+	w.sendMu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-exit:
+	case <-t.C:
+	}
+}
+
+// queued returns the frames waiting to be sent (for tests).
+func (w *Worker) queued() []*blacktreev1.HubMessage {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	return append([]*blacktreev1.HubMessage(nil), w.queue...)
 }
 
 func runJobMsg(req *blacktreev1.JobRequest) *blacktreev1.HubMessage {

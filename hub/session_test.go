@@ -1,0 +1,134 @@
+package hub
+
+import (
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+)
+
+func (h *testHub) liveWorker(t *testing.T, id string) *Worker {
+	t.Helper()
+	for _, w := range h.manager.live() {
+		if w.id == id {
+			return w
+		}
+	}
+	t.Fatalf("worker %s not live", id)
+	return nil
+}
+
+func senderIdle(w *Worker) bool {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	return !w.sending && w.queue == nil
+}
+
+// An idle worker has no sender goroutine and no queue; one starts for a
+// frame and exits once it is written.
+func TestSenderOnlyWhileQueued(t *testing.T) {
+	e := newEnv(t)
+	h := e.startHub(nil)
+	f := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "idle"}, false)
+	w := h.liveWorker(t, "idle")
+	eventually(t, 5*time.Second, "sender idle after Registered", func() bool { return senderIdle(w) })
+	for i := range 3 {
+		if !w.send(drainMsg("test")) {
+			t.Fatalf("send() #%d = false, want true", i)
+		}
+	}
+	for range 3 {
+		f.next("Drain", func(m *blacktreev1.HubMessage) bool { return m.GetDrain() != nil })
+	}
+	eventually(t, 5*time.Second, "sender idle after the frames", func() bool { return senderIdle(w) })
+}
+
+// A session the hub ends while the worker is silent (its handler blocked
+// in Recv) is closed at once: the worker's stream ends, the hub lists the
+// worker dead, and no frame is queued after the end.
+func TestHubEndedSilentSession(t *testing.T) {
+	e := newEnv(t)
+	h := e.startHub(func(c *Config) {
+		c.HeartbeatInterval = 200 * time.Millisecond
+		c.MissedHeartbeats = 2
+	})
+	f := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "silent"}, false)
+	w := h.liveWorker(t, "silent")
+	select {
+	case <-f.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("silent worker's stream still open 5s after its heartbeats stopped")
+	}
+	if got := h.workerState("silent"); got != stateDead {
+		t.Errorf("workerState() = %v, want DEAD", got)
+	}
+	if cause := w.endCause(); !errors.Is(cause, ErrMissedHeartbeats) {
+		t.Errorf("endCause() = %v, want %v", cause, ErrMissedHeartbeats)
+	}
+	if w.send(drainMsg("late")) {
+		t.Error("send() after the session ended = true, want false")
+	}
+}
+
+// The registry closes a connection only when one session uses it, and
+// sweeps closed ones.
+func TestConnRegistry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newConnRegistry()
+	rl := r.listener(ln)
+	defer rl.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := rl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := server.(*net.TCPConn); !ok {
+		t.Fatalf("Accept() = %T, want *net.TCPConn (grpc-go needs the concrete type)", server)
+	}
+	addr := client.LocalAddr().String()
+	r.attach(addr)
+	r.attach(addr)
+	if r.closeIfSole(addr) {
+		t.Fatal("closeIfSole() with two sessions = true, want false")
+	}
+	r.detach(addr)
+	if !r.closeIfSole(addr) {
+		t.Fatal("closeIfSole() with one session = false, want true")
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("client Read() after close = %v, want EOF", err)
+	}
+	if got := r.len(); got != 0 {
+		t.Errorf("len() after closeIfSole = %d, want 0", got)
+	}
+
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	s2, err := rl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sweep()
+	if got := r.len(); got != 1 {
+		t.Fatalf("len() after sweep of an open connection = %d, want 1", got)
+	}
+	_ = s2.Close()
+	r.sweep()
+	if got := r.len(); got != 0 {
+		t.Errorf("len() after sweep of a closed connection = %d, want 0", got)
+	}
+}
