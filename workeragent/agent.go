@@ -58,6 +58,12 @@ type Agent struct {
 
 	idleOnce, abortOnce, stopOnce sync.Once
 
+	// filesMu serialises every write and remove of a result file (see
+	// results.go), so that a write racing a ResultAck, or a later result
+	// of the same job id, never leaves a stale file behind. It guards no
+	// agent state: it is taken before mu, never while holding it.
+	filesMu sync.Mutex
+
 	mu           sync.Mutex // guards the following
 	jobs         map[string]*job
 	results      map[string]*heldResult
@@ -67,12 +73,16 @@ type Agent struct {
 	sess         *session      // current registered session, nil when disconnected
 	sessChanged  chan struct{} // closed and replaced whenever sess changes
 	runErr       error
+	filesClosed  bool // Run has written what it could: no more result writes
 }
 
-// heldResult is a result kept until a hub acknowledges it.
+// heldResult is a result kept until a hub acknowledges it. Its fields
+// other than res are guarded by Agent.mu.
 type heldResult struct {
-	res    *blacktreev1.JobResult
-	sentOn *session // session it was last sent on (Register or JobResult)
+	res     *blacktreev1.JobResult
+	sentOn  *session    // session it was last sent on (Register or JobResult)
+	written bool        // its file is in the state directory
+	timer   *time.Timer // writes it when PersistResultsAfter passes unacked; nil if none
 }
 
 // New validates cfg, applies defaults and opens the state directory (the
@@ -123,7 +133,7 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		a.log.Error("state dir", "error", err)
 	}
 	for _, r := range loaded {
-		a.results[r.GetResponse().GetJobId()] = &heldResult{res: r}
+		a.results[r.GetResponse().GetJobId()] = &heldResult{res: r, written: true}
 		a.log.Info("result from an earlier run awaits acknowledgement", "job_id", r.GetResponse().GetJobId())
 	}
 	return a, nil
@@ -133,9 +143,9 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 func (a *Agent) WorkerID() string { return a.workerID }
 
 // Run connects to the hub and serves jobs until Shutdown has drained the
-// agent (returns nil) or ctx is cancelled (running jobs are cancelled,
-// their results persisted and, when a hub is connected, sent; returns
-// ErrAborted if anything was left unacknowledged), or, with
+// agent (returns nil) or ctx is cancelled (running jobs are cancelled and
+// their results, when a hub is connected, sent; returns ErrAborted if
+// anything was left unacknowledged), or, with
 // Config.InitialConnectTimeout, when no hub answered in time (ErrNoHub).
 // Run may be called once.
 func (a *Agent) Run(ctx context.Context) error {
@@ -193,6 +203,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-connDone
 	}
 	t.Stop()
+
+	// Every session has ended (each wrote what it had sent); write what
+	// is left, so that the next start re-sends it, and stop the timers.
+	a.persistUnacked("worker stopping")
+	a.filesMu.Lock()
+	a.mu.Lock()
+	a.filesClosed = true
+	a.mu.Unlock()
+	a.filesMu.Unlock()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

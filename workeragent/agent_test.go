@@ -230,6 +230,7 @@ func TestNewConfigErrors(t *testing.T) {
 		{name: "plaintext not allowed", cfg: Config{HubAddrs: []string{"127.0.0.1:1"}}},
 		{name: "negative slots", cfg: Config{HubAddrs: []string{"127.0.0.1:1"}, Insecure: true, Slots: -1}},
 		{name: "empty address", cfg: Config{HubAddrs: []string{""}, Insecure: true}},
+		{name: "negative persist delay", cfg: Config{HubAddrs: []string{"h:1"}, Insecure: true, PersistResultsAfter: -time.Millisecond}},
 		{name: "backoff out of order", cfg: Config{HubAddrs: []string{"h:1"}, Insecure: true, BackoffMin: time.Minute, BackoffMax: time.Second}},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,9 @@ const (
 	DefaultResultLogBytes    = 1 << 20
 	DefaultVersion           = "0.1.0"
 
+	// DefaultPersistResultsAfter is the default Config.PersistResultsAfter.
+	DefaultPersistResultsAfter = 200 * time.Millisecond
+
 	// MinKeepaliveTime is grpc-go's floor for the client keepalive time;
 	// lower values are raised to it (by grpc and by New).
 	MinKeepaliveTime = 10 * time.Second
@@ -56,10 +59,29 @@ type Config struct {
 	Slots int
 	// StateDir holds the stable worker id (file "worker-id", created on
 	// first run) and the results no hub has acknowledged yet (directory
-	// "results", one file per job, written atomically and removed on
-	// ResultAck), so that a restart loses neither. Empty means ephemeral:
-	// a new id per process and results kept in memory only.
+	// "results", one file per job, written atomically as PersistResultsAfter
+	// says and removed on ResultAck), so that a restart loses neither.
+	// Empty means ephemeral: a new id per process and results kept in
+	// memory only.
 	StateDir string
+	// PersistResultsAfter is how long a finished job's result may wait in
+	// memory for the hub's ResultAck before it is written to StateDir. The
+	// JobResult is sent at once; an ack within the delay (the usual case:
+	// milliseconds) means the result never touches the disk. A result
+	// still unacknowledged when its session ends, when it is produced with
+	// no hub connected, or when Run returns is written at once. The price:
+	// an agent killed (-9) within the delay after a job finished, whose
+	// JobResult had not reached the hub, loses that result, and the hub
+	// reports the job lost after its grace period.
+	//
+	//
+	// Zero means DefaultPersistResultsAfter; negative is invalid. Without a
+	// StateDir nothing is written either way.
+	PersistResultsAfter time.Duration
+	// PersistResultsBeforeSend writes every result before its JobResult is
+	// sent, synchronously, instead (kill-safe, at the cost of a file write
+	// and remove per job; blacktree-worker --persist-results-after 0).
+	PersistResultsBeforeSend bool
 	// Version is the agent version sent in Register (default DefaultVersion).
 	Version string
 
@@ -135,6 +157,9 @@ func (c *Config) setDefaults() {
 	if c.RegisterTimeout == 0 {
 		c.RegisterTimeout = DefaultRegisterTimeout
 	}
+	if c.PersistResultsAfter == 0 {
+		c.PersistResultsAfter = DefaultPersistResultsAfter
+	}
 	if c.JobTimeout == 0 {
 		c.JobTimeout = DefaultJobTimeout
 	}
@@ -167,6 +192,8 @@ func (c *Config) validate() error {
 		return bad("log buffer must be at least %d bytes", MaxLogChunk)
 	case c.ResultLogBytes < 0:
 		return bad("negative result log bound")
+	case c.PersistResultsAfter < 0:
+		return bad("negative persist-results-after delay %s", c.PersistResultsAfter)
 	}
 	for i, a := range c.HubAddrs {
 		if a == "" {

@@ -13,6 +13,8 @@
 //   - jobs.go: RunJob/CancelJob/ResultAck handling and the job runner.
 //   - logstream.go: bounded, scrubbed JobLog chunking.
 //   - state.go: the state directory (worker id, unacknowledged results).
+//   - results.go: when a held result is written there (a late ResultAck,
+//     a session's end, Run's return) and how that races with the ack.
 //
 // Secrets: each job's githubToken is scrubbed (internal/redact, including
 // its common encodings) from every JobLog chunk, even when split across
@@ -22,7 +24,8 @@
 // Sub-package fakehub is a scriptable WorkerService for tests.
 //
 // Concurrency: Agent.mu guards the job table, the held results, the draining
-// flag and the current session. Each session has exactly one goroutine that
+// flag and the current session; Agent.filesMu serialises result-file I/O
+// (taken before mu, never under it). Each session has exactly one goroutine that
 // calls Send on the stream (fed by two bounded channels, control frames
 // before log frames) and one that calls Recv.
 package workeragent

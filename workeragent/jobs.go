@@ -108,21 +108,33 @@ func rejectFrame(id string, reason blacktreev1.RejectReason, detail string) *bla
 	}}}
 }
 
-// handleResultAck forgets an acknowledged result.
+// handleResultAck forgets an acknowledged result (and its file, if it was
+// written).
 func (a *Agent) handleResultAck(s *session, id string) {
 	a.mu.Lock()
-	_, held := a.results[id]
+	h, held := a.results[id]
 	delete(a.results, id)
+	if held && h.timer != nil {
+		h.timer.Stop()
+	}
+	written := held && h.written
 	a.checkIdleLocked()
 	a.mu.Unlock()
 	if !held {
 		s.log.Debug("resultack for a result not held; ignoring it", "job_id", id)
 		return
 	}
-	if err := a.state.removeResult(id); err != nil {
-		s.log.Error("forget acknowledged result", "job_id", id, "error", err)
+	// A result never written costs no file system call; one being
+	// written right now is removed by its writer (results.go).
+	if written {
+		a.filesMu.Lock()
+		err := a.state.removeResult(id)
+		a.filesMu.Unlock()
+		if err != nil {
+			s.log.Error("forget acknowledged result", "job_id", id, "error", err)
+		}
 	}
-	s.log.Info("result acknowledged", "job_id", id)
+	s.log.Debug("result acknowledged", "job_id", id)
 }
 
 // handleCancelJob cancels a running job; its failed result follows.
@@ -236,41 +248,58 @@ func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.Jo
 	return resp
 }
 
-// completeJob stores the result (on disk first), frees the slot and sends
-// the result on the current session, if any; otherwise the next Register
-// carries it.
+// completeJob holds the result, frees the slot and sends the result on the
+// current session, if any; otherwise the next Register carries it. The
+// result is written to the state dir first when PersistResultsAfter is
+// zero, at once when no session is there, else only if its ResultAck is
+// late (results.go).
 func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse) {
 	res := &blacktreev1.JobResult{Response: resp}
-	if err := a.state.saveResult(res); err != nil {
-		j.log.Error("result kept in memory only", "error", err)
+	h := &heldResult{res: res}
+	syncWrite := a.cfg.PersistResultsBeforeSend && a.state.dir != ""
+	if syncWrite {
+		// No other writer can hold this job id's file: filesMu only keeps
+		// this write after one still removing an earlier, acked result.
+		a.filesMu.Lock()
+		err := a.state.saveResult(res)
+		a.filesMu.Unlock()
+		if err != nil {
+			j.log.Error("result kept in memory only", "error", err)
+		}
+		h.written = err == nil
 	}
 	a.mu.Lock()
 	delete(a.jobs, j.id)
-	h := &heldResult{res: res}
 	a.results[j.id] = h
 	s := a.sess
 	h.sentOn = s
+	if s != nil && !syncWrite && a.state.dir != "" {
+		a.armPersistLocked(j.id, h)
+	}
 	a.mu.Unlock()
 	if resp.GetSuccess() {
 		j.log.Info("job succeeded", "image_url", resp.GetImageUrl(), "duration", time.Since(j.started).Round(time.Millisecond))
 	} else {
 		j.log.Info("job failed", "stage", resp.GetFailedStage().String(), "error", resp.GetError())
 	}
-	if s != nil {
-		// Through the log queue, so the result follows the job's last
-		// JobLog chunks. On failure the next Register carries it.
-		m := resultFrame(res)
+	if s == nil {
+		// No hub to acknowledge it soon: keep it for a restart now.
+		a.persistResult(j.id, h)
+		return
+	}
+	// Through the log queue, so the result follows the job's last JobLog
+	// chunks. On failure the next Register carries it (and the end of s
+	// writes it to the state dir).
+	m := resultFrame(res)
+	select {
+	case s.logs <- m:
+	default:
 		select {
 		case s.logs <- m:
-		default:
-			select {
-			case s.logs <- m:
-			case <-s.done:
-			case <-a.jobsCtx.Done():
-				// Stopping, and a stalled hub is not taking frames: do
-				// not hold up the stop. The result is on disk for the
-				// next start.
-			}
+		case <-s.done:
+		case <-a.jobsCtx.Done():
+			// Stopping, and a stalled hub is not taking frames: do not
+			// hold up the stop. Run writes the result for the next start.
 		}
 	}
 }

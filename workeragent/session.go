@@ -99,6 +99,9 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 		a.mu.Unlock()
 		close(s.done)
 		wg.Wait()
+		// No ResultAck can come for what was sent on s: write it now,
+		// not when its timer fires.
+		a.persistUnacked("hub session ended")
 	}()
 
 	if err := stream.Send(a.registerFrame(s)); err != nil {

@@ -64,9 +64,8 @@ func TestHappyPath(t *testing.T) {
 	if len(logs) == 0 || logs[0].GetSeq() != 0 || logs[0].GetJobId() != "job-1" {
 		t.Errorf("JobLog frames = %v, want a first chunk of job-1 with seq 0", logs)
 	}
-	if got := resultFiles(t, dir); got != 1 {
-		t.Errorf("result files before ack = %d, want 1", got)
-	}
+	// Unacknowledged past PersistResultsAfter (default 200ms): on disk.
+	eventually(t, "result file written while the ack is late", func() bool { return resultFiles(t, dir) == 1 })
 	s.Send(t, fakehub.Ack("job-1"))
 	eventually(t, "result file removed after ResultAck", func() bool { return resultFiles(t, dir) == 0 })
 }

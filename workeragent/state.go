@@ -24,8 +24,8 @@ const (
 )
 
 // stateStore persists the worker id and unacknowledged results. A zero dir
-// makes it ephemeral. It does no locking: the Agent serialises calls per job
-// id (a job's result is saved once, removed once).
+// makes it ephemeral. It does no locking: the Agent serialises every result
+// write and remove (Agent.filesMu; see results.go for when they happen).
 type stateStore struct {
 	dir string
 }
@@ -143,11 +143,13 @@ func (s stateStore) loadResults() ([]*blacktreev1.JobResult, []error) {
 // writeFileAtomic writes b to path through a temporary file in the same
 // directory and a rename, so a reader sees the old file or the whole new one.
 //
-// It does not fsync: a result must survive the agent being killed (the page
-// cache keeps it), and that costs microseconds; surviving a power cut of the
-// build machine would cost an fsync per job, which capped a noop fleet at
-// 0.14× the broker's throughput (docs/BENCHMARKS.md). If the machine itself
-// dies, a result that was never acknowledged is reported lost by the hub
+// It does not fsync: a written result survives the agent being killed (the
+// page cache keeps it), and that costs microseconds; surviving a power cut
+// of the build machine would cost an fsync per job, which capped a noop
+// fleet at 0.14× the broker's throughput (docs/BENCHMARKS.md). Even the
+// write itself is skipped when the hub acknowledges the result within
+// Config.PersistResultsAfter. If the machine dies, or the agent is killed
+// before an unacknowledged result was written, the hub reports the job lost
 // after its grace period: a report, not a silent loss.
 func writeFileAtomic(path string, b []byte) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")

@@ -51,6 +51,7 @@ type options struct {
 	logLevel                                                             string
 	slots                                                                int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
+	persistResultsAfter                                                  time.Duration
 	insecure, allowPrivateGitHosts, logJSON                              bool
 }
 
@@ -103,6 +104,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.buildNetwork, "build-network", "", "docker `network` for RUN steps of builds, e.g. none (default: the engine's)")
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
+	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
+		"write a finished job's result to --state-dir only if the hub has not acknowledged it within this (also when the hub session ends and on exit); 0 writes every result before sending it (survives kill -9, costs a file write per job)")
 	fs.StringVar(&o.workDir, "work-dir", "", "`dir` for per-job workspaces (default: the system temp dir)")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", workeragent.DefaultJobTimeout, "time limit of a job whose request sets none")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", time.Minute, "at start-up, give up (exit 1) if no hub answers within this; 0 retries forever")
@@ -201,6 +204,9 @@ func setup(o *options, stderr io.Writer) (workeragent.Config, executor.Executor,
 	if o.slots < 1 {
 		return cfg, nil, nil, fmt.Errorf("invalid --slots %d: want at least 1", o.slots)
 	}
+	if o.persistResultsAfter < 0 {
+		return cfg, nil, nil, fmt.Errorf("invalid --persist-results-after %s: want 0 or more", o.persistResultsAfter)
+	}
 	labels, err := parseLabels(o.labels)
 	if err != nil {
 		return cfg, nil, nil, err
@@ -252,7 +258,9 @@ func setup(o *options, stderr io.Writer) (workeragent.Config, executor.Executor,
 		JobTimeout: o.jobTimeout,
 		Policy:     policy,
 
-		InitialConnectTimeout: o.connectTimeout,
+		InitialConnectTimeout:    o.connectTimeout,
+		PersistResultsAfter:      o.persistResultsAfter,
+		PersistResultsBeforeSend: o.persistResultsAfter == 0,
 	}
 	return cfg, exec, logger, nil
 }

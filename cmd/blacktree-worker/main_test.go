@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 	"github.com/blacktree/blacktree/internal/tlsutil/tlstest"
+	"github.com/blacktree/blacktree/workeragent"
 	"github.com/blacktree/blacktree/workeragent/fakehub"
 )
 
@@ -32,6 +34,7 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{name: "unknown flag", args: []string{"--bogus"}, want: "flag provided but not defined"},
 		{name: "bad slots", args: []string{"--insecure", "--executor", "noop", "--slots", "0"}, want: "--slots"},
+		{name: "negative persist delay", args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"}, want: "--persist-results-after"},
 		{name: "bad labels", args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"}, want: "--labels"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
 		{name: "unknown executor", args: []string{"--insecure", "--executor", "magic"}, want: "--executor"},
@@ -57,7 +60,7 @@ func TestHelp(t *testing.T) {
 	if got := run([]string{"--help"}, &stderr); got != exitOK {
 		t.Errorf("run(--help) = %d, want 0", got)
 	}
-	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure"} {
+	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--help output does not mention %q", want)
 		}
@@ -73,6 +76,43 @@ func TestEnvFallback(t *testing.T) {
 	}
 	if o.slots != 3 || o.hubs != "a:1,b:2" {
 		t.Errorf("parse() = slots %d hubs %q, want 3 (flag wins) and a:1,b:2 (env)", o.slots, o.hubs)
+	}
+}
+
+func TestPersistResultsAfterFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		env  string // BLACKTREE_PERSIST_RESULTS_AFTER; "" leaves it unset
+		args []string
+		want time.Duration
+		sync bool // PersistResultsBeforeSend
+	}{
+		{name: "default", want: workeragent.DefaultPersistResultsAfter},
+		{name: "flag zero", args: []string{"--persist-results-after", "0"}, want: 0, sync: true},
+		{name: "env", env: "1s", want: time.Second},
+		{name: "flag wins over env", env: "1s", args: []string{"--persist-results-after", "50ms"}, want: 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("BLACKTREE_PERSIST_RESULTS_AFTER", tt.env)
+			}
+			o, err := parse(tt.args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("parse(%q) error = %v", tt.args, err)
+			}
+			o.insecure, o.executor = true, "noop"
+			cfg, _, _, err := setup(o, io.Discard)
+			if err != nil {
+				t.Fatalf("setup() error = %v", err)
+			}
+			if got := cfg.PersistResultsAfter; got != tt.want {
+				t.Errorf("setup() PersistResultsAfter = %s, want %s", got, tt.want)
+			}
+			if got := cfg.PersistResultsBeforeSend; got != tt.sync {
+				t.Errorf("setup() PersistResultsBeforeSend = %v, want %v", got, tt.sync)
+			}
+		})
 	}
 }
 
