@@ -69,6 +69,8 @@ type DispatchResult struct {
 	HubArgs    []string
 	WorkerArgs []string
 	Profile    string // pprof -top of the hub during the drain, or why not
+	// ProfileEphemeral is the same for the ephemeral-worker drain.
+	ProfileEphemeral string
 }
 
 // ThroughputRatio is Blacktree's (as deployed) over the baseline's.
@@ -311,11 +313,19 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	}
 	sides = append(sides, bt)
 	if cfg.Ephemeral {
-		eph, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, ephemeral workers", "bte", true, nil, logf)
+		ephCh := make(chan string, 1)
+		eph, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, ephemeral workers", "bte", true, func(h *Hub) {
+			ephCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch-ephemeral", 5*time.Second)
+		}, logf)
 		if err != nil {
 			return nil, err
 		}
 		defer eph.stop()
+		res.ProfileEphemeral = "not captured: profiling did not finish"
+		select {
+		case res.ProfileEphemeral = <-ephCh:
+		case <-time.After(30 * time.Second):
+		}
 		sides = append(sides, eph)
 	}
 

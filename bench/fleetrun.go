@@ -28,6 +28,9 @@ type FleetRunConfig struct {
 	Skip float64
 	// ProfileDir receives hub profiles when the hub serves pprof.
 	ProfileDir string
+	// Floor, when set, first measures the same fleet on a bare grpc-go
+	// server (floor.go): the memory baseline of the same run.
+	Floor bool
 }
 
 // FleetResult is the fleet-scale scenario's outcome.
@@ -52,6 +55,8 @@ type FleetResult struct {
 	// MetricsBefore/After are the hub's Go runtime metrics (from /metrics)
 	// before the fleet connects and after it settled.
 	MetricsBefore, MetricsAfter map[string]float64
+	// Floor is the bare grpc-go server's result (Config.Floor).
+	Floor *FloorResult
 }
 
 // Runtime metrics reported per worker.
@@ -101,6 +106,13 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 			return nil, fmt.Errorf("reference dispatch with %d workers: %w", cfg.SmallN, err)
 		}
 		logf("fleet: reference: %.0f jobs/s with %d workers connected", res.SmallThroughput, cfg.SmallN)
+	}
+	if cfg.Floor {
+		logf("fleet: memory floor: %d workers on a bare grpc-go server", cfg.N)
+		if res.Floor, err = runFloor(ctx, cfg.N, cfg.Parallel, cfg.Settle); err != nil {
+			return nil, fmt.Errorf("grpc floor: %w", err)
+		}
+		logf("fleet: bare grpc-go server: %.1f KiB RSS per stream", res.Floor.RSSPerStream/1024)
 	}
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {

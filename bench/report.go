@@ -144,6 +144,7 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	})
 	row("machine CPU busy while draining", func(s SideResult) string { return fmt.Sprintf("%.0f%%", 100*s.DrainMachineBusy) })
 	row("CPU while draining (of one core)", func(s SideResult) string { return roles(s.DrainCPU) })
+	row("CPU per job, µs (rest = broker and anything else)", func(s SideResult) string { return perJob(s) })
 	row("drain ledger", func(s SideResult) string { return ledgerShort(s.DrainAccount) })
 	for i, rate := range d.Rates {
 		p("| **latency at %.0f jobs/s** (%s) | | |%s", rate, d.RateLabels[i], strings.Repeat(" |", max(0, len(d.Sides)-2)))
@@ -186,6 +187,14 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	if len(d.Sides) > 2 {
 		p("  (ephemeral workers: %.2f×)", d.Sides[2].Throughput/d.Sides[0].Throughput)
 	}
+	if len(d.Sides) > 1 {
+		if budget, used, ok := budget(d.Sides[0], d.Sides[1], 0.8); ok {
+			p("- CPU budget: both sides saturate the machine's CPU, so jobs/s follow CPU per job. For 0.8×,")
+			p("  Blacktree may spend at most %.0f µs of CPU per job in the hub and workers together (the", budget)
+			p("  baseline's total per job / 0.8, less what Blacktree's side spends in the broker and the")
+			p("  collector); in this run they spent **%.0f µs**.", used)
+		}
+	}
 	if len(d.Sides) > 1 && len(d.Rates) > 0 {
 		b, bt := d.Sides[0].Latency[0], d.Sides[1].Latency[0]
 		if bt.Skipped != "" {
@@ -218,6 +227,15 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	p("%s", strings.TrimSpace(d.Profile))
 	p("```")
 	p("")
+	if d.ProfileEphemeral != "" {
+		p("The same during the ephemeral-worker drain (the hub's own per-job cost, no")
+		p("worker disk writes on the path):")
+		p("")
+		p("```")
+		p("%s", strings.TrimSpace(d.ProfileEphemeral))
+		p("```")
+		p("")
+	}
 }
 
 func ledgerShort(a Account) string {
@@ -244,6 +262,12 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	p("| time to register all %d | %s | | |", c.N, f.RegisterAll.Round(time.Millisecond))
 	p("| hub RSS before → after (%s settle) | %.1f → %.1f MiB | | |", c.Settle, mib(f.RSSBefore), mib(f.RSSAfter))
 	p("| hub RSS per idle worker | %s | ≤ 32 KiB | %s |", kib(f.RSSPerWorker), verdict(f.RSSPerWorker <= 32*1024))
+	if fl := f.Floor; fl != nil {
+		p("| same fleet on a bare grpc-go server (`bench/floor.go`), RSS per stream | %s | | |", kib(fl.RSSPerStream))
+		if fl.RSSPerStream > 0 {
+			p("| hub / bare grpc-go server | %.2f× | | |", f.RSSPerWorker/fl.RSSPerStream)
+		}
+	}
 	for _, m := range perWorkerMetrics {
 		v := f.PerWorker(m)
 		val := kib(v)
@@ -401,6 +425,41 @@ func (r *Report) writeProfile(p func(string, ...any), pr *ProfileResult) {
 		p("```")
 		p("")
 	}
+}
+
+// perJob is each role's CPU per job in µs of one core, and the rest of
+// the machine's busy CPU (the broker, chiefly) per job.
+func perJob(s SideResult) string {
+	if s.Throughput <= 0 {
+		return "—"
+	}
+	us := func(coreFrac float64) float64 { return coreFrac * 1e6 / s.Throughput }
+	var parts []string
+	rest := s.DrainMachineBusy * float64(runtime.NumCPU())
+	for _, k := range []string{"btbench", "hub", "workers"} {
+		if v, ok := s.DrainCPU[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, us(v)))
+			rest -= v
+		}
+	}
+	parts = append(parts, fmt.Sprintf("rest %.0f", us(max(rest, 0))))
+	parts = append(parts, fmt.Sprintf("**total %.0f**", us(s.DrainMachineBusy*float64(runtime.NumCPU()))))
+	return strings.Join(parts, ", ")
+}
+
+// budget is, when both sides are CPU-bound, the CPU per job (µs) the hub
+// and workers may use for Blacktree to reach ratio of the baseline's
+// jobs/s: the baseline's total per job / ratio, less what Blacktree's side
+// spends outside them (broker, collector). used is what they spent.
+func budget(base, bt SideResult, ratio float64) (budget, used float64, ok bool) {
+	if base.Throughput <= 0 || bt.Throughput <= 0 {
+		return 0, 0, false
+	}
+	n := float64(runtime.NumCPU())
+	inside := bt.DrainCPU["hub"] + bt.DrainCPU["workers"]
+	baseTotal := base.DrainMachineBusy * n * 1e6 / base.Throughput
+	outside := (bt.DrainMachineBusy*n - inside) * 1e6 / bt.Throughput
+	return baseTotal/ratio - outside, inside * 1e6 / bt.Throughput, true
 }
 
 func roles(m map[string]float64) string {

@@ -43,7 +43,7 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 	d.stopTimerLocked(j)
 	d.m.hold(w, j.id)
 	if j.state != jobRunning || j.w != w {
-		w.log.Info("job running", "job_id", j.id)
+		w.log.Debug("job running", "job_id", j.id) // "job finished" is the info line
 	}
 	j.state, j.w, j.lastWID = jobRunning, w, w.id
 	if j.accepted.IsZero() {

@@ -46,6 +46,7 @@ type options struct {
 }
 
 func main() {
+	bench.FloorServerMain() // when re-executed as the fleet's memory floor
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -78,6 +79,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.fleet.SmallN, "fleet-small", 100, "fleet: workers of the same-run reference dispatch (0: skip)")
 	fs.IntVar(&o.fleet.Parallel, "fleet-parallel", 200, "fleet: registrations in flight at once")
 	fs.IntVar(&o.fleet.Jobs, "fleet-jobs", 5000, "fleet: jobs dispatched with the fleet connected")
+	fs.BoolVar(&o.fleet.Floor, "floor", true, "fleet: first measure the same fleet on a bare grpc-go server (memory baseline)")
 	fs.DurationVar(&o.fleet.Settle, "settle", 5*time.Second, "fleet: wait after the last registration before reading RSS")
 	fs.DurationVar(&o.fleet.IdleWindow, "idle-window", 30*time.Second, "fleet: window for the hub's heartbeat CPU")
 	fs.DurationVar(&o.shortGrace, "short-grace", 2*time.Second, "failure: the short --lost-worker-grace")
