@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/distribution/reference"
@@ -237,10 +238,44 @@ func validImageName(s string) error {
 	case len(s) > MaxImageNameLen:
 		return invalid(f, "longer than %d characters", MaxImageNameLen)
 	}
+	if validImageNames.has(s) {
+		return nil
+	}
 	if _, err := reference.ParseNormalizedNamed(s); err != nil {
 		return invalid(f, "%q is not a valid image reference (%v)", s, err)
 	}
+	validImageNames.add(s)
 	return nil
+}
+
+// validImageNames remembers image names that parsed as valid references.
+// Parsing (distribution/reference's regular expressions) was the largest
+// single cost of validating a job, twice per job (hub and worker), while a
+// build farm rebuilds the same few images over and over. Only successes
+// are kept, the parse is a pure function of the string, and the set is
+// bounded (cleared when full).
+var validImageNames = &stringSet{max: 4096}
+
+type stringSet struct {
+	max int
+	mu  sync.Mutex // guards m
+	m   map[string]struct{}
+}
+
+func (c *stringSet) has(s string) bool {
+	c.mu.Lock()
+	_, ok := c.m[s]
+	c.mu.Unlock()
+	return ok
+}
+
+func (c *stringSet) add(s string) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = make(map[string]struct{}, 64)
+	}
+	c.m[s] = struct{}{}
+	c.mu.Unlock()
 }
 
 func validToken(s string) error {

@@ -138,3 +138,37 @@ func TestValidateDefaultPolicyAllowsOnlyGitHub(t *testing.T) {
 		t.Errorf("Validate(github, default policy) = %v, want nil", err)
 	}
 }
+
+// The image-name memo only ever answers for names that parsed, stays
+// bounded, and a name it forgot is parsed again.
+func TestValidImageNameMemo(t *testing.T) {
+	set := &stringSet{max: 3}
+	for _, s := range []string{"a:1", "b:1", "c:1"} {
+		set.add(s)
+	}
+	if !set.has("c:1") {
+		t.Fatalf("has(c:1) = false, want true")
+	}
+	set.add("d:1") // full: starts over
+	if set.has("a:1") || !set.has("d:1") {
+		t.Errorf("after overflow has(a:1), has(d:1) = %v, %v, want false, true", set.has("a:1"), set.has("d:1"))
+	}
+	for _, tc := range []struct {
+		name, image string
+		ok          bool
+	}{
+		{name: "valid twice (second from the memo)", image: "registry.example.com/team/app:v1", ok: true},
+		{name: "valid twice again", image: "registry.example.com/team/app:v1", ok: true},
+		{name: "upper case stays invalid", image: "Registry/App:v1", ok: false},
+		{name: "upper case stays invalid twice", image: "Registry/App:v1", ok: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := validImageName(tc.image); (err == nil) != tc.ok {
+				t.Errorf("validImageName(%q) = %v, want ok=%v", tc.image, err, tc.ok)
+			}
+		})
+	}
+	if validImageNames.has("Registry/App:v1") {
+		t.Error("memo has an invalid name, want only successes")
+	}
+}
