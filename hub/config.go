@@ -73,8 +73,11 @@ type Config struct {
 	// DrainTimeout bounds the drain Run performs when its ctx ends (Shutdown
 	// uses its own ctx instead). Default 30s.
 	DrainTimeout time.Duration
-	// SendQueue is the capacity of each worker's send channel; a worker
-	// that lets it fill up is disconnected. Default 64.
+	// SendQueue bounds the frames queued for a worker beyond what its
+	// slots account for: each worker may have SendQueue + 3 × slots frames
+	// queued (a RunJob, a ResultAck and a CancelJob per slot can be due at
+	// once), and one that lets that fill up does not read its stream and
+	// is disconnected. Default 64.
 	SendQueue int
 	// PublishRetryMax caps the backoff between attempts to publish a
 	// result whose publish failed. Default 5s.

@@ -56,6 +56,12 @@ func validateRegister(reg *blacktreev1.Register) error {
 	return nil
 }
 
+// sendQueueBound is how many frames may wait for a worker with slots:
+// the fixed allowance plus a RunJob, a ResultAck and a CancelJob per slot,
+// so that a healthy worker whose every slot turns over at once is never
+// taken for one that does not read.
+func sendQueueBound(fixed, slots int) int { return fixed + 3*slots }
+
 // awaitRegister receives the first frame, which must be Register, within
 // Config.RegisterTimeout.
 func (h *Hub) awaitRegister(stream blacktreev1.WorkerService_ConnectServer) (*blacktreev1.Register, error) {
@@ -117,7 +123,7 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	w := &Worker{
 		id: reg.GetWorkerId(), sessionID: newID(), name: name, version: reg.GetVersion(), addr: addr,
 		labels: reg.GetLabels(), slots: int(reg.GetSlots()), connected: time.Now(),
-		done: make(chan struct{}), stream: stream.Send, maxQueue: h.cfg.SendQueue, wg: &h.streamWG,
+		done: make(chan struct{}), stream: stream.Send, maxQueue: sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())), wg: &h.streamWG,
 	}
 	w.log = h.log.Named("worker").With("worker_id", w.id, "session_id", w.sessionID)
 	// endSession runs on its own goroutine the moment the session ends,

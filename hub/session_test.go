@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -130,5 +131,61 @@ func TestConnRegistry(t *testing.T) {
 	r.sweep()
 	if got := r.len(); got != 0 {
 		t.Errorf("len() after sweep of a closed connection = %d, want 0", got)
+	}
+}
+
+// A healthy worker whose every slot turns over at once (a RunJob and a
+// ResultAck per slot queued before the sender runs) is not taken for a
+// slow reader.
+func TestSendQueueScalesWithSlots(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		slots int
+	}{
+		{name: "one slot", slots: 1},
+		{name: "many slots", slots: 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := testWorker("w", tc.slots, nil)
+			w.maxQueue = sendQueueBound(DefaultSendQueue, tc.slots)
+			for i := range tc.slots {
+				id := "j" + string(rune('a'+i%26))
+				if !w.send(runJobMsg(validJob(id))) || !w.send(resultAckMsg(id)) || !w.send(cancelJobMsg(id, "x")) {
+					t.Fatalf("send() of slot %d's frames = false, want true (bound %d)", i, w.maxQueue)
+				}
+			}
+			if w.ended() {
+				t.Fatalf("session ended with %d frames queued: %v", len(w.queued()), w.endCause())
+			}
+			for range DefaultSendQueue {
+				w.send(drainMsg("x"))
+			}
+			if w.send(drainMsg("one too many")) || !errors.Is(w.endCause(), ErrSlowWorker) {
+				t.Errorf("send() past the bound: endCause() = %v, want %v", w.endCause(), ErrSlowWorker)
+			}
+		})
+	}
+}
+
+// Under a burst, a worker with many slots keeps its session: every job
+// completes on it, none is orphaned.
+func TestManySlotsBurst(t *testing.T) {
+	e := newEnv(t)
+	h := e.startHub(func(c *Config) { c.SendQueue = 4 })
+	const n = 48
+	dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "wide", Slots: n}, true)
+	var ids []string
+	for i := range n {
+		req := validJob(fmt.Sprintf("burst-%02d", i))
+		ids = append(ids, req.GetJobId())
+		e.publish(req)
+	}
+	for id, s := range e.waitStatus(ids...) {
+		if !s.GetSuccess() || s.GetWorkerId() != "wide" {
+			t.Errorf("status of %s = %v, want success on worker wide", id, s)
+		}
+	}
+	if got := h.workerState("wide"); got == stateDead {
+		t.Errorf("workerState() after the burst = %v, want live", got)
 	}
 }
