@@ -25,6 +25,9 @@ type DispatchConfig struct {
 	// LoadFraction of a saturation rate is the offered load of the
 	// latency runs (0.5: half saturation).
 	LoadFraction float64
+	// LowLoadFraction, when positive, adds a latency run at this fraction
+	// of the baseline's saturation (a light load every side sustains).
+	LowLoadFraction float64
 	// Skip is the warm-up fraction dropped from throughput (Rate).
 	Skip float64
 	// ProfileDir, when set and the hub serves pprof, receives a CPU
@@ -333,6 +336,10 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	res.RateLabels = []string{
 		fmt.Sprintf("%.0f%% of the baseline's saturation", 100*cfg.LoadFraction),
 		fmt.Sprintf("%.0f%% of Blacktree's saturation", 100*cfg.LoadFraction),
+	}
+	if cfg.LowLoadFraction > 0 {
+		res.Rates = append(res.Rates, cfg.LowLoadFraction*base.res.Throughput)
+		res.RateLabels = append(res.RateLabels, fmt.Sprintf("%.0f%% of the baseline's saturation", 100*cfg.LowLoadFraction))
 	}
 	for i, rate := range res.Rates {
 		for _, s := range sides {

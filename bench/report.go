@@ -215,6 +215,14 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 				p("  (ephemeral workers: p99 %+.2f ms)", float64(added)/1e6)
 			}
 		}
+		if len(d.Rates) > 2 && len(d.Sides[0].Latency) > 2 && len(d.Sides[1].Latency) > 2 {
+			b, bt := d.Sides[0].Latency[2], d.Sides[1].Latency[2]
+			if b.Skipped == "" && bt.Skipped == "" {
+				added := bt.Latency.P99 - b.Latency.P99
+				p("- for information, at %s (%.0f jobs/s): p99 %+.2f ms over the baseline (p50 %+.2f ms)",
+					d.RateLabels[2], d.Rates[2], float64(added)/1e6, float64(bt.Latency.P50-b.Latency.P50)/1e6)
+			}
+		}
 	}
 	p("")
 	p("Hub: `blacktree-hub %s`  ", strings.Join(d.HubArgs, " "))

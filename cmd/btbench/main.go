@@ -73,6 +73,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.dispatch.Slots, "slots", 8, "dispatch: slots per worker")
 	fs.BoolVar(&o.dispatch.Ephemeral, "ephemeral", true, "dispatch: also measure Blacktree with workers started with --state-dir \"\" (no per-result fsync)")
 	fs.DurationVar(&o.dispatch.LatencyFor, "latency-for", 10*time.Second, "dispatch: length of each fixed-rate latency run")
+	fs.Float64Var(&o.dispatch.LowLoadFraction, "low-load", 0.1, "dispatch: also measure latency at this fraction of the baseline's saturation (0: skip)")
 	fs.Float64Var(&o.dispatch.LoadFraction, "load", 0.5, "dispatch: offered load of the latency runs, as a fraction of the baseline's saturation")
 	fs.Float64Var(&o.dispatch.Skip, "skip", 0.1, "warm-up fraction of statuses dropped from throughput")
 	fs.IntVar(&o.fleet.N, "fleet", 10000, "fleet: in-process workers connected to one hub")
