@@ -73,11 +73,12 @@ type Config struct {
 	// DrainTimeout bounds the drain Run performs when its ctx ends (Shutdown
 	// uses its own ctx instead). Default 30s.
 	DrainTimeout time.Duration
-	// SendQueue bounds the frames queued for a worker beyond what its
-	// slots account for: each worker may have SendQueue + 3 × slots frames
-	// queued (a RunJob, a ResultAck and a CancelJob per slot can be due at
-	// once), and one that lets that fill up does not read its stream and
-	// is disconnected. Default 64.
+	// SendQueue is the allowance of frames queued for a worker beyond what
+	// its slots account for: past SendQueue + 3 × slots queued frames (a
+	// RunJob, a ResultAck and a CancelJob per slot can be due at once) a
+	// worker whose sender has taken no frame for 10s is a slow reader and
+	// is disconnected, and 32 times that many frames disconnect it in any
+	// case. Default 64.
 	SendQueue int
 	// PublishRetryMax caps the backoff between attempts to publish a
 	// result whose publish failed. Default 5s.

@@ -14,14 +14,24 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
 
+// Send-queue limits (see Worker.send).
+const (
+	// slowReaderAfter: a sender that has taken no frame for this long
+	// while the queue is past its bound is blocked by a worker that does
+	// not read.
+	slowReaderAfter = 10 * time.Second
+	// hardQueueFactor × the bound is the most frames ever queued.
+	hardQueueFactor = 32
+)
+
 // Reasons a session ends, as context causes.
 var (
 	// ErrReplaced: a new stream registered with the same worker_id.
 	ErrReplaced = errors.New("replaced by a new session")
 	// ErrMissedHeartbeats: no frame for MissedHeartbeats intervals.
 	ErrMissedHeartbeats = errors.New("missed heartbeats")
-	// ErrSlowWorker: the worker did not read its frames (send queue full).
-	ErrSlowWorker = errors.New("send queue full")
+	// ErrSlowWorker: the worker did not read its frames.
+	ErrSlowWorker = errors.New("worker does not read its frames")
 	// ErrStreamClosed: the worker closed its stream cleanly.
 	ErrStreamClosed = errors.New("stream closed by the worker")
 	// ErrConnectionLost: the worker's connection broke (process killed,
@@ -69,6 +79,7 @@ type Worker struct {
 	sendMu     sync.Mutex // guards the following
 	queue      []*blacktreev1.HubMessage
 	sending    bool          // a sender goroutine is running
+	progress   time.Time     // when the sender last took a frame
 	sendClosed bool          // the handler returned: no new senders
 	senderExit chan struct{} // closed when the running sender exits, if set
 }
@@ -120,15 +131,25 @@ func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 		w.sendMu.Unlock()
 		return false
 	}
-	if len(w.queue) >= w.maxQueue {
-		w.sendMu.Unlock()
-		w.log.Warn("send queue full; closing the session")
-		w.kill(ErrSlowWorker)
-		return false
+	if n := len(w.queue); n >= w.maxQueue {
+		// Past the bound the worker is only a slow reader if the sender
+		// has stopped making progress (a Send blocked by flow control):
+		// a burst of ResultAcks — one per publish confirm, which the
+		// broker may hand back in bulk — can outgrow any per-slot bound
+		// while the worker reads fine. The hard cap bounds memory.
+		stuck := w.sending && time.Since(w.progress) > slowReaderAfter
+		if stuck || n >= hardQueueFactor*w.maxQueue {
+			w.sendMu.Unlock()
+			w.log.Warn("worker does not read its frames; closing the session", "queued", n, "sender_stuck", stuck)
+			w.kill(ErrSlowWorker)
+			return false
+		}
 	}
 	w.queue = append(w.queue, m)
 	start := !w.sending && w.stream != nil
-	w.sending = w.sending || start
+	if start {
+		w.sending, w.progress = true, time.Now()
+	}
 	w.sendMu.Unlock()
 	if start {
 		w.wg.Go(w.sendQueued)
@@ -155,6 +176,7 @@ func (w *Worker) sendQueued() {
 		m := w.queue[0]
 		w.queue[0] = nil
 		w.queue = w.queue[1:]
+		w.progress = time.Now()
 		w.sendMu.Unlock()
 		if err := w.stream(m); err != nil {
 			w.kill(fmt.Errorf("send: %w", err))

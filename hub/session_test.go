@@ -136,8 +136,9 @@ func TestConnRegistry(t *testing.T) {
 
 // A healthy worker whose every slot turns over at once (a RunJob and a
 // ResultAck per slot queued before the sender runs) is not taken for a
-// slow reader.
-func TestSendQueueScalesWithSlots(t *testing.T) {
+// slow reader; past the bound only a stuck sender or the hard cap ends the
+// session.
+func TestSendQueueBound(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		slots int
@@ -149,7 +150,7 @@ func TestSendQueueScalesWithSlots(t *testing.T) {
 			w := testWorker("w", tc.slots, nil)
 			w.maxQueue = sendQueueBound(DefaultSendQueue, tc.slots)
 			for i := range tc.slots {
-				id := "j" + string(rune('a'+i%26))
+				id := fmt.Sprintf("j%d", i)
 				if !w.send(runJobMsg(validJob(id))) || !w.send(resultAckMsg(id)) || !w.send(cancelJobMsg(id, "x")) {
 					t.Fatalf("send() of slot %d's frames = false, want true (bound %d)", i, w.maxQueue)
 				}
@@ -157,14 +158,40 @@ func TestSendQueueScalesWithSlots(t *testing.T) {
 			if w.ended() {
 				t.Fatalf("session ended with %d frames queued: %v", len(w.queued()), w.endCause())
 			}
-			for range DefaultSendQueue {
-				w.send(drainMsg("x"))
-			}
-			if w.send(drainMsg("one too many")) || !errors.Is(w.endCause(), ErrSlowWorker) {
-				t.Errorf("send() past the bound: endCause() = %v, want %v", w.endCause(), ErrSlowWorker)
-			}
 		})
 	}
+	t.Run("past the bound, sender progressing", func(t *testing.T) {
+		w := testWorker("w", 1, nil)
+		w.maxQueue = 4
+		w.sending, w.progress = true, time.Now() // a sender that just took a frame
+		for i := range 4 * 10 {
+			if !w.send(resultAckMsg(fmt.Sprintf("a%d", i))) {
+				t.Fatalf("send() #%d = false, want true (sender not stuck, under the hard cap)", i)
+			}
+		}
+	})
+	t.Run("past the bound, sender stuck", func(t *testing.T) {
+		w := testWorker("w", 1, nil)
+		w.maxQueue = 4
+		w.sending, w.progress = true, time.Now().Add(-2*slowReaderAfter)
+		for i := range 4 {
+			w.send(resultAckMsg(fmt.Sprintf("a%d", i)))
+		}
+		if w.send(resultAckMsg("one more")) || !errors.Is(w.endCause(), ErrSlowWorker) {
+			t.Errorf("send() past the bound with a stuck sender: endCause() = %v, want %v", w.endCause(), ErrSlowWorker)
+		}
+	})
+	t.Run("hard cap", func(t *testing.T) {
+		w := testWorker("w", 1, nil)
+		w.maxQueue = 4
+		w.sending, w.progress = true, time.Now().Add(time.Hour) // never stuck
+		for i := range hardQueueFactor * 4 {
+			w.send(resultAckMsg(fmt.Sprintf("a%d", i)))
+		}
+		if w.send(resultAckMsg("one more")) || !errors.Is(w.endCause(), ErrSlowWorker) {
+			t.Errorf("send() at the hard cap: endCause() = %v, want %v", w.endCause(), ErrSlowWorker)
+		}
+	})
 }
 
 // Under a burst, a worker with many slots keeps its session: every job
