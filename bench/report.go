@@ -336,7 +336,7 @@ func (r *Report) writeFailure(p func(string, ...any), f *FailureResult) {
 	}
 	p("")
 	p("**Silent partition**: the worker dials the hub through a userspace TCP proxy on")
-	p("loopback (`bench/proxy.go`); at the partition the proxy keeps both sockets open and")
+	p("loopback (`internal/cluster` Proxy); at the partition the proxy keeps both sockets open and")
 	p("keeps reading, but drops every byte (no FIN, no RST; TCP itself stays healthy, so only")
 	p("gRPC keepalive and application heartbeats can notice). Timed until ListWorkers shows")
 	p("the worker `dead` (polled every 50 ms).")

@@ -7,8 +7,16 @@
 //
 //   - hub.go: Hub (Config/New/Run/Shutdown), the gRPC and HTTP servers and
 //     the one stop path.
-//   - session.go: Worker, one connected agent. It owns its stream: one
-//     receive loop, one sender goroutine fed by a bounded channel.
+//   - connect.go: the Connect handler. After Register the handler itself is
+//     the session's receive loop; endSession takes an ended session out of
+//     the fleet the moment it ends.
+//   - session.go: Worker, one connected agent. It owns its stream's sending
+//     side: a bounded queue and at most one sender goroutine, which exists
+//     only while frames are queued (an idle worker costs grpc-go's three
+//     goroutines and the handler, nothing more).
+//   - conns.go: the accepted connections by remote address, so the hub can
+//     close the connection of a session it ended while the handler is
+//     blocked in Recv (grpc-go cannot end a server stream from outside).
 //   - manager.go: WorkerManager, the live set of workers and their states
 //     (free/busy/draining/dead), inferred from the streams; heartbeat
 //     timers live behind its mutex.
