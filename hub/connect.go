@@ -151,7 +151,9 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 		w.receiving.Store(false) // before kill: endSession need not close the connection
 		w.kill(cause)
 	}
+	w.receiving.Store(false)
 	<-ended
+	h.stopCloseTimer(w)
 	w.closeSend(2 * time.Second)
 	return sessionStatus(w.endCause())
 }
@@ -182,8 +184,36 @@ func (h *Hub) endSession(w *Worker) {
 	h.dispatcher.sessionGone(w, cause)
 	w.log.Info("worker session ended", "error", cause.Error())
 	w.closeSend(2 * time.Second)
-	if w.receiving.Load() && h.conns.closeIfSole(w.addr) {
-		w.log.Debug("closed the worker's connection")
+	if !w.receiving.Load() {
+		return // the handler is returning: that ends the stream
+	}
+	// Send only hands a frame to grpc-go's writer; give it a moment to
+	// reach the socket before the connection goes.
+	h.streamWG.Add(1)
+	t := time.AfterFunc(closeFlushDelay, func() {
+		defer h.streamWG.Done()
+		if w.receiving.Load() && h.conns.closeIfSole(w.addr) {
+			w.log.Debug("closed the worker's connection")
+		}
+	})
+	w.sendMu.Lock()
+	w.closeTimer = t
+	w.sendMu.Unlock()
+}
+
+// closeFlushDelay is how long endSession lets grpc-go write the frames it
+// was handed before it closes the connection of a session the hub ended.
+const closeFlushDelay = 200 * time.Millisecond
+
+// stopCloseTimer cancels endSession's pending close once the handler
+// returns by itself.
+func (h *Hub) stopCloseTimer(w *Worker) {
+	w.sendMu.Lock()
+	t := w.closeTimer
+	w.closeTimer = nil
+	w.sendMu.Unlock()
+	if t != nil && t.Stop() {
+		h.streamWG.Done()
 	}
 }
 

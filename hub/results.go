@@ -206,35 +206,44 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 	go func() {
 		defer d.wg.Done()
 		err := d.publish(jobID, resp, corr)
+		if err == nil {
+			d.published(jobID, resp, workerID, del)
+		}
+		// The job leaves the table only after its ResultAck is queued: a
+		// draining hub waits for an empty table, then ends the sessions,
+		// which writes what is queued; an ack queued after that would be
+		// lost and the worker would re-send the result elsewhere.
 		d.mu.Lock()
 		if j := d.jobs[jobID]; j != nil && j.state == jobPublishing {
 			d.removeLocked(j)
 		}
 		d.mu.Unlock()
-		if err != nil { // hub stopping: the worker keeps the result
-			if del != nil {
-				_ = del.Nack(true)
-			}
-			return
-		}
-		switch {
-		case resp.GetFailedStage() == blacktreev1.JobStage_JOB_STAGE_VALIDATE && workerID == "":
-		case resp.GetSuccess():
-			d.met.succeeded.Inc()
-		default:
-			d.met.failed.Inc()
-		}
-		if del != nil {
-			if err := del.Ack(); err != nil {
-				d.log.Debug("ack after publishing failed", "job_id", jobID, "error", err)
-			}
-		}
-		if workerID != "" {
-			if w := d.m.current(workerID); w != nil {
-				w.send(resultAckMsg(jobID))
-			}
+		if err != nil && del != nil { // hub stopping: the worker keeps the result
+			_ = del.Nack(true)
 		}
 	}()
+}
+
+// published counts a published status, acks its delivery if still unacked
+// and queues the worker's ResultAck.
+func (d *Dispatcher) published(jobID string, resp *blacktreev1.JobResponse, workerID string, del *broker.Delivery) {
+	switch {
+	case resp.GetFailedStage() == blacktreev1.JobStage_JOB_STAGE_VALIDATE && workerID == "":
+	case resp.GetSuccess():
+		d.met.succeeded.Inc()
+	default:
+		d.met.failed.Inc()
+	}
+	if del != nil {
+		if err := del.Ack(); err != nil {
+			d.log.Debug("ack after publishing failed", "job_id", jobID, "error", err)
+		}
+	}
+	if workerID != "" {
+		if w := d.m.current(workerID); w != nil {
+			w.send(resultAckMsg(jobID))
+		}
+	}
 }
 
 func (d *Dispatcher) publish(jobID string, resp *blacktreev1.JobResponse, corr string) error {

@@ -82,6 +82,7 @@ type Worker struct {
 	progress   time.Time     // when the sender last took a frame
 	sendClosed bool          // the handler returned: no new senders
 	senderExit chan struct{} // closed when the running sender exits, if set
+	closeTimer *time.Timer   // endSession's pending connection close, if any
 }
 
 func newID() string {
