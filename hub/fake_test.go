@@ -170,6 +170,32 @@ func testWorker(id string, slots int, labels map[string]string) *Worker {
 		maxQueue: 8}
 }
 
+// Among idle workers pick takes the one that became idle last (warm
+// caches, a hot connection), whatever their ids or registration order.
+func TestManagerPickNewestIdle(t *testing.T) {
+	m := newWorkerManager(Config{HeartbeatInterval: time.Hour, MissedHeartbeats: 3, DeadRetention: time.Hour}, hclog.NewNullLogger())
+	defer m.close()
+	ws := map[string]*Worker{}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		ws[id] = testWorker(id, 1, nil)
+		m.register(ws[id], false)
+	}
+	for _, id := range []string{"c", "a", "d", "b"} { // busy, then freed in this order
+		m.hold(ws[id], "j-"+id)
+	}
+	for _, id := range []string{"c", "a", "d", "b"} {
+		m.release(ws[id], "j-"+id)
+	}
+	for _, want := range []string{"b", "d", "a", "c"} {
+		if got := m.pick("next-"+want, nil, nil); got == nil || got.id != want {
+			t.Fatalf("pick() = %v, want %s (most recently idle first)", got, want)
+		}
+	}
+	if got := m.pick("none-left", nil, nil); got != nil {
+		t.Errorf("pick() with every worker busy = %s, want nil", got.id)
+	}
+}
+
 // pick honours labels, capacity, exclusions and prefers the least loaded.
 func TestManagerPick(t *testing.T) {
 	m := newWorkerManager(Config{HeartbeatInterval: time.Hour, MissedHeartbeats: 3, DeadRetention: time.Hour}, hclog.NewNullLogger())
@@ -225,7 +251,7 @@ func TestManagerFreeIndex(t *testing.T) {
 		defer m.mu.Unlock()
 		n := 0
 		for _, e := range m.workers {
-			_, idle := m.idle[e]
+			idle := m.idle.has(e)
 			_, partial := m.partial[e]
 			free := e.stateLocked() == StateFree
 			if free {
@@ -235,8 +261,18 @@ func TestManagerFreeIndex(t *testing.T) {
 				t.Fatalf("after %s: %s state %v jobs %d: idle=%v partial=%v", step, e.w.id, e.stateLocked(), len(e.jobs), idle, partial)
 			}
 		}
-		if len(m.idle)+len(m.partial) != n {
-			t.Fatalf("after %s: index holds %d entries, want %d free", step, len(m.idle)+len(m.partial), n)
+		walked := 0
+		for e := m.idle.head; e != nil; e = e.idleNext {
+			if !e.inIdle || (e.idleNext != nil && e.idleNext.idlePrev != e) {
+				t.Fatalf("after %s: idle list links broken at %s", step, e.w.id)
+			}
+			walked++
+		}
+		if walked != m.idle.len() {
+			t.Fatalf("after %s: idle list walks %d entries, len() = %d", step, walked, m.idle.len())
+		}
+		if m.idle.len()+len(m.partial) != n {
+			t.Fatalf("after %s: index holds %d entries, want %d free", step, m.idle.len()+len(m.partial), n)
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -64,6 +64,9 @@ type workerEntry struct {
 	lastSeen  time.Time
 	hbTimer   *time.Timer // fires when heartbeats are missed; nil when dead
 	reapTimer *time.Timer // removes a dead entry after DeadRetention
+
+	inIdle             bool         // in WorkerManager.idle
+	idlePrev, idleNext *workerEntry // idleList links
 }
 
 func (e *workerEntry) stateLocked() WorkerState {
@@ -94,28 +97,31 @@ type WorkerManager struct {
 	// the lock every heartbeat takes, dominated the hub's CPU). idle holds
 	// free entries with no job, partial those with some jobs and a free
 	// slot. indexLocked keeps them in step after every change of an entry.
-	idle    map[*workerEntry]struct{}
+	idle    idleList
 	partial map[*workerEntry]struct{}
 	closed  bool
 }
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
 	return &WorkerManager{deadAfter: cfg.deadAfter(), retention: cfg.DeadRetention, log: log, workers: map[string]*workerEntry{},
-		idle: map[*workerEntry]struct{}{}, partial: map[*workerEntry]struct{}{}}
+		partial: map[*workerEntry]struct{}{}}
 }
 
 // indexLocked files e under idle or partial when it is its worker's current
 // entry and free, and removes it from both otherwise.
+// An entry that stays idle keeps its place in idle (the order is when it
+// became idle).
 func (m *WorkerManager) indexLocked(e *workerEntry) {
-	delete(m.idle, e)
-	delete(m.partial, e)
-	if m.workers[e.w.id] != e || e.stateLocked() != StateFree {
-		return
-	}
-	if len(e.jobs) == 0 {
-		m.idle[e] = struct{}{}
+	free := m.workers[e.w.id] == e && e.stateLocked() == StateFree
+	if free && len(e.jobs) == 0 {
+		m.idle.pushBack(e)
 	} else {
+		m.idle.remove(e)
+	}
+	if free && len(e.jobs) > 0 {
 		m.partial[e] = struct{}{}
+	} else {
+		delete(m.partial, e)
 	}
 }
 
@@ -255,14 +261,9 @@ func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[s
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ok := func(e *workerEntry) bool { return !exclude[e.w.id] && labelsMatch(e.w.labels, want) }
-	var best *workerEntry
-	// Any idle match is least loaded (load 0); usually the first one looked at.
-	for e := range m.idle {
-		if ok(e) {
-			best = e
-			break
-		}
-	}
+	// Any idle match is least loaded (load 0): take the one that became
+	// idle last (idlelist.go); usually the first one looked at.
+	best := m.idle.newestMatch(ok)
 	if best == nil {
 		for e := range m.partial {
 			if ok(e) && (best == nil || less(e, best)) {
