@@ -116,6 +116,11 @@ type Config struct {
 	// (from its token or certificate); a non-empty name overrides the name
 	// the worker registers with. nil: the registered name is used.
 	WorkerName func(ctx context.Context) (string, bool)
+	// Authorized, when set, tells whether a worker stream's credentials
+	// (its context) are still valid; Hub.CloseUnauthorized, called after
+	// the credentials change (a token file reload), ends the sessions for
+	// which it returns false. nil: sessions are never re-checked.
+	Authorized func(ctx context.Context) bool
 
 	// Policy is the validation policy for JobRequests.
 	Policy jobspec.Policy

@@ -123,7 +123,7 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	w := &Worker{
 		id: reg.GetWorkerId(), sessionID: newID(), name: name, version: reg.GetVersion(), addr: addr,
 		labels: reg.GetLabels(), slots: int(reg.GetSlots()), connected: time.Now(),
-		done: make(chan struct{}), stream: stream.Send, maxQueue: sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())), wg: &h.streamWG,
+		done: make(chan struct{}), stream: stream.Send, authCtx: ctx, maxQueue: sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())), wg: &h.streamWG,
 	}
 	w.log = h.log.Named("worker").With("worker_id", w.id, "session_id", w.sessionID)
 	// endSession runs on its own goroutine the moment the session ends,
@@ -273,6 +273,8 @@ func sessionStatus(cause error) error {
 		return nil
 	case errors.Is(cause, ErrReplaced):
 		return status.Error(codes.Aborted, cause.Error())
+	case errors.Is(cause, ErrRevoked):
+		return status.Error(codes.Unauthenticated, cause.Error())
 	case errors.Is(cause, ErrMissedHeartbeats):
 		return status.Error(codes.DeadlineExceeded, cause.Error())
 	case errors.Is(cause, ErrSlowWorker):

@@ -84,6 +84,25 @@ func (h *Hub) HTTPAddr() net.Addr { h.mu.Lock(); defer h.mu.Unlock(); return h.h
 // Listening is closed once Run has bound its listeners.
 func (h *Hub) Listening() <-chan struct{} { return h.listening }
 
+// CloseUnauthorized ends every open worker session whose credentials
+// Config.Authorized no longer accepts (call it after reloading tokens) and
+// returns how many it ended. Their jobs are handled as for any lost
+// session (grace period, then a lost report).
+func (h *Hub) CloseUnauthorized() int {
+	if h.cfg.Authorized == nil {
+		return 0
+	}
+	n := 0
+	for _, w := range h.manager.live() {
+		if !h.cfg.Authorized(w.authCtx) {
+			w.log.Warn("worker credentials revoked; closing the session")
+			w.kill(ErrRevoked)
+			n++
+		}
+	}
+	return n
+}
+
 // Ready reports whether the hub serves and the broker is connected.
 func (h *Hub) Ready() bool {
 	return h.serving.Load() && !h.stopping.Load() && h.b.Ready()

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -37,6 +38,8 @@ var (
 	// ErrConnectionLost: the worker's connection broke (process killed,
 	// network reset, keepalive timeout) without a clean close.
 	ErrConnectionLost = errors.New("connection lost")
+	// ErrRevoked: the worker's credentials were revoked (token reload).
+	ErrRevoked = errors.New("worker credentials revoked")
 	// ErrHubStopping: the hub is shutting down.
 	ErrHubStopping = errors.New("hub shutting down")
 )
@@ -71,6 +74,7 @@ type Worker struct {
 	onEnd   func()        // set before the session is visible to others
 
 	stream   func(*blacktreev1.HubMessage) error // the stream's Send
+	authCtx  context.Context                     // the stream's context: its credentials, for Config.Authorized
 	maxQueue int                                 // bound on queued frames
 	wg       *sync.WaitGroup                     // owns the sender goroutines
 

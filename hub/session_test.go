@@ -1,10 +1,12 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,4 +217,33 @@ func TestManySlotsBurst(t *testing.T) {
 	if got := h.workerState("wide"); got == stateDead {
 		t.Errorf("workerState() after the burst = %v, want live", got)
 	}
+}
+
+// After a credentials change, CloseUnauthorized ends the sessions whose
+// credentials no longer pass Config.Authorized: the worker's stream ends
+// at once and it is listed dead with the revocation as the cause.
+func TestCloseUnauthorized(t *testing.T) {
+	e := newEnv(t)
+	var revoked atomic.Bool
+	h := e.startHub(func(c *Config) {
+		c.Authorized = func(context.Context) bool { return !revoked.Load() }
+	})
+	f := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "soon-revoked"}, false)
+	w := h.liveWorker(t, "soon-revoked")
+	if n := h.CloseUnauthorized(); n != 0 {
+		t.Fatalf("CloseUnauthorized() while authorized = %d, want 0", n)
+	}
+	revoked.Store(true)
+	if n := h.CloseUnauthorized(); n != 1 {
+		t.Fatalf("CloseUnauthorized() after revocation = %d, want 1", n)
+	}
+	select {
+	case <-f.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("revoked worker's stream still open 5s after CloseUnauthorized")
+	}
+	if cause := w.endCause(); !errors.Is(cause, ErrRevoked) {
+		t.Errorf("endCause() = %v, want %v", cause, ErrRevoked)
+	}
+	eventually(t, 5*time.Second, "revoked worker dead", func() bool { return h.workerState("soon-revoked") == stateDead })
 }

@@ -57,7 +57,8 @@ Examples:
     --amqp-url amqp://blacktree:secret@rabbit:5672/
 
 Signals: SIGTERM/SIGINT drain (stop taking jobs, let running ones finish for
-up to --drain-timeout, then stop); SIGHUP re-reads the token files.
+up to --drain-timeout, then stop); SIGHUP re-reads the token files and
+closes the sessions of workers whose token it no longer contains.
 
 Flags:
 `
@@ -141,6 +142,7 @@ func run(args []string, stderr io.Writer) int {
 			id, ok := auth.IdentityFromContext(ctx)
 			return id.Name, ok && id.Name != ""
 		},
+		Authorized: authn.StillAuthorized,
 	}
 	if o.tlsCert != "" {
 		if cfg.TLS, err = tlsutil.ServerConfig(o.tlsCert, o.tlsKey, o.tlsClientCA); err != nil {
@@ -186,7 +188,7 @@ func run(args []string, stderr io.Writer) int {
 				if err := authn.Reload(); err != nil {
 					logger.Error("reloading tokens failed; keeping the previous ones", "error", err)
 				} else {
-					logger.Info("tokens reloaded")
+					logger.Info("tokens reloaded", "sessions_closed", h.CloseUnauthorized())
 				}
 			}
 		}

@@ -163,6 +163,16 @@ func (a *Authenticator) warnPermissions(path string) {
 	}
 }
 
+// StillAuthorized reports whether the worker credentials a call carried
+// (the bearer token in ctx's incoming metadata, or its client certificate)
+// would be accepted by the current token set. After Reload the hub asks it
+// of every open session, to close those whose token was revoked. It has no
+// side effects (no failure is logged or counted).
+func (a *Authenticator) StillAuthorized(ctx context.Context) bool {
+	_, _, failure := a.check(ctx, policyWorker)
+	return failure == ""
+}
+
 // Reload re-reads the token files. Calls already authenticated (connected
 // streams) are not affected; new calls see the new tokens. On error the
 // previous tokens stay in force and the error says what is wrong.

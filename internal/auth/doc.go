@@ -20,10 +20,11 @@
 // further attempts from that IP are refused with codes.ResourceExhausted,
 // before any token is compared, until the minute is over.
 //
-// Reload re-reads the token files (the hub calls it on SIGHUP). Streams
-// already connected are not dropped: authentication happens when a call
-// starts. A revoked token is refused from the next call on. A file that
-// fails to parse leaves the previous tokens in force.
+// Reload re-reads the token files (the hub calls it on SIGHUP). A revoked
+// token is refused from the next call on; StillAuthorized re-checks an
+// open stream's credentials, which the hub uses after a reload to close
+// the sessions of revoked tokens. A file that fails to parse leaves the
+// previous tokens in force.
 //
 // # Token file format
 //

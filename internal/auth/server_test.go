@@ -437,3 +437,51 @@ func TestPolicyFor(t *testing.T) {
 		})
 	}
 }
+
+// StillAuthorized re-checks a call's credentials against the current token
+// set: a token revoked by a reload no longer passes, others still do.
+func TestStillAuthorized(t *testing.T) {
+	dir := t.TempDir()
+	workers := writeFile(t, dir, "workers", "w1:"+tokA+"\nw2:"+tokB+"\n")
+	a, err := New(Config{WorkerTokensFile: workers}, nil)
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	withToken := func(tok string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
+	}
+	for _, tc := range []struct {
+		name   string
+		ctx    context.Context
+		before bool
+		after  bool
+	}{
+		{name: "revoked token", ctx: withToken(tokA), before: true, after: false},
+		{name: "kept token", ctx: withToken(tokB), before: true, after: true},
+		{name: "no credentials", ctx: context.Background(), before: false, after: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := a.StillAuthorized(tc.ctx); got != tc.before {
+				t.Errorf("StillAuthorized() before the reload = %v, want %v", got, tc.before)
+			}
+		})
+	}
+	writeFile(t, dir, "workers", "w2:"+tokB+"\n")
+	if err := a.Reload(); err != nil {
+		t.Fatalf("Reload() = %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want bool
+	}{
+		{name: "revoked token", ctx: withToken(tokA), want: false},
+		{name: "kept token", ctx: withToken(tokB), want: true},
+	} {
+		t.Run(tc.name+" after reload", func(t *testing.T) {
+			if got := a.StillAuthorized(tc.ctx); got != tc.want {
+				t.Errorf("StillAuthorized() after the reload = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
