@@ -98,10 +98,10 @@ func (h *Hub) awaitRegister(stream blacktreev1.WorkerService_ConnectServer) (*bl
 // connect serves one worker stream: Register, then the receive loop on
 // this (the handler's) goroutine until the session ends. Frames to the
 // worker go through Worker.send. An idle worker costs the hub one
-// goroutine of its own (docs/BENCHMARKS.md F4).
+// goroutine of its own (docs/BENCHMARKS.md G1).
 //
-// A session the hub ends (replaced, missed heartbeats, slow reader, hub
-// stopping) is cleaned up at once by endSession; since the handler may be
+// A session the hub ends (replaced, missed heartbeats, slow reader, token
+// revoked, hub stopping) is cleaned up at once by endSession; since the handler may be
 // blocked in Recv on a connection that is up but silent, endSession then
 // closes the worker's connection, which ends Recv.
 func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
@@ -127,10 +127,12 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	}
 	w.log = h.log.Named("worker").With("worker_id", w.id, "session_id", w.sessionID)
 	// endSession runs on its own goroutine the moment the session ends,
-	// whatever ends it; the handler waits for it below.
-	ended := make(chan struct{})
+	// whatever ends it (once registration is done, so that the fleet never
+	// sees the end before the start); the handler waits for it below.
+	registered, ended := make(chan struct{}), make(chan struct{})
 	w.onEnd = func() {
 		defer close(ended)
+		<-registered
 		h.endSession(w)
 	}
 	w.receiving.Store(true)
@@ -140,7 +142,6 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	// Registration runs on a short-lived goroutine: its logging and
 	// bookkeeping would otherwise grow this goroutine's stack, which an
 	// idle worker then keeps for the session's life.
-	registered := make(chan struct{})
 	h.streamWG.Go(func() {
 		defer close(registered)
 		h.register(w, reg)
