@@ -73,14 +73,9 @@ func (floorService) Connect(stream blacktreev1.WorkerService_ConnectServer) erro
 
 // FloorResult is the floor server's memory with a fleet connected.
 type FloorResult struct {
-	N                     int
-	RSSBefore, RSSAfter   int64
-	RSSPerStream          float64 // bytes
-	Registered, Failed    int64
-	RegisterAll           time.Duration
-	Settle                time.Duration
-	FleetParallel         int
-	FloorServerGoroutines string // what the floor holds per stream, for the report
+	N                   int
+	RSSBefore, RSSAfter int64
+	RSSPerStream        float64 // bytes
 }
 
 // runFloor starts the floor server, connects n fleet workers, waits
@@ -117,12 +112,10 @@ func runFloor(ctx context.Context, n, parallel int, settle time.Duration) (*Floo
 	if !ok {
 		return nil, fmt.Errorf("floor server said %q, want its address", line)
 	}
-	res := &FloorResult{N: n, Settle: settle, FleetParallel: parallel,
-		FloorServerGoroutines: "grpc-go's 3 per connection + the handler (receive loop)"}
+	res := &FloorResult{N: n}
 	if res.RSSBefore, err = RSS(cmd.Process.Pid); err != nil {
 		return nil, err
 	}
-	t0 := time.Now()
 	fleet := StartFleet(FleetConfig{Addr: addr, N: n, Parallel: parallel, Prefix: "floor"})
 	defer fleet.Close()
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -131,8 +124,6 @@ func runFloor(ctx context.Context, n, parallel int, settle time.Duration) (*Floo
 	if err != nil {
 		return nil, fmt.Errorf("floor fleet: %w", err)
 	}
-	st := fleet.Stats()
-	res.RegisterAll, res.Registered, res.Failed = st.LastRegistered.Sub(t0), st.Registered, st.Failed
 	select {
 	case <-time.After(settle):
 	case <-ctx.Done():

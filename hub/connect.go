@@ -148,14 +148,13 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	})
 	<-registered
 
-	if cause := h.recvLoop(w, stream); cause != nil {
-		w.receiving.Store(false) // before kill: endSession need not close the connection
+	cause := h.recvLoop(w, stream)
+	w.receiving.Store(false) // before kill: endSession need not close the connection
+	if cause != nil {
 		w.kill(cause)
 	}
-	w.receiving.Store(false)
-	<-ended
+	<-ended // endSession has flushed what was queued
 	h.stopCloseTimer(w)
-	w.closeSend(2 * time.Second)
 	return sessionStatus(w.endCause())
 }
 
@@ -184,7 +183,7 @@ func (h *Hub) endSession(w *Worker) {
 	h.manager.gone(w, cause)
 	h.dispatcher.sessionGone(w, cause)
 	w.log.Info("worker session ended", "error", cause.Error())
-	w.closeSend(2 * time.Second)
+	w.flushSend(2 * time.Second)
 	if !w.receiving.Load() {
 		return // the handler is returning: that ends the stream
 	}

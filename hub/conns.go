@@ -98,13 +98,6 @@ func (r *connRegistry) sweep() {
 	}
 }
 
-// len returns the number of registered connections (for tests).
-func (r *connRegistry) len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.conns)
-}
-
 // connClosed reports whether c has been closed. Control on a closed
 // descriptor fails without a system call.
 func connClosed(c net.Conn) bool {

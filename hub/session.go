@@ -25,7 +25,7 @@ const (
 	hardQueueFactor = 32
 )
 
-// Reasons a session ends, as context causes.
+// Reasons a session ends (Worker.endCause).
 var (
 	// ErrReplaced: a new stream registered with the same worker_id.
 	ErrReplaced = errors.New("replaced by a new session")
@@ -50,7 +50,7 @@ var (
 // never blocking) and written by one sender goroutine that exists only
 // while frames are queued: it starts when the queue goes from empty to
 // non-empty and exits when it is empty again, so an idle worker costs no
-// goroutine for sending (docs/BENCHMARKS.md F4). At most one sender runs
+// goroutine for sending (docs/BENCHMARKS.md G1). At most one sender runs
 // at a time, so no two goroutines ever call Send. The identity fields are
 // set at registration and never change.
 type Worker struct {
@@ -67,7 +67,7 @@ type Worker struct {
 	// The session's end latch: kill sets cause and closes done once, then
 	// runs onEnd on its own goroutine (owned by wg). A plain latch rather
 	// than a context: a derived context costs an idle worker ~1.3 KiB of
-	// parent-child bookkeeping (docs/BENCHMARKS.md F4).
+	// parent-child bookkeeping (docs/BENCHMARKS.md G1).
 	endOnce sync.Once
 	cause   error         // why the session ended; written before done closes
 	done    chan struct{} // closed when the session ends
@@ -84,7 +84,6 @@ type Worker struct {
 	queue      []*blacktreev1.HubMessage
 	sending    bool          // a sender goroutine is running
 	progress   time.Time     // when the sender last took a frame
-	sendClosed bool          // the handler returned: no new senders
 	senderExit chan struct{} // closed when the running sender exits, if set
 	closeTimer *time.Timer   // endSession's pending connection close, if any
 }
@@ -127,12 +126,12 @@ func (w *Worker) endCause() error {
 	return w.cause
 }
 
-// send queues m for the stream without blocking. A full queue means the
-// worker does not read: the session is ended. It reports whether m was
-// queued.
+// send queues m for the stream without blocking; an ended session queues
+// nothing. A worker that does not read its frames has its session ended
+// (see below). It reports whether m was queued.
 func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 	w.sendMu.Lock()
-	if w.ended() || w.sendClosed {
+	if w.ended() {
 		w.sendMu.Unlock()
 		return false
 	}
@@ -192,13 +191,13 @@ func (w *Worker) sendQueued() {
 	}
 }
 
-// closeSend stops new senders and waits at most d for a running one to
-// write what is queued: it finishes at once unless it is blocked in Send
-// (flow control towards a peer that does not read); closing the connection
-// or the handler returning ends that Send too. Idempotent.
-func (w *Worker) closeSend(d time.Duration) {
+// flushSend waits at most d for a running sender to write what is queued
+// (an ended session queues nothing new, so the queue only shrinks): it
+// finishes at once unless it is blocked in Send (flow control towards a
+// peer that does not read); closing the connection or the handler
+// returning ends that Send too. Call it once the session has ended.
+func (w *Worker) flushSend(d time.Duration) {
 	w.sendMu.Lock()
-	w.sendClosed = true
 	if !w.sending {
 		w.sendMu.Unlock()
 		return
@@ -212,13 +211,6 @@ func (w *Worker) closeSend(d time.Duration) {
 	case <-exit:
 	case <-t.C:
 	}
-}
-
-// queued returns the frames waiting to be sent (for tests).
-func (w *Worker) queued() []*blacktreev1.HubMessage {
-	w.sendMu.Lock()
-	defer w.sendMu.Unlock()
-	return append([]*blacktreev1.HubMessage(nil), w.queue...)
 }
 
 func runJobMsg(req *blacktreev1.JobRequest) *blacktreev1.HubMessage {

@@ -247,3 +247,17 @@ func TestCloseUnauthorized(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "revoked worker dead", func() bool { return h.workerState("soon-revoked") == stateDead })
 }
+
+// queued returns the frames waiting to be sent (for tests).
+func (w *Worker) queued() []*blacktreev1.HubMessage {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	return append([]*blacktreev1.HubMessage(nil), w.queue...)
+}
+
+// len returns the number of registered connections (for tests).
+func (r *connRegistry) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.conns)
+}

@@ -250,9 +250,9 @@ func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.Jo
 
 // completeJob holds the result, frees the slot and sends the result on the
 // current session, if any; otherwise the next Register carries it. The
-// result is written to the state dir first when PersistResultsAfter is
-// zero, at once when no session is there, else only if its ResultAck is
-// late (results.go).
+// result is written to the state dir first with PersistResultsBeforeSend,
+// at once when no session is there, else only if its ResultAck is late
+// (results.go).
 func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse) {
 	res := &blacktreev1.JobResult{Response: resp}
 	h := &heldResult{res: res}
@@ -292,7 +292,7 @@ func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse) {
 	// writes it to the state dir).
 	m := resultFrame(res)
 	select {
-	case s.logs <- m:
+	case s.logs <- m: // room: queue it even when stopping
 	default:
 		select {
 		case s.logs <- m:
