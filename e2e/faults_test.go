@@ -11,13 +11,33 @@ import (
 )
 
 // waitAccepted waits until the worker's log names the job (it logs every
-// job it takes with job_id).
-func waitAccepted(t *testing.T, w *cluster.Process, id string) {
+// job it takes with job_id) and the hub lists the job as running on it.
+func waitAccepted(t *testing.T, e *env, h *hubProc, w *cluster.Process, id string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := w.WaitOutput(ctx, id); err != nil {
 		t.Fatalf("worker never took %s: %v", id, err)
+	}
+	// The worker logs the job before its JobAccepted frame reaches the hub.
+	// Until the hub has it, a broken stream puts the job back on offer
+	// (DESIGN §5.1) instead of starting the lost-worker grace, so a fault
+	// injected in that window tests something else.
+	client, actx := e.admin(h)
+	err := cluster.Poll(ctx, 20*time.Millisecond, func() bool {
+		resp, err := client.ListJobs(actx, &blacktreev1.ListJobsRequest{})
+		if err != nil {
+			return false
+		}
+		for _, j := range resp.GetJobs() {
+			if j.GetJobId() == id && j.GetState() == blacktreev1.JobState_JOB_STATE_RUNNING {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("hub never listed %s as running: %v", id, err)
 	}
 }
 
@@ -32,7 +52,7 @@ func TestKillWorkerMidJob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e.publish(ctx, "kill-worker-1")
-	waitAccepted(t, w1, "kill-worker-1")
+	waitAccepted(t, e, h, w1, "kill-worker-1")
 	w2 := e.startWorker("bystander", []string{h.GRPCAddr}, "--executor", "noop")
 	e.waitWorkers(h, 2, 30*time.Second)
 
@@ -77,7 +97,7 @@ func TestKillHubMidJob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e.publish(ctx, "kill-hub-1")
-	waitAccepted(t, w, "kill-hub-1")
+	waitAccepted(t, e, h, w, "kill-hub-1")
 	h.Kill()
 	killed := time.Now()
 	h2 := e.startHubAt(h.GRPCAddr, h.HTTPAddr)
@@ -137,7 +157,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		}
 	}
 	if _, err := after.WaitFor(ctx, missing...); err != nil {
-		t.Fatalf("after the restart: %v", err)
+		t.Fatalf("after the restart: %v%s", err, e.diagnose(h))
 	}
 	dups := 0
 	for _, id := range jobs {
@@ -168,7 +188,7 @@ func TestNetworkPartition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e.publish(ctx, "partition-1")
-	waitAccepted(t, w, "partition-1")
+	waitAccepted(t, e, h, w, "partition-1")
 	proxy.Partition()
 	cut := time.Now()
 	client, actx := e.admin(h)

@@ -135,10 +135,36 @@ func (e *env) cleanup() {
 		if e.t.Failed() {
 			e.t.Logf("--- %s output ---\n%s", p.Name, tail(p.Output(), 4000))
 		}
+		e.keepLog(p)
 	}
 	if e.cp != nil {
 		_ = e.cp.DeleteQueues(e.execQ, e.statusQ, e.execQ+".dead")
 		e.cp.Close()
+	}
+}
+
+// keepLog writes p's whole output to $E2E_LOG_DIR/<test>/<process>.log
+// when that variable is set (for reading a run afterwards).
+func (e *env) keepLog(p *cluster.Process) {
+	root := os.Getenv("E2E_LOG_DIR")
+	if root == "" {
+		return
+	}
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r == '/' || r == ' ' || r == ':' || r == '@' {
+				return '_'
+			}
+			return r
+		}, s)
+	}
+	dir := filepath.Join(root, clean(e.t.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Logf("keep log: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, clean(p.Name)+".log"), []byte(p.Output()), 0o644); err != nil {
+		e.t.Logf("keep log: %v", err)
 	}
 }
 
@@ -216,6 +242,45 @@ func ready(h *hubProc) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// diagnose summarises a hub's view for a failure message: readiness, jobs
+// and workers by state, and its last warnings, errors and broker-adapter
+// lines. A failure's
+// message is what CI shows first, before any process output.
+func (e *env) diagnose(h *hubProc) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n--- hub diagnosis: /readyz ok=%v", ready(h))
+	client, ctx := e.admin(h)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if resp, err := client.ListJobs(ctx, &blacktreev1.ListJobsRequest{}); err != nil {
+		fmt.Fprintf(&b, "; ListJobs: %v", err)
+	} else {
+		states := map[string]int{}
+		for _, j := range resp.GetJobs() {
+			states[j.GetState().String()]++
+		}
+		fmt.Fprintf(&b, "; jobs in flight by state: %v", states)
+	}
+	if resp, err := client.ListWorkers(ctx, &blacktreev1.ListWorkersRequest{}); err != nil {
+		fmt.Fprintf(&b, "; ListWorkers: %v", err)
+	} else {
+		for _, w := range resp.GetWorkers() {
+			fmt.Fprintf(&b, "; worker %.8s %s running=%d", w.GetWorkerId(), w.GetState(), len(w.GetRunningJobIds()))
+		}
+	}
+	var warns []string
+	for _, line := range strings.Split(h.Output(), "\n") {
+		if strings.Contains(line, "[WARN]") || strings.Contains(line, "[ERROR]") || strings.Contains(line, "hub.rabbit") {
+			warns = append(warns, line)
+		}
+	}
+	if len(warns) > 15 {
+		warns = append([]string{fmt.Sprintf("(%d earlier lines)", len(warns)-15)}, warns[len(warns)-15:]...)
+	}
+	fmt.Fprintf(&b, "\nlast hub warnings and broker lines:\n%s", strings.Join(warns, "\n"))
+	return b.String()
 }
 
 // startWorker starts a worker connected to hubs (comma-joined --hub list).

@@ -349,7 +349,7 @@ func TestSecuritySentinelToken(t *testing.T) {
 			if err := e.cp.Publish(ctx, lost); err != nil {
 				t.Fatalf("Publish() = %v", err)
 			}
-			waitAccepted(t, victim, lost.JobId)
+			waitAccepted(t, e, h, victim, lost.JobId)
 			var ids []string
 			for _, c := range cases {
 				if err := e.cp.Publish(ctx, c.req); err != nil {

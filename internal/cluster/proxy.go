@@ -103,6 +103,19 @@ func (p *Proxy) Partition() {
 	p.partitioned = true
 }
 
+// Heal ends a partition: the connections carried through it are closed
+// (their streams lost bytes, so they cannot resume) and new ones are
+// forwarded again.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+	p.partitioned = false
+}
+
 // Reset closes every connection the proxy carries.
 func (p *Proxy) Reset() {
 	p.mu.Lock()

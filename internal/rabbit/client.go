@@ -85,7 +85,7 @@ func (c *Client) Connect(ctx context.Context) error {
 	}
 	cons, err := c.openConsume(ctx)
 	if err != nil {
-		pub.close()
+		pub.close(c.cfg.RPCTimeout)
 		return err
 	}
 	c.initPub, c.initCons = pub, cons
@@ -157,7 +157,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		initCons.kill()
 	}
 	if initPub != nil {
-		initPub.close()
+		initPub.close(c.cfg.RPCTimeout)
 	}
 	if done == nil { // Run never started
 		if prev != stateClosed {
@@ -178,9 +178,10 @@ func (c *Client) markClosed() { c.closeOnce.Do(func() { close(c.closed) }) }
 func (c *Client) closeOut()   { c.outOnce.Do(func() { close(c.out) }) }
 
 // dial opens one AMQP connection named "<ConnectionName>-<role>". Dialing
-// honours ctx; the handshake is bounded by handshakeTimeout. Errors carry the
-// masked URL.
-func (c *Client) dial(ctx context.Context, role string) (*amqp.Connection, error) {
+// honours ctx; dial plus handshake are bounded by RPCTimeout. Errors carry
+// the masked URL.
+func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
+	var raw net.Conn
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(c.cfg.ConnectionName + "-" + role)
 	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
@@ -188,7 +189,7 @@ func (c *Client) dial(ctx context.Context, role string) (*amqp.Connection, error
 		Heartbeat:  10 * time.Second,
 		Locale:     "en_US",
 		Dial: func(network, addr string) (net.Conn, error) {
-			dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+			dctx, cancel := context.WithTimeout(ctx, c.cfg.RPCTimeout)
 			defer cancel()
 			var d net.Dialer
 			nc, err := d.DialContext(dctx, network, addr)
@@ -196,17 +197,21 @@ func (c *Client) dial(ctx context.Context, role string) (*amqp.Connection, error
 				return nil, err
 			}
 			// Bounds the AMQP handshake; the library clears it afterwards.
-			if err := nc.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+			if err := nc.SetDeadline(time.Now().Add(c.cfg.RPCTimeout)); err != nil {
 				_ = nc.Close()
 				return nil, err
 			}
+			raw = nc
 			return nc, nil
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", MaskURL(c.cfg.URL), err)
+		return amqpConn{}, fmt.Errorf("connect to %s: %w", MaskURL(c.cfg.URL), err)
 	}
-	return conn, nil
+	if testHookAfterDial != nil {
+		testHookAfterDial(role)
+	}
+	return amqpConn{Connection: conn, raw: raw}, nil
 }
 
 // sleepCtx waits d, or returns false early when ctx ends.

@@ -23,9 +23,7 @@ const (
 	DefaultReconnectMax   = 10 * time.Second
 	DefaultConnectionName = "blacktree"
 	DeadLetterSuffix      = ".dead"
-
-	// handshakeTimeout bounds the TCP dial plus AMQP handshake of one attempt.
-	handshakeTimeout = 15 * time.Second
+	DefaultRPCTimeout     = 15 * time.Second
 )
 
 // Config configures a Client. The zero value of every optional field selects
@@ -59,6 +57,14 @@ type Config struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// ConsumerTag is the consumer tag; empty lets the library generate one.
 	ConsumerTag string
+	// RPCTimeout bounds each exchange with the broker that amqp091 does not
+	// bound itself: the TCP dial plus AMQP handshake, and each setup or
+	// teardown call (channel open, queue declare, qos, consume, cancel,
+	// close). A broker that takes a connection but does not answer within
+	// it (still booting, a silent network) has the connection dropped, and
+	// the reconnect loop dials again. Publishes are not bounded by it: a
+	// publisher blocked by a resource alarm waits, as it should. Default 15s.
+	RPCTimeout time.Duration
 }
 
 // withDefaults validates cfg and fills in defaults.
@@ -111,6 +117,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ReconnectMax < cfg.ReconnectMin {
 		cfg.ReconnectMax = cfg.ReconnectMin
+	}
+	if cfg.RPCTimeout <= 0 {
+		cfg.RPCTimeout = DefaultRPCTimeout
 	}
 	return cfg, nil
 }

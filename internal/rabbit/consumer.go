@@ -21,7 +21,8 @@ var ErrAlreadySettled = errors.New("rabbit: delivery already settled")
 // loop owns it (reads deliveries and close notifications); calls on ch from
 // other goroutines (ack, nack, cancel) go through mu.
 type consumeSession struct {
-	conn      *amqp.Connection
+	conn      amqpConn
+	timeout   time.Duration // Config.RPCTimeout
 	connClose chan *amqp.Error
 	chClose   chan *amqp.Error
 	tag       string
@@ -40,7 +41,7 @@ func (s *consumeSession) kill() {
 	s.mu.Lock()
 	s.dead = true
 	s.mu.Unlock()
-	_ = s.conn.Close()
+	s.conn.close(s.timeout)
 }
 
 // consumer is the consume side's shared state.
@@ -70,25 +71,31 @@ func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := declareConsumeTopology(conn, c.cfg, c.cons.log); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("rabbit: %w", err)
-	}
-	ch, err := conn.Channel()
-	if err == nil {
+	var ch *amqp.Channel
+	err = conn.bounded(c.cfg.RPCTimeout, "set up the consumer", func() error {
+		if err := declareConsumeTopology(conn.Connection, c.cfg, c.cons.log); err != nil {
+			return err
+		}
+		var err error
+		if ch, err = conn.Channel(); err != nil {
+			return fmt.Errorf("open consume channel: %w", err)
+		}
 		// global=false: per consumer, the only form quorum queues support.
-		err = ch.Qos(c.cfg.Prefetch, 0, false)
-	}
+		if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+			return fmt.Errorf("set the prefetch window: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("rabbit: open consume channel: %w", err)
+		conn.close(c.cfg.RPCTimeout)
+		return nil, fmt.Errorf("rabbit: %w", err)
 	}
 	tag := c.cfg.ConsumerTag
 	if tag == "" {
 		// Cancel needs the tag, so generate it here rather than in the library.
 		tag = fmt.Sprintf("%s-%d", c.cfg.ConnectionName, consumerSeq.Add(1))
 	}
-	s := &consumeSession{conn: conn, ch: ch, tag: tag}
+	s := &consumeSession{conn: conn, timeout: c.cfg.RPCTimeout, ch: ch, tag: tag}
 	s.connClose = conn.NotifyClose(make(chan *amqp.Error, 1))
 	s.chClose = ch.NotifyClose(make(chan *amqp.Error, 1))
 	return s, nil
@@ -98,12 +105,14 @@ func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
 func (c *Client) startConsume(s *consumeSession) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.ch.Consume(c.cfg.ExecuteQueue, s.tag, false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("rabbit: consume %q: %w", c.cfg.ExecuteQueue, err)
-	}
-	s.deliveries = d
-	return nil
+	return s.conn.bounded(s.timeout, "start consuming", func() error {
+		d, err := s.ch.Consume(c.cfg.ExecuteQueue, s.tag, false, false, false, false, nil)
+		if err != nil {
+			return fmt.Errorf("rabbit: consume %q: %w", c.cfg.ExecuteQueue, err)
+		}
+		s.deliveries = d
+		return nil
+	})
 }
 
 // consumeLoop keeps a consume session alive until ctx ends, forwarding its
@@ -238,10 +247,12 @@ func (c *Client) cancelConsume(s *consumeSession) error {
 	if s.dead {
 		return nil
 	}
-	if err := s.ch.Cancel(s.tag, false); err != nil {
-		return fmt.Errorf("rabbit: cancel consumer: %w", err)
-	}
-	return nil
+	return s.conn.bounded(s.timeout, "rabbit: cancel consumer", func() error {
+		if err := s.ch.Cancel(s.tag, false); err != nil {
+			return fmt.Errorf("rabbit: cancel consumer: %w", err)
+		}
+		return nil
+	})
 }
 
 // StopConsuming cancels the consumer (basic.cancel) so that no new

@@ -29,7 +29,7 @@ const MaxBodySize = 128 << 20
 
 // publishSession is one publisher connection with one confirm-mode channel.
 type publishSession struct {
-	conn      *amqp.Connection
+	conn      amqpConn
 	ch        *amqp.Channel
 	connClose chan *amqp.Error
 	chClose   chan *amqp.Error
@@ -51,7 +51,7 @@ type publishSession struct {
 
 type retKey struct{ queue, messageID string }
 
-func (s *publishSession) close() { _ = s.conn.Close() }
+func (s *publishSession) close(timeout time.Duration) { s.conn.close(timeout) }
 
 func (s *publishSession) noteReturn(r amqp.Return) {
 	s.retMu.Lock()
@@ -125,17 +125,23 @@ func (c *Client) openPublish(ctx context.Context) (*publishSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := declarePublishTopology(conn, c.cfg, c.pub.log); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("rabbit: %w", err)
-	}
-	ch, err := conn.Channel()
-	if err == nil {
-		err = ch.Confirm(false)
-	}
+	var ch *amqp.Channel
+	err = conn.bounded(c.cfg.RPCTimeout, "set up the publisher", func() error {
+		if err := declarePublishTopology(conn.Connection, c.cfg, c.pub.log); err != nil {
+			return err
+		}
+		var err error
+		if ch, err = conn.Channel(); err != nil {
+			return fmt.Errorf("open publish channel: %w", err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			return fmt.Errorf("enable publisher confirms: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("rabbit: open publish channel: %w", err)
+		conn.close(c.cfg.RPCTimeout)
+		return nil, fmt.Errorf("rabbit: %w", err)
 	}
 	s := &publishSession{conn: conn, ch: ch, returned: map[retKey]int{}}
 	s.ret1 = ch.NotifyReturn(make(chan amqp.Return))
@@ -168,7 +174,7 @@ func (c *Client) publishLoop(ctx context.Context, s *publishSession) {
 		since := time.Now()
 		err := c.watchPublish(ctx, s)
 		c.pub.set(nil)
-		s.close()
+		s.close(c.cfg.RPCTimeout)
 		s = nil
 		if err == nil { // ctx ended
 			return
@@ -320,10 +326,11 @@ func (c *Client) ownsQueue(queue string) bool {
 
 // redeclare declares one of the Client's queues again on s's connection.
 func (c *Client) redeclare(s *publishSession, queue string) error {
-	switch queue {
-	case c.cfg.ExecuteQueue:
-		return declareQueue(s.conn, queue, queueArgs(c.cfg.QueueType, c.cfg.DeadLetterQueue), c.pub.log)
-	default:
-		return declareQueue(s.conn, queue, queueArgs(c.cfg.QueueType, ""), c.pub.log)
+	args := queueArgs(c.cfg.QueueType, "")
+	if queue == c.cfg.ExecuteQueue {
+		args = queueArgs(c.cfg.QueueType, c.cfg.DeadLetterQueue)
 	}
+	return s.conn.bounded(c.cfg.RPCTimeout, "declare queue "+queue, func() error {
+		return declareQueue(s.conn.Connection, queue, args, c.pub.log)
+	})
 }

@@ -83,11 +83,14 @@ func (c *Client) DeclareQueues(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	if err := declareConsumeTopology(conn, c.cfg, c.log); err != nil {
-		return fmt.Errorf("rabbit: %w", err)
-	}
-	if err := declarePublishTopology(conn, c.cfg, c.log); err != nil {
+	defer conn.close(c.cfg.RPCTimeout)
+	err = conn.bounded(c.cfg.RPCTimeout, "declare queues", func() error {
+		if err := declareConsumeTopology(conn.Connection, c.cfg, c.log); err != nil {
+			return err
+		}
+		return declarePublishTopology(conn.Connection, c.cfg, c.log)
+	})
+	if err != nil {
 		return fmt.Errorf("rabbit: %w", err)
 	}
 	return nil
