@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -104,8 +105,37 @@ func (b *PrivateBroker) Kill() {
 	b.cmd = nil
 }
 
-// Restart crashes the node and starts it again.
+// Restart crashes the node and starts it again. Before the crash it has
+// the node write its metadata log to disk (SyncMetadata): the crash tests
+// what a broker restart does to clients, not RabbitMQ's own durability of
+// a queue declared a moment earlier.
 func (b *PrivateBroker) Restart(ctx context.Context) error {
+	if err := b.SyncMetadata(ctx); err != nil {
+		return err
+	}
 	b.Kill()
 	return b.Start(ctx)
+}
+
+// rabbitmqctl is Debian's control script run directly (the /usr/sbin
+// wrapper would switch to the rabbitmq user and use that user's Erlang
+// cookie; the private node runs with ours).
+const rabbitmqctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+// SyncMetadata makes the node write its Mnesia transaction log to disk
+// (mnesia:sync_log). RabbitMQ 3.10 can come back from SIGKILL without a
+// queue declared shortly before, and without the messages in it: seen in 2
+// of 14 restarts under CPU load, likely Mnesia's log tail still in its
+// write cache; with this call first, 10 of 10 kept the queue.
+func (b *PrivateBroker) SyncMetadata(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, rabbitmqctl, "-n", b.name+"@localhost", "eval", "mnesia:sync_log().")
+	cmd.Env = os.Environ()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("sync metadata of rabbitmq node %s: %w\n%s", b.name, err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "ok" {
+		return fmt.Errorf("sync metadata of rabbitmq node %s: mnesia:sync_log() = %s, want ok", b.name, got)
+	}
+	return nil
 }
