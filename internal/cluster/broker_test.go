@@ -19,6 +19,9 @@ func TestPrivateBrokerRestartKeepsDurableMessages(t *testing.T) {
 	}
 	t.Cleanup(b.Kill)
 	declareAndPublish(t, b.URL)
+	if err := b.SyncMetadata(ctx); err != nil {
+		t.Fatalf("SyncMetadata() = %v", err)
+	}
 	if err := b.Restart(ctx); err != nil {
 		t.Fatalf("Restart() = %v", err)
 	}
