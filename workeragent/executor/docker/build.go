@@ -114,10 +114,17 @@ func (b *buildRun) build(ctx context.Context, r resolvedPaths, ref reference.Nam
 		extraName = dfName
 	}
 
+	ign, err := loadIgnore(r)
+	if err != nil {
+		return err
+	}
+	if ign.patterns > 0 {
+		b.out.printf("build: .dockerignore: %d patterns\n", ign.patterns)
+	}
 	pr, pw := io.Pipe()
 	tarDone := make(chan error, 1)
 	go func() {
-		err := writeContextTar(pw, r, extraName, maxContext)
+		err := writeContextTar(pw, r, extraName, maxContext, ign)
 		pw.CloseWithError(err)
 		tarDone <- err
 	}()

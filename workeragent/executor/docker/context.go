@@ -14,12 +14,12 @@ import (
 var ErrContextTooLarge = errors.New("build context too large")
 
 // writeContextTar writes the build context to w as a tar stream: every
-// file under r.contextDir except .git, symlinks stored as symlinks (the
-// engine resolves them inside the context, never on this host), owners
-// reset to root. When the Dockerfile lies outside the context it is added
-// under extraName. More than max bytes of content fails with
-// ErrContextTooLarge.
-func writeContextTar(w io.Writer, r resolvedPaths, extraName string, max int64) error {
+// file under r.contextDir except .git and what ign excludes, symlinks
+// stored as symlinks (the engine resolves them inside the context, never on
+// this host), owners reset to root. When the Dockerfile lies outside the
+// context it is added under extraName. More than max bytes of content fails
+// with ErrContextTooLarge.
+func writeContextTar(w io.Writer, r resolvedPaths, extraName string, max int64, ign *contextIgnore) error {
 	tw := tar.NewWriter(w)
 	var total int64
 	count := func(n int64) error {
@@ -44,6 +44,15 @@ func writeContextTar(w io.Writer, r resolvedPaths, extraName string, max int64) 
 		rel, err := filepath.Rel(r.contextDir, path)
 		if err != nil {
 			return err
+		}
+		skip, skipTree, err := ign.skip(filepath.ToSlash(rel), d.IsDir())
+		switch {
+		case err != nil:
+			return err
+		case skipTree:
+			return filepath.SkipDir
+		case skip:
+			return nil
 		}
 		fi, err := d.Info()
 		if err != nil {

@@ -11,6 +11,7 @@
 //   - source.go:   repoUrl resolution and the bounded clone
 //   - paths.go:    contextDir / dockerfilePath checks, before and after clone
 //   - context.go:  the build-context tar (bounded, .git skipped)
+//   - ignore.go:   .dockerignore, with the docker CLI's rules
 //   - build.go:    ImageBuild and the build message stream
 //   - push.go:     ImagePush, registry auth, digest capture
 //   - logs.go:     the job's output: secret scrubbing and the bounded tail
