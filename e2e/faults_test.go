@@ -60,7 +60,7 @@ func TestKillWorkerMidJob(t *testing.T) {
 	w1.Kill()
 	got, err := e.cp.WaitFor(ctx, "kill-worker-1")
 	if err != nil {
-		t.Fatalf("WaitFor() = %v", err)
+		t.Fatalf("WaitFor() = %v%s", err, e.diagnose(h))
 	}
 	took := time.Since(killed)
 	r := got["kill-worker-1"]
@@ -103,7 +103,7 @@ func TestKillHubMidJob(t *testing.T) {
 	h2 := e.startHubAt(h.GRPCAddr, h.HTTPAddr)
 	got, err := e.cp.WaitFor(ctx, "kill-hub-1")
 	if err != nil {
-		t.Fatalf("WaitFor() = %v", err)
+		t.Fatalf("WaitFor() = %v%s", err, e.diagnose(h2))
 	}
 	if r := got["kill-hub-1"]; !r.GetSuccess() {
 		t.Errorf("status = %v, want the worker's successful result", r)
@@ -140,7 +140,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	jobs := ids("restart", 300)
 	e.publish(ctx, jobs...)
 	if _, err := e.cp.WaitFor(ctx, jobs[:50]...); err != nil {
-		t.Fatalf("WaitFor(first 50) = %v", err)
+		t.Fatalf("WaitFor(first 50) = %v%s", err, e.diagnose(h))
 	}
 	before := e.cp
 	restarted := time.Now()
@@ -215,7 +215,7 @@ func TestNetworkPartition(t *testing.T) {
 	}
 	got, err := e.cp.WaitFor(ctx, "partition-1")
 	if err != nil {
-		t.Fatalf("WaitFor() = %v", err)
+		t.Fatalf("WaitFor() = %v%s", err, e.diagnose(h))
 	}
 	lost := time.Since(cut)
 	if r := got["partition-1"]; r.GetSuccess() || !strings.Contains(r.GetError(), "lost") {
