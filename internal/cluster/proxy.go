@@ -109,10 +109,7 @@ func (p *Proxy) Partition() {
 func (p *Proxy) Heal() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
+	p.closeAllLocked()
 	p.partitioned = false
 }
 
@@ -120,6 +117,10 @@ func (p *Proxy) Heal() {
 func (p *Proxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closeAllLocked()
+}
+
+func (p *Proxy) closeAllLocked() {
 	for _, c := range p.conns {
 		_ = c.Close()
 	}

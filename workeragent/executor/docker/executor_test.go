@@ -71,13 +71,8 @@ func TestBuildAndPush(t *testing.T) {
 			}
 
 			// The registry holds the manifest imageUrl names, with that digest.
-			ref, err := name.ParseReference(resp.GetImageUrl(), name.Insecure)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			defer tr.CloseIdleConnections()
-			desc, err := remote.Get(ref, remote.WithTransport(tr), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+			ref, opts := registryRef(t, resp.GetImageUrl())
+			desc, err := remote.Get(ref, opts...)
 			if err != nil {
 				t.Fatalf("remote.Get(%s) = %v", ref, err)
 			}

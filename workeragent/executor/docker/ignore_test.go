@@ -6,15 +6,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
@@ -178,13 +175,8 @@ func TestBuildHonoursDockerignore(t *testing.T) {
 // imageFiles lists the regular files in the layers of the image at ref.
 func imageFiles(t *testing.T, imageURL string) map[string]bool {
 	t.Helper()
-	ref, err := name.ParseReference(imageURL, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	defer tr.CloseIdleConnections()
-	img, err := remote.Image(ref, remote.WithTransport(tr), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	ref, opts := registryRef(t, imageURL)
+	img, err := remote.Image(ref, opts...)
 	if err != nil {
 		t.Fatalf("remote.Image(%s) = %v", ref, err)
 	}
