@@ -246,8 +246,8 @@ func ready(h *hubProc) bool {
 
 // diagnose summarises a hub's view for a failure message: readiness, jobs
 // and workers by state, and its last warnings, errors and broker-adapter
-// lines. A failure's
-// message is what CI shows first, before any process output.
+// lines. A failure's message is what CI shows first, before any process
+// output.
 func (e *env) diagnose(h *hubProc) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n--- hub diagnosis: /readyz ok=%v", ready(h))

@@ -105,7 +105,7 @@ func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
 func (c *Client) startConsume(s *consumeSession) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.conn.bounded(s.timeout, "start consuming", func() error {
+	return s.conn.bounded(s.timeout, "rabbit: start consuming", func() error {
 		d, err := s.ch.Consume(c.cfg.ExecuteQueue, s.tag, false, false, false, false, nil)
 		if err != nil {
 			return fmt.Errorf("rabbit: consume %q: %w", c.cfg.ExecuteQueue, err)
