@@ -53,6 +53,9 @@ type job struct {
 	accepted time.Time
 	timer    *time.Timer // hold, accept or grace timer
 	gen      int         // invalidates fired timers of an earlier arm
+	// movedAway: another replica adopted the job from its worker while the
+	// session here had not ended yet; ending it drops the job.
+	movedAway bool
 }
 
 // effects are actions decided under mu and run after it is released
@@ -71,6 +74,7 @@ type Dispatcher struct {
 	cfg Config
 	log hclog.Logger
 	b   Broker
+	ann Announcer // b's adoption announcements; nil when b has none
 	m   *WorkerManager
 	met *metrics
 
@@ -88,13 +92,18 @@ type Dispatcher struct {
 
 func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, log hclog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Dispatcher{cfg: cfg, log: log, b: b, m: m, met: met, pubCtx: ctx, pubCancel: cancel,
+	ann, _ := b.(Announcer)
+	return &Dispatcher{cfg: cfg, log: log, b: b, ann: ann, m: m, met: met, pubCtx: ctx, pubCancel: cancel,
 		jobs: map[string]*job{}, changed: make(chan struct{})}
 }
 
 // run consumes deliveries until ctx ends or the channel closes.
 func (d *Dispatcher) run(ctx context.Context) {
 	deliveries := d.b.Deliveries()
+	var adoptions <-chan broker.Adoption
+	if d.ann != nil {
+		adoptions = d.ann.Adoptions()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -105,6 +114,8 @@ func (d *Dispatcher) run(ctx context.Context) {
 				return
 			}
 			d.handleDelivery(del)
+		case a := <-adoptions:
+			d.adoptedElsewhere(a)
 		}
 	}
 }

@@ -42,6 +42,7 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 	d.unholdLocked(j)
 	d.stopTimerLocked(j)
 	d.m.hold(w, j.id)
+	j.movedAway = false
 	if j.state != jobRunning || j.w != w {
 		w.log.Debug("job running", "job_id", j.id) // "job finished" is the info line
 	}
@@ -122,8 +123,14 @@ func (d *Dispatcher) result(w *Worker, res *blacktreev1.JobResult) {
 }
 
 // registered adopts a new session's running jobs and publishes its
-// unacknowledged results.
+// unacknowledged results, and announces both to the other replicas.
 func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
+	var adopted []string
+	for _, r := range reg.GetUnackedResults() {
+		if id := r.GetResponse().GetJobId(); jobspec.ValidJobID(id) == nil {
+			adopted = append(adopted, id)
+		}
+	}
 	d.mu.Lock()
 	var fx effects
 	for _, rj := range reg.GetRunningJobs() {
@@ -131,6 +138,7 @@ func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
 		if jobspec.ValidJobID(id) != nil {
 			continue
 		}
+		adopted = append(adopted, id)
 		j := d.jobs[id]
 		if j == nil {
 			j = &job{id: id, tried: map[string]bool{}, received: time.Now()}
@@ -144,6 +152,7 @@ func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
 	}
 	d.mu.Unlock()
 	fx.run()
+	d.goAnnounce(adopted, w.id)
 	for _, r := range reg.GetUnackedResults() {
 		d.result(w, r)
 	}
@@ -165,6 +174,11 @@ func (d *Dispatcher) sessionGone(w *Worker, cause error) {
 			j.w = nil
 			d.assignLocked(j, &fx)
 		case jobRunning:
+			if j.movedAway {
+				d.log.Info("job adopted by another hub; not orphaning it", "job_id", j.id, "worker_id", w.id)
+				d.removeLocked(j)
+				continue
+			}
 			j.state, j.w = jobOrphaned, nil
 			why := cause.Error()
 			d.log.Warn("job orphaned; waiting for its worker to come back", "job_id", j.id, "worker_id", w.id, "grace", d.cfg.LostWorkerGrace, "error", why)

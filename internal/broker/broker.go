@@ -64,3 +64,15 @@ type Publisher interface {
 	// It waits across reconnects until ctx ends.
 	Publish(ctx context.Context, msg Message) error
 }
+
+// Adoption announces, to every hub replica, that hub HubID took over job
+// JobID from worker WorkerID when that worker registered with it (running
+// the job, or holding its unacknowledged result). The replica the worker
+// left then drops the job instead of reporting it lost after its grace
+// period. Announcements are best effort: one that is lost leaves the old
+// behaviour (a lost report followed by the real result).
+type Adoption struct {
+	HubID    string `json:"hubId"`
+	JobID    string `json:"jobId"`
+	WorkerID string `json:"workerId"`
+}

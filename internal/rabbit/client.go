@@ -18,11 +18,14 @@ import (
 // connection and publishes to the status queue on another, and rebuilds
 // either after a failure. Its methods are safe for concurrent use.
 type Client struct {
-	cfg  Config
-	log  hclog.Logger
-	out  chan broker.Delivery // unbuffered; sent on only by the consume loop
-	cons consumer
-	pub  publisher
+	cfg Config
+	log hclog.Logger
+	out chan broker.Delivery // unbuffered; sent on only by the consume loop
+	// adopt carries adoption announcements; sent on (never blocking) only
+	// by the consume loop, never closed.
+	adopt chan broker.Adoption
+	cons  consumer
+	pub   publisher
 
 	closed    chan struct{} // closed by Shutdown or when Run returns
 	closeOnce sync.Once
@@ -59,6 +62,7 @@ func New(cfg Config, logger hclog.Logger) (*Client, error) {
 		cfg:    cfg,
 		log:    log,
 		out:    make(chan broker.Delivery),
+		adopt:  make(chan broker.Adoption, adoptionBuffer),
 		closed: make(chan struct{}),
 	}
 	c.cons.init(log.Named("consumer"))

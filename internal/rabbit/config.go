@@ -23,6 +23,7 @@ const (
 	DefaultReconnectMax   = 10 * time.Second
 	DefaultConnectionName = "blacktree"
 	DeadLetterSuffix      = ".dead"
+	AdoptionSuffix        = ".adoptions"
 	DefaultRPCTimeout     = 15 * time.Second
 )
 
@@ -57,6 +58,12 @@ type Config struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// ConsumerTag is the consumer tag; empty lets the library generate one.
 	ConsumerTag string
+	// AdoptionExchange is the fanout exchange on which hub replicas announce
+	// the jobs they adopt from reconnecting workers (broker.Adoption); each
+	// Client binds an exclusive queue of its own to it. Default
+	// ExecuteQueue+".adoptions", so replicas sharing an execute queue share
+	// it.
+	AdoptionExchange string
 	// RPCTimeout bounds each exchange with the broker that amqp091 does not
 	// bound itself: the TCP dial plus AMQP handshake, and each setup or
 	// teardown call (channel open, queue declare, qos, consume, cancel,
@@ -117,6 +124,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ReconnectMax < cfg.ReconnectMin {
 		cfg.ReconnectMax = cfg.ReconnectMin
+	}
+	if cfg.AdoptionExchange == "" {
+		cfg.AdoptionExchange = cfg.ExecuteQueue + AdoptionSuffix
 	}
 	if cfg.RPCTimeout <= 0 {
 		cfg.RPCTimeout = DefaultRPCTimeout

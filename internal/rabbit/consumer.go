@@ -29,6 +29,10 @@ type consumeSession struct {
 	// deliveries is used by the consume loop only: nil until consuming,
 	// and after the consumer was cancelled.
 	deliveries <-chan amqp.Delivery
+	// adoptions and adoptClose belong to the adoption channel (used by the
+	// consume loop only).
+	adoptions  <-chan amqp.Delivery
+	adoptClose chan *amqp.Error
 
 	mu   sync.Mutex // guards the following and every call on ch
 	ch   *amqp.Channel
@@ -71,7 +75,8 @@ func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ch *amqp.Channel
+	var ch, adoptCh *amqp.Channel
+	var adoptions <-chan amqp.Delivery
 	err = conn.bounded(c.cfg.RPCTimeout, "set up the consumer", func() error {
 		if err := declareConsumeTopology(conn.Connection, c.cfg, c.cons.log); err != nil {
 			return err
@@ -84,7 +89,8 @@ func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
 		if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
 			return fmt.Errorf("set the prefetch window: %w", err)
 		}
-		return nil
+		adoptCh, adoptions, err = c.openAdoptions(conn)
+		return err
 	})
 	if err != nil {
 		conn.close(c.cfg.RPCTimeout)
@@ -95,9 +101,10 @@ func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
 		// Cancel needs the tag, so generate it here rather than in the library.
 		tag = fmt.Sprintf("%s-%d", c.cfg.ConnectionName, consumerSeq.Add(1))
 	}
-	s := &consumeSession{conn: conn, timeout: c.cfg.RPCTimeout, ch: ch, tag: tag}
+	s := &consumeSession{conn: conn, timeout: c.cfg.RPCTimeout, ch: ch, tag: tag, adoptions: adoptions}
 	s.connClose = conn.NotifyClose(make(chan *amqp.Error, 1))
 	s.chClose = ch.NotifyClose(make(chan *amqp.Error, 1))
+	s.adoptClose = adoptCh.NotifyClose(make(chan *amqp.Error, 1))
 	return s, nil
 }
 
@@ -208,6 +215,13 @@ func (c *Client) serveConsume(ctx context.Context, s *consumeSession) error {
 			return fmt.Errorf("connection closed: %w", amqpErr(e))
 		case e := <-s.chClose:
 			return fmt.Errorf("channel closed: %w", amqpErr(e))
+		case e := <-s.adoptClose:
+			return fmt.Errorf("adoption channel closed: %w", amqpErr(e))
+		case d, ok := <-s.adoptions:
+			if !ok {
+				return errors.New("adoption consumer ended")
+			}
+			c.noteAdoption(d.Body)
 		case d, ok := <-s.deliveries:
 			if !ok {
 				s.deliveries = nil

@@ -47,6 +47,9 @@ type publishSession struct {
 	// for concurrent use (#242). It is held only while the frames are
 	// written; confirms are awaited outside it, so publishes pipeline.
 	sendMu sync.Mutex
+
+	adoptMu sync.Mutex    // guards adoptCh
+	adoptCh *amqp.Channel // adoption announcements; opened on first use
 }
 
 type retKey struct{ queue, messageID string }
