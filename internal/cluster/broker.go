@@ -127,9 +127,7 @@ const rabbitmqctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 // of a declaration made a moment earlier. It takes a few seconds (it boots
 // an Erlang VM for rabbitmqctl).
 func (b *PrivateBroker) SyncMetadata(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, rabbitmqctl, "-n", b.name+"@localhost", "eval", "mnesia:sync_log().")
-	cmd.Env = os.Environ()
-	out, err := cmd.CombinedOutput()
+	out, err := exec.CommandContext(ctx, rabbitmqctl, "-n", b.name+"@localhost", "eval", "mnesia:sync_log().").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("sync metadata of rabbitmq node %s: %w\n%s", b.name, err, out)
 	}

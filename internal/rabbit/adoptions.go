@@ -74,8 +74,10 @@ func (c *Client) noteAdoption(body []byte) {
 func (c *Client) Adoptions() <-chan broker.Adoption { return c.adopt }
 
 // AnnounceAdoption publishes a to the adoption exchange, on a channel of
-// the publisher connection of its own (a failure there never touches the
-// status publishes). It declares the exchange first (it may have deleted
+// the publisher connection of its own (a channel error there never touches
+// the status publishes; a broker that does not answer within RPCTimeout
+// has the whole connection dropped, as for any call). It declares the
+// exchange first (it may have deleted
 // itself with the last replica's queue) and does not wait for a confirm:
 // an announcement is best effort. It waits for a publisher connection as
 // long as ctx allows.

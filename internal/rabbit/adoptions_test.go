@@ -14,29 +14,9 @@ import (
 // startAnother runs a second Client on e's queues (another replica).
 func startAnother(t *testing.T, e *testEnv, name string, logger hclog.Logger) *Client {
 	t.Helper()
-	cfg := e.cfg
-	cfg.ConnectionName += "-" + name
-	c, err := New(cfg, logger)
-	if err != nil {
-		t.Fatalf("New() = %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatalf("Connect() = %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown() = %v", err)
-		}
-		<-done
-	})
-	waitFor(t, name+" ready", 10*time.Second, c.Ready)
-	return c
+	other := &testEnv{cfg: e.cfg, admin: e.admin, logger: logger}
+	other.cfg.ConnectionName += "-" + name
+	return other.start(t)
 }
 
 // receiveAdoption returns the next announcement or fails after timeout.
