@@ -29,6 +29,9 @@ type Env struct {
 	WorkerToken string
 	AdminToken  string
 	LogLevel    string // hub and worker --log-level
+	// HubEnv is added to every hub's environment (KEY=VALUE), e.g.
+	// GOGC=50; the reports print it before the hub's command line.
+	HubEnv []string
 	// Tee, when set, receives every process's output.
 	Tee io.Writer
 
@@ -108,7 +111,7 @@ func (e *Env) StartHub(ctx context.Context, q Queues, extra ...string) (*Hub, er
 	if err != nil {
 		return nil, err
 	}
-	p, err := cluster.Start("hub", e.Bins.Hub, e.HubArgs(q, grpcAddr, httpAddr, extra...), nil, e.Tee)
+	p, err := cluster.Start("hub", e.Bins.Hub, e.HubArgs(q, grpcAddr, httpAddr, extra...), e.HubEnv, e.Tee)
 	if err != nil {
 		return nil, err
 	}

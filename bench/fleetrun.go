@@ -15,10 +15,17 @@ type FleetRunConfig struct {
 	// Settle is how long to wait after the last registration before
 	// reading the hub's RSS.
 	Settle time.Duration
-	// IdleWindow is the window over which the hub's CPU is measured with
-	// the workers idle (heartbeating only); at least one heartbeat
-	// interval, better three.
+	// IdleWindow is the shortest window over which the hub's CPU and RSS
+	// are measured with the workers idle (heartbeating only); at least one
+	// heartbeat interval, better three.
 	IdleWindow time.Duration
+	// SteadyGCs extends the idle window until the hub has completed this
+	// many garbage collections since the fleet settled, so that the
+	// window's RSS includes the heap's growth up to the GC goal and its CPU
+	// includes the collections (0: IdleWindow only).
+	SteadyGCs int
+	// SteadyMax bounds the idle window when SteadyGCs are slow to come.
+	SteadyMax time.Duration
 	// Jobs are dispatched with the fleet connected.
 	Jobs int
 	// SmallN, when positive, first measures the same dispatch with only
@@ -43,9 +50,12 @@ type FleetResult struct {
 	IdleCPUNoWorkers    float64 // fraction of one core, hub with no workers
 	IdleCPU             float64 // fraction of one core, hub with N idle workers
 	HeartbeatsInWindow  int64
-	HubListsLive        int
-	Throughput          float64
-	SmallN              int
+	// Idle is the idle window: its length, the hub's garbage collections in
+	// it, and the hub's RSS sampled every second (peak and at the end).
+	Idle         IdleWindowResult
+	HubListsLive int
+	Throughput   float64
+	SmallN       int
 	// SmallThroughput is the same dispatch with SmallN workers.
 	SmallThroughput         float64
 	DispatchAccount         Account
@@ -68,6 +78,83 @@ func (f *FleetResult) PerWorker(name string) float64 {
 		return 0
 	}
 	return (f.MetricsAfter[name] - f.MetricsBefore[name]) / float64(f.Config.N)
+}
+
+// IdleWindowResult describes the idle window of the fleet scenario.
+type IdleWindowResult struct {
+	Length           time.Duration
+	GCs              int
+	RSSPeak, RSSEnd  int64
+	MetricsEnd       map[string]float64
+	SteadyGCsReached bool
+}
+
+// PeakPerWorker is the window's peak RSS, less the hub's RSS before the
+// fleet connected, per worker.
+func (f *FleetResult) PeakPerWorker() float64 {
+	if f.Config.N == 0 {
+		return 0
+	}
+	return float64(f.Idle.RSSPeak-f.RSSBefore) / float64(f.Config.N)
+}
+
+// EndPerWorker is like PeakPerWorker at the window's end.
+func (f *FleetResult) EndPerWorker() float64 {
+	if f.Config.N == 0 {
+		return 0
+	}
+	return float64(f.Idle.RSSEnd-f.RSSBefore) / float64(f.Config.N)
+}
+
+// idleWindow measures the hub's CPU (fraction of one core) and samples its
+// RSS once a second while the fleet only heartbeats: for at least
+// cfg.IdleWindow, and until the hub has run cfg.SteadyGCs garbage
+// collections (its go_gc_duration_seconds_count), at most cfg.SteadyMax.
+func idleWindow(ctx context.Context, hub *Hub, cfg FleetRunConfig, rssBefore int64, logf func(string, ...any)) (float64, IdleWindowResult, error) {
+	var r IdleWindowResult
+	m0, err := hub.Metrics(ctx)
+	if err != nil {
+		return 0, r, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	gc0 := m0["go_gc_duration_seconds_count"]
+	c0, err := CPUTime(hub.Pid())
+	if err != nil {
+		return 0, r, err
+	}
+	t0 := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for ticks := 1; ; ticks++ {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return 0, r, ctx.Err()
+		}
+		rss, err := RSS(hub.Pid())
+		if err != nil {
+			return 0, r, err
+		}
+		r.RSSPeak, r.RSSEnd = max(r.RSSPeak, rss), rss
+		if r.MetricsEnd, err = hub.Metrics(ctx); err != nil {
+			return 0, r, fmt.Errorf("scrape /metrics: %w", err)
+		}
+		r.GCs = int(r.MetricsEnd["go_gc_duration_seconds_count"] - gc0)
+		r.SteadyGCsReached = r.GCs >= cfg.SteadyGCs
+		el := time.Since(t0)
+		if el >= cfg.IdleWindow && (r.SteadyGCsReached || el >= cfg.SteadyMax) {
+			break
+		}
+		if ticks%30 == 0 {
+			logf("fleet: idle for %s, %d of %d hub GCs, RSS per worker %.1f KiB", el.Round(time.Second), r.GCs, cfg.SteadyGCs,
+				float64(rss-rssBefore)/float64(cfg.N)/1024)
+		}
+	}
+	c1, err := CPUTime(hub.Pid())
+	if err != nil {
+		return 0, r, err
+	}
+	r.Length = time.Since(t0)
+	return float64(c1-c0) / float64(r.Length), r, nil
 }
 
 // cpuOver measures a process's CPU use over d as a fraction of one core.
@@ -168,14 +255,16 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 	if err != nil {
 		return nil, fmt.Errorf("ListWorkers: %w", err)
 	}
-	logf("fleet: hub RSS %.1f MiB after (%.1f KiB per worker); hub lists %d live; measuring idle CPU for %s",
-		mib(res.RSSAfter), res.RSSPerWorker/1024, res.HubListsLive, cfg.IdleWindow)
+	logf("fleet: hub RSS %.1f MiB after (%.1f KiB per worker); hub lists %d live; measuring while idle for at least %s and %d hub GCs (at most %s)",
+		mib(res.RSSAfter), res.RSSPerWorker/1024, res.HubListsLive, cfg.IdleWindow, cfg.SteadyGCs, cfg.SteadyMax)
 
 	hb0 := fleet.Stats().Heartbeats
-	if res.IdleCPU, err = cpuOver(ctx, hub.Pid(), cfg.IdleWindow); err != nil {
+	if res.IdleCPU, res.Idle, err = idleWindow(ctx, hub, cfg, res.RSSBefore, logf); err != nil {
 		return nil, err
 	}
 	res.HeartbeatsInWindow = fleet.Stats().Heartbeats - hb0
+	logf("fleet: idle window %s, %d hub GCs: RSS per worker %.1f KiB at the end, %.1f KiB at the peak",
+		res.Idle.Length.Round(time.Second), res.Idle.GCs, res.EndPerWorker()/1024, res.PeakPerWorker()/1024)
 	// Profiled after the CPU window, so profiling does not count in it.
 	res.CPUProfile = captureCPU(ctx, env, hub, cfg.ProfileDir, "fleet-idle", max(cfg.IdleWindow/3, 5*time.Second))
 	res.HeapProfile = captureHeap(ctx, env, hub, cfg.ProfileDir, "fleet")

@@ -34,6 +34,7 @@ type options struct {
 	out           string
 	profileDir    string
 	logLevel      string
+	hubEnv        []string
 	verbose       bool
 	timeout       time.Duration
 	dispatch      bench.DispatchConfig
@@ -65,6 +66,13 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.out, "out", "", "write the Markdown report to this `file` (e.g. docs/BENCHMARKS.md)")
 	fs.StringVar(&o.profileDir, "profile-dir", filepath.Join(os.TempDir(), "btbench-profiles"), "`dir` the pprof profiles are saved in (kept after the run)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "hub and worker --log-level")
+	fs.Func("hub-env", "KEY=VALUE added to every hub's environment, e.g. GOGC=50 (repeatable)", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		o.hubEnv = append(o.hubEnv, v)
+		return nil
+	})
 	fs.BoolVar(&o.verbose, "v", false, "print the hub's and workers' output")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	fs.IntVar(&o.dispatch.Jobs, "jobs", 20000, "dispatch: backlog size drained by each side")
@@ -82,7 +90,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.fleet.Jobs, "fleet-jobs", 5000, "fleet: jobs dispatched with the fleet connected")
 	fs.BoolVar(&o.fleet.Floor, "floor", true, "fleet: first measure the same fleet on a bare grpc-go server (memory baseline)")
 	fs.DurationVar(&o.fleet.Settle, "settle", 5*time.Second, "fleet: wait after the last registration before reading RSS")
-	fs.DurationVar(&o.fleet.IdleWindow, "idle-window", 30*time.Second, "fleet: window for the hub's heartbeat CPU")
+	fs.DurationVar(&o.fleet.IdleWindow, "idle-window", 30*time.Second, "fleet: shortest window for the hub's heartbeat CPU and steady-state RSS")
+	fs.IntVar(&o.fleet.SteadyGCs, "steady-gcs", 2, "fleet: extend the idle window until the hub has run this many garbage collections")
+	fs.DurationVar(&o.fleet.SteadyMax, "steady-max", 4*time.Minute, "fleet: longest idle window while waiting for --steady-gcs")
 	fs.DurationVar(&o.shortGrace, "short-grace", 2*time.Second, "failure: the short --lost-worker-grace")
 	fs.BoolVar(&o.defaultGrace, "default-grace", true, "failure: also measure with the hub's default grace (30s)")
 	fs.BoolVar(&o.skipPartition, "skip-partition", false, "failure: skip the silent-partition measurement")
@@ -124,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stdout, "%s %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, a...))
 	}
-	rep := &bench.Report{Command: "btbench " + strings.Join(args, " "), Started: time.Now(), Host: bench.HostLine(), LogLevel: o.logLevel}
+	rep := &bench.Report{Command: "btbench " + strings.Join(args, " "), Started: time.Now(), Host: bench.HostLine(), LogLevel: o.logLevel, HubEnv: o.hubEnv}
 	code := func() int {
 		work, err := os.MkdirTemp("", "btbench-")
 		if err != nil {
@@ -159,6 +169,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "btbench:", err)
 			return 1
 		}
+		env.HubEnv = o.hubEnv
 		if o.verbose {
 			env.Tee = stdout
 		}

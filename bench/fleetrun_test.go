@@ -1,0 +1,89 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testAMQPURL() string {
+	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// TestRunFleetSmall runs the fleet scenario end to end at a small scale:
+// the real hub binary, a real broker, 20 fleet workers. It checks the
+// idle window's bounds and that the report judges memory on the window's
+// peak.
+func TestRunFleetSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	env, err := NewEnv(ctx, testAMQPURL(), "..", t.TempDir(), "warn")
+	if err != nil {
+		t.Fatalf("NewEnv() = %v", err)
+	}
+	env.HubEnv = []string{"GOGC=50"}
+	cfg := FleetRunConfig{N: 20, Parallel: 10, Settle: 200 * time.Millisecond, IdleWindow: 2 * time.Second,
+		SteadyGCs: 1000, SteadyMax: 3 * time.Second, Jobs: 50, Skip: 0.1}
+	res, err := RunFleet(ctx, env, cfg, t.Logf)
+	if err != nil {
+		t.Fatalf("RunFleet() = %v (is RabbitMQ running? bash ../shared/scripts/ensure-rabbitmq)", err)
+	}
+	if res.HubListsLive != cfg.N {
+		t.Errorf("HubListsLive = %d, want %d", res.HubListsLive, cfg.N)
+	}
+	if a := res.DispatchAccount; a.Answered != cfg.Jobs || !a.Clean() {
+		t.Errorf("DispatchAccount = %s, want %d answered, clean", a, cfg.Jobs)
+	}
+	w := res.Idle
+	// 1000 GCs never come: the window ends at SteadyMax, not before.
+	if w.Length < cfg.SteadyMax || w.Length > cfg.SteadyMax+5*time.Second {
+		t.Errorf("Idle.Length = %s, want about SteadyMax %s", w.Length, cfg.SteadyMax)
+	}
+	if w.SteadyGCsReached {
+		t.Errorf("Idle.SteadyGCsReached = true after %d GCs, want false", w.GCs)
+	}
+	if w.RSSEnd <= 0 || w.RSSPeak < w.RSSEnd {
+		t.Errorf("Idle RSS peak %d, end %d, want peak >= end > 0", w.RSSPeak, w.RSSEnd)
+	}
+	// 20 workers' CPU over 3s may be below /proc's 10ms tick: not checked.
+	if res.HeartbeatsInWindow == 0 {
+		t.Errorf("HeartbeatsInWindow = 0, want some")
+	}
+
+	var b strings.Builder
+	(&Report{HubEnv: env.HubEnv, Fleet: res}).WriteMarkdown(&b)
+	for _, want := range []string{"- hub environment: `GOGC=50`", "fewer than the 1000 asked for", "peak in the idle window"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("WriteMarkdown() lacks %q", want)
+		}
+	}
+}
+
+func TestFleetVerdictOnPeak(t *testing.T) {
+	const kib = 1024
+	tests := []struct {
+		name      string
+		peak, end int64 // per worker, KiB
+		want      string
+	}{
+		{name: "settled low, peak high", peak: 40, end: 30, want: "peak in the idle window** | 40.0 KiB | ≤ 32 KiB | **missed**"},
+		{name: "peak within", peak: 31, end: 30, want: "peak in the idle window** | 31.0 KiB | ≤ 32 KiB | **met**"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &FleetResult{Config: FleetRunConfig{N: 1000, SteadyGCs: 2}, RSSBefore: 10 << 20, RSSAfter: 10<<20 + 1000*30*kib,
+				Idle: IdleWindowResult{GCs: 2, SteadyGCsReached: true, RSSPeak: 10<<20 + 1000*tt.peak*kib, RSSEnd: 10<<20 + 1000*tt.end*kib}}
+			f.RSSPerWorker = 30 * kib
+			var b strings.Builder
+			(&Report{Fleet: f}).WriteMarkdown(&b)
+			if !strings.Contains(b.String(), tt.want) {
+				t.Errorf("WriteMarkdown() lacks %q; got:\n%s", tt.want, b.String())
+			}
+		})
+	}
+}
