@@ -16,10 +16,10 @@ type DispatchConfig struct {
 	Prefetch int
 	// Workers noop worker processes with Slots slots each serve the hub.
 	Workers, Slots int
-	// Ephemeral also measures Blacktree with workers started with
-	// --state-dir "" (results kept in memory only), which takes the
-	// worker's per-result fsync off the path.
-	Ephemeral bool
+	// OneWorker also measures Blacktree with the same slots in a single
+	// worker process (Workers × Slots slots): what the per-process cost of
+	// several worker runtimes on the benchmark's shared cores adds.
+	OneWorker bool
 	// LatencyFor is how long each fixed-rate latency run publishes.
 	LatencyFor time.Duration
 	// LoadFraction of a saturation rate is the offered load of the
@@ -63,7 +63,7 @@ type SideResult struct {
 type DispatchResult struct {
 	Config DispatchConfig
 	// Sides: [0] baseline, [1] Blacktree as deployed, [2] Blacktree with
-	// ephemeral workers (when Config.Ephemeral).
+	// one worker process (when Config.OneWorker).
 	Sides []SideResult
 	// Rates are the offered loads of the latency runs: LoadFraction of the
 	// baseline's saturation, then of Blacktree's.
@@ -72,8 +72,8 @@ type DispatchResult struct {
 	HubArgs    []string
 	WorkerArgs []string
 	Profile    string // pprof -top of the hub during the drain, or why not
-	// ProfileEphemeral is the same for the ephemeral-worker drain.
-	ProfileEphemeral string
+	// ProfileOneWorker is the same for the one-worker drain.
+	ProfileOneWorker string
 }
 
 // ThroughputRatio is Blacktree's (as deployed) over the baseline's.
@@ -223,17 +223,17 @@ func startBaseline(ctx context.Context, url string, cfg DispatchConfig, logf fun
 	return &side{res: res, q: q, stop: stop}, nil
 }
 
-// startBlacktree starts a hub and cfg.Workers noop workers on fresh
-// queues and drains the backlog through them.
-func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, prefix string, ephemeral bool, profile func(*Hub), logf func(string, ...any)) (*side, []string, []string, error) {
+// startBlacktree starts a hub and `workers` noop workers of `slots` slots
+// each on fresh queues and drains the backlog through them.
+func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, prefix string, workers, slots int, profile func(*Hub), logf func(string, ...any)) (*side, []string, []string, error) {
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
 		return nil, nil, nil, err
 	}
 	var hub *Hub
-	var workers []*cluster.Process
+	var procs []*cluster.Process
 	stop := func() {
-		for _, w := range workers {
+		for _, w := range procs {
 			_ = w.Stop(20 * time.Second)
 		}
 		if hub != nil {
@@ -242,32 +242,26 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 		_ = q.Delete(env.AMQPURL)
 	}
 	prefetch := []string{"--prefetch", fmt.Sprint(cfg.Prefetch)}
-	stateDir := func(a []string) []string {
-		if ephemeral {
-			return append(a, "--state-dir", "")
-		}
-		return a
-	}
 	hubArgs := env.HubArgs(q, "<grpc>", "<http>", prefetch...)
-	workerArgs := stateDir(env.WorkerArgs(prefix+"-w0", "<grpc>", cfg.Slots, 0))
-	logf("%s: draining %d jobs through the hub and %d noop workers x %d slots", name, cfg.Jobs, cfg.Workers, cfg.Slots)
+	workerArgs := env.WorkerArgs(prefix+"-w0", "<grpc>", slots, 0)
+	logf("%s: draining %d jobs through the hub and %d noop workers x %d slots", name, cfg.Jobs, workers, slots)
 	res, err := drain(ctx, env.AMQPURL, q, cfg, prefix, func() error {
 		var err error
 		if hub, err = env.StartHub(ctx, q, prefetch...); err != nil {
 			return err
 		}
-		for i := range cfg.Workers {
-			args := stateDir(env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, cfg.Slots, 0))
+		for i := range workers {
+			args := env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, slots, 0)
 			w, err := cluster.Start("worker", env.Bins.Worker, args, nil, env.Tee)
 			if err != nil {
 				return err
 			}
-			workers = append(workers, w)
+			procs = append(procs, w)
 		}
 		return nil
 	}, func() map[string][]int {
 		m := map[string][]int{"hub": {hub.Pid()}}
-		for _, w := range workers {
+		for _, w := range procs {
 			m["workers"] = append(m["workers"], w.Pid())
 		}
 		return m
@@ -286,8 +280,8 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 }
 
 // RunDispatch measures the baseline relay, then Blacktree (hub binary and
-// noop worker binaries, as deployed and optionally with ephemeral
-// workers), each draining the same backlog on fresh queues; then offers
+// noop worker binaries, as deployed and optionally with all slots in one
+// worker process), each draining the same backlog on fresh queues; then offers
 // every side the same fixed loads: LoadFraction of the baseline's
 // saturation and of Blacktree's. A side is not offered a load above 95%
 // of its own saturation (the latency would only measure queue growth).
@@ -301,7 +295,7 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	sides := []*side{base}
 
 	profCh := make(chan string, 1)
-	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, "blacktree", "bt", false, func(h *Hub) {
+	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, "blacktree", "bt", cfg.Workers, cfg.Slots, func(h *Hub) {
 		profCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch", 5*time.Second)
 	}, logf)
 	if err != nil {
@@ -315,21 +309,21 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	case <-time.After(30 * time.Second):
 	}
 	sides = append(sides, bt)
-	if cfg.Ephemeral {
-		ephCh := make(chan string, 1)
-		eph, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, ephemeral workers", "bte", true, func(h *Hub) {
-			ephCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch-ephemeral", 5*time.Second)
+	if cfg.OneWorker {
+		oneCh := make(chan string, 1)
+		one, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, one worker process", "bt1", 1, cfg.Workers*cfg.Slots, func(h *Hub) {
+			oneCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch-one-worker", 5*time.Second)
 		}, logf)
 		if err != nil {
 			return nil, err
 		}
-		defer eph.stop()
-		res.ProfileEphemeral = "not captured: profiling did not finish"
+		defer one.stop()
+		res.ProfileOneWorker = "not captured: profiling did not finish"
 		select {
-		case res.ProfileEphemeral = <-ephCh:
+		case res.ProfileOneWorker = <-oneCh:
 		case <-time.After(30 * time.Second):
 		}
-		sides = append(sides, eph)
+		sides = append(sides, one)
 	}
 
 	res.Rates = []float64{cfg.LoadFraction * base.res.Throughput, cfg.LoadFraction * bt.res.Throughput}
