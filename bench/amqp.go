@@ -270,7 +270,11 @@ func NewCollector(url, queue string, ledger *Ledger) (*Collector, error) {
 				ledger.Undecodable()
 				continue
 			}
-			ledger.Received(resp.GetJobId(), resp.GetSuccess(), resp.GetError(), now)
+			var started, finished time.Time
+			if resp.GetStartedAt() != nil && resp.GetFinishedAt() != nil {
+				started, finished = resp.GetStartedAt().AsTime(), resp.GetFinishedAt().AsTime()
+			}
+			ledger.ReceivedWorked(resp.GetJobId(), resp.GetSuccess(), resp.GetError(), now, started, finished)
 		}
 	}()
 	return c, nil

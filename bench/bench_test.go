@@ -130,6 +130,29 @@ func TestLedgerAccount(t *testing.T) {
 	}
 }
 
+func TestLedgerLegs(t *testing.T) {
+	l := NewLedger()
+	t0 := time.Unix(2000, 0)
+	l.Published("a", t0)
+	l.Published("b", t0)
+	l.Published("c", t0)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	l.ReceivedWorked("a", true, "", ms(10), ms(3), ms(4))
+	l.ReceivedWorked("a", true, "", ms(50), ms(30), ms(40)) // duplicate: the first status counts
+	l.ReceivedWorked("b", true, "", ms(20), ms(5), ms(8))
+	l.Received("c", true, "", ms(7)) // no startedAt/finishedAt (the relay's statuses)
+	toWorker, back := l.Legs()
+	if got := Summarize(toWorker); got.N != 2 || got.Max != 5*time.Millisecond || got.P50 != 3*time.Millisecond {
+		t.Errorf("Legs() to the worker = %+v, want n=2 p50=3ms max=5ms", got)
+	}
+	if got := Summarize(back); got.N != 2 || got.Max != 12*time.Millisecond || got.P50 != 6*time.Millisecond {
+		t.Errorf("Legs() back = %+v, want n=2 p50=6ms max=12ms", got)
+	}
+	if got := Summarize(l.Latencies()); got.N != 3 {
+		t.Errorf("Latencies() n = %d, want 3", got.N)
+	}
+}
+
 func TestLedgerClean(t *testing.T) {
 	l := NewLedger()
 	l.Published("x", time.Now())

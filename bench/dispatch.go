@@ -39,8 +39,12 @@ type DispatchConfig struct {
 type LatencyRun struct {
 	Rate    float64
 	Latency Latency
-	Account Account
-	MaxLag  time.Duration // the publisher's largest lag behind schedule
+	// ToWorker and Back split Latency where the status carries the
+	// worker's startedAt and finishedAt (Blacktree; empty for the relay):
+	// publish → started and finished → status received.
+	ToWorker, Back Latency
+	Account        Account
+	MaxLag         time.Duration // the publisher's largest lag behind schedule
 	// Skipped says why the run was not made (the offered rate exceeds
 	// what this side sustains: it would measure queue growth).
 	Skipped string
@@ -166,6 +170,8 @@ func latency(ctx context.Context, url string, q Queues, cfg DispatchConfig, pref
 	}
 	run.MaxLag = lag
 	run.Latency = Summarize(ledger.Latencies())
+	toWorker, back := ledger.Legs()
+	run.ToWorker, run.Back = Summarize(toWorker), Summarize(back)
 	run.Account = ledger.Account()
 	return run, nil
 }
@@ -252,7 +258,7 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 		}
 		for i := range workers {
 			args := env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, slots, 0)
-			w, err := cluster.Start("worker", env.Bins.Worker, args, nil, env.Tee)
+			w, err := cluster.Start("worker", env.Bins.Worker, args, env.WorkerEnv, env.Tee)
 			if err != nil {
 				return err
 			}

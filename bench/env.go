@@ -32,6 +32,8 @@ type Env struct {
 	// HubEnv is added to every hub's environment (KEY=VALUE), e.g.
 	// GOGC=50; the reports print it before the hub's command line.
 	HubEnv []string
+	// WorkerEnv is the same for every worker process.
+	WorkerEnv []string
 	// Tee, when set, receives every process's output.
 	Tee io.Writer
 
@@ -212,7 +214,7 @@ func (e *Env) WorkerArgs(name, hub string, slots int, delay time.Duration) []str
 
 // StartWorker starts a real noop worker process.
 func (e *Env) StartWorker(name, hub string, slots int, delay time.Duration) (*cluster.Process, error) {
-	return cluster.Start("worker "+name, e.Bins.Worker, e.WorkerArgs(name, hub, slots, delay), nil, e.Tee)
+	return cluster.Start("worker "+name, e.Bins.Worker, e.WorkerArgs(name, hub, slots, delay), e.WorkerEnv, e.Tee)
 }
 
 // HubHelp returns the flags of `blacktree-hub --help` whose name or

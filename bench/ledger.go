@@ -14,8 +14,9 @@ import (
 type Ledger struct {
 	mu          sync.Mutex // guards the following
 	published   map[string]time.Time
-	first       map[string]time.Time // first status per published id
-	statuses    map[string]int       // statuses per id (published or not)
+	first       map[string]time.Time    // first status per published id
+	worked      map[string][2]time.Time // the first status's startedAt, finishedAt, when it has them
+	statuses    map[string]int          // statuses per id (published or not)
 	failed      int
 	errors      map[string]string // first error text of a failed status per id
 	undecodable int
@@ -25,7 +26,7 @@ type Ledger struct {
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{published: map[string]time.Time{}, first: map[string]time.Time{},
+	return &Ledger{published: map[string]time.Time{}, first: map[string]time.Time{}, worked: map[string][2]time.Time{},
 		statuses: map[string]int{}, errors: map[string]string{}, changed: make(chan struct{})}
 }
 
@@ -40,6 +41,12 @@ func (l *Ledger) Published(id string, t time.Time) {
 // Received records a status for id that arrived at t; errText is the
 // status's error field.
 func (l *Ledger) Received(id string, success bool, errText string, t time.Time) {
+	l.ReceivedWorked(id, success, errText, t, time.Time{}, time.Time{})
+}
+
+// ReceivedWorked is Received for a status that says when the worker
+// started and finished the job (Blacktree's startedAt, finishedAt).
+func (l *Ledger) ReceivedWorked(id string, success bool, errText string, t, started, finished time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.statuses[id]++
@@ -57,6 +64,9 @@ func (l *Ledger) Received(id string, success bool, errText string, t time.Time) 
 	}
 	l.first[id] = t
 	l.answered++
+	if !started.IsZero() && !finished.IsZero() {
+		l.worked[id] = [2]time.Time{started, finished}
+	}
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
@@ -110,6 +120,21 @@ func (l *Ledger) Latencies() []time.Duration {
 		out = append(out, t.Sub(l.published[id]))
 	}
 	return out
+}
+
+// Legs splits the latency of every answered job whose status says when
+// the worker started and finished it: publish → started (broker, hub,
+// dispatch, RunJob, the worker picking it up) and finished → status
+// received (JobResult, the hub's publish, the broker, the collector).
+// All clocks are this machine's wall clock.
+func (l *Ledger) Legs() (toWorker, back []time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, w := range l.worked {
+		toWorker = append(toWorker, w[0].Sub(l.published[id]))
+		back = append(back, l.first[id].Sub(w[1]))
+	}
+	return toWorker, back
 }
 
 // StatusTimes returns the arrival time of every answered job's first

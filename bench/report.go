@@ -18,10 +18,12 @@ type Report struct {
 	Host     string // CPU count, Go version
 	LogLevel string
 	HubEnv   []string // added to the hub's environment
-	Dispatch *DispatchResult
-	Fleet    *FleetResult
-	Failure  *FailureResult
-	Profile  *ProfileResult
+	// WorkerEnv is added to every worker process's environment.
+	WorkerEnv []string
+	Dispatch  *DispatchResult
+	Fleet     *FleetResult
+	Failure   *FailureResult
+	Profile   *ProfileResult
 	// DispatchConfig is the dispatch configuration (also used by the
 	// profile scenario).
 	DispatchConfig *DispatchConfig
@@ -73,6 +75,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("- hub and worker `--log-level %s`", r.LogLevel)
 	if len(r.HubEnv) > 0 {
 		p("- hub environment: `%s`", strings.Join(r.HubEnv, " "))
+	}
+	if len(r.WorkerEnv) > 0 {
+		p("- worker environment: `%s`", strings.Join(r.WorkerEnv, " "))
 	}
 	p("")
 	if len(r.Errors) > 0 {
@@ -172,6 +177,19 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 					return "—"
 				}
 				return ms(pc.f(run.Latency))
+			})
+		}
+		for _, leg := range []struct {
+			name string
+			f    func(LatencyRun) Latency
+		}{{"publish → worker started, p50 / p99", func(r LatencyRun) Latency { return r.ToWorker }},
+			{"worker finished → status received, p50 / p99", func(r LatencyRun) Latency { return r.Back }}} {
+			row(leg.name, func(s SideResult) string {
+				run, ok := get(s)
+				if l := leg.f(run); ok && l.N > 0 {
+					return ms(l.P50) + " / " + ms(l.P99)
+				}
+				return "—"
 			})
 		}
 		row("publisher max lag / ledger", func(s SideResult) string {

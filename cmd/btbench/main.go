@@ -35,6 +35,7 @@ type options struct {
 	profileDir    string
 	logLevel      string
 	hubEnv        []string
+	workerEnv     []string
 	verbose       bool
 	timeout       time.Duration
 	dispatch      bench.DispatchConfig
@@ -66,13 +67,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.out, "out", "", "write the Markdown report to this `file` (e.g. docs/BENCHMARKS.md)")
 	fs.StringVar(&o.profileDir, "profile-dir", filepath.Join(os.TempDir(), "btbench-profiles"), "`dir` the pprof profiles are saved in (kept after the run)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "hub and worker --log-level")
-	fs.Func("hub-env", "KEY=VALUE added to every hub's environment, e.g. GOGC=50 (repeatable)", func(v string) error {
-		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-			return fmt.Errorf("want KEY=VALUE, got %q", v)
-		}
-		o.hubEnv = append(o.hubEnv, v)
-		return nil
-	})
+	fs.Func("hub-env", "KEY=VALUE added to every hub's environment, e.g. GOGC=50 (repeatable)", envFlag(&o.hubEnv))
+	fs.Func("worker-env", "KEY=VALUE added to every worker process's environment, e.g. GOMAXPROCS=1 (repeatable)", envFlag(&o.workerEnv))
 	fs.BoolVar(&o.verbose, "v", false, "print the hub's and workers' output")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	fs.IntVar(&o.dispatch.Jobs, "jobs", 20000, "dispatch: backlog size drained by each side")
@@ -134,7 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stdout, "%s %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, a...))
 	}
-	rep := &bench.Report{Command: "btbench " + strings.Join(args, " "), Started: time.Now(), Host: bench.HostLine(), LogLevel: o.logLevel, HubEnv: o.hubEnv}
+	rep := &bench.Report{Command: "btbench " + strings.Join(args, " "), Started: time.Now(), Host: bench.HostLine(), LogLevel: o.logLevel, HubEnv: o.hubEnv, WorkerEnv: o.workerEnv}
 	code := func() int {
 		work, err := os.MkdirTemp("", "btbench-")
 		if err != nil {
@@ -169,7 +165,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "btbench:", err)
 			return 1
 		}
-		env.HubEnv = o.hubEnv
+		env.HubEnv, env.WorkerEnv = o.hubEnv, o.workerEnv
 		if o.verbose {
 			env.Tee = stdout
 		}
@@ -242,4 +238,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
+}
+
+// envFlag appends KEY=VALUE arguments to *dst.
+func envFlag(dst *[]string) func(string) error {
+	return func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		*dst = append(*dst, v)
+		return nil
+	}
 }
