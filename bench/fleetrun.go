@@ -80,13 +80,25 @@ func (f *FleetResult) PerWorker(name string) float64 {
 	return (f.MetricsAfter[name] - f.MetricsBefore[name]) / float64(f.Config.N)
 }
 
-// IdleWindowResult describes the idle window of the fleet scenario.
+// IdleWindowResult describes an idle window of the fleet scenario.
 type IdleWindowResult struct {
 	Length           time.Duration
 	GCs              int
 	RSSPeak, RSSEnd  int64
-	MetricsEnd       map[string]float64
+	MetricsEnd       map[string]float64 // the hub's, after the window
 	SteadyGCsReached bool
+	// Allocated is the heap allocated during the window (bytes), and
+	// Heartbeats the fleet's heartbeats in it: the garbage per heartbeat.
+	Allocated  float64
+	Heartbeats int64
+}
+
+// AllocPerHeartbeat is the heap allocated per heartbeat in the window.
+func (r IdleWindowResult) AllocPerHeartbeat() float64 {
+	if r.Heartbeats == 0 {
+		return 0
+	}
+	return r.Allocated / float64(r.Heartbeats)
 }
 
 // PeakPerWorker is the window's peak RSS, less the hub's RSS before the
@@ -106,18 +118,27 @@ func (f *FleetResult) EndPerWorker() float64 {
 	return float64(f.Idle.RSSEnd-f.RSSBefore) / float64(f.Config.N)
 }
 
-// idleWindow measures the hub's CPU (fraction of one core) and samples its
-// RSS once a second while the fleet only heartbeats: for at least
-// cfg.IdleWindow, and until the hub has run cfg.SteadyGCs garbage
-// collections (its go_gc_duration_seconds_count), at most cfg.SteadyMax.
-func idleWindow(ctx context.Context, hub *Hub, cfg FleetRunConfig, rssBefore int64, logf func(string, ...any)) (float64, IdleWindowResult, error) {
+// gcProbe reports a Go process's completed garbage collections and the
+// bytes it has allocated on the heap so far.
+type gcProbe func(context.Context) (gcs int, allocated float64, err error)
+
+// probeEvery: steadyWindow probes every this many seconds. A /metrics
+// scrape allocates on the hub's heap: scraping every second would add
+// garbage of its own to what the window measures.
+const probeEvery = 5
+
+// steadyWindow measures a process's CPU (fraction of one core) and
+// samples its RSS once a second while the fleet only heartbeats: for at
+// least cfg.IdleWindow, and until probe (every probeEvery seconds) reports
+// cfg.SteadyGCs more garbage collections than at the start, at most
+// cfg.SteadyMax. who names the process in progress lines.
+func steadyWindow(ctx context.Context, pid int, probe gcProbe, cfg FleetRunConfig, rssBefore int64, who string, logf func(string, ...any)) (float64, IdleWindowResult, error) {
 	var r IdleWindowResult
-	m0, err := hub.Metrics(ctx)
+	gc0, alloc0, err := probe(ctx)
 	if err != nil {
-		return 0, r, fmt.Errorf("scrape /metrics: %w", err)
+		return 0, r, err
 	}
-	gc0 := m0["go_gc_duration_seconds_count"]
-	c0, err := CPUTime(hub.Pid())
+	c0, err := CPUTime(pid)
 	if err != nil {
 		return 0, r, err
 	}
@@ -130,31 +151,47 @@ func idleWindow(ctx context.Context, hub *Hub, cfg FleetRunConfig, rssBefore int
 		case <-ctx.Done():
 			return 0, r, ctx.Err()
 		}
-		rss, err := RSS(hub.Pid())
+		rss, err := RSS(pid)
 		if err != nil {
 			return 0, r, err
 		}
 		r.RSSPeak, r.RSSEnd = max(r.RSSPeak, rss), rss
-		if r.MetricsEnd, err = hub.Metrics(ctx); err != nil {
-			return 0, r, fmt.Errorf("scrape /metrics: %w", err)
+		if ticks%probeEvery != 0 {
+			continue
 		}
-		r.GCs = int(r.MetricsEnd["go_gc_duration_seconds_count"] - gc0)
+		n, alloc, err := probe(ctx)
+		if err != nil {
+			return 0, r, err
+		}
+		r.GCs, r.Allocated = n-gc0, alloc-alloc0
 		r.SteadyGCsReached = r.GCs >= cfg.SteadyGCs
 		el := time.Since(t0)
 		if el >= cfg.IdleWindow && (r.SteadyGCsReached || el >= cfg.SteadyMax) {
 			break
 		}
 		if ticks%30 == 0 {
-			logf("fleet: idle for %s, %d of %d hub GCs, RSS per worker %.1f KiB", el.Round(time.Second), r.GCs, cfg.SteadyGCs,
+			logf("fleet: %s idle for %s, %d of %d GCs, RSS per worker %.1f KiB", who, el.Round(time.Second), r.GCs, cfg.SteadyGCs,
 				float64(rss-rssBefore)/float64(cfg.N)/1024)
 		}
 	}
-	c1, err := CPUTime(hub.Pid())
+	c1, err := CPUTime(pid)
 	if err != nil {
 		return 0, r, err
 	}
 	r.Length = time.Since(t0)
 	return float64(c1-c0) / float64(r.Length), r, nil
+}
+
+// hubProbe reads the hub's garbage collections and allocated bytes from
+// /metrics.
+func hubProbe(hub *Hub) gcProbe {
+	return func(ctx context.Context) (int, float64, error) {
+		m, err := hub.Metrics(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("scrape /metrics: %w", err)
+		}
+		return int(m["go_gc_duration_seconds_count"]), m["go_memstats_alloc_bytes_total"], nil
+	}
 }
 
 // cpuOver measures a process's CPU use over d as a fraction of one core.
@@ -196,10 +233,11 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 	}
 	if cfg.Floor {
 		logf("fleet: memory floor: %d workers on a bare grpc-go server", cfg.N)
-		if res.Floor, err = runFloor(ctx, cfg.N, cfg.Parallel, cfg.Settle); err != nil {
+		if res.Floor, err = runFloor(ctx, cfg, logf); err != nil {
 			return nil, fmt.Errorf("grpc floor: %w", err)
 		}
-		logf("fleet: bare grpc-go server: %.1f KiB RSS per stream", res.Floor.RSSPerStream/1024)
+		logf("fleet: bare grpc-go server: %.1f KiB RSS per stream, %.1f KiB at the peak of its idle window (%s, %d GCs)",
+			res.Floor.RSSPerStream/1024, res.Floor.PeakPerStream()/1024, res.Floor.Idle.Length.Round(time.Second), res.Floor.Idle.GCs)
 	}
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
@@ -259,10 +297,14 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 		mib(res.RSSAfter), res.RSSPerWorker/1024, res.HubListsLive, cfg.IdleWindow, cfg.SteadyGCs, cfg.SteadyMax)
 
 	hb0 := fleet.Stats().Heartbeats
-	if res.IdleCPU, res.Idle, err = idleWindow(ctx, hub, cfg, res.RSSBefore, logf); err != nil {
+	if res.IdleCPU, res.Idle, err = steadyWindow(ctx, hub.Pid(), hubProbe(hub), cfg, res.RSSBefore, "hub", logf); err != nil {
 		return nil, err
 	}
+	if res.Idle.MetricsEnd, err = hub.Metrics(ctx); err != nil {
+		return nil, fmt.Errorf("scrape /metrics: %w", err)
+	}
 	res.HeartbeatsInWindow = fleet.Stats().Heartbeats - hb0
+	res.Idle.Heartbeats = res.HeartbeatsInWindow
 	logf("fleet: idle window %s, %d hub GCs: RSS per worker %.1f KiB at the end, %.1f KiB at the peak",
 		res.Idle.Length.Round(time.Second), res.Idle.GCs, res.EndPerWorker()/1024, res.PeakPerWorker()/1024)
 	// Profiled after the CPU window, so profiling does not count in it.

@@ -3,17 +3,22 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"runtime/metrics"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/hub"
 )
 
 // The floor is the memory baseline of the fleet measurement: a bare
@@ -39,9 +44,22 @@ func FloorServerMain() {
 	s := grpc.NewServer(
 		grpc.ReadBufferSize(8<<10), grpc.WriteBufferSize(8<<10), grpc.SharedWriteBuffer(true),
 		grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20), grpc.HeaderTableSize(0),
+		// The hub's keepalive defaults: without the enforcement policy
+		// grpc-go answers the fleet's 30s client pings with GOAWAY
+		// too_many_pings once the idle window runs past them.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: hub.DefaultKeepaliveTime, Timeout: hub.DefaultKeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: hub.DefaultKeepaliveMinTime, PermitWithoutStream: true}),
 	)
 	blacktreev1.RegisterWorkerServiceServer(s, floorService{})
 	fmt.Printf("listening %s\n", lis.Addr())
+	go func() {
+		// The parent follows the garbage collections (steadyWindow).
+		s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/allocs:bytes"}}
+		for range time.Tick(500 * time.Millisecond) {
+			metrics.Read(s)
+			fmt.Printf("gc %d %d\n", s[0].Value.Uint64(), s[1].Value.Uint64())
+		}
+	}()
 	go func() {
 		// Exit with the parent: it closes our stdin.
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
@@ -75,12 +93,25 @@ func (floorService) Connect(stream blacktreev1.WorkerService_ConnectServer) erro
 type FloorResult struct {
 	N                   int
 	RSSBefore, RSSAfter int64
-	RSSPerStream        float64 // bytes
+	RSSPerStream        float64 // bytes, after the settle
+	// Idle is the same idle window as the hub's (FleetRunConfig.SteadyGCs).
+	Idle IdleWindowResult
 }
 
-// runFloor starts the floor server, connects n fleet workers, waits
-// settle and returns its RSS per stream.
-func runFloor(ctx context.Context, n, parallel int, settle time.Duration) (*FloorResult, error) {
+// PeakPerStream is the idle window's peak RSS, less the RSS before the
+// fleet connected, per stream.
+func (f *FloorResult) PeakPerStream() float64 {
+	if f.N == 0 {
+		return 0
+	}
+	return float64(f.Idle.RSSPeak-f.RSSBefore) / float64(f.N)
+}
+
+// runFloor starts the floor server, connects cfg.N fleet workers, waits
+// cfg.Settle and reads its RSS, then keeps the fleet idle for the same
+// window as the hub's.
+func runFloor(ctx context.Context, cfg FleetRunConfig, logf func(string, ...any)) (*FloorResult, error) {
+	n, parallel, settle := cfg.N, cfg.Parallel, cfg.Settle
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -99,15 +130,35 @@ func runFloor(ctx context.Context, n, parallel int, settle time.Duration) (*Floo
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start floor server: %w", err)
 	}
+	readerDone := make(chan struct{})
 	defer func() {
 		_ = stdin.Close()
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_ = cmd.Wait() // closes stdout: the line reader below ends
+		<-readerDone
 	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	lines := bufio.NewReader(stdout)
+	line, err := lines.ReadString('\n')
 	if err != nil {
+		close(readerDone)
 		return nil, fmt.Errorf("floor server address: %w", err)
 	}
+	var gcs, allocated atomic.Int64
+	gcs.Store(-1)
+	go func() { // ends when the deferred Wait closes stdout
+		defer close(readerDone)
+		for {
+			l, err := lines.ReadString('\n')
+			if err != nil {
+				return
+			}
+			var n, b int64
+			if _, err := fmt.Sscanf(l, "gc %d %d", &n, &b); err == nil {
+				allocated.Store(b)
+				gcs.Store(n)
+			}
+		}
+	}()
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if !ok {
 		return nil, fmt.Errorf("floor server said %q, want its address", line)
@@ -133,5 +184,14 @@ func runFloor(ctx context.Context, n, parallel int, settle time.Duration) (*Floo
 		return nil, err
 	}
 	res.RSSPerStream = float64(res.RSSAfter-res.RSSBefore) / float64(n)
-	return res, nil
+	hb0 := fleet.Stats().Heartbeats
+	_, res.Idle, err = steadyWindow(ctx, cmd.Process.Pid, func(context.Context) (int, float64, error) {
+		n := gcs.Load()
+		if n < 0 {
+			return 0, 0, errors.New("the floor server has not reported its GCs")
+		}
+		return int(n), float64(allocated.Load()), nil
+	}, cfg, res.RSSBefore, "bare grpc-go server", logf)
+	res.Idle.Heartbeats = fleet.Stats().Heartbeats - hb0
+	return res, err
 }

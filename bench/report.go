@@ -287,11 +287,13 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	p("30s/10s like the real worker. At most %d register at once. The open-files limit is", c.Parallel)
 	p("raised in-process (setrlimit, inherited by the hub): %d.", f.NoFileLimit)
 	p("")
-	p("Memory is read twice: %s after the last registration (as the bare grpc-go", c.Settle)
-	p("server is), and over an idle window that lasts until the hub has run %d garbage", c.SteadyGCs)
-	p("collections (at least %s, at most %s): a Go heap grows up to its GC goal", c.IdleWindow, c.SteadyMax)
-	p("between collections, so an RSS read right after the fleet connects understates")
-	p("what the hub holds in steady state. The target is judged on the window's peak.")
+	p("Memory is read twice, on the hub and on the bare grpc-go server alike: %s after the", c.Settle)
+	p("last registration, and over an idle window that lasts until the process has run %d garbage", c.SteadyGCs)
+	p("collections (at least %s, at most %s; RSS read every second, GCs and allocated", c.IdleWindow, c.SteadyMax)
+	p("bytes every %d s, from the hub's /metrics). Between collections the heap grows with", probeEvery)
+	p("the garbage the heartbeats leave, until the GC goal or Go's forced collection every")
+	p("2 minutes, so an RSS read right after the fleet connects understates what the hub")
+	p("holds in steady state. The target is judged on the window's peak.")
 	p("")
 	cpuPct := 100 * f.IdleCPU
 	p("| measure | value | target | |")
@@ -321,6 +323,17 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	p("| idle window that follows (%s; RSS sampled every second) | %s | | |", steady, w.Length.Round(time.Second))
 	p("| **hub RSS per idle worker, peak in the idle window** | %s | ≤ 32 KiB | %s |", kib(f.PeakPerWorker()), verdict(f.PeakPerWorker() <= 32*1024))
 	p("| hub RSS per idle worker, end of the idle window | %s | | |", kib(f.EndPerWorker()))
+	if fl := f.Floor; fl != nil && fl.Idle.Length > 0 {
+		fw := fmt.Sprintf("%s, %d GCs", fl.Idle.Length.Round(time.Second), fl.Idle.GCs)
+		if !fl.Idle.SteadyGCsReached {
+			fw += fmt.Sprintf(", fewer than the %d asked for", c.SteadyGCs)
+		}
+		p("| same fleet on the bare grpc-go server, peak RSS per stream in its idle window (%s) | %s | | |", fw, kib(fl.PeakPerStream()))
+		if fl.PeakPerStream() > 0 {
+			p("| hub / bare grpc-go server, idle-window peaks | %.2f× | | |", f.PeakPerWorker()/fl.PeakPerStream())
+		}
+		p("| heap allocated per heartbeat in the idle window: hub, bare grpc-go server | %.0f B, %.0f B | | |", f.Idle.AllocPerHeartbeat(), fl.Idle.AllocPerHeartbeat())
+	}
 	if w.MetricsEnd != nil {
 		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_sys_bytes"} {
 			p("| per worker: `%s` at the end of the idle window | %s | | |", m, kib((w.MetricsEnd[m]-f.MetricsBefore[m])/float64(c.N)))
