@@ -57,10 +57,10 @@ Examples:
     --amqp-url amqp://blacktree:secret@rabbit:5672/
 
 Memory: an idle worker costs the hub about 35-45 KiB, most of it grpc-go's
-per-connection state. Go lets the heap grow to about twice its live size
-between collections; for large fleets GOGC=25 keeps less (about 37 instead of
-44 KiB per idle worker with 10,000 workers, for ~15us more CPU per job
-dispatched), and GOMEMLIMIT caps it. See docs/BENCHMARKS.md, G8.
+per-connection state. Between collections Go lets the heap grow by up to its
+live size; for large fleets GOGC=25 keeps less (about 37 instead of 43-45 KiB
+per idle worker with 10,000 workers, for ~15us more CPU per job dispatched),
+and GOMEMLIMIT caps it. See docs/BENCHMARKS.md, G8.
 
 Signals: SIGTERM/SIGINT drain (stop taking jobs, let running ones finish for
 up to --drain-timeout, then stop); SIGHUP re-reads the token files and
