@@ -332,8 +332,9 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 		if fl.PeakPerStream() > 0 {
 			p("| hub / bare grpc-go server, idle-window peaks | %.2f× | | |", f.PeakPerWorker()/fl.PeakPerStream())
 		}
-		p("| heap allocated per heartbeat in the idle window: hub, bare grpc-go server | %.0f B, %.0f B | | |", f.Idle.AllocPerHeartbeat(), fl.Idle.AllocPerHeartbeat())
+		p("| heap allocated per heartbeat in the bare grpc-go server's idle window | %.0f B | | |", fl.Idle.AllocPerHeartbeat())
 	}
+	p("| heap allocated per heartbeat in the hub's idle window | %.0f B | | |", w.AllocPerHeartbeat())
 	if w.MetricsEnd != nil {
 		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_sys_bytes"} {
 			p("| per worker: `%s` at the end of the idle window | %s | | |", m, kib((w.MetricsEnd[m]-f.MetricsBefore[m])/float64(c.N)))

@@ -227,9 +227,11 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 			cause = errors.New("internal error")
 		}
 	}()
+	var m *blacktreev1.WorkerMessage
 	for {
-		m, err := stream.Recv()
-		if err != nil {
+		// Heartbeats are decoded into the same structs (frameCodec).
+		m = nextFrame(m)
+		if err := stream.RecvMsg(m); err != nil {
 			switch {
 			case errors.Is(err, io.EOF):
 				return ErrStreamClosed

@@ -24,6 +24,10 @@
 //     delivery only after JobAccepted, holds deliveries that find no free
 //     worker for at most HoldTimeout, publishes results before ResultAck,
 //     and reports jobs of lost workers after LostWorkerGrace.
+//   - codec.go: frameCodec, grpc-go's proto codec except that the receive
+//     loop decodes a heartbeat into the previous heartbeat's structs (an
+//     idle fleet's garbage, and so the hub's steady-state memory, is mostly
+//     decoded heartbeats).
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Dispatcher's mu and the WorkerManager's mu each guard their

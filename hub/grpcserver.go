@@ -108,6 +108,9 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		// headers once per stream, so the table would never pay off, yet
 		// it is kept for the connection's life (~1 KiB per worker).
 		grpc.HeaderTableSize(0),
+		// grpc-go's proto codec, but heartbeats reuse their structs: less
+		// garbage per heartbeat (frameCodec, docs/BENCHMARKS.md G13).
+		grpc.ForceServerCodecV2(newFrameCodec()),
 		grpc.ChainStreamInterceptor(streams...),
 		grpc.ChainUnaryInterceptor(unaries...),
 	}
