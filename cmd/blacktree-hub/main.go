@@ -56,11 +56,11 @@ Examples:
     --tls-cert hub.crt --tls-key hub.key --queue-type quorum --log-json \
     --amqp-url amqp://blacktree:secret@rabbit:5672/
 
-Memory: an idle worker costs the hub about 35-45 KiB, most of it grpc-go's
-per-connection state. Between collections Go lets the heap grow by up to its
-live size; for large fleets GOGC=25 keeps less (about 37 instead of 43-45 KiB
-per idle worker with 10,000 workers, for ~15us more CPU per job dispatched),
-and GOMEMLIMIT caps it. See docs/BENCHMARKS.md, G8.
+Memory: an idle worker costs the hub about 35-40 KiB, about what grpc-go
+itself needs per connection. GOMEMLIMIT caps the heap where memory is tight;
+lowering GOGC buys little (GOGC=25: 38.0 instead of 39.5 KiB per idle worker
+with 10,000 workers, for ~15us more CPU per job dispatched). See
+docs/BENCHMARKS.md, G8 and G13.
 
 Signals: SIGTERM/SIGINT drain (stop taking jobs, let running ones finish for
 up to --drain-timeout, then stop); SIGHUP re-reads the token files and

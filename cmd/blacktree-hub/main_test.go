@@ -62,7 +62,7 @@ func TestHelp(t *testing.T) {
 	if code := run([]string{"--help"}, &out); code != 0 {
 		t.Fatalf("run(--help) = %d, want 0", code)
 	}
-	for _, want := range []string{"--amqp-url", "BLACKTREE_AMQP_URL", "--worker-tokens", "--insecure-no-auth", "Examples:", "GOGC=25"} {
+	for _, want := range []string{"--amqp-url", "BLACKTREE_AMQP_URL", "--worker-tokens", "--insecure-no-auth", "Examples:", "GOMEMLIMIT"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q", want)
 		}
