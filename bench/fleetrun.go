@@ -49,9 +49,8 @@ type FleetResult struct {
 	RegisterAll         time.Duration
 	IdleCPUNoWorkers    float64 // fraction of one core, hub with no workers
 	IdleCPU             float64 // fraction of one core, hub with N idle workers
-	HeartbeatsInWindow  int64
-	// Idle is the idle window: its length, the hub's garbage collections in
-	// it, and the hub's RSS sampled every second (peak and at the end).
+	// Idle is the idle window: its length, the hub's garbage collections
+	// and heartbeats in it, and the hub's RSS sampled every second.
 	Idle         IdleWindowResult
 	HubListsLive int
 	Throughput   float64
@@ -101,21 +100,33 @@ func (r IdleWindowResult) AllocPerHeartbeat() float64 {
 	return r.Allocated / float64(r.Heartbeats)
 }
 
+// perStream is the RSS growth from before to rss, per one of n streams.
+func perStream(rss, before int64, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(rss-before) / float64(n)
+}
+
 // PeakPerWorker is the window's peak RSS, less the hub's RSS before the
 // fleet connected, per worker.
 func (f *FleetResult) PeakPerWorker() float64 {
-	if f.Config.N == 0 {
-		return 0
-	}
-	return float64(f.Idle.RSSPeak-f.RSSBefore) / float64(f.Config.N)
+	return perStream(f.Idle.RSSPeak, f.RSSBefore, f.Config.N)
 }
 
 // EndPerWorker is like PeakPerWorker at the window's end.
 func (f *FleetResult) EndPerWorker() float64 {
-	if f.Config.N == 0 {
-		return 0
+	return perStream(f.Idle.RSSEnd, f.RSSBefore, f.Config.N)
+}
+
+// describe names the window for the report: its length and GCs, and
+// whether they fell short of the asked-for number.
+func (r IdleWindowResult) describe(asked int) string {
+	d := fmt.Sprintf("%s, %d GCs", r.Length.Round(time.Second), r.GCs)
+	if !r.SteadyGCsReached {
+		d += fmt.Sprintf(", fewer than the %d asked for", asked)
 	}
-	return float64(f.Idle.RSSEnd-f.RSSBefore) / float64(f.Config.N)
+	return d
 }
 
 // gcProbe reports a Go process's completed garbage collections and the
@@ -171,7 +182,7 @@ func steadyWindow(ctx context.Context, pid int, probe gcProbe, cfg FleetRunConfi
 		}
 		if ticks%30 == 0 {
 			logf("fleet: %s idle for %s, %d of %d GCs, RSS per worker %.1f KiB", who, el.Round(time.Second), r.GCs, cfg.SteadyGCs,
-				float64(rss-rssBefore)/float64(cfg.N)/1024)
+				perStream(rss, rssBefore, cfg.N)/1024)
 		}
 	}
 	c1, err := CPUTime(pid)
@@ -280,7 +291,7 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 	if res.RSSAfter, err = RSS(hub.Pid()); err != nil {
 		return nil, err
 	}
-	res.RSSPerWorker = float64(res.RSSAfter-res.RSSBefore) / float64(cfg.N)
+	res.RSSPerWorker = perStream(res.RSSAfter, res.RSSBefore, cfg.N)
 	if res.MetricsAfter, err = hub.Metrics(ctx); err != nil {
 		return nil, fmt.Errorf("scrape /metrics: %w", err)
 	}
@@ -303,14 +314,13 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 	if res.Idle.MetricsEnd, err = hub.Metrics(ctx); err != nil {
 		return nil, fmt.Errorf("scrape /metrics: %w", err)
 	}
-	res.HeartbeatsInWindow = fleet.Stats().Heartbeats - hb0
-	res.Idle.Heartbeats = res.HeartbeatsInWindow
+	res.Idle.Heartbeats = fleet.Stats().Heartbeats - hb0
 	logf("fleet: idle window %s, %d hub GCs: RSS per worker %.1f KiB at the end, %.1f KiB at the peak",
 		res.Idle.Length.Round(time.Second), res.Idle.GCs, res.EndPerWorker()/1024, res.PeakPerWorker()/1024)
 	// Profiled after the CPU window, so profiling does not count in it.
 	res.CPUProfile = captureCPU(ctx, env, hub, cfg.ProfileDir, "fleet-idle", max(cfg.IdleWindow/3, 5*time.Second))
 	res.HeapProfile = captureHeap(ctx, env, hub, cfg.ProfileDir, "fleet")
-	logf("fleet: hub CPU %.1f%% of a core with %d idle workers (%d heartbeats in window)", 100*res.IdleCPU, cfg.N, res.HeartbeatsInWindow)
+	logf("fleet: hub CPU %.1f%% of a core with %d idle workers (%d heartbeats in window)", 100*res.IdleCPU, cfg.N, res.Idle.Heartbeats)
 
 	if res.Throughput, res.DispatchAccount, err = fleetDispatch(ctx, env, q, cfg); err != nil {
 		return nil, err

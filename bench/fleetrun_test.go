@@ -51,8 +51,8 @@ func TestRunFleetSmall(t *testing.T) {
 		t.Errorf("Idle RSS peak %d, end %d, want peak >= end > 0", w.RSSPeak, w.RSSEnd)
 	}
 	// 20 workers' CPU over 3s may be below /proc's 10ms tick: not checked.
-	if res.HeartbeatsInWindow == 0 {
-		t.Errorf("HeartbeatsInWindow = 0, want some")
+	if res.Idle.Heartbeats == 0 {
+		t.Errorf("Idle.Heartbeats = 0, want some")
 	}
 
 	var b strings.Builder

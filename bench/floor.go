@@ -101,10 +101,7 @@ type FloorResult struct {
 // PeakPerStream is the idle window's peak RSS, less the RSS before the
 // fleet connected, per stream.
 func (f *FloorResult) PeakPerStream() float64 {
-	if f.N == 0 {
-		return 0
-	}
-	return float64(f.Idle.RSSPeak-f.RSSBefore) / float64(f.N)
+	return perStream(f.Idle.RSSPeak, f.RSSBefore, f.N)
 }
 
 // runFloor starts the floor server, connects cfg.N fleet workers, waits
@@ -183,7 +180,7 @@ func runFloor(ctx context.Context, cfg FleetRunConfig, logf func(string, ...any)
 	if res.RSSAfter, err = RSS(cmd.Process.Pid); err != nil {
 		return nil, err
 	}
-	res.RSSPerStream = float64(res.RSSAfter-res.RSSBefore) / float64(n)
+	res.RSSPerStream = perStream(res.RSSAfter, res.RSSBefore, n)
 	hb0 := fleet.Stats().Heartbeats
 	_, res.Idle, err = steadyWindow(ctx, cmd.Process.Pid, func(context.Context) (int, float64, error) {
 		n := gcs.Load()

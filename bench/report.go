@@ -316,19 +316,11 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 		p("| per worker: `%s` (hub /metrics, after − before) | %s | | |", m, val)
 	}
 	w := f.Idle
-	steady := fmt.Sprintf("%d hub GCs", w.GCs)
-	if !w.SteadyGCsReached {
-		steady += fmt.Sprintf(", fewer than the %d asked for", c.SteadyGCs)
-	}
-	p("| idle window that follows (%s; RSS sampled every second) | %s | | |", steady, w.Length.Round(time.Second))
+	p("| hub's idle window that follows (RSS sampled every second) | %s | | |", w.describe(c.SteadyGCs))
 	p("| **hub RSS per idle worker, peak in the idle window** | %s | ≤ 32 KiB | %s |", kib(f.PeakPerWorker()), verdict(f.PeakPerWorker() <= 32*1024))
 	p("| hub RSS per idle worker, end of the idle window | %s | | |", kib(f.EndPerWorker()))
 	if fl := f.Floor; fl != nil && fl.Idle.Length > 0 {
-		fw := fmt.Sprintf("%s, %d GCs", fl.Idle.Length.Round(time.Second), fl.Idle.GCs)
-		if !fl.Idle.SteadyGCsReached {
-			fw += fmt.Sprintf(", fewer than the %d asked for", c.SteadyGCs)
-		}
-		p("| same fleet on the bare grpc-go server, peak RSS per stream in its idle window (%s) | %s | | |", fw, kib(fl.PeakPerStream()))
+		p("| same fleet on the bare grpc-go server, peak RSS per stream in its idle window (%s) | %s | | |", fl.Idle.describe(c.SteadyGCs), kib(fl.PeakPerStream()))
 		if fl.PeakPerStream() > 0 {
 			p("| hub / bare grpc-go server, idle-window peaks | %.2f× | | |", f.PeakPerWorker()/fl.PeakPerStream())
 		}
@@ -341,7 +333,7 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 		}
 	}
 	p("| hub CPU, no workers (3s) | %.2f%% of a core | | |", 100*f.IdleCPUNoWorkers)
-	p("| hub CPU with %d idle workers (the idle window, %d heartbeats, GCs included) | %.2f%% of a core | ≤ 10%% | %s |", c.N, f.HeartbeatsInWindow, cpuPct, verdict(cpuPct <= 10))
+	p("| hub CPU with %d idle workers (the idle window, %d heartbeats, GCs included) | %.2f%% of a core | ≤ 10%% | %s |", c.N, w.Heartbeats, cpuPct, verdict(cpuPct <= 10))
 	p("| workers the hub lists live | %d | %d | %s |", f.HubListsLive, c.N, verdict(f.HubListsLive == c.N))
 	p("| dispatch throughput with %d connected | %.0f jobs/s | | |", c.N, f.Throughput)
 	if f.SmallN > 0 && f.SmallThroughput > 0 {

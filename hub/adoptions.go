@@ -44,7 +44,9 @@ func (d *Dispatcher) goAnnounce(ids []string, workerID string) {
 		for _, id := range ids {
 			a := broker.Adoption{HubID: d.cfg.HubID, JobID: id, WorkerID: workerID}
 			if err := d.ann.AnnounceAdoption(ctx, a); err != nil {
-				d.log.Debug("adoption announcement failed", "job_id", id, "error", err)
+				// The replica the worker left may then report the job lost
+				// before this hub publishes its result: two statuses.
+				d.log.Warn("adoption announcement failed", "job_id", id, "error", err)
 			}
 		}
 	}()

@@ -63,7 +63,9 @@ func (c *Client) noteAdoption(body []byte) {
 	select {
 	case c.adopt <- a:
 	default:
-		c.cons.log.Debug("adoption announcement dropped: reader busy", "job_id", a.JobID)
+		// This hub may then report the job lost although another replica
+		// publishes its result: a second status (README "Known limitations").
+		c.cons.log.Warn("adoption announcement dropped: reader busy", "job_id", a.JobID)
 	}
 }
 

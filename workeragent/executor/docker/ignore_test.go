@@ -43,22 +43,29 @@ func contextEntries(t *testing.T, files map[string]string, ignore string) ([]str
 	if err := writeContextTar(&buf, r, "", 1<<20, ign); err != nil {
 		return nil, err
 	}
+	names := tarEntries(t, &buf)
+	slices.Sort(names)
+	return names, nil
+}
+
+// tarEntries lists the names of the entries of a tar stream that are not
+// directories, without a leading slash.
+func tarEntries(t *testing.T, r io.Reader) []string {
+	t.Helper()
 	var names []string
-	tr := tar.NewReader(&buf)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			break
+			return names
 		}
 		if err != nil {
-			t.Fatalf("reading the context tar: %v", err)
+			t.Fatalf("reading a tar stream: %v", err)
 		}
-		if !strings.HasSuffix(h.Name, "/") {
-			names = append(names, h.Name)
+		if h.Typeflag != tar.TypeDir {
+			names = append(names, strings.TrimPrefix(h.Name, "/"))
 		}
 	}
-	slices.Sort(names)
-	return names, nil
 }
 
 func TestContextHonoursDockerignore(t *testing.T) {
@@ -172,7 +179,8 @@ func TestBuildHonoursDockerignore(t *testing.T) {
 	}
 }
 
-// imageFiles lists the regular files in the layers of the image at ref.
+// imageFiles lists the entries other than directories in the layers of the
+// image at ref.
 func imageFiles(t *testing.T, imageURL string) map[string]bool {
 	t.Helper()
 	ref, opts := registryRef(t, imageURL)
@@ -190,18 +198,8 @@ func imageFiles(t *testing.T, imageURL string) map[string]bool {
 		if err != nil {
 			t.Fatalf("layer Uncompressed() = %v", err)
 		}
-		tarR := tar.NewReader(rc)
-		for {
-			h, err := tarR.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("reading a layer: %v", err)
-			}
-			if h.Typeflag == tar.TypeReg {
-				files[strings.TrimPrefix(h.Name, "/")] = true
-			}
+		for _, name := range tarEntries(t, rc) {
+			files[name] = true
 		}
 		rc.Close()
 	}
