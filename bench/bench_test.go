@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +195,36 @@ func TestParseStatCPU(t *testing.T) {
 	}
 	if _, err := parseStatCPU("garbage"); err == nil {
 		t.Errorf("parseStatCPU(garbage) = nil error, want an error")
+	}
+}
+
+// TestSyscallsCountsWrites: Syscalls follows this process's write system
+// calls, and syscallsPerJob divides by the jobs answered.
+func TestSyscallsCountsWrites(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n0, err := Syscalls(0)
+	if err != nil {
+		t.Fatalf("Syscalls(self) = %v", err)
+	}
+	for range 20 {
+		if _, err := f.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n1, err := Syscalls(0)
+	if err != nil || n1-n0 < 20 {
+		t.Errorf("Syscalls(self) after 20 writes = +%d, %v, want >= +20", n1-n0, err)
+	}
+	s := SideResult{DrainAccount: Account{Answered: 4}, DrainSyscalls: map[string]int64{"hub": 18, "broker": 10}}
+	if got, want := syscallsPerJob(s), "hub 4.5, broker 2.5"; got != want {
+		t.Errorf("syscallsPerJob() = %q, want %q", got, want)
+	}
+	if got := syscallsPerJob(SideResult{}); got != "—" {
+		t.Errorf("syscallsPerJob(nothing drained) = %q, want —", got)
 	}
 }
 

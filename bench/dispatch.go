@@ -59,6 +59,9 @@ type SideResult struct {
 	// DrainCPU each role's CPU as a fraction of one core.
 	DrainMachineBusy float64
 	DrainCPU         map[string]float64
+	// DrainSyscalls is each role's read and write system calls while
+	// draining (roles whose /proc/<pid>/io was readable).
+	DrainSyscalls map[string]int64
 	// Latency holds one run per offered rate (DispatchResult.Rates).
 	Latency []LatencyRun
 }
@@ -113,6 +116,9 @@ func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix
 		return r, err
 	}
 	roles := map[string][]int{"btbench": {0}}
+	if b := BrokerPIDs(); len(b) > 0 {
+		roles["broker"] = b
+	}
 	if pids != nil {
 		for k, v := range pids() {
 			roles[k] = v
@@ -132,10 +138,13 @@ func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix
 		return r, fmt.Errorf("drain %s: %w", prefix, err)
 	}
 	use := meter.Stop()
-	r.DrainMachineBusy, r.DrainCPU = use.MachineBusy, map[string]float64{}
+	r.DrainMachineBusy, r.DrainCPU, r.DrainSyscalls = use.MachineBusy, map[string]float64{}, map[string]int64{}
 	for role, ps := range roles {
 		for _, pid := range ps {
 			r.DrainCPU[role] += use.Procs[pid]
+			if n, ok := use.Syscalls[pid]; ok {
+				r.DrainSyscalls[role] += n
+			}
 		}
 	}
 	r.Throughput = Rate(ledger.StatusTimes(), cfg.Skip)

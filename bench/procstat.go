@@ -84,6 +84,50 @@ func RaiseNoFile() (uint64, error) {
 	return r.Cur, nil
 }
 
+// Syscalls returns how many read-like and write-like system calls a
+// process (all its threads, live and exited) has made: syscr + syscw in
+// /proc/<pid>/io. Other system calls (futex, epoll_pwait) are not counted.
+func Syscalls(pid int) (int64, error) {
+	b, err := os.ReadFile(procPath(pid, "io"))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok || (k != "syscr" && k != "syscw") {
+			continue
+		}
+		c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad %s in /proc/%d/io: %w", k, pid, err)
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// BrokerPIDs returns the pids of the processes named beam.smp (RabbitMQ's
+// Erlang VM on this machine), so the broker's CPU is measured rather than
+// inferred. None found is not an error: the broker may be elsewhere.
+func BrokerPIDs() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile(procPath(pid, "comm")); err == nil && strings.TrimSpace(string(comm)) == "beam.smp" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // procPath is /proc/<pid>/<file>; pid 0 is this process.
 func procPath(pid int, file string) string {
 	if pid == 0 {
@@ -123,15 +167,19 @@ type CPUMeter struct {
 	busy0, total0 int64
 	wall0         time.Time
 	procs0        map[int]time.Duration
+	sys0          map[int]int64
 }
 
 // StartCPUMeter takes the first reading; pids are the processes to follow
 // (0 = this process).
 func StartCPUMeter(pids ...int) *CPUMeter {
-	m := &CPUMeter{wall0: time.Now(), procs0: map[int]time.Duration{}}
+	m := &CPUMeter{wall0: time.Now(), procs0: map[int]time.Duration{}, sys0: map[int]int64{}}
 	m.busy0, m.total0, _ = MachineCPU()
 	for _, pid := range pids {
 		m.procs0[pid], _ = CPUTime(pid)
+		if n, err := Syscalls(pid); err == nil {
+			m.sys0[pid] = n
+		}
 	}
 	return m
 }
@@ -143,11 +191,14 @@ type CPUUse struct {
 	MachineBusy float64
 	// Procs is each followed process's CPU time as a fraction of one core.
 	Procs map[int]float64
+	// Syscalls is each followed process's read and write system calls
+	// (Syscalls) in the interval, where /proc/<pid>/io was readable.
+	Syscalls map[int]int64
 }
 
 // Stop takes the second reading.
 func (m *CPUMeter) Stop() CPUUse {
-	u := CPUUse{Wall: time.Since(m.wall0), Procs: map[int]float64{}}
+	u := CPUUse{Wall: time.Since(m.wall0), Procs: map[int]float64{}, Syscalls: map[int]int64{}}
 	busy, total, err := MachineCPU()
 	if err == nil && total > m.total0 {
 		u.MachineBusy = float64(busy-m.busy0) / float64(total-m.total0)
@@ -155,6 +206,11 @@ func (m *CPUMeter) Stop() CPUUse {
 	for pid, c0 := range m.procs0 {
 		if c1, err := CPUTime(pid); err == nil {
 			u.Procs[pid] = float64(c1-c0) / float64(u.Wall)
+		}
+		if s0, ok := m.sys0[pid]; ok {
+			if s1, err := Syscalls(pid); err == nil {
+				u.Syscalls[pid] = s1 - s0
+			}
 		}
 	}
 	return u

@@ -132,7 +132,9 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	p("one clock), open-loop publishing at a fixed rate for %s, every side offered the same", c.LatencyFor)
 	p("rates. The CPU row is each role's CPU while draining, as a fraction of one core")
 	p("(btbench = the load generator and status collector, plus the relay itself for the")
-	p("baseline).")
+	p("baseline; broker = RabbitMQ's Erlang VM, the processes named beam.smp). System calls")
+	p("are the reads and writes each role made while draining (`syscr` + `syscw` in")
+	p("/proc/<pid>/io; futex and epoll waits are not counted), per job drained.")
 	p("")
 	head := "| |"
 	sep := "|---|"
@@ -155,7 +157,8 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	})
 	row("machine CPU busy while draining", func(s SideResult) string { return fmt.Sprintf("%.0f%%", 100*s.DrainMachineBusy) })
 	row("CPU while draining (of one core)", func(s SideResult) string { return roles(s.DrainCPU) })
-	row("CPU per job, µs (rest = broker and anything else)", func(s SideResult) string { return perJob(s) })
+	row("CPU per job, µs (rest = the machine's busy time not charged to these processes)", func(s SideResult) string { return perJob(s) })
+	row("read and write system calls per job (/proc/<pid>/io)", func(s SideResult) string { return syscallsPerJob(s) })
 	row("drain ledger", func(s SideResult) string { return ledgerShort(s.DrainAccount) })
 	for i, rate := range d.Rates {
 		p("| **latency at %.0f jobs/s** (%s) | | |%s", rate, d.RateLabels[i], strings.Repeat(" |", max(0, len(d.Sides)-2)))
@@ -483,8 +486,28 @@ func (r *Report) writeProfile(p func(string, ...any), pr *ProfileResult) {
 	}
 }
 
+// roleOrder is the order roles are printed in.
+var roleOrder = []string{"btbench", "hub", "workers", "broker"}
+
+// syscallsPerJob is each role's read and write system calls per job
+// drained.
+func syscallsPerJob(s SideResult) string {
+	jobs := float64(s.DrainAccount.Answered)
+	if jobs <= 0 || len(s.DrainSyscalls) == 0 {
+		return "—"
+	}
+	var parts []string
+	for _, k := range roleOrder {
+		if v, ok := s.DrainSyscalls[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.1f", k, float64(v)/jobs))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // perJob is each role's CPU per job in µs of one core, and the rest of
-// the machine's busy CPU (the broker, chiefly) per job.
+// the machine's busy CPU (kernel work not charged to a process, and
+// anything else running) per job.
 func perJob(s SideResult) string {
 	if s.Throughput <= 0 {
 		return "—"
@@ -492,7 +515,7 @@ func perJob(s SideResult) string {
 	us := func(coreFrac float64) float64 { return coreFrac * 1e6 / s.Throughput }
 	var parts []string
 	rest := s.DrainMachineBusy * float64(runtime.NumCPU())
-	for _, k := range []string{"btbench", "hub", "workers"} {
+	for _, k := range roleOrder {
 		if v, ok := s.DrainCPU[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.0f", k, us(v)))
 			rest -= v
@@ -520,7 +543,7 @@ func budget(base, bt SideResult, ratio float64) (budget, used float64, ok bool) 
 
 func roles(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{"btbench", "hub", "workers"} {
+	for _, k := range roleOrder {
 		if v, ok := m[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.0f%%", k, 100*v))
 		}

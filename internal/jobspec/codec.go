@@ -55,6 +55,16 @@ func DecodeRequest(body []byte) (*blacktreev1.JobRequest, Decoded, error) {
 	if !utf8.Valid(body) {
 		return nil, d, &DecodeError{Reason: "body is not valid UTF-8"}
 	}
+	if req, ok := decodeRequestFast(body); ok {
+		return req, d, nil
+	}
+	return decodeRequestGeneral(body)
+}
+
+// decodeRequestGeneral is DecodeRequest for any body that is valid UTF-8
+// and within MaxRequestBytes: every error and unknown key is found here.
+func decodeRequestGeneral(body []byte) (*blacktreev1.JobRequest, Decoded, error) {
+	var d Decoded
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, d, &DecodeError{JobID: peekJobID(body), Reason: "body is not a JSON object: " + jsonReason(err)}
