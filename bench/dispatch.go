@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/blacktree/blacktree/internal/cluster"
@@ -45,6 +46,10 @@ type LatencyRun struct {
 	ToWorker, Back Latency
 	Account        Account
 	MaxLag         time.Duration // the publisher's largest lag behind schedule
+	// CPUPerJob is each role's CPU per job answered at this rate, in µs
+	// of one core, with "total" the whole machine's busy time per job
+	// (roles as in SideResult.DrainCPU).
+	CPUPerJob map[string]float64
 	// Skipped says why the run was not made (the offered rate exceeds
 	// what this side sustains: it would measure queue growth).
 	Skipped string
@@ -93,27 +98,27 @@ func (d *DispatchResult) ThroughputRatio() float64 {
 
 // drain publishes a backlog, starts the consumer side and measures how
 // fast the statuses come back. start starts the consumer side.
-func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix string, start func() error, pids func() map[string][]int, during func()) (SideResult, error) {
+func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix string, start func() error, pids func() map[string][]int, during func()) (SideResult, map[string][]int, error) {
 	var r SideResult
 	ledger := NewLedger()
 	pub, err := NewPublisher(url, q.Execute, ledger, 512)
 	if err != nil {
-		return r, err
+		return r, nil, err
 	}
 	if _, err := pub.PublishBacklog(ctx, prefix, cfg.Jobs); err != nil {
 		pub.Close()
-		return r, err
+		return r, nil, err
 	}
 	if err := pub.Close(); err != nil {
-		return r, err
+		return r, nil, err
 	}
 	coll, err := NewCollector(url, q.Status, ledger)
 	if err != nil {
-		return r, err
+		return r, nil, err
 	}
 	defer coll.Close()
 	if err := start(); err != nil {
-		return r, err
+		return r, nil, err
 	}
 	roles := map[string][]int{"btbench": {0}}
 	if b := BrokerPIDs(); len(b) > 0 {
@@ -124,18 +129,14 @@ func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix
 			roles[k] = v
 		}
 	}
-	var all []int
-	for _, v := range roles {
-		all = append(all, v...)
-	}
-	meter := StartCPUMeter(all...)
+	meter := StartCPUMeter(allPIDs(roles)...)
 	if during != nil {
 		go during()
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	if err := ledger.WaitAnswered(wctx, cfg.Jobs); err != nil {
-		return r, fmt.Errorf("drain %s: %w", prefix, err)
+		return r, nil, fmt.Errorf("drain %s: %w", prefix, err)
 	}
 	use := meter.Stop()
 	r.DrainMachineBusy, r.DrainCPU, r.DrainSyscalls = use.MachineBusy, map[string]float64{}, map[string]int64{}
@@ -149,11 +150,21 @@ func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix
 	}
 	r.Throughput = Rate(ledger.StatusTimes(), cfg.Skip)
 	r.DrainAccount = ledger.Account()
-	return r, nil
+	return r, roles, nil
 }
 
-// latency offers a fixed rate to an already-running consumer side.
-func latency(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix string, rate float64) (LatencyRun, error) {
+// allPIDs lists the processes of every role.
+func allPIDs(roles map[string][]int) []int {
+	var all []int
+	for _, v := range roles {
+		all = append(all, v...)
+	}
+	return all
+}
+
+// latency offers a fixed rate to an already-running consumer side whose
+// processes are roles.
+func latency(ctx context.Context, url string, q Queues, roles map[string][]int, cfg DispatchConfig, prefix string, rate float64) (LatencyRun, error) {
 	run := LatencyRun{Rate: rate}
 	ledger := NewLedger()
 	coll, err := NewCollector(url, q.Status, ledger)
@@ -165,6 +176,7 @@ func latency(ctx context.Context, url string, q Queues, cfg DispatchConfig, pref
 	if err != nil {
 		return run, err
 	}
+	meter := StartCPUMeter(allPIDs(roles)...)
 	ids, lag, err := pub.PublishRate(ctx, prefix, rate, cfg.LatencyFor)
 	if cerr := pub.Close(); err == nil {
 		err = cerr
@@ -177,6 +189,16 @@ func latency(ctx context.Context, url string, q Queues, cfg DispatchConfig, pref
 	if err := ledger.WaitAnswered(wctx, len(ids)); err != nil {
 		return run, fmt.Errorf("latency %s: %w", prefix, err)
 	}
+	use := meter.Stop()
+	if n := float64(len(ids)); n > 0 {
+		perJob := func(coreFrac float64) float64 { return coreFrac * use.Wall.Seconds() * 1e6 / n }
+		run.CPUPerJob = map[string]float64{"total": perJob(use.MachineBusy * float64(runtime.NumCPU()))}
+		for role, ps := range roles {
+			for _, pid := range ps {
+				run.CPUPerJob[role] += perJob(use.Procs[pid])
+			}
+		}
+	}
 	run.MaxLag = lag
 	run.Latency = Summarize(ledger.Latencies())
 	toWorker, back := ledger.Legs()
@@ -187,9 +209,10 @@ func latency(ctx context.Context, url string, q Queues, cfg DispatchConfig, pref
 
 // side is one running consumer side of the comparison.
 type side struct {
-	res  SideResult
-	q    Queues
-	stop func()
+	res   SideResult
+	q     Queues
+	roles map[string][]int // processes by role, for CPU per job
+	stop  func()
 }
 
 // RunBaseline measures only the amqp091-go relay: backlog drain, then
@@ -201,7 +224,7 @@ func RunBaseline(ctx context.Context, url string, cfg DispatchConfig, logf func(
 	}
 	defer s.stop()
 	rate := s.res.Throughput * cfg.LoadFraction
-	run, err := latency(ctx, url, s.q, cfg, "base-lat0", rate)
+	run, err := latency(ctx, url, s.q, s.roles, cfg, "base-lat0", rate)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +247,7 @@ func startBaseline(ctx context.Context, url string, cfg DispatchConfig, logf fun
 		_ = q.Delete(url)
 	}
 	logf("baseline: draining %d jobs through the amqp091 relay (prefetch %d)", cfg.Jobs, cfg.Prefetch)
-	res, err := drain(ctx, url, q, cfg, "base", func() error {
+	res, roles, err := drain(ctx, url, q, cfg, "base", func() error {
 		var err error
 		relay, err = StartRelay(url, q, cfg.Prefetch)
 		return err
@@ -235,7 +258,7 @@ func startBaseline(ctx context.Context, url string, cfg DispatchConfig, logf fun
 	}
 	res.Name = "baseline relay"
 	logf("baseline: %.0f jobs/s", res.Throughput)
-	return &side{res: res, q: q, stop: stop}, nil
+	return &side{res: res, q: q, roles: roles, stop: stop}, nil
 }
 
 // startBlacktree starts a hub and `workers` noop workers of `slots` slots
@@ -260,7 +283,7 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 	hubArgs := env.HubArgs(q, "<grpc>", "<http>", prefetch...)
 	workerArgs := env.WorkerArgs(prefix+"-w0", "<grpc>", slots, 0)
 	logf("%s: draining %d jobs through the hub and %d noop workers x %d slots", name, cfg.Jobs, workers, slots)
-	res, err := drain(ctx, env.AMQPURL, q, cfg, prefix, func() error {
+	res, roles, err := drain(ctx, env.AMQPURL, q, cfg, prefix, func() error {
 		var err error
 		if hub, err = env.StartHub(ctx, q, prefetch...); err != nil {
 			return err
@@ -291,7 +314,7 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 	}
 	res.Name = name
 	logf("%s: %.0f jobs/s", name, res.Throughput)
-	return &side{res: res, q: q, stop: stop}, hubArgs, workerArgs, nil
+	return &side{res: res, q: q, roles: roles, stop: stop}, hubArgs, workerArgs, nil
 }
 
 // RunDispatch measures the baseline relay, then Blacktree (hub binary and
@@ -358,7 +381,7 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 				logf("%s: skipping latency at %.0f jobs/s (saturates at %.0f)", s.res.Name, rate, s.res.Throughput)
 				continue
 			}
-			run, err := latency(ctx, env.AMQPURL, s.q, cfg, fmt.Sprintf("lat%d", i), rate)
+			run, err := latency(ctx, env.AMQPURL, s.q, s.roles, cfg, fmt.Sprintf("lat%d", i), rate)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s.res.Name, err)
 			}

@@ -195,6 +195,13 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 				return "—"
 			})
 		}
+		row("CPU per job at this rate, µs", func(s SideResult) string {
+			run, ok := get(s)
+			if !ok || len(run.CPUPerJob) == 0 {
+				return "—"
+			}
+			return rolesPerJob(run.CPUPerJob)
+		})
 		row("publisher max lag / ledger", func(s SideResult) string {
 			run, ok := get(s)
 			if !ok {
@@ -503,6 +510,17 @@ func syscallsPerJob(s SideResult) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// rolesPerJob prints CPU per job by role (µs), then the machine's total.
+func rolesPerJob(m map[string]float64) string {
+	var parts []string
+	for _, k := range roleOrder {
+		if v, ok := m[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, v))
+		}
+	}
+	return strings.Join(append(parts, fmt.Sprintf("**total %.0f**", m["total"])), ", ")
 }
 
 // perJob is each role's CPU per job in µs of one core, and the rest of
