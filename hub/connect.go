@@ -244,11 +244,14 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 		if w.ended() {
 			return nil // replaced or stopping: frames of a dead session are ignored
 		}
-		h.manager.touch(w)
-		switch f := m.GetFrame().(type) {
+		frame := m.GetFrame()
+		if _, ok := frame.(*blacktreev1.WorkerMessage_Heartbeat); !ok {
+			h.manager.touch(w) // a heartbeat is recorded by manager.heartbeat, under the same lock
+		}
+		switch f := frame.(type) {
 		case *blacktreev1.WorkerMessage_Heartbeat:
 			draining := f.Heartbeat.GetDraining()
-			if h.manager.setDraining(w, draining) {
+			if h.manager.heartbeat(w, draining) {
 				w.log.Info("worker draining changed", "draining", draining)
 				if !draining {
 					h.dispatcher.retryHeld()
@@ -259,7 +262,9 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 		case *blacktreev1.WorkerMessage_JobRejected:
 			h.dispatcher.rejected(w, f.JobRejected)
 		case *blacktreev1.WorkerMessage_JobLog:
-			w.log.Trace("job log chunk", "job_id", f.JobLog.GetJobId(), "seq", f.JobLog.GetSeq(), "bytes", len(f.JobLog.GetData()))
+			if w.log.IsTrace() { // the arguments would be boxed for nothing
+				w.log.Trace("job log chunk", "job_id", f.JobLog.GetJobId(), "seq", f.JobLog.GetSeq(), "bytes", len(f.JobLog.GetData()))
+			}
 		case *blacktreev1.WorkerMessage_JobResult:
 			h.dispatcher.result(w, f.JobResult)
 		case *blacktreev1.WorkerMessage_Register:

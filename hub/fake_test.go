@@ -245,12 +245,24 @@ func TestManagerFreeIndex(t *testing.T) {
 		ws = append(ws, testWorker(fmt.Sprintf("w%d", i), 1+i%3, nil))
 		m.register(ws[i], false)
 	}
+	var stale []*Worker // sessions replaced by a re-register
 	check := func(step string) {
 		t.Helper()
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		for _, s := range stale {
+			if e := m.currentLocked(s); e != nil {
+				t.Fatalf("after %s: currentLocked(replaced session of %s) = entry, want nil", step, s.id)
+			}
+		}
 		n := 0
-		for _, e := range m.workers {
+		for id, e := range m.workers {
+			if !e.current || e.w.entry != e || e.w.id != id {
+				t.Fatalf("after %s: m.workers[%s]: current=%v, its worker's entry is it: %v", step, id, e.current, e.w.entry == e)
+			}
+			if got := m.currentLocked(e.w); got != e && !e.dead {
+				t.Fatalf("after %s: currentLocked(%s) is not its live entry", step, id)
+			}
 			idle := m.idle.has(e)
 			_, partial := m.partial[e]
 			free := e.stateLocked() == StateFree
@@ -280,7 +292,7 @@ func TestManagerFreeIndex(t *testing.T) {
 		w := ws[rng.IntN(len(ws))]
 		job := fmt.Sprintf("j%d", rng.IntN(8))
 		var step string
-		switch rng.IntN(7) {
+		switch rng.IntN(9) {
 		case 0:
 			m.pick(job, nil, nil)
 			step = "pick"
@@ -296,9 +308,19 @@ func TestManagerFreeIndex(t *testing.T) {
 		case 5:
 			m.gone(w, errors.New("gone"))
 			step = "gone"
+		case 7:
+			m.heartbeat(w, rng.IntN(2) == 0)
+			if len(stale) > 0 { // a late frame of a replaced session changes nothing
+				m.heartbeat(stale[rng.IntN(len(stale))], rng.IntN(2) == 0)
+			}
+			step = "heartbeat"
+		case 8:
+			m.reap(w) // removes w only when dead
+			step = "reap"
 		case 6:
 			nw := testWorker(w.id, w.slots, nil)
 			m.register(nw, false)
+			stale = append(stale, w)
 			for k := range ws {
 				if ws[k] == w {
 					ws[k] = nw

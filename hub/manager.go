@@ -57,6 +57,7 @@ func (s WorkerState) proto() blacktreev1.WorkerState {
 type workerEntry struct {
 	w         *Worker
 	jobs      map[string]struct{} // offered or running on w
+	current   bool                // m.workers[w.id] is this entry (w.entry points here while it is)
 	draining  bool
 	drained   bool // drained by an operator (DrainWorker): the worker's heartbeats cannot undo it
 	dead      bool
@@ -112,7 +113,7 @@ func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
 // An entry that stays idle keeps its place in idle (the order is when it
 // became idle).
 func (m *WorkerManager) indexLocked(e *workerEntry) {
-	free := m.workers[e.w.id] == e && e.stateLocked() == StateFree
+	free := e.current && e.stateLocked() == StateFree
 	if free && len(e.jobs) == 0 {
 		m.idle.pushBack(e)
 	} else {
@@ -137,12 +138,13 @@ func (m *WorkerManager) register(w *Worker, draining bool) (old *Worker) {
 		}
 		m.stopTimersLocked(prev)
 	}
-	e := &workerEntry{w: w, jobs: map[string]struct{}{}, draining: draining, lastSeen: time.Now()}
+	e := &workerEntry{w: w, jobs: map[string]struct{}{}, current: true, draining: draining, lastSeen: time.Now()}
 	if !m.closed {
 		e.hbTimer = time.AfterFunc(m.deadAfter, func() { m.heartbeatExpired(w) })
 	}
-	m.workers[w.id] = e
+	m.workers[w.id], w.entry = e, e
 	if prev != nil {
+		prev.current = false
 		m.indexLocked(prev)
 	}
 	m.indexLocked(e)
@@ -161,9 +163,12 @@ func (m *WorkerManager) stopTimersLocked(e *workerEntry) {
 }
 
 // currentLocked returns w's entry when w is still its worker's live session.
+// It follows w.entry rather than looking w.id up: every frame of every
+// worker comes here, and with 10,000 workers the map lookup (a cache miss
+// into a large table) was a tenth of the hub's heartbeat CPU.
 func (m *WorkerManager) currentLocked(w *Worker) *workerEntry {
-	e := m.workers[w.id]
-	if e == nil || e.w != w || e.dead {
+	e := w.entry
+	if e == nil || !e.current || e.dead {
 		return nil
 	}
 	return e
@@ -184,11 +189,28 @@ func (m *WorkerManager) touch(w *Worker) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e := m.currentLocked(w); e != nil {
-		e.lastSeen = time.Now()
-		if e.hbTimer != nil {
-			e.hbTimer.Reset(m.deadAfter)
-		}
+		m.touchLocked(e)
 	}
+}
+
+func (m *WorkerManager) touchLocked(e *workerEntry) {
+	e.lastSeen = time.Now()
+	if e.hbTimer != nil {
+		e.hbTimer.Reset(m.deadAfter)
+	}
+}
+
+// heartbeat is touch and setDraining under one lock (a heartbeat carries
+// the worker's draining flag); it reports whether the flag changed.
+func (m *WorkerManager) heartbeat(w *Worker, draining bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.currentLocked(w)
+	if e == nil {
+		return false
+	}
+	m.touchLocked(e)
+	return m.setDrainingLocked(e, draining)
 }
 
 // gone marks w dead (when it is still current). Its jobs are the
@@ -213,6 +235,7 @@ func (m *WorkerManager) reap(w *Worker) {
 	defer m.mu.Unlock()
 	if e := m.workers[w.id]; e != nil && e.w == w && e.dead {
 		delete(m.workers, w.id)
+		e.current = false
 		m.indexLocked(e)
 	}
 }
@@ -222,7 +245,11 @@ func (m *WorkerManager) setDraining(w *Worker, draining bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.currentLocked(w)
-	if e == nil || e.draining == draining || !draining && e.drained {
+	return e != nil && m.setDrainingLocked(e, draining)
+}
+
+func (m *WorkerManager) setDrainingLocked(e *workerEntry, draining bool) bool {
+	if e.draining == draining || !draining && e.drained {
 		return false
 	}
 	e.draining = draining

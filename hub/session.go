@@ -63,6 +63,7 @@ type Worker struct {
 	slots     int
 	connected time.Time
 	log       hclog.Logger
+	entry     *workerEntry // the manager's entry for this session; guarded by WorkerManager.mu
 
 	// The session's end latch: kill sets cause and closes done once, then
 	// runs onEnd on its own goroutine (owned by wg). A plain latch rather
