@@ -62,6 +62,11 @@ lowering GOGC buys little (GOGC=25: 38.0 instead of 39.5 KiB per idle worker
 with 10,000 workers, for ~15us more CPU per job dispatched). See
 docs/BENCHMARKS.md, G8 and G13.
 
+CPU: heartbeats are an idle fleet's main cost, roughly 40-70us of hub CPU
+each. With 10,000 workers, --heartbeat-interval 10s took the hub from 14.9%
+to 10.3% of a core; a silent worker is then dead after 30s instead of 15s
+(docs/BENCHMARKS.md, G16).
+
 Signals: SIGTERM/SIGINT drain (stop taking jobs, let running ones finish for
 up to --drain-timeout, then stop); SIGHUP re-reads the token files and
 closes the sessions of workers whose token it no longer contains.
