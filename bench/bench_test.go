@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +226,23 @@ func TestSyscallsCountsWrites(t *testing.T) {
 	}
 	if got := syscallsPerJob(SideResult{}); got != "—" {
 		t.Errorf("syscallsPerJob(nothing drained) = %q, want —", got)
+	}
+}
+
+// TestRoleFormats: the per-role rows print roles in roleOrder, skip
+// absent ones, and scale as their headers say.
+func TestRoleFormats(t *testing.T) {
+	cpu := map[string]float64{"hub": 0.3, "btbench": 0.1, "workers": 0.2}
+	if got, want := roles(cpu), "btbench 10%, hub 30%, workers 20%"; got != want {
+		t.Errorf("roles() = %q, want %q", got, want)
+	}
+	n := float64(runtime.NumCPU())
+	s := SideResult{Throughput: 1000, DrainMachineBusy: 1 / n, DrainCPU: cpu} // one core busy: 1000 µs per job
+	if got, want := perJob(s), "btbench 100, hub 300, workers 200, rest 400, **total 1000**"; got != want {
+		t.Errorf("perJob() = %q, want %q", got, want)
+	}
+	if got, want := rolesPerJob(map[string]float64{"broker": 5, "hub": 7, "total": 20}), "hub 7, broker 5, **total 20**"; got != want {
+		t.Errorf("rolesPerJob() = %q, want %q", got, want)
 	}
 }
 

@@ -191,11 +191,11 @@ func latency(ctx context.Context, url string, q Queues, roles map[string][]int, 
 	}
 	use := meter.Stop()
 	if n := float64(len(ids)); n > 0 {
-		perJob := func(coreFrac float64) float64 { return coreFrac * use.Wall.Seconds() * 1e6 / n }
-		run.CPUPerJob = map[string]float64{"total": perJob(use.MachineBusy * float64(runtime.NumCPU()))}
+		usPerJob := func(coreFrac float64) float64 { return coreFrac * use.Wall.Seconds() * 1e6 / n }
+		run.CPUPerJob = map[string]float64{"total": usPerJob(use.MachineBusy * float64(runtime.NumCPU()))}
 		for role, ps := range roles {
 			for _, pid := range ps {
-				run.CPUPerJob[role] += perJob(use.Procs[pid])
+				run.CPUPerJob[role] += usPerJob(use.Procs[pid])
 			}
 		}
 	}

@@ -496,6 +496,18 @@ func (r *Report) writeProfile(p func(string, ...any), pr *ProfileResult) {
 // roleOrder is the order roles are printed in.
 var roleOrder = []string{"btbench", "hub", "workers", "broker"}
 
+// byRole formats each role present in m, in roleOrder, as its name and its
+// value times scale, with verb (e.g. "%.0f").
+func byRole[V int64 | float64](m map[string]V, verb string, scale float64) []string {
+	var parts []string
+	for _, k := range roleOrder {
+		if v, ok := m[k]; ok {
+			parts = append(parts, k+" "+fmt.Sprintf(verb, float64(v)*scale))
+		}
+	}
+	return parts
+}
+
 // syscallsPerJob is each role's read and write system calls per job
 // drained.
 func syscallsPerJob(s SideResult) string {
@@ -503,24 +515,12 @@ func syscallsPerJob(s SideResult) string {
 	if jobs <= 0 || len(s.DrainSyscalls) == 0 {
 		return "—"
 	}
-	var parts []string
-	for _, k := range roleOrder {
-		if v, ok := s.DrainSyscalls[k]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.1f", k, float64(v)/jobs))
-		}
-	}
-	return strings.Join(parts, ", ")
+	return strings.Join(byRole(s.DrainSyscalls, "%.1f", 1/jobs), ", ")
 }
 
 // rolesPerJob prints CPU per job by role (µs), then the machine's total.
 func rolesPerJob(m map[string]float64) string {
-	var parts []string
-	for _, k := range roleOrder {
-		if v, ok := m[k]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.0f", k, v))
-		}
-	}
-	return strings.Join(append(parts, fmt.Sprintf("**total %.0f**", m["total"])), ", ")
+	return strings.Join(append(byRole(m, "%.0f", 1), fmt.Sprintf("**total %.0f**", m["total"])), ", ")
 }
 
 // perJob is each role's CPU per job in µs of one core, and the rest of
@@ -530,17 +530,13 @@ func perJob(s SideResult) string {
 	if s.Throughput <= 0 {
 		return "—"
 	}
-	us := func(coreFrac float64) float64 { return coreFrac * 1e6 / s.Throughput }
-	var parts []string
-	rest := s.DrainMachineBusy * float64(runtime.NumCPU())
+	total := s.DrainMachineBusy * float64(runtime.NumCPU())
+	rest := total
 	for _, k := range roleOrder {
-		if v, ok := s.DrainCPU[k]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.0f", k, us(v)))
-			rest -= v
-		}
+		rest -= s.DrainCPU[k]
 	}
-	parts = append(parts, fmt.Sprintf("rest %.0f", us(max(rest, 0))))
-	parts = append(parts, fmt.Sprintf("**total %.0f**", us(s.DrainMachineBusy*float64(runtime.NumCPU()))))
+	us := 1e6 / s.Throughput
+	parts := append(byRole(s.DrainCPU, "%.0f", us), fmt.Sprintf("rest %.0f", max(rest, 0)*us), fmt.Sprintf("**total %.0f**", total*us))
 	return strings.Join(parts, ", ")
 }
 
@@ -560,13 +556,7 @@ func budget(base, bt SideResult, ratio float64) (budget, used float64, ok bool) 
 }
 
 func roles(m map[string]float64) string {
-	var parts []string
-	for _, k := range roleOrder {
-		if v, ok := m[k]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.0f%%", k, 100*v))
-		}
-	}
-	return strings.Join(parts, ", ")
+	return strings.Join(byRole(m, "%.0f%%", 100), ", ")
 }
 
 func (r *Report) dispatchWorkers() int {

@@ -33,14 +33,16 @@ type Decoded struct {
 	UnknownFields []string
 }
 
-var requestFields = fieldNames((&blacktreev1.JobRequest{}).ProtoReflect().Descriptor())
+// requestFields maps both names of every JobRequest field (its JSON name
+// and its proto name) to the field's index in the descriptor.
+var requestFields = fieldIndex((&blacktreev1.JobRequest{}).ProtoReflect().Descriptor())
 
-func fieldNames(md protoreflect.MessageDescriptor) map[string]bool {
-	names := map[string]bool{}
+func fieldIndex(md protoreflect.MessageDescriptor) map[string]int {
+	names := map[string]int{}
 	for i := 0; i < md.Fields().Len(); i++ {
 		fd := md.Fields().Get(i)
-		names[fd.JSONName()] = true
-		names[string(fd.Name())] = true
+		names[fd.JSONName()] = i
+		names[string(fd.Name())] = i
 	}
 	return names
 }
@@ -70,7 +72,7 @@ func decodeRequestGeneral(body []byte) (*blacktreev1.JobRequest, Decoded, error)
 		return nil, d, &DecodeError{JobID: peekJobID(body), Reason: "body is not a JSON object: " + jsonReason(err)}
 	}
 	for k := range top {
-		if !requestFields[k] {
+		if _, known := requestFields[k]; !known {
 			d.UnknownFields = append(d.UnknownFields, k)
 		}
 	}

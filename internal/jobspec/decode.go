@@ -65,17 +65,17 @@ const (
 	reqTimeoutSeconds
 )
 
-// requestKeys maps both names of every JobRequest field to its index in
-// requestLayout; nil when the descriptor does not match (fast path off).
-var requestKeys = newRequestKeys()
+// requestKeys is requestFields when JobRequest's descriptor matches
+// requestLayout, so that an index names the same field in both; nil
+// otherwise (fast path off).
+var requestKeys = requestKeysIfLayoutMatches()
 
-func newRequestKeys() map[string]int {
+func requestKeysIfLayoutMatches() map[string]int {
 	md := (&blacktreev1.JobRequest{}).ProtoReflect().Descriptor()
 	fds := md.Fields()
 	if fds.Len() != len(requestLayout) || md.Oneofs().Len() != 0 {
 		return nil
 	}
-	keys := map[string]int{}
 	for i, want := range requestLayout {
 		fd := fds.Get(i)
 		if fd.Number() != want.number || fd.Kind() != want.kind || fd.IsMap() != want.isMap ||
@@ -85,10 +85,8 @@ func newRequestKeys() map[string]int {
 		if want.isMap && (fd.MapKey().Kind() != protoreflect.StringKind || fd.MapValue().Kind() != protoreflect.StringKind) {
 			return nil
 		}
-		keys[fd.JSONName()] = i
-		keys[string(fd.Name())] = i
 	}
-	return keys
+	return requestFields
 }
 
 // decodeRequestFast decodes body into a JobRequest, or reports !ok for
