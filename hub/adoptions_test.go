@@ -40,9 +40,10 @@ func TestAdoptionAnnouncedToReplicas(t *testing.T) {
 			}
 			w2 := dialWorker(t, b.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "mover",
 				RunningJobs: []*blacktreev1.RunningJob{{JobId: "job-moved"}}}, false)
-			if got := b.jobState("job-moved"); got != jobRunning {
-				t.Fatalf("B's job state after the register = %v, want RUNNING", got)
-			}
+			// B sends Registered before it adopts the reported jobs (RunJobs
+			// it dispatches at registration must follow Registered); the
+			// worker's own frames are read only after both.
+			eventually(t, 5*time.Second, "B adopts the running job", func() bool { return b.jobState("job-moved") == jobRunning })
 			if !tc.aSeesEndFirst {
 				eventually(t, 5*time.Second, "A told of the adoption", func() bool {
 					a.dispatcher.mu.Lock()
