@@ -186,6 +186,7 @@ func (c *Client) closeOut()   { c.outOnce.Do(func() { close(c.out) }) }
 // the masked URL.
 func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 	var raw net.Conn
+	var batched *batchConn
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(c.cfg.ConnectionName + "-" + role)
 	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
@@ -205,11 +206,16 @@ func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 				_ = nc.Close()
 				return nil, err
 			}
-			raw = nc
-			return nc, nil
+			// raw is the socket itself: closing it (bounded) also ends a
+			// write the batching writer has blocked in it.
+			raw, batched = nc, newBatchConn(nc)
+			return batched, nil
 		},
 	})
 	if err != nil {
+		if batched != nil {
+			_ = batched.Close() // a failed handshake may leave it open
+		}
 		return amqpConn{}, fmt.Errorf("connect to %s: %w", MaskURL(c.cfg.URL), err)
 	}
 	if testHookAfterDial != nil {

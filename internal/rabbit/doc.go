@@ -20,6 +20,18 @@
 // basic.publish on the publish channel holds publishSession.sendMu; the
 // consume loop goroutine alone reads deliveries and close notifications.
 //
+// # Writes
+//
+// amqp091 flushes after every publish, ack and heartbeat: one write system
+// call each, made under the library's send lock. Every connection's socket
+// is wrapped in a batchConn (batchconn.go): Write appends to a buffer and
+// one writer goroutine per connection hands whatever has accumulated to the
+// socket in one call, so under load many frames share a system call and the
+// broker reads them together (docs/BENCHMARKS.md G17). The buffer is bounded
+// (Write blocks past 256 KiB, so TCP flow control still reaches
+// publishers); a failed write closes the socket, which amqp091 then reports
+// as a lost connection.
+//
 // # Reconnecting
 //
 // The library's experimental automatic recovery is not used. Each side runs
