@@ -261,6 +261,12 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 			want: []string{"| throughput (jobs/s) | 1000 |"}},
 		{name: "targets met", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, bt}, Rates: []float64{500}, RateLabels: []string{"half"}}},
 			want: []string{"Blacktree 0.90× — **met**", "+1.00 ms — **met**"}},
+		{name: "cpu budget", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{cpuSide(1000, 1, 0.1), cpuSide(500, 1, 0.3)}}},
+			// Baseline: 1000 µs per job, so 0.8× allows 1250; Blacktree's side
+			// spends 2000 per job, 1200 of them in the hub and workers.
+			want: []string{"may spend at most 450 µs", "they spent **1200 µs**"}},
+		{name: "cpu budget exceeded outside the hub", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{cpuSide(1000, 1, 0.1), cpuSide(400, 1, 0.05)}}},
+			want: []string{"nothing is left for the hub and workers", "exceed the allowance by 1000 µs", "they spent **250 µs**"}},
 		{name: "errors listed", rep: Report{Errors: []string{"fleet: boom"}}, want: []string{"did not complete", "- fleet: boom"}},
 		{name: "kill verdict", rep: Report{Failure: &FailureResult{Kills: []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 3500 * time.Millisecond}}}},
 			want: []string{"| 2s | 3.5s | 3s |", "**missed**"}},
@@ -276,6 +282,13 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cpuSide is a drained side with the machine busy for cores and the hub
+// and workers each using share of a core.
+func cpuSide(jobsPerSec, cores, share float64) SideResult {
+	return SideResult{Throughput: jobsPerSec, DrainMachineBusy: cores / float64(runtime.NumCPU()),
+		DrainCPU: map[string]float64{"hub": share, "workers": share}}
 }
 
 func TestPreserveFindings(t *testing.T) {

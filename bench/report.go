@@ -224,7 +224,14 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	if len(d.Sides) > 1 {
 		if budget, used, ok := budget(d.Sides[0], d.Sides[1], 0.8); ok {
 			p("- CPU budget: both sides saturate the machine's CPU, so jobs/s follow CPU per job. For 0.8×,")
-			p("  Blacktree may spend at most %.0f µs of CPU per job in the hub and workers together (the", budget)
+			if budget > 0 {
+				p("  Blacktree may spend at most %.0f µs of CPU per job in the hub and workers together (the", budget)
+			} else {
+				// What Blacktree's side spends outside the hub and workers
+				// already exceeds the whole allowance.
+				p("  nothing is left for the hub and workers: Blacktree's broker, collector and rest alone")
+				p("  exceed the allowance by %.0f µs per job (the", -budget)
+			}
 			p("  baseline's total per job / 0.8, less what Blacktree's side spends in the broker and the")
 			p("  collector); in this run they spent **%.0f µs**.", used)
 		}
