@@ -127,12 +127,37 @@ const rabbitmqctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 // of a declaration made a moment earlier. It takes a few seconds (it boots
 // an Erlang VM for rabbitmqctl).
 func (b *PrivateBroker) SyncMetadata(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, rabbitmqctl, "-n", b.name+"@localhost", "eval", "mnesia:sync_log().").CombinedOutput()
+	out, err := b.ctl(ctx, "eval", "mnesia:sync_log().")
 	if err != nil {
-		return fmt.Errorf("sync metadata of rabbitmq node %s: %w\n%s", b.name, err, out)
+		return fmt.Errorf("sync metadata: %w", err)
 	}
-	if got := strings.TrimSpace(string(out)); got != "ok" {
+	if got := strings.TrimSpace(out); got != "ok" {
 		return fmt.Errorf("sync metadata of rabbitmq node %s: mnesia:sync_log() = %s, want ok", b.name, got)
 	}
 	return nil
+}
+
+// SetMemoryAlarm raises (on) or clears the node's memory alarm by setting
+// its memory high watermark to 0 or back to RabbitMQ's default 0.4. While
+// the alarm is up the node blocks every connection that publishes: it stops
+// reading their sockets (and sends connection.blocked), so publishers feel
+// TCP back-pressure and get no confirms. It takes a few seconds.
+func (b *PrivateBroker) SetMemoryAlarm(ctx context.Context, on bool) error {
+	watermark := "0.4"
+	if on {
+		watermark = "0"
+	}
+	if _, err := b.ctl(ctx, "set_vm_memory_high_watermark", watermark); err != nil {
+		return fmt.Errorf("set memory alarm %v: %w", on, err)
+	}
+	return nil
+}
+
+// ctl runs rabbitmqctl against the node and returns its output.
+func (b *PrivateBroker) ctl(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, rabbitmqctl, append([]string{"-n", b.name + "@localhost"}, args...)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("rabbitmqctl %s on node %s: %w\n%s", strings.Join(args, " "), b.name, err, out)
+	}
+	return string(out), nil
 }

@@ -33,6 +33,7 @@ type batchConn struct {
 
 	mu      sync.Mutex // guards the following
 	pending []byte     // bytes accepted by Write, not yet handed to the socket
+	blocked int        // Writes waiting for room (tests read it through state)
 	err     error      // sticky: the first write error, or net.ErrClosed after Close
 	more    sync.Cond  // signalled when pending gains bytes or err is set (the writer waits)
 	room    sync.Cond  // broadcast when pending is taken or err is set (blocked Writes wait)
@@ -64,7 +65,9 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.err == nil && len(b.pending) >= maxBatchPending {
+		b.blocked++
 		b.room.Wait()
+		b.blocked--
 	}
 	if b.err != nil {
 		return 0, b.err
@@ -128,4 +131,11 @@ func (b *batchConn) Close() error {
 	err := b.Conn.Close() // also ends a write blocked in the socket
 	<-b.done
 	return err
+}
+
+// state reports the bytes pending and the Writes waiting for room.
+func (b *batchConn) state() (pending, blocked int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending), b.blocked
 }

@@ -221,7 +221,7 @@ func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 	if testHookAfterDial != nil {
 		testHookAfterDial(role)
 	}
-	return amqpConn{Connection: conn, raw: raw}, nil
+	return amqpConn{Connection: conn, raw: raw, batch: batched}, nil
 }
 
 // sleepCtx waits d, or returns false early when ctx ends.

@@ -22,7 +22,8 @@ var ErrBrokerTimeout = errors.New("the broker did not answer")
 // shuts down and every pending call returns.
 type amqpConn struct {
 	*amqp.Connection
-	raw net.Conn
+	raw   net.Conn
+	batch *batchConn // the batching writer over raw (batchconn.go)
 }
 
 // bounded runs f, which makes calls on c, and drops the connection if f has
