@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -267,6 +268,9 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 			want: []string{"may spend at most 450 µs", "they spent **1200 µs**"}},
 		{name: "cpu budget exceeded outside the hub", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{cpuSide(1000, 1, 0.1), cpuSide(400, 1, 0.05)}}},
 			want: []string{"nothing is left for the hub and workers", "exceed the allowance by 1000 µs", "they spent **250 µs**"}},
+		{name: "median of rounds", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, bt},
+			Rounds: []Round{{Baseline: 1000, Blacktree: 500}, {Baseline: 2000, Blacktree: 1600}}}},
+			want: []string{"drain 3 times each", "Blacktree 0.80×, the median of 3 alternating rounds (900 / 1000 jobs/s = 0.90×; 500 / 1000 jobs/s = 0.50×; 1600 / 2000 jobs/s = 0.80×) — **met**"}},
 		{name: "errors listed", rep: Report{Errors: []string{"fleet: boom"}}, want: []string{"did not complete", "- fleet: boom"}},
 		{name: "kill verdict", rep: Report{Failure: &FailureResult{Kills: []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 3500 * time.Millisecond}}}},
 			want: []string{"| 2s | 3.5s | 3s |", "**missed**"}},
@@ -289,6 +293,31 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 func cpuSide(jobsPerSec, cores, share float64) SideResult {
 	return SideResult{Throughput: jobsPerSec, DrainMachineBusy: cores / float64(runtime.NumCPU()),
 		DrainCPU: map[string]float64{"hub": share, "workers": share}}
+}
+
+func TestThroughputRatioMedian(t *testing.T) {
+	sides := []SideResult{{Throughput: 1000}, {Throughput: 400}}
+	tests := []struct {
+		name   string
+		rounds []Round
+		want   float64
+	}{
+		{name: "one round", want: 0.4},
+		{name: "odd", rounds: []Round{{Baseline: 100, Blacktree: 90}, {Baseline: 100, Blacktree: 50}}, want: 0.5},
+		{name: "even", rounds: []Round{{Baseline: 100, Blacktree: 60}}, want: 0.5},
+		{name: "failed round skipped", rounds: []Round{{}, {Baseline: 100, Blacktree: 60}}, want: 0.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &DispatchResult{Sides: sides, Rounds: tt.rounds}
+			if got := d.ThroughputRatio(); math.Abs(got-tt.want) > 1e-9 {
+				t.Errorf("ThroughputRatio() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got := (&DispatchResult{Sides: sides[:1]}).ThroughputRatio(); got != 0 {
+		t.Errorf("ThroughputRatio() of the baseline alone = %v, want 0", got)
+	}
 }
 
 func TestPreserveFindings(t *testing.T) {
