@@ -123,7 +123,7 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	w := &Worker{
 		id: reg.GetWorkerId(), sessionID: newID(), name: name, version: reg.GetVersion(), addr: addr,
 		labels: reg.GetLabels(), slots: int(reg.GetSlots()), connected: time.Now(),
-		done: make(chan struct{}), stream: stream.Send, authCtx: ctx, maxQueue: sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())), wg: &h.streamWG,
+		done: make(chan struct{}), stream: stream.Send, authCtx: ctx, maxQueue: sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())), wg: &h.streamWG, tasks: h.tasks,
 	}
 	w.log = h.log.Named("worker").With("worker_id", w.id, "session_id", w.sessionID)
 	// endSession runs on its own goroutine the moment the session ends,

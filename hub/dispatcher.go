@@ -80,7 +80,8 @@ type Dispatcher struct {
 
 	pubCtx    context.Context // ends at hard stop: publishes give up
 	pubCancel context.CancelFunc
-	wg        sync.WaitGroup // publish goroutines
+	wg        sync.WaitGroup // publish tasks, until each has finished
+	tasks     *taskPool      // runs the publish tasks; the Hub's, closed by it
 
 	mu       sync.Mutex // guards the following
 	jobs     map[string]*job
@@ -90,11 +91,11 @@ type Dispatcher struct {
 	changed  chan struct{} // closed and replaced when a job leaves the table
 }
 
-func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, log hclog.Logger) *Dispatcher {
+func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, tasks *taskPool, log hclog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	ann, _ := b.(Announcer)
 	return &Dispatcher{cfg: cfg, log: log, b: b, ann: ann, m: m, met: met, pubCtx: ctx, pubCancel: cancel,
-		jobs: map[string]*job{}, changed: make(chan struct{})}
+		jobs: map[string]*job{}, changed: make(chan struct{}), tasks: tasks}
 }
 
 // run consumes deliveries until ctx ends or the channel closes.

@@ -30,6 +30,7 @@ type Hub struct {
 	http       *http.Server
 
 	conns     *connRegistry  // accepted gRPC connections, to end silent sessions
+	tasks     *taskPool      // goroutines for publishes and stream senders (taskpool.go)
 	streamWG  sync.WaitGroup // stream goroutines (first recv, senders, session ends)
 	bgWG      sync.WaitGroup // Run's goroutines: servers, dispatch loop
 	serving   atomic.Bool
@@ -64,8 +65,9 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(), conns: newConnRegistry(),
 		listening: make(chan struct{}), stopReq: make(chan struct{}), stopped: make(chan struct{}),
 		dispatchCancel: func() {}}
+	h.tasks = newTaskPool(idleTaskGoroutines)
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
-	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.log.Named("dispatcher"))
+	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.tasks, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
 	h.grpc, h.health = h.newGRPCServer()
 	h.http = &http.Server{Handler: h.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -258,6 +260,7 @@ func (h *Hub) stop(ctx context.Context) error {
 		_ = h.http.Close()
 	}
 	h.streamWG.Wait()
+	h.tasks.close()
 	h.log.Info("hub stopped")
 	return errors.Join(errs...)
 }

@@ -209,15 +209,16 @@ func (d *Dispatcher) goPublish(jobID string, resp *blacktreev1.JobResponse, corr
 	d.goPublishLocked(jobID, resp, corr, workerID, del)
 }
 
-// goPublishLocked publishes resp in its own goroutine, retrying until the
-// broker confirms (a result is never dropped); then it removes the job,
-// acks del (if any) and sends ResultAck to workerID's current session.
+// goPublishLocked publishes resp on a goroutine of its own (d.tasks),
+// retrying until the broker confirms (a result is never dropped); then it
+// removes the job, acks del (if any) and sends ResultAck to workerID's
+// current session.
 func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse, corr, workerID string, del *broker.Delivery) {
 	if d.stopped {
 		return // hub stopping: the worker keeps the result
 	}
 	d.wg.Add(1)
-	go func() {
+	d.tasks.submit(func() {
 		defer d.wg.Done()
 		err := d.publish(jobID, resp, corr)
 		if err == nil {
@@ -235,7 +236,7 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 		if err != nil && del != nil { // hub stopping: the worker keeps the result
 			_ = del.Nack(true)
 		}
-	}()
+	})
 }
 
 // published counts a published status, acks its delivery if still unacked

@@ -47,12 +47,13 @@ var (
 // Worker is one connected agent: one registered Connect stream.
 //
 // It owns the stream's sending side. Frames are queued by send (bounded,
-// never blocking) and written by one sender goroutine that exists only
-// while frames are queued: it starts when the queue goes from empty to
-// non-empty and exits when it is empty again, so an idle worker costs no
-// goroutine for sending (docs/BENCHMARKS.md G1). At most one sender runs
-// at a time, so no two goroutines ever call Send. The identity fields are
-// set at registration and never change.
+// never blocking) and written by one sender that runs only while frames
+// are queued: it starts when the queue goes from empty to non-empty and
+// returns when it is empty again, so an idle worker costs no goroutine for
+// sending (docs/BENCHMARKS.md G1). It runs on one of the hub's pooled
+// goroutines (taskPool), which keep their grown stacks between runs. At
+// most one sender runs at a time, so no two goroutines ever call Send. The
+// identity fields are set at registration and never change.
 type Worker struct {
 	id        string
 	sessionID string
@@ -77,7 +78,8 @@ type Worker struct {
 	stream   func(*blacktreev1.HubMessage) error // the stream's Send
 	authCtx  context.Context                     // the stream's context: its credentials, for Config.Authorized
 	maxQueue int                                 // bound on queued frames
-	wg       *sync.WaitGroup                     // owns the sender goroutines
+	wg       *sync.WaitGroup                     // counts the sender runs and onEnd
+	tasks    *taskPool                           // runs the senders; nil: a goroutine each
 
 	receiving atomic.Bool // the handler is in its receive loop
 
@@ -157,7 +159,16 @@ func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 	}
 	w.sendMu.Unlock()
 	if start {
-		w.wg.Go(w.sendQueued)
+		w.wg.Add(1)
+		run := func() {
+			defer w.wg.Done()
+			w.sendQueued()
+		}
+		if w.tasks != nil {
+			w.tasks.submit(run)
+		} else {
+			go run()
+		}
 	}
 	return true
 }
