@@ -9,7 +9,7 @@ import "sync"
 // publish waits for the broker's confirm, and publishes must pipeline),
 // and a Worker's sender exists only while frames are queued (G1). A fresh
 // goroutine starts with a small stack and grows it on the way into
-// amqp091 or grpc-go: that stack copying was 5% of the hub's samples while
+// amqp091 or grpc-go: that stack copying was 5-9% of the hub's samples while
 // draining (docs/BENCHMARKS.md G18). Goroutines here keep their grown
 // stacks between tasks: up to maxIdle of them wait for the next task, and
 // a task that finds none idle gets a new goroutine, so a task never waits
