@@ -45,9 +45,10 @@ func TestPublishesWaitOutAMemoryAlarm(t *testing.T) {
 		}
 	}()
 
-	// 12.8 MB: more than loopback's socket buffers plus the writer's
-	// bound, so the back-pressure reaches Write.
-	const n, size = 400, 32 << 10
+	// 19.2 MB: several times what loopback's socket buffers took here
+	// (about 4.4 MB) plus the writer's bound, so the back-pressure reaches
+	// Write.
+	const n, size = 600, 32 << 10
 	body := bytes.Repeat([]byte("x"), size)
 	results := make(chan error, n)
 	for i := range n {
