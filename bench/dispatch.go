@@ -120,13 +120,23 @@ func (d *DispatchResult) ThroughputRatio() float64 {
 // RoundRatios lists Blacktree's ratio to the baseline in each round, the
 // first drain (Sides) first.
 func (d *DispatchResult) RoundRatios() []float64 {
-	if len(d.Sides) < 2 || d.Sides[0].Throughput == 0 {
+	var rs []float64
+	for _, r := range d.allRounds() {
+		rs = append(rs, r.Blacktree/r.Baseline)
+	}
+	return rs
+}
+
+// allRounds is the first drain (Sides) and the extra rounds, leaving out
+// any without a baseline rate.
+func (d *DispatchResult) allRounds() []Round {
+	if len(d.Sides) < 2 {
 		return nil
 	}
-	rs := []float64{d.Sides[1].Throughput / d.Sides[0].Throughput}
-	for _, r := range d.Rounds {
+	var rs []Round
+	for _, r := range append([]Round{{Baseline: d.Sides[0].Throughput, Blacktree: d.Sides[1].Throughput}}, d.Rounds...) {
 		if r.Baseline > 0 {
-			rs = append(rs, r.Blacktree/r.Baseline)
+			rs = append(rs, r)
 		}
 	}
 	return rs

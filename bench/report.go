@@ -510,6 +510,15 @@ func (r *Report) writeProfile(p func(string, ...any), pr *ProfileResult) {
 	}
 }
 
+// roundList renders each round's jobs/s and ratio, the first round first.
+func roundList(d *DispatchResult) string {
+	var parts []string
+	for _, r := range d.allRounds() {
+		parts = append(parts, fmt.Sprintf("%.0f / %.0f jobs/s = %.2f×", r.Blacktree, r.Baseline, r.Blacktree/r.Baseline))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // roleOrder is the order roles are printed in.
 var roleOrder = []string{"btbench", "hub", "workers", "broker"}
 
@@ -561,18 +570,6 @@ func perJob(s SideResult) string {
 // and workers may use for Blacktree to reach ratio of the baseline's
 // jobs/s: the baseline's total per job / ratio, less what Blacktree's side
 // spends outside them (broker, collector). used is what they spent.
-// roundList renders each round's jobs/s and ratio, the first round first.
-func roundList(d *DispatchResult) string {
-	rounds := append([]Round{{Baseline: d.Sides[0].Throughput, Blacktree: d.Sides[1].Throughput}}, d.Rounds...)
-	var parts []string
-	for _, r := range rounds {
-		if r.Baseline > 0 { // as RoundRatios
-			parts = append(parts, fmt.Sprintf("%.0f / %.0f jobs/s = %.2f×", r.Blacktree, r.Baseline, r.Blacktree/r.Baseline))
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
 func budget(base, bt SideResult, ratio float64) (budget, used float64, ok bool) {
 	if base.Throughput <= 0 || bt.Throughput <= 0 {
 		return 0, 0, false

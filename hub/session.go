@@ -79,7 +79,7 @@ type Worker struct {
 	authCtx  context.Context                     // the stream's context: its credentials, for Config.Authorized
 	maxQueue int                                 // bound on queued frames
 	wg       *sync.WaitGroup                     // counts the sender runs and onEnd
-	tasks    *taskPool                           // runs the senders; nil: a goroutine each
+	tasks    *taskPool                           // runs the sender (set with stream)
 
 	receiving atomic.Bool // the handler is in its receive loop
 
@@ -160,15 +160,10 @@ func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 	w.sendMu.Unlock()
 	if start {
 		w.wg.Add(1)
-		run := func() {
+		w.tasks.submit(func() {
 			defer w.wg.Done()
 			w.sendQueued()
-		}
-		if w.tasks != nil {
-			w.tasks.submit(run)
-		} else {
-			go run()
-		}
+		})
 	}
 	return true
 }

@@ -185,7 +185,6 @@ func (c *Client) closeOut()   { c.outOnce.Do(func() { close(c.out) }) }
 // honours ctx; dial plus handshake are bounded by RPCTimeout. Errors carry
 // the masked URL.
 func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
-	var raw net.Conn
 	var batched *batchConn
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(c.cfg.ConnectionName + "-" + role)
@@ -206,9 +205,7 @@ func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 				_ = nc.Close()
 				return nil, err
 			}
-			// raw is the socket itself: closing it (bounded) also ends a
-			// write the batching writer has blocked in it.
-			raw, batched = nc, newBatchConn(nc)
+			batched = newBatchConn(nc)
 			return batched, nil
 		},
 	})
@@ -221,7 +218,7 @@ func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 	if testHookAfterDial != nil {
 		testHookAfterDial(role)
 	}
-	return amqpConn{Connection: conn, raw: raw, batch: batched}, nil
+	return amqpConn{Connection: conn, batch: batched}, nil
 }
 
 // sleepCtx waits d, or returns false early when ctx ends.

@@ -3,7 +3,6 @@ package rabbit
 import (
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -22,15 +21,16 @@ var ErrBrokerTimeout = errors.New("the broker did not answer")
 // shuts down and every pending call returns.
 type amqpConn struct {
 	*amqp.Connection
-	raw   net.Conn
-	batch *batchConn // the batching writer over raw (batchconn.go)
+	batch *batchConn // the socket under it, with batched writes (batchconn.go)
 }
 
 // bounded runs f, which makes calls on c, and drops the connection if f has
 // not returned after d. The error then wraps ErrBrokerTimeout and names
 // what was being done.
 func (c amqpConn) bounded(d time.Duration, what string, f func() error) error {
-	t := time.AfterFunc(d, func() { _ = c.raw.Close() })
+	// The socket itself: closing it also ends a write the batching
+	// writer has blocked in it.
+	t := time.AfterFunc(d, func() { _ = c.batch.Conn.Close() })
 	err := f()
 	if !t.Stop() {
 		// The timer fired (or is firing): the socket is closed under f,
