@@ -90,6 +90,17 @@ type IdleWindowResult struct {
 	// Heartbeats the fleet's heartbeats in it: the garbage per heartbeat.
 	Allocated  float64
 	Heartbeats int64
+	// CPU is the process's CPU over the window, a fraction of one core.
+	CPU float64
+}
+
+// CPUPerHeartbeat is the process's CPU time over the window per heartbeat
+// the fleet sent in it (everything else the process did included).
+func (r IdleWindowResult) CPUPerHeartbeat() time.Duration {
+	if r.Heartbeats == 0 {
+		return 0
+	}
+	return time.Duration(r.CPU * float64(r.Length) / float64(r.Heartbeats))
 }
 
 // AllocPerHeartbeat is the heap allocated per heartbeat in the window.
@@ -190,7 +201,8 @@ func steadyWindow(ctx context.Context, pid int, probe gcProbe, cfg FleetRunConfi
 		return 0, r, err
 	}
 	r.Length = time.Since(t0)
-	return float64(c1-c0) / float64(r.Length), r, nil
+	r.CPU = float64(c1-c0) / float64(r.Length)
+	return r.CPU, r, nil
 }
 
 // hubProbe reads the hub's garbage collections and allocated bytes from

@@ -87,3 +87,27 @@ func TestFleetVerdictOnPeak(t *testing.T) {
 		})
 	}
 }
+
+// TestFleetCPUPerHeartbeat checks the heartbeat CPU rows against the bare
+// grpc-go server: CPU × window / heartbeats for each, and their ratio.
+func TestFleetCPUPerHeartbeat(t *testing.T) {
+	f := &FleetResult{Config: FleetRunConfig{N: 1000, SteadyGCs: 2}, IdleCPU: 0.15,
+		Idle:  IdleWindowResult{Length: 100 * time.Second, CPU: 0.15, Heartbeats: 300_000},
+		Floor: &FloorResult{N: 1000, Idle: IdleWindowResult{Length: 120 * time.Second, CPU: 0.12, Heartbeats: 240_000}}}
+	if got, want := f.Idle.CPUPerHeartbeat(), 50*time.Microsecond; got != want {
+		t.Errorf("Idle.CPUPerHeartbeat() = %s, want %s", got, want)
+	}
+	if got := (IdleWindowResult{CPU: 0.5, Length: time.Second}).CPUPerHeartbeat(); got != 0 {
+		t.Errorf("CPUPerHeartbeat() with no heartbeats = %s, want 0", got)
+	}
+	var b strings.Builder
+	(&Report{Fleet: f}).WriteMarkdown(&b)
+	for _, want := range []string{
+		"| same fleet on the bare grpc-go server, CPU in its idle window (240000 heartbeats) | 12.00% of a core |",
+		"hub / bare grpc-go server | 50.0 / 60.0 µs = 0.83× |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("WriteMarkdown() lacks %q; got:\n%s", want, b.String())
+		}
+	}
+}

@@ -361,6 +361,14 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	}
 	p("| hub CPU, no workers (3s) | %.2f%% of a core | | |", 100*f.IdleCPUNoWorkers)
 	p("| hub CPU with %d idle workers (the idle window, %d heartbeats, GCs included) | %.2f%% of a core | ≤ 10%% | %s |", c.N, w.Heartbeats, cpuPct, verdict(cpuPct <= 10))
+	if fl := f.Floor; fl != nil && fl.Idle.Heartbeats > 0 && w.Heartbeats > 0 {
+		p("| same fleet on the bare grpc-go server, CPU in its idle window (%d heartbeats) | %.2f%% of a core | | |", fl.Idle.Heartbeats, 100*fl.Idle.CPU)
+		hubHB, floorHB := w.CPUPerHeartbeat(), fl.Idle.CPUPerHeartbeat()
+		if floorHB > 0 {
+			p("| CPU per heartbeat (all of the window's CPU / its heartbeats): hub / bare grpc-go server | %.1f / %.1f µs = %.2f× | | |",
+				float64(hubHB)/float64(time.Microsecond), float64(floorHB)/float64(time.Microsecond), float64(hubHB)/float64(floorHB))
+		}
+	}
 	p("| workers the hub lists live | %d | %d | %s |", f.HubListsLive, c.N, verdict(f.HubListsLive == c.N))
 	p("| dispatch throughput with %d connected | %.0f jobs/s | | |", c.N, f.Throughput)
 	if f.SmallN > 0 && f.SmallThroughput > 0 {
