@@ -12,7 +12,10 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	DispatchFloorMain() // RunDispatchFloor re-executes this test binary
+	goleak.VerifyTestMain(m)
+}
 
 func msd(v ...int) []time.Duration {
 	out := make([]time.Duration, len(v))

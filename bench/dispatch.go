@@ -38,6 +38,10 @@ type DispatchConfig struct {
 	// the rounds' ratios: one drain on a shared machine can be off by a
 	// third.
 	Rounds int
+	// Floor also drains the backlog through the dispatch floor
+	// (dispatchfloor.go): bare grpc-go processes exchanging only the
+	// contract's four frames per job.
+	Floor bool
 	// ProfileDir, when set and the hub serves pprof, receives a CPU
 	// profile of the hub while it drains the backlog.
 	ProfileDir string
@@ -95,6 +99,8 @@ type DispatchResult struct {
 	ProfileOneWorker string
 	// Rounds are the drains after the first (DispatchConfig.Rounds).
 	Rounds []Round
+	// Floor is the dispatch floor's drain (DispatchConfig.Floor).
+	Floor *DispatchFloor
 }
 
 // Round is one more alternating drain of both sides (DispatchConfig.Rounds).
@@ -336,7 +342,7 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 		}
 		for i := range workers {
 			args := env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, slots, 0)
-			w, err := cluster.Start("worker", env.Bins.Worker, args, env.WorkerEnv, env.Tee)
+			w, err := env.start("worker", env.Bins.Worker, args, env.WorkerEnv)
 			if err != nil {
 				return err
 			}
@@ -444,6 +450,11 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 			return nil, fmt.Errorf("round %d: %w", r+1, err)
 		}
 		res.Rounds = append(res.Rounds, round)
+	}
+	if cfg.Floor {
+		if res.Floor, err = RunDispatchFloor(ctx, cfg, logf); err != nil {
+			return nil, fmt.Errorf("dispatch floor: %w", err)
+		}
 	}
 	return res, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -34,9 +35,13 @@ type Env struct {
 	HubEnv []string
 	// WorkerEnv is the same for every worker process.
 	WorkerEnv []string
-	// Tee, when set, receives every process's output.
+	// Tee, when set, receives every process's output. Without it each
+	// process writes its output to a file of its own in Dir
+	// (cluster.StartToFile), so that no goroutine of the load generator
+	// pays for carrying the hub's and workers' log lines.
 	Tee io.Writer
 
+	logSeq                           atomic.Int64 // numbers the output files
 	tokensFile, tokenFile, adminFile string
 	hubErr                           error // the hub binary did not build
 	hubPprof                         bool  // the hub has --pprof
@@ -113,7 +118,7 @@ func (e *Env) StartHub(ctx context.Context, q Queues, extra ...string) (*Hub, er
 	if err != nil {
 		return nil, err
 	}
-	p, err := cluster.Start("hub", e.Bins.Hub, e.HubArgs(q, grpcAddr, httpAddr, extra...), e.HubEnv, e.Tee)
+	p, err := e.start("hub", e.Bins.Hub, e.HubArgs(q, grpcAddr, httpAddr, extra...), e.HubEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +219,17 @@ func (e *Env) WorkerArgs(name, hub string, slots int, delay time.Duration) []str
 
 // StartWorker starts a real noop worker process.
 func (e *Env) StartWorker(name, hub string, slots int, delay time.Duration) (*cluster.Process, error) {
-	return cluster.Start("worker "+name, e.Bins.Worker, e.WorkerArgs(name, hub, slots, delay), e.WorkerEnv, e.Tee)
+	return e.start("worker "+name, e.Bins.Worker, e.WorkerArgs(name, hub, slots, delay), e.WorkerEnv)
+}
+
+// start starts a process with its output tee'd to e.Tee, or else written
+// by the process to a file of its own in e.Dir.
+func (e *Env) start(name, bin string, args, env []string) (*cluster.Process, error) {
+	if e.Tee != nil {
+		return cluster.Start(name, bin, args, env, e.Tee)
+	}
+	file := fmt.Sprintf("%03d-%s.log", e.logSeq.Add(1), strings.ReplaceAll(name, " ", "-"))
+	return cluster.StartToFile(name, bin, args, env, filepath.Join(e.Dir, file))
 }
 
 // HubHelp returns the flags of `blacktree-hub --help` whose name or

@@ -41,15 +41,7 @@ func FloorServerMain() {
 		fmt.Fprintln(os.Stderr, "floor server:", err)
 		os.Exit(1)
 	}
-	s := grpc.NewServer(
-		grpc.ReadBufferSize(8<<10), grpc.WriteBufferSize(8<<10), grpc.SharedWriteBuffer(true),
-		grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20), grpc.HeaderTableSize(0),
-		// The hub's keepalive defaults: without the enforcement policy
-		// grpc-go answers the fleet's 30s client pings with GOAWAY
-		// too_many_pings once the idle window runs past them.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: hub.DefaultKeepaliveTime, Timeout: hub.DefaultKeepaliveTimeout}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: hub.DefaultKeepaliveMinTime, PermitWithoutStream: true}),
-	)
+	s := grpc.NewServer(floorServerOptions()...)
 	blacktreev1.RegisterWorkerServiceServer(s, floorService{})
 	fmt.Printf("listening %s\n", lis.Addr())
 	go func() {
@@ -67,6 +59,20 @@ func FloorServerMain() {
 	}()
 	_ = s.Serve(lis)
 	os.Exit(0)
+}
+
+// floorServerOptions are the hub's transport settings (hub/grpcserver.go)
+// without its interceptors.
+func floorServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(8 << 10), grpc.SharedWriteBuffer(true),
+		grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(1 << 20), grpc.HeaderTableSize(0),
+		// The hub's keepalive defaults: without the enforcement policy
+		// grpc-go answers the fleet's 30s client pings with GOAWAY
+		// too_many_pings once the idle window runs past them.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: hub.DefaultKeepaliveTime, Timeout: hub.DefaultKeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: hub.DefaultKeepaliveMinTime, PermitWithoutStream: true}),
+	}
 }
 
 type floorService struct {

@@ -244,6 +244,9 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 			}
 			p("  baseline's total per job / 0.8, less what Blacktree's side spends in the broker and the")
 			p("  collector); in this run they spent **%.0f µs**.", used)
+			if f := d.Floor; f != nil {
+				writeFloorBullet(p, f, used)
+			}
 		}
 	}
 	if len(d.Sides) > 1 && len(d.Rates) > 0 {
@@ -572,6 +575,20 @@ func perJob(s SideResult) string {
 	us := 1e6 / s.Throughput
 	parts := append(byRole(s.DrainCPU, "%.0f", us), fmt.Sprintf("rest %.0f", max(rest, 0)*us), fmt.Sprintf("**total %.0f**", total*us))
 	return strings.Join(parts, ", ")
+}
+
+// writeFloorBullet compares the dispatch floor's CPU per job with what the
+// hub and workers spent (used, µs per job).
+func writeFloorBullet(p func(string, ...any), f *DispatchFloor, used float64) {
+	floor := f.CPUPerJob["server"] + f.CPUPerJob["clients"]
+	p("- dispatch floor (`bench/dispatchfloor.go`): a bare grpc-go server and %d client processes", f.Clients)
+	p("  exchanging only the contract's four frames per job (RunJob, JobAccepted, JobResult,")
+	p("  ResultAck; %d outstanding per client, no broker, no work, one goroutine of ours per", f.Slots)
+	p("  stream) drained %d jobs at %.0f jobs/s, spending **%.0f µs** of CPU per job (server %.0f,", f.Jobs, f.Throughput, floor, f.CPUPerJob["server"])
+	p("  clients %.0f; reads and writes per job: server %.2f, clients %.2f).", f.CPUPerJob["clients"], f.SyscallsPerJob["server"], f.SyscallsPerJob["clients"])
+	if floor > 0 {
+		p("  The hub and workers spent %.1f× that.", used/floor)
+	}
 }
 
 // budget is, when both sides are CPU-bound, the CPU per job (µs) the hub

@@ -48,7 +48,8 @@ type options struct {
 }
 
 func main() {
-	bench.FloorServerMain() // when re-executed as the fleet's memory floor
+	bench.FloorServerMain()   // when re-executed as the fleet's memory floor
+	bench.DispatchFloorMain() // when re-executed as a dispatch-floor server or client
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -80,6 +81,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&o.dispatch.LowLoadFraction, "low-load", 0.1, "dispatch: also measure latency at this fraction of the baseline's saturation (0: skip)")
 	fs.Float64Var(&o.dispatch.LoadFraction, "load", 0.5, "dispatch: offered load of the latency runs, as a fraction of the baseline's saturation")
 	fs.Float64Var(&o.dispatch.Skip, "skip", 0.1, "warm-up fraction of statuses dropped from throughput")
+	fs.BoolVar(&o.dispatch.Floor, "dispatch-floor", true, "dispatch: also drain the backlog through bare grpc-go processes exchanging only the contract's four frames per job (the least any gRPC design spends)")
 	fs.IntVar(&o.dispatch.Rounds, "rounds", 3, "dispatch: backlog drains per side, alternating (rounds after the first on fresh processes); the throughput verdict is the median ratio")
 	fs.IntVar(&o.fleet.N, "fleet", 10000, "fleet: in-process workers connected to one hub")
 	fs.IntVar(&o.fleet.SmallN, "fleet-small", 100, "fleet: workers of the same-run reference dispatch (0: skip)")

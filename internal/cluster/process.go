@@ -64,15 +64,17 @@ func ModuleRoot() (string, error) {
 }
 
 // Process is one started binary. Its combined output is kept in memory
-// (for assertions such as "the token appears nowhere") and, when LogPath is
-// set, tee'd to that file.
+// (for assertions such as "the token appears nowhere") and, with a tee,
+// copied there too; or (StartToFile) the process writes it to a file
+// itself.
 type Process struct {
 	Name string
 	Args []string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // set before done is closed
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error  // set before done is closed
+	outPath string // StartToFile's file, read by Output; else out
 
 	mu  sync.Mutex // guards out
 	out bytes.Buffer
@@ -90,21 +92,46 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // the output only in memory.
 func Start(name, bin string, args, env []string, tee io.Writer) (*Process, error) {
 	p := &Process{Name: name, Args: args, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(cleanEnv(), env...)
 	var w io.Writer = lockedWriter{p}
 	if tee != nil {
 		w = io.MultiWriter(w, tee)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.start(bin, env, w); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// start runs the process with its output going to out.
+func (p *Process) start(bin string, env []string, out io.Writer) error {
+	p.cmd = exec.Command(bin, p.Args...)
+	p.cmd.Env = append(cleanEnv(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
+	return nil
+}
+
+// StartToFile is Start with the process's output going straight to a new
+// file at path, which the process writes itself: no goroutine of the
+// caller copies it (a benchmark does not charge the logs' transport to
+// its load generator). Output reads the file.
+func StartToFile(name, bin string, args, env []string, path string) (*Process, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	defer f.Close() // the child holds its own descriptor
+	p := &Process{Name: name, Args: args, done: make(chan struct{}), outPath: path}
+	if err := p.start(bin, env, f); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -122,6 +149,13 @@ func cleanEnv() []string {
 
 // Output returns everything the process printed so far.
 func (p *Process) Output() string {
+	if p.outPath != "" {
+		b, err := os.ReadFile(p.outPath)
+		if err != nil {
+			return fmt.Sprintf("(output file unreadable: %v)", err)
+		}
+		return string(b)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.out.String()

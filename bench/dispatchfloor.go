@@ -1,0 +1,338 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+)
+
+// The dispatch floor: the least any design that moves each job over a
+// grpc-go stream must spend. A bare grpc-go server process (the hub's
+// transport settings, no broker, no auth, no bookkeeping) hands out a
+// backlog of jobs as RunJob frames, Slots at a time per stream, and answers
+// each JobResult with a ResultAck; each client process (one stream, like a
+// worker) answers every RunJob with JobAccepted and a JobResult at once.
+// Those four frames per job are what the delivery contract requires. Both
+// handlers send from their receive loop, so each stream has one goroutine
+// of ours: the cheapest shape grpc-go allows.
+
+const dispatchFloorEnv = "BTBENCH_DISPATCH_FLOOR"
+
+// DispatchFloorMain runs a dispatch-floor server or client and exits when
+// this process was started as one; otherwise it returns at once. Call it
+// first in main.
+func DispatchFloorMain() {
+	role, arg, ok := strings.Cut(os.Getenv(dispatchFloorEnv), ":")
+	if !ok {
+		return
+	}
+	var err error
+	switch role {
+	case "server":
+		err = runFloorServer(arg)
+	case "client":
+		err = runFloorClient(arg)
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dispatch floor %s: %v\n", role, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// floorServer is the server's state, shared by its stream handlers.
+type floorServer struct {
+	blacktreev1.UnimplementedWorkerServiceServer
+	slots      int
+	registered chan struct{} // one send per registered stream
+	start      chan struct{} // closed by "go"
+	jobs, skip int64         // set before start is closed
+	issued     atomic.Int64  // RunJobs handed out
+	answered   atomic.Int64  // JobResults received
+	skipAt     atomic.Int64  // UnixNano when the skip-th result arrived
+	finished   chan time.Duration
+}
+
+// runFloorServer serves until stdin closes. Its lines on stdout:
+// "listening <addr>", "registered" per stream, then "done <ns>" (the time
+// from the skip-th result to the last) after "go <jobs> <skip>" on stdin.
+func runFloorServer(slotsArg string) error {
+	slots, err := strconv.Atoi(slotsArg)
+	if err != nil || slots < 1 {
+		return fmt.Errorf("slots %q: want a positive number", slotsArg)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fs := &floorServer{slots: slots, registered: make(chan struct{}, 1024), start: make(chan struct{}), finished: make(chan time.Duration, 1)}
+	s := grpc.NewServer(floorServerOptions()...)
+	blacktreev1.RegisterWorkerServiceServer(s, fs)
+	go func() { _ = s.Serve(lis) }()
+	fmt.Printf("listening %s\n", lis.Addr())
+	in := bufio.NewReader(os.Stdin)
+	go func() {
+		for range fs.registered {
+			fmt.Println("registered")
+		}
+	}()
+	line, err := in.ReadString('\n')
+	if err != nil {
+		return nil // the parent gave up before starting
+	}
+	if _, err := fmt.Sscanf(line, "go %d %d", &fs.jobs, &fs.skip); err != nil || fs.jobs < 1 || fs.skip >= fs.jobs {
+		return fmt.Errorf("stdin said %q, want go <jobs> <skip>", line)
+	}
+	close(fs.start)
+	fmt.Printf("done %d\n", <-fs.finished)
+	_, _ = io.Copy(io.Discard, in) // until the parent closes stdin
+	s.Stop()
+	return nil
+}
+
+// Connect is one client's stream.
+func (fs *floorServer) Connect(stream blacktreev1.WorkerService_ConnectServer) error {
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	if err := stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
+		SessionId: "floor", HeartbeatInterval: durationpb.New(time.Minute), HubId: "floor",
+	}}}); err != nil {
+		return err
+	}
+	fs.registered <- struct{}{}
+	select {
+	case <-fs.start:
+	case <-stream.Context().Done():
+		return stream.Context().Err()
+	}
+	for range fs.slots {
+		if err := fs.issue(stream); err != nil {
+			return err
+		}
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		r, ok := m.GetFrame().(*blacktreev1.WorkerMessage_JobResult)
+		if !ok {
+			continue // JobAccepted: the hub would ack the delivery here
+		}
+		if err := stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_ResultAck{ResultAck: &blacktreev1.ResultAck{
+			JobId: r.JobResult.GetResponse().GetJobId(),
+		}}}); err != nil {
+			return err
+		}
+		switch n := fs.answered.Add(1); {
+		case n == fs.skip:
+			fs.skipAt.Store(time.Now().UnixNano())
+		case n == fs.jobs:
+			fs.finished <- time.Duration(time.Now().UnixNano() - fs.skipAt.Load())
+		}
+		if err := fs.issue(stream); err != nil {
+			return err
+		}
+	}
+}
+
+// issue sends the next job of the backlog on stream, if any is left.
+func (fs *floorServer) issue(stream blacktreev1.WorkerService_ConnectServer) error {
+	n := fs.issued.Add(1)
+	if n > fs.jobs {
+		return nil
+	}
+	return stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_RunJob{RunJob: &blacktreev1.RunJob{
+		Job: Job("floor-" + strconv.FormatInt(n, 10)),
+	}}})
+}
+
+// runFloorClient is one worker-shaped client: it answers every RunJob with
+// JobAccepted and a successful JobResult, until the stream ends.
+func runFloorClient(addr string) error {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// The worker agent's settings (workeragent/conn.go).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20),
+	)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stream, err := blacktreev1.NewWorkerServiceClient(conn).Connect(context.Background())
+	if err != nil {
+		return err
+	}
+	name, _ := os.Hostname()
+	if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{
+		WorkerId: "floor-client", Name: name, Version: "btbench", Slots: 8,
+	}}}); err != nil {
+		return err
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil // the server stopped: the measurement is over
+		}
+		rj, ok := m.GetFrame().(*blacktreev1.HubMessage_RunJob)
+		if !ok {
+			continue // Registered, ResultAck
+		}
+		req := rj.RunJob.GetJob()
+		started := timestamppb.Now()
+		if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobAccepted{JobAccepted: &blacktreev1.JobAccepted{
+			JobId: req.GetJobId(),
+		}}}); err != nil {
+			return nil
+		}
+		if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{
+			Response: &blacktreev1.JobResponse{JobId: req.GetJobId(), Success: true, ImageUrl: req.GetImageName(),
+				Logs: "noop: job " + req.GetJobId() + " done\n", WorkerId: "floor-client", StartedAt: started, FinishedAt: timestamppb.Now()},
+		}}}); err != nil {
+			return nil
+		}
+	}
+}
+
+// DispatchFloor is what the dispatch floor measured.
+type DispatchFloor struct {
+	Jobs, Clients, Slots int
+	Throughput           float64 // jobs/s after the warm-up (DispatchConfig.Skip)
+	MachineBusy          float64
+	// CPUPerJob is µs of CPU per job over the whole drain: "server",
+	// "clients" (all of them) and "total" (the machine's busy time).
+	CPUPerJob map[string]float64
+	// SyscallsPerJob is read and write system calls per job, same roles.
+	SyscallsPerJob map[string]float64
+}
+
+// RunDispatchFloor drains cfg.Jobs through a floor server and cfg.Workers
+// floor clients, with cfg.Slots jobs outstanding per client.
+func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string, ...any)) (*DispatchFloor, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var cmds []*exec.Cmd
+	defer func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}()
+	start := func(role string, stdout bool) (*exec.Cmd, io.WriteCloser, *bufio.Reader, error) {
+		c := exec.CommandContext(ctx, self)
+		c.Env = append(os.Environ(), dispatchFloorEnv+"="+role)
+		c.Stderr = os.Stderr
+		var in io.WriteCloser
+		var out *bufio.Reader
+		if stdout {
+			w, err := c.StdinPipe()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			r, err := c.StdoutPipe()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			in, out = w, bufio.NewReader(r)
+		}
+		if err := c.Start(); err != nil {
+			return nil, nil, nil, fmt.Errorf("start floor %s: %w", role, err)
+		}
+		cmds = append(cmds, c)
+		return c, in, out, nil
+	}
+	srv, srvIn, srvOut, err := start(fmt.Sprintf("server:%d", cfg.Slots), true)
+	if err != nil {
+		return nil, err
+	}
+	defer srvIn.Close()
+	line, err := srvOut.ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		return nil, fmt.Errorf("floor server said %q (%v), want its address", line, err)
+	}
+	pids := []int{srv.Process.Pid}
+	for range cfg.Workers {
+		c, _, _, err := start("client:"+addr, false)
+		if err != nil {
+			return nil, err
+		}
+		pids = append(pids, c.Process.Pid)
+	}
+	for range cfg.Workers {
+		if line, err := srvOut.ReadString('\n'); err != nil || strings.TrimSpace(line) != "registered" {
+			return nil, fmt.Errorf("floor server said %q (%v), want registered", line, err)
+		}
+	}
+	skip := max(1, int(float64(cfg.Jobs)*cfg.Skip)) // the clock starts at the skip-th result
+	meter := StartCPUMeter(pids...)
+	if _, err := fmt.Fprintf(srvIn, "go %d %d\n", cfg.Jobs, skip); err != nil {
+		return nil, fmt.Errorf("start the floor drain: %w", err)
+	}
+	type answer struct {
+		line string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() { // ends at the line, or when the deferred Kill closes stdout
+		l, err := srvOut.ReadString('\n')
+		got <- answer{l, err}
+	}()
+	var a answer
+	select {
+	case a = <-got:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	u := meter.Stop()
+	var ns int64
+	if a.err != nil {
+		return nil, fmt.Errorf("floor drain: %w", a.err)
+	}
+	if _, err := fmt.Sscanf(a.line, "done %d", &ns); err != nil || ns <= 0 {
+		return nil, fmt.Errorf("floor server said %q, want done <ns>", a.line)
+	}
+	f := &DispatchFloor{Jobs: cfg.Jobs, Clients: cfg.Workers, Slots: cfg.Slots, MachineBusy: u.MachineBusy,
+		Throughput: float64(cfg.Jobs-skip) / time.Duration(ns).Seconds(),
+		CPUPerJob:  map[string]float64{}, SyscallsPerJob: map[string]float64{}}
+	perJob := func(frac float64) float64 {
+		return frac * float64(u.Wall) / float64(time.Microsecond) / float64(cfg.Jobs)
+	}
+	for i, pid := range pids {
+		role := "clients"
+		if i == 0 {
+			role = "server"
+		}
+		f.CPUPerJob[role] += perJob(u.Procs[pid])
+		f.SyscallsPerJob[role] += float64(u.Syscalls[pid]) / float64(cfg.Jobs)
+	}
+	f.CPUPerJob["total"] = perJob(u.MachineBusy * float64(runtime.NumCPU()))
+	logf("dispatch floor: %.0f jobs/s; CPU per job: server %.0f µs, clients %.0f µs; reads and writes per job: server %.2f, clients %.2f; machine busy %.0f%%",
+		f.Throughput, f.CPUPerJob["server"], f.CPUPerJob["clients"], f.SyscallsPerJob["server"], f.SyscallsPerJob["clients"], 100*f.MachineBusy)
+	return f, nil
+}

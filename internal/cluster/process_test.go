@@ -1,0 +1,32 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStartToFile checks that a process started with StartToFile writes
+// its output to the file itself and that Output reads it back.
+func TestStartToFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.log")
+	p, err := StartToFile("echo", "/bin/sh", []string{"-c", "echo to-stdout; echo to-stderr >&2"}, nil, path)
+	if err != nil {
+		t.Fatalf("StartToFile() = %v", err)
+	}
+	if code := p.ExitCode(); code != 0 {
+		t.Fatalf("ExitCode() = %d, want 0", code)
+	}
+	for _, want := range []string{"to-stdout", "to-stderr"} {
+		if !strings.Contains(p.Output(), want) {
+			t.Errorf("Output() = %q, want it to contain %q", p.Output(), want)
+		}
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != p.Output() {
+		t.Errorf("file = %q (%v), want Output() %q", b, err, p.Output())
+	}
+	if _, err := StartToFile("x", "/bin/true", nil, nil, filepath.Join(t.TempDir(), "no", "such", "dir", "x.log")); err == nil {
+		t.Errorf("StartToFile() into a missing directory = nil error, want one")
+	}
+}
