@@ -32,6 +32,12 @@ type job struct {
 // ErrCancelled is the cause of a job cancelled by the hub's CancelJob.
 var ErrCancelled = errors.New("CancelJob from the hub")
 
+// jobTimeoutError is the cause of a job that ran out of time: its limit.
+// Formatted only when a job does time out (every job sets one).
+type jobTimeoutError time.Duration
+
+func (e jobTimeoutError) Error() string { return fmt.Sprintf("timed out after %s", time.Duration(e)) }
+
 // handleRunJob answers a RunJob: JobAccepted (and a new run, unless the job
 // is already running or its result is held — then it is only accepted
 // again) or JobRejected when every slot is taken or the agent is draining.
@@ -160,7 +166,7 @@ func (a *Agent) runJob(j *job) {
 	if ts := j.req.GetTimeoutSeconds(); ts > 0 {
 		timeout = time.Duration(ts) * time.Second
 	}
-	ctx, cancel := context.WithTimeoutCause(j.ctx, timeout, fmt.Errorf("timed out after %s", timeout))
+	ctx, cancel := context.WithTimeoutCause(j.ctx, timeout, jobTimeoutError(timeout))
 	defer cancel()
 
 	secrets := redact.New(j.req.GetGithubToken())

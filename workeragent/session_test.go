@@ -272,6 +272,38 @@ func TestCancelJob(t *testing.T) {
 	s.Send(t, fakehub.Ack("long"))
 }
 
+// TestJobTimeout checks that a job running past its limit fails with the
+// limit named: the agent's JobTimeout, or the request's timeoutSeconds.
+func TestJobTimeout(t *testing.T) {
+	tests := []struct {
+		name       string
+		jobTimeout time.Duration
+		requestSec uint32
+		want       string
+	}{
+		{name: "agent limit", jobTimeout: 300 * time.Millisecond, want: "cancelled: timed out after 300ms"},
+		{name: "request limit", jobTimeout: time.Hour, requestSec: 1, want: "cancelled: timed out after 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := fakehub.Start(t, fakehub.Options{})
+			startAgent(t, Config{HubAddrs: []string{hub.Addr}, JobTimeout: tt.jobTimeout}, executor.Noop{Delay: time.Hour})
+			s := hub.NextStream(t, wait)
+			req := jobReq("slow")
+			req.TimeoutSeconds = tt.requestSec
+			s.Send(t, fakehub.RunJob(req))
+			res := s.WaitFor(t, wait, "JobResult", fakehub.IsResult("slow")).GetJobResult().GetResponse()
+			if res.GetSuccess() {
+				t.Fatalf("timed-out job result = %v, want failure", res)
+			}
+			if got := res.GetError(); got != tt.want {
+				t.Errorf("timed-out job error = %q, want %q", got, tt.want)
+			}
+			s.Send(t, fakehub.Ack("slow"))
+		})
+	}
+}
+
 func TestDrain(t *testing.T) {
 	hub := fakehub.Start(t, fakehub.Options{HeartbeatInterval: time.Hour})
 	g := newGateExec()
