@@ -48,16 +48,16 @@ func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
 		_ = s.sendCtrl(rejectFrame(id, blacktreev1.RejectReason_REJECT_REASON_UNSPECIFIED, "missing jobId"))
 		return
 	}
-	log := s.log.With("job_id", id)
 	a.mu.Lock()
 	var (
 		j      *job
+		again  bool // already running or finished here
 		reason blacktreev1.RejectReason
 		detail string
 	)
 	switch {
 	case a.jobs[id] != nil || a.results[id] != nil:
-		log.Info("runjob for a job already running or finished here; accepting it again")
+		again = true
 	case !labelsMatch(req.GetWorkerLabels(), a.cfg.Labels):
 		reason, detail = blacktreev1.RejectReason_REJECT_REASON_UNSUPPORTED, "worker labels do not match the job's workerLabels"
 	case a.draining || a.jobsClosed:
@@ -72,8 +72,11 @@ func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
 	}
 	a.mu.Unlock()
 
+	if again {
+		s.log.Info("runjob for a job already running or finished here; accepting it again", "job_id", id)
+	}
 	if reason != blacktreev1.RejectReason_REJECT_REASON_UNSPECIFIED {
-		log.Info("rejecting job", "reason", detail)
+		s.log.Info("rejecting job", "job_id", id, "reason", detail)
 		_ = s.sendCtrl(rejectFrame(id, reason, detail))
 		return
 	}
