@@ -8,6 +8,16 @@
 // numbers are noise, ratios are the signal. cmd/btbench drives it and
 // `make bench` rewrites docs/BENCHMARKS.md from its output.
 //
+// Floors: the missed targets are also measured on bare grpc-go, with the
+// hub's transport settings, in the same run. floor.go holds the fleet's
+// streams on a server that only receives (memory and heartbeat CPU);
+// dispatchfloor.go drains the backlog through processes that exchange only
+// the contract's four frames per job (the least any gRPC design spends).
+// Both re-execute the btbench binary (FloorServerMain, DispatchFloorMain).
+//
+// The hub and workers write their output to files of their own
+// (Env.start), so the load generator does not pay for their log lines.
+//
 // The baseline relay imports amqp091-go directly: it is the thing the hub
 // is compared against, so it deliberately shares no code with
 // internal/rabbit.
