@@ -271,10 +271,41 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string,
 		return nil, err
 	}
 	defer srvIn.Close()
-	line, err := srvOut.ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
-		return nil, fmt.Errorf("floor server said %q (%v), want its address", line, err)
+	// One goroutine reads the server's lines, so that every wait below
+	// also ends with ctx (a client that never registers, a stuck drain).
+	lines := make(chan string)
+	go func() { // ends at EOF: the deferred Kill and Wait close stdout
+		defer close(lines)
+		for {
+			l, err := srvOut.ReadString('\n')
+			if err != nil {
+				return
+			}
+			select {
+			case lines <- strings.TrimSpace(l):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	next := func(want string) (string, error) {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return "", fmt.Errorf("floor server exited; want %s", want)
+			}
+			return l, nil
+		case <-ctx.Done():
+			return "", fmt.Errorf("floor server: want %s: %w", want, ctx.Err())
+		}
+	}
+	line, err := next("its address")
+	if err != nil {
+		return nil, err
+	}
+	addr, ok := strings.CutPrefix(line, "listening ")
+	if !ok {
+		return nil, fmt.Errorf("floor server said %q, want its address", line)
 	}
 	pids := []int{srv.Process.Pid}
 	for range cfg.Workers {
@@ -285,7 +316,7 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string,
 		pids = append(pids, c.Process.Pid)
 	}
 	for range cfg.Workers {
-		if line, err := srvOut.ReadString('\n'); err != nil || strings.TrimSpace(line) != "registered" {
+		if line, err := next("registered"); err != nil || line != "registered" {
 			return nil, fmt.Errorf("floor server said %q (%v), want registered", line, err)
 		}
 	}
@@ -294,28 +325,14 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string,
 	if _, err := fmt.Fprintf(srvIn, "go %d %d\n", cfg.Jobs, skip); err != nil {
 		return nil, fmt.Errorf("start the floor drain: %w", err)
 	}
-	type answer struct {
-		line string
-		err  error
-	}
-	got := make(chan answer, 1)
-	go func() { // ends at the line, or when the deferred Kill closes stdout
-		l, err := srvOut.ReadString('\n')
-		got <- answer{l, err}
-	}()
-	var a answer
-	select {
-	case a = <-got:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	done, err := next("done <ns>")
+	if err != nil {
+		return nil, err
 	}
 	u := meter.Stop()
 	var ns int64
-	if a.err != nil {
-		return nil, fmt.Errorf("floor drain: %w", a.err)
-	}
-	if _, err := fmt.Sscanf(a.line, "done %d", &ns); err != nil || ns <= 0 {
-		return nil, fmt.Errorf("floor server said %q, want done <ns>", a.line)
+	if _, err := fmt.Sscanf(done, "done %d", &ns); err != nil || ns <= 0 {
+		return nil, fmt.Errorf("floor server said %q, want done <ns>", done)
 	}
 	f := &DispatchFloor{Jobs: cfg.Jobs, Clients: cfg.Workers, Slots: cfg.Slots, MachineBusy: u.MachineBusy,
 		Throughput: float64(cfg.Jobs-skip) / time.Duration(ns).Seconds(),

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -42,5 +43,18 @@ func TestWriteFloorBullet(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("writeFloorBullet() lacks %q; got:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestRunDispatchFloorGivesUpWithContext checks that a drain that cannot
+// finish in time ends with ctx, its processes killed (goleak checks the
+// line reader).
+func TestRunDispatchFloorGivesUpWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// Ten million jobs do not drain in 300ms.
+	_, err := RunDispatchFloor(ctx, DispatchConfig{Jobs: 10_000_000, Workers: 1, Slots: 1, Skip: 0.1}, t.Logf)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RunDispatchFloor() = %v, want a deadline error", err)
 	}
 }
