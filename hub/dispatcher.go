@@ -11,6 +11,7 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/broker"
 	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/internal/taskpool"
 )
 
 // Broker is what the hub needs from the message broker. *rabbit.Client
@@ -81,7 +82,7 @@ type Dispatcher struct {
 	pubCtx    context.Context // ends at hard stop: publishes give up
 	pubCancel context.CancelFunc
 	wg        sync.WaitGroup // publish tasks, until each has finished
-	tasks     *taskPool      // runs the publish tasks; the Hub's, closed by it
+	tasks     *taskpool.Pool // runs the publish tasks; the Hub's, closed by it
 
 	mu       sync.Mutex // guards the following
 	jobs     map[string]*job
@@ -91,7 +92,7 @@ type Dispatcher struct {
 	changed  chan struct{} // closed and replaced when a job leaves the table
 }
 
-func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, tasks *taskPool, log hclog.Logger) *Dispatcher {
+func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, tasks *taskpool.Pool, log hclog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	ann, _ := b.(Announcer)
 	return &Dispatcher{cfg: cfg, log: log, b: b, ann: ann, m: m, met: met, pubCtx: ctx, pubCancel: cancel,

@@ -28,10 +28,10 @@
 //     loop decodes a heartbeat into the previous heartbeat's structs (an
 //     idle fleet's garbage, and so the hub's steady-state memory, is mostly
 //     decoded heartbeats).
-//   - taskpool.go: taskPool, the goroutines that run publishes and stream
-//     senders. A task never waits behind another; finished goroutines
-//     (up to 64) wait for the next task with their grown stacks. The Hub
-//     closes it last.
+//   - The goroutines that run publishes and stream senders come from an
+//     internal/taskpool Pool the Hub owns: a task never waits behind
+//     another; finished goroutines (up to 64) wait for the next task with
+//     their grown stacks. The Hub closes it last.
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Dispatcher's mu and the WorkerManager's mu each guard their

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/blacktree/blacktree/internal/taskpool"
 )
 
 // Hub is one hub instance: gRPC server for workers and operators, HTTP
@@ -30,7 +32,7 @@ type Hub struct {
 	http       *http.Server
 
 	conns     *connRegistry  // accepted gRPC connections, to end silent sessions
-	tasks     *taskPool      // goroutines for publishes and stream senders (taskpool.go)
+	tasks     *taskpool.Pool // goroutines for publishes and stream senders (internal/taskpool)
 	streamWG  sync.WaitGroup // stream goroutines (first recv, senders, session ends)
 	bgWG      sync.WaitGroup // Run's goroutines: servers, dispatch loop
 	serving   atomic.Bool
@@ -50,6 +52,11 @@ type Hub struct {
 	stopErr  error
 }
 
+// idleTaskGoroutines is the Hub's task pool size (taskpool.New): about the
+// publishes waiting for confirms plus the senders writing at once on a busy
+// hub.
+const idleTaskGoroutines = 64
+
 // New validates cfg and builds a Hub on b. It does no I/O.
 func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	if b == nil {
@@ -65,7 +72,7 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(), conns: newConnRegistry(),
 		listening: make(chan struct{}), stopReq: make(chan struct{}), stopped: make(chan struct{}),
 		dispatchCancel: func() {}}
-	h.tasks = newTaskPool(idleTaskGoroutines)
+	h.tasks = taskpool.New(idleTaskGoroutines)
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
 	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.tasks, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
@@ -260,7 +267,7 @@ func (h *Hub) stop(ctx context.Context) error {
 		_ = h.http.Close()
 	}
 	h.streamWG.Wait()
-	h.tasks.close()
+	h.tasks.Close()
 	h.log.Info("hub stopped")
 	return errors.Join(errs...)
 }

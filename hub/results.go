@@ -218,7 +218,7 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 		return // hub stopping: the worker keeps the result
 	}
 	d.wg.Add(1)
-	d.tasks.submit(func() {
+	d.tasks.Submit(func() {
 		defer d.wg.Done()
 		err := d.publish(jobID, resp, corr)
 		if err == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/taskpool"
 )
 
 // Send-queue limits (see Worker.send).
@@ -51,7 +52,7 @@ var (
 // are queued: it starts when the queue goes from empty to non-empty and
 // returns when it is empty again, so an idle worker costs no goroutine for
 // sending (docs/BENCHMARKS.md G1). It runs on one of the hub's pooled
-// goroutines (taskPool), which keep their grown stacks between runs. At
+// goroutines (internal/taskpool), which keep their grown stacks between runs. At
 // most one sender runs at a time, so no two goroutines ever call Send. The
 // identity fields are set at registration and never change.
 type Worker struct {
@@ -79,7 +80,7 @@ type Worker struct {
 	authCtx  context.Context                     // the stream's context: its credentials, for Config.Authorized
 	maxQueue int                                 // bound on queued frames
 	wg       *sync.WaitGroup                     // counts the sender runs and onEnd
-	tasks    *taskPool                           // runs the sender (set with stream)
+	tasks    *taskpool.Pool                      // runs the sender (set with stream)
 
 	receiving atomic.Bool // the handler is in its receive loop
 
@@ -160,7 +161,7 @@ func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 	w.sendMu.Unlock()
 	if start {
 		w.wg.Add(1)
-		w.tasks.submit(func() {
+		w.tasks.Submit(func() {
 			defer w.wg.Done()
 			w.sendQueued()
 		})

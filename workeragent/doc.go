@@ -11,6 +11,9 @@
 //   - session.go: one stream: Register/Registered, the single sender
 //     goroutine, heartbeats and the receive loop.
 //   - jobs.go: RunJob/CancelJob/ResultAck handling and the job runner.
+//     Each job and its log pump run on goroutines of an internal/taskpool
+//     Pool, which keep their grown stacks between jobs; Run closes it once
+//     every job has returned.
 //   - logstream.go: bounded, scrubbed JobLog chunking.
 //   - state.go: the state directory (worker id, unacknowledged results).
 //   - results.go: when a held result is written there (a late ResultAck,

@@ -96,7 +96,7 @@ func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
 	}
 	if j != nil {
 		j.log.Info("job accepted", jobspec.LogFields(req)[2:]...)
-		go a.runJob(j)
+		a.tasks.Submit(func() { a.runJob(j) })
 	}
 }
 
@@ -175,10 +175,10 @@ func (a *Agent) runJob(j *job) {
 	secrets := redact.New(j.req.GetGithubToken())
 	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)
 	pumpDone := make(chan struct{})
-	go func() {
+	a.tasks.Submit(func() {
 		defer close(pumpDone)
 		a.pumpLogs(ls)
-	}()
+	})
 	resp := a.execute(ctx, j, ls, secrets)
 	ls.Close()
 	<-pumpDone

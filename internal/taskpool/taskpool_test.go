@@ -1,24 +1,28 @@
-package hub
+package taskpool
 
 import (
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
-func (p *taskPool) idleNow() int {
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func (p *Pool) idleNow() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.idle
 }
 
-func TestTaskPoolNeverQueuesATaskBehindABlockedOne(t *testing.T) {
-	p := newTaskPool(4)
-	defer p.close()
+func TestPoolNeverQueuesATaskBehindABlockedOne(t *testing.T) {
+	p := New(4)
+	defer p.Close()
 	const n = 20 // more than maxIdle: new goroutines are started
 	gate := make(chan struct{})
 	started := make(chan int, n)
 	for i := range n {
-		p.submit(func() {
+		p.Submit(func() {
 			started <- i
 			<-gate
 		})
@@ -36,12 +40,12 @@ func TestTaskPoolNeverQueuesATaskBehindABlockedOne(t *testing.T) {
 	close(gate)
 }
 
-func TestTaskPoolReusesIdleGoroutines(t *testing.T) {
-	p := newTaskPool(4)
-	defer p.close()
+func TestPoolReusesIdleGoroutines(t *testing.T) {
+	p := New(4)
+	defer p.Close()
 	for i := range 3 {
 		ran := make(chan struct{})
-		p.submit(func() { close(ran) })
+		p.Submit(func() { close(ran) })
 		select {
 		case <-ran:
 		case <-time.After(5 * time.Second):
@@ -53,13 +57,13 @@ func TestTaskPoolReusesIdleGoroutines(t *testing.T) {
 	}
 }
 
-func TestTaskPoolKeepsAtMostMaxIdle(t *testing.T) {
-	p := newTaskPool(2)
-	defer p.close()
+func TestPoolKeepsAtMostMaxIdle(t *testing.T) {
+	p := New(2)
+	defer p.Close()
 	gate := make(chan struct{})
 	running := make(chan struct{}, 5)
 	for range 5 {
-		p.submit(func() {
+		p.Submit(func() {
 			running <- struct{}{}
 			<-gate
 		})
@@ -92,17 +96,17 @@ func TestTaskPoolKeepsAtMostMaxIdle(t *testing.T) {
 	}
 }
 
-func TestTaskPoolCloseWaitsForRunningTasks(t *testing.T) {
-	p := newTaskPool(1)
+func TestPoolCloseWaitsForRunningTasks(t *testing.T) {
+	p := New(1)
 	gate := make(chan struct{})
 	finished := make(chan struct{})
-	p.submit(func() {
+	p.Submit(func() {
 		<-gate
 		close(finished)
 	})
 	closed := make(chan struct{})
 	go func() {
-		p.close()
+		p.Close()
 		close(closed)
 	}()
 	select {
@@ -121,5 +125,21 @@ func TestTaskPoolCloseWaitsForRunningTasks(t *testing.T) {
 	default:
 		t.Fatal("close() returned before the task finished")
 	}
-	p.close() // idempotent
+	p.Close() // idempotent
+}
+
+// eventually fails t unless cond becomes true within d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("%s: not true within %v", what, d)
+		case <-tick.C:
+		}
+	}
 }
