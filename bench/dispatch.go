@@ -99,9 +99,21 @@ type DispatchResult struct {
 	ProfileOneWorker string
 	// Rounds are the drains after the first (DispatchConfig.Rounds).
 	Rounds []Round
-	// Floor is the dispatch floor's drain (DispatchConfig.Floor).
-	Floor *DispatchFloor
+	// Floor is the dispatch floor's drain (DispatchConfig.Floor), and
+	// HubFloorClients the real hub's drain with the floor's clients as its
+	// workers (the hub's own cost, with the cheapest workers).
+	// FloorAtRate is the floor paced at Blacktree's (as deployed) drain
+	// rate: CPU per job depends on the rate, so this is the like-for-like
+	// comparison.
+	// FloorAtTarget is the floor paced at the throughput target's rate
+	// (targetRatio × the baseline's): what the four frames alone cost there.
+	Floor, FloorAtRate, FloorAtTarget *DispatchFloor
+	HubFloorClients                   *SideResult
 }
+
+// targetRatio is the throughput target: Blacktree's jobs/s over the
+// baseline's (issue #8).
+const targetRatio = 0.8
 
 // Round is one more alternating drain of both sides (DispatchConfig.Rounds).
 type Round struct {
@@ -315,7 +327,11 @@ func startBaseline(ctx context.Context, url string, cfg DispatchConfig, logf fun
 
 // startBlacktree starts a hub and `workers` noop workers of `slots` slots
 // each on fresh queues and drains the backlog through them.
-func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, prefix string, workers, slots int, profile func(*Hub), logf func(string, ...any)) (*side, []string, []string, error) {
+//
+// With floorClients the workers are the dispatch floor's clients instead
+// (bare grpc-go processes that answer every job at once,
+// dispatchfloor.go): the hub's cost with workers that cost next to nothing.
+func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, prefix string, workers, slots int, floorClients bool, profile func(*Hub), logf func(string, ...any)) (*side, []string, []string, error) {
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
 		return nil, nil, nil, err
@@ -334,15 +350,25 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 	prefetch := []string{"--prefetch", fmt.Sprint(cfg.Prefetch)}
 	hubArgs := env.HubArgs(q, "<grpc>", "<http>", prefetch...)
 	workerArgs := env.WorkerArgs(prefix+"-w0", "<grpc>", slots, 0)
-	logf("%s: draining %d jobs through the hub and %d noop workers x %d slots", name, cfg.Jobs, workers, slots)
+	kind := "noop workers"
+	if floorClients {
+		kind = "bare-grpc clients"
+	}
+	logf("%s: draining %d jobs through the hub and %d %s x %d slots", name, cfg.Jobs, workers, kind, slots)
 	res, roles, err := drain(ctx, env.AMQPURL, q, cfg, prefix, func() error {
 		var err error
 		if hub, err = env.StartHub(ctx, q, prefetch...); err != nil {
 			return err
 		}
 		for i := range workers {
-			args := env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, slots, 0)
-			w, err := env.start("worker", env.Bins.Worker, args, env.WorkerEnv)
+			var w *cluster.Process
+			var err error
+			if floorClients {
+				w, err = env.startFloorClient(hub.GRPCAddr, slots)
+			} else {
+				args := env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, slots, 0)
+				w, err = env.start("worker", env.Bins.Worker, args, env.WorkerEnv)
+			}
 			if err != nil {
 				return err
 			}
@@ -385,7 +411,7 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	sides := []*side{base}
 
 	profCh := make(chan string, 1)
-	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, "blacktree", "bt", cfg.Workers, cfg.Slots, func(h *Hub) {
+	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, "blacktree", "bt", cfg.Workers, cfg.Slots, false, func(h *Hub) {
 		profCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch", 5*time.Second)
 	}, logf)
 	if err != nil {
@@ -401,7 +427,7 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	sides = append(sides, bt)
 	if cfg.OneWorker {
 		oneCh := make(chan string, 1)
-		one, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, one worker process", "bt1", 1, cfg.Workers*cfg.Slots, func(h *Hub) {
+		one, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, one worker process", "bt1", 1, cfg.Workers*cfg.Slots, false, func(h *Hub) {
 			oneCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch-one-worker", 5*time.Second)
 		}, logf)
 		if err != nil {
@@ -452,9 +478,21 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 		res.Rounds = append(res.Rounds, round)
 	}
 	if cfg.Floor {
-		if res.Floor, err = RunDispatchFloor(ctx, cfg, logf); err != nil {
+		if res.Floor, err = RunDispatchFloor(ctx, cfg, 0, logf); err != nil {
 			return nil, fmt.Errorf("dispatch floor: %w", err)
 		}
+		if res.FloorAtRate, err = RunDispatchFloor(ctx, cfg, bt.res.Throughput, logf); err != nil {
+			return nil, fmt.Errorf("dispatch floor at Blacktree's rate: %w", err)
+		}
+		if res.FloorAtTarget, err = RunDispatchFloor(ctx, cfg, targetRatio*base.res.Throughput, logf); err != nil {
+			return nil, fmt.Errorf("dispatch floor at the target's rate: %w", err)
+		}
+		hf, _, _, err := startBlacktree(ctx, env, cfg, "blacktree hub, bare-grpc workers", "bthf", cfg.Workers, cfg.Slots, true, nil, logf)
+		if err != nil {
+			return nil, fmt.Errorf("hub with the floor's clients: %w", err)
+		}
+		hf.stop()
+		res.HubFloorClients = &hf.res
 	}
 	return res, nil
 }
@@ -467,7 +505,7 @@ func drainRound(ctx context.Context, env *Env, cfg DispatchConfig, r int, logf f
 		return Round{}, err
 	}
 	base.stop()
-	bt, _, _, err := startBlacktree(ctx, env, cfg, fmt.Sprintf("blacktree, round %d", r+1), fmt.Sprintf("bt-r%d", r+1), cfg.Workers, cfg.Slots, nil, logf)
+	bt, _, _, err := startBlacktree(ctx, env, cfg, fmt.Sprintf("blacktree, round %d", r+1), fmt.Sprintf("bt-r%d", r+1), cfg.Workers, cfg.Slots, false, nil, logf)
 	if err != nil {
 		return Round{}, err
 	}

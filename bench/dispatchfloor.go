@@ -11,12 +11,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -66,6 +68,8 @@ type floorServer struct {
 	registered chan struct{} // one send per registered stream
 	start      chan struct{} // closed by "go"
 	jobs, skip int64         // set before start is closed
+	rate       float64       // jobs/s the backlog is handed out at (0: as fast as answered); set before start
+	t0         time.Time     // when start was closed
 	issued     atomic.Int64  // RunJobs handed out
 	answered   atomic.Int64  // JobResults received
 	skipAt     atomic.Int64  // UnixNano when the skip-th result arrived
@@ -74,7 +78,8 @@ type floorServer struct {
 
 // runFloorServer serves until stdin closes. Its lines on stdout:
 // "listening <addr>", "registered" per stream, then "done <ns>" (the time
-// from the skip-th result to the last) after "go <jobs> <skip>" on stdin.
+// from the skip-th result to the last) after "go <jobs> <skip> <rate>" on
+// stdin (rate in jobs/s; 0 hands jobs out as fast as they are answered).
 func runFloorServer(slotsArg string) error {
 	slots, err := strconv.Atoi(slotsArg)
 	if err != nil || slots < 1 {
@@ -99,9 +104,10 @@ func runFloorServer(slotsArg string) error {
 	if err != nil {
 		return nil // the parent gave up before starting
 	}
-	if _, err := fmt.Sscanf(line, "go %d %d", &fs.jobs, &fs.skip); err != nil || fs.jobs < 1 || fs.skip >= fs.jobs {
-		return fmt.Errorf("stdin said %q, want go <jobs> <skip>", line)
+	if _, err := fmt.Sscanf(line, "go %d %d %g", &fs.jobs, &fs.skip, &fs.rate); err != nil || fs.jobs < 1 || fs.skip >= fs.jobs || fs.rate < 0 {
+		return fmt.Errorf("stdin said %q, want go <jobs> <skip> <rate>", line)
 	}
+	fs.t0 = time.Now()
 	close(fs.start)
 	fmt.Printf("done %d\n", <-fs.finished)
 	_, _ = io.Copy(io.Discard, in) // until the parent closes stdin
@@ -156,19 +162,35 @@ func (fs *floorServer) Connect(stream blacktreev1.WorkerService_ConnectServer) e
 	}
 }
 
-// issue sends the next job of the backlog on stream, if any is left.
+// issue sends the next job of the backlog on stream, if any is left; with
+// a rate, not before the job's turn (job n at t0 + (n-1)/rate).
 func (fs *floorServer) issue(stream blacktreev1.WorkerService_ConnectServer) error {
 	n := fs.issued.Add(1)
 	if n > fs.jobs {
 		return nil
+	}
+	if fs.rate > 0 {
+		due := fs.t0.Add(time.Duration(float64(n-1) / fs.rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
 	}
 	return stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_RunJob{RunJob: &blacktreev1.RunJob{
 		Job: Job("floor-" + strconv.FormatInt(n, 10)),
 	}}})
 }
 
+// Environment of a floor client: the worker token it presents (a real hub
+// asks for one) and the slots it registers with.
+const (
+	floorTokenEnv = "BTBENCH_FLOOR_TOKEN"
+	floorSlotsEnv = "BTBENCH_FLOOR_SLOTS"
+)
+
 // runFloorClient is one worker-shaped client: it answers every RunJob with
-// JobAccepted and a successful JobResult, until the stream ends.
+// JobAccepted and a successful JobResult, and heartbeats at the interval
+// Registered names, until the stream ends. It serves the floor's server,
+// and a real hub too (RunDispatch's "hub with bare-grpc workers").
 func runFloorClient(addr string) error {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -180,37 +202,74 @@ func runFloorClient(addr string) error {
 		return err
 	}
 	defer conn.Close()
-	stream, err := blacktreev1.NewWorkerServiceClient(conn).Connect(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if tok := os.Getenv(floorTokenEnv); tok != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	}
+	stream, err := blacktreev1.NewWorkerServiceClient(conn).Connect(ctx)
 	if err != nil {
 		return err
 	}
+	slots, _ := strconv.Atoi(os.Getenv(floorSlotsEnv))
 	name, _ := os.Hostname()
 	if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{
-		WorkerId: "floor-client", Name: name, Version: "btbench", Slots: 8,
+		WorkerId: fmt.Sprintf("floor-client-%d", os.Getpid()), Name: name, Version: "btbench", Slots: uint32(max(slots, 1)),
 	}}}); err != nil {
 		return err
 	}
+	// The receive loop answers jobs; a ticker heartbeats. Both send, so
+	// sends take sendMu.
+	var sendMu sync.Mutex
+	send := func(m *blacktreev1.WorkerMessage) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	var hbDone chan struct{}
+	defer func() {
+		cancel()
+		if hbDone != nil {
+			<-hbDone
+		}
+	}()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return nil // the server stopped: the measurement is over
 		}
-		rj, ok := m.GetFrame().(*blacktreev1.HubMessage_RunJob)
-		if !ok {
-			continue // Registered, ResultAck
-		}
-		req := rj.RunJob.GetJob()
-		started := timestamppb.Now()
-		if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobAccepted{JobAccepted: &blacktreev1.JobAccepted{
-			JobId: req.GetJobId(),
-		}}}); err != nil {
-			return nil
-		}
-		if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{
-			Response: &blacktreev1.JobResponse{JobId: req.GetJobId(), Success: true, ImageUrl: req.GetImageName(),
-				Logs: "noop: job " + req.GetJobId() + " done\n", WorkerId: "floor-client", StartedAt: started, FinishedAt: timestamppb.Now()},
-		}}}); err != nil {
-			return nil
+		switch f := m.GetFrame().(type) {
+		case *blacktreev1.HubMessage_Registered:
+			if every := f.Registered.GetHeartbeatInterval().AsDuration(); every > 0 && hbDone == nil {
+				hbDone = make(chan struct{})
+				go func() {
+					defer close(hbDone)
+					t := time.NewTicker(every)
+					defer t.Stop()
+					for {
+						select {
+						case <-t.C:
+							_ = send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{SentAt: timestamppb.Now()}}})
+						case <-ctx.Done():
+							return
+						}
+					}
+				}()
+			}
+		case *blacktreev1.HubMessage_RunJob:
+			req := f.RunJob.GetJob()
+			started := timestamppb.Now()
+			if err := send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobAccepted{JobAccepted: &blacktreev1.JobAccepted{
+				JobId: req.GetJobId(),
+			}}}); err != nil {
+				return nil
+			}
+			if err := send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{
+				Response: &blacktreev1.JobResponse{JobId: req.GetJobId(), Success: true, ImageUrl: req.GetImageName(),
+					Logs: "noop: job " + req.GetJobId() + " done\n", WorkerId: "floor-client", StartedAt: started, FinishedAt: timestamppb.Now()},
+			}}}); err != nil {
+				return nil
+			}
 		}
 	}
 }
@@ -218,8 +277,11 @@ func runFloorClient(addr string) error {
 // DispatchFloor is what the dispatch floor measured.
 type DispatchFloor struct {
 	Jobs, Clients, Slots int
-	Throughput           float64 // jobs/s after the warm-up (DispatchConfig.Skip)
-	MachineBusy          float64
+	// Rate is the pace jobs were handed out at (jobs/s; 0: as fast as
+	// answered, the floor's own saturation).
+	Rate        float64
+	Throughput  float64 // jobs/s after the warm-up (DispatchConfig.Skip)
+	MachineBusy float64
 	// CPUPerJob is µs of CPU per job over the whole drain: "server",
 	// "clients" (all of them) and "total" (the machine's busy time).
 	CPUPerJob map[string]float64
@@ -228,8 +290,11 @@ type DispatchFloor struct {
 }
 
 // RunDispatchFloor drains cfg.Jobs through a floor server and cfg.Workers
-// floor clients, with cfg.Slots jobs outstanding per client.
-func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string, ...any)) (*DispatchFloor, error) {
+// floor clients, with cfg.Slots jobs outstanding per client, handing the
+// jobs out at rate jobs/s (0: as fast as they are answered). CPU per job
+// depends on the rate (at a lower one fewer frames share a system call and
+// a wake-up), so a comparison with another side is fair at its rate.
+func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, rate float64, logf func(string, ...any)) (*DispatchFloor, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -322,7 +387,7 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string,
 	}
 	skip := max(1, int(float64(cfg.Jobs)*cfg.Skip)) // the clock starts at the skip-th result
 	meter := StartCPUMeter(pids...)
-	if _, err := fmt.Fprintf(srvIn, "go %d %d\n", cfg.Jobs, skip); err != nil {
+	if _, err := fmt.Fprintf(srvIn, "go %d %d %g\n", cfg.Jobs, skip, rate); err != nil {
 		return nil, fmt.Errorf("start the floor drain: %w", err)
 	}
 	done, err := next("done <ns>")
@@ -334,7 +399,7 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string,
 	if _, err := fmt.Sscanf(done, "done %d", &ns); err != nil || ns <= 0 {
 		return nil, fmt.Errorf("floor server said %q, want done <ns>", done)
 	}
-	f := &DispatchFloor{Jobs: cfg.Jobs, Clients: cfg.Workers, Slots: cfg.Slots, MachineBusy: u.MachineBusy,
+	f := &DispatchFloor{Jobs: cfg.Jobs, Clients: cfg.Workers, Slots: cfg.Slots, Rate: rate, MachineBusy: u.MachineBusy,
 		Throughput: float64(cfg.Jobs-skip) / time.Duration(ns).Seconds(),
 		CPUPerJob:  map[string]float64{}, SyscallsPerJob: map[string]float64{}}
 	perJob := func(frac float64) float64 {
@@ -349,7 +414,7 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, logf func(string,
 		f.SyscallsPerJob[role] += float64(u.Syscalls[pid]) / float64(cfg.Jobs)
 	}
 	f.CPUPerJob["total"] = perJob(u.MachineBusy * float64(runtime.NumCPU()))
-	logf("dispatch floor: %.0f jobs/s; CPU per job: server %.0f µs, clients %.0f µs; reads and writes per job: server %.2f, clients %.2f; machine busy %.0f%%",
-		f.Throughput, f.CPUPerJob["server"], f.CPUPerJob["clients"], f.SyscallsPerJob["server"], f.SyscallsPerJob["clients"], 100*f.MachineBusy)
+	logf("dispatch floor (paced at %.0f jobs/s, 0 = unpaced): %.0f jobs/s; CPU per job: server %.0f µs, clients %.0f µs; reads and writes per job: server %.2f, clients %.2f; machine busy %.0f%%",
+		rate, f.Throughput, f.CPUPerJob["server"], f.CPUPerJob["clients"], f.SyscallsPerJob["server"], f.SyscallsPerJob["clients"], 100*f.MachineBusy)
 	return f, nil
 }

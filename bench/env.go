@@ -222,6 +222,17 @@ func (e *Env) StartWorker(name, hub string, slots int, delay time.Duration) (*cl
 	return e.start("worker "+name, e.Bins.Worker, e.WorkerArgs(name, hub, slots, delay), e.WorkerEnv)
 }
 
+// startFloorClient starts one of the dispatch floor's clients (this
+// binary, re-executed) as a worker of the hub at addr, registering slots.
+func (e *Env) startFloorClient(addr string, slots int) (*cluster.Process, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	env := []string{dispatchFloorEnv + "=client:" + addr, floorTokenEnv + "=" + e.WorkerToken, fmt.Sprintf("%s=%d", floorSlotsEnv, slots)}
+	return e.start("floor client", self, nil, env)
+}
+
 // start starts a process with its output tee'd to e.Tee, or else written
 // by the process to a file of its own in e.Dir.
 func (e *Env) start(name, bin string, args, env []string) (*cluster.Process, error) {

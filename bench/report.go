@@ -245,7 +245,13 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 			p("  baseline's total per job / 0.8, less what Blacktree's side spends in the broker and the")
 			p("  collector); in this run they spent **%.0f µs**.", used)
 			if f := d.Floor; f != nil {
-				writeFloorBullet(p, f, used)
+				writeFloorBullet(p, f, d.FloorAtRate, used)
+			}
+			if f, at := d.Floor, d.FloorAtTarget; f != nil && at != nil {
+				writeBoundBullet(p, d.Sides[0], f, at, runtime.NumCPU())
+			}
+			if h := d.HubFloorClients; h != nil && h.Throughput > 0 {
+				writeHubFloorBullet(p, h, d.Sides[0].Throughput)
 			}
 		}
 	}
@@ -578,17 +584,78 @@ func perJob(s SideResult) string {
 }
 
 // writeFloorBullet compares the dispatch floor's CPU per job with what the
-// hub and workers spent (used, µs per job).
-func writeFloorBullet(p func(string, ...any), f *DispatchFloor, used float64) {
-	floor := f.CPUPerJob["server"] + f.CPUPerJob["clients"]
+// hub and workers spent (used, µs per job): unpaced (f, the floor's own
+// saturation) and paced at Blacktree's rate (at, when measured), which is
+// the like-for-like comparison: CPU per job grows as the rate falls.
+func writeFloorBullet(p func(string, ...any), f, at *DispatchFloor, used float64) {
+	sum := func(f *DispatchFloor) float64 { return f.CPUPerJob["server"] + f.CPUPerJob["clients"] }
 	p("- dispatch floor (`bench/dispatchfloor.go`): a bare grpc-go server and %d client processes", f.Clients)
 	p("  exchanging only the contract's four frames per job (RunJob, JobAccepted, JobResult,")
 	p("  ResultAck; %d outstanding per client, no broker, no work, one goroutine of ours per", f.Slots)
-	p("  stream) drained %d jobs at %.0f jobs/s, spending **%.0f µs** of CPU per job (server %.0f,", f.Jobs, f.Throughput, floor, f.CPUPerJob["server"])
+	p("  stream) drained %d jobs at %.0f jobs/s, spending **%.0f µs** of CPU per job (server %.0f,", f.Jobs, f.Throughput, sum(f), f.CPUPerJob["server"])
 	p("  clients %.0f; reads and writes per job: server %.2f, clients %.2f).", f.CPUPerJob["clients"], f.SyscallsPerJob["server"], f.SyscallsPerJob["clients"])
-	if floor > 0 {
-		p("  The hub and workers spent %.1f× that.", used/floor)
+	if at != nil {
+		p("  Handed out at Blacktree's own rate (%.0f jobs/s) it spent **%.0f µs** per job (server %.0f,", at.Rate, sum(at), at.CPUPerJob["server"])
+		p("  clients %.0f; reads and writes per job: server %.2f, clients %.2f).", at.CPUPerJob["clients"], at.SyscallsPerJob["server"], at.SyscallsPerJob["clients"])
+		if sum(at) > 0 {
+			p("  The hub and workers spent %.1f× that (%.1f× the unpaced floor).", used/sum(at), used/sum(f))
+		}
+	} else if sum(f) > 0 {
+		p("  The hub and workers spent %.1f× that.", used/sum(f))
 	}
+}
+
+// ratioBound is the most a design can reach, as a ratio to the baseline's
+// jobs/s, that does the baseline's work (its whole CPU per job: broker,
+// load generator, the relay's AMQP calls) plus frames costing frames µs of
+// CPU per job, on cpus cores. needed is that CPU per job in µs.
+func ratioBound(base SideResult, frames float64, cpus int) (bound, needed float64) {
+	if base.Throughput <= 0 {
+		return 0, 0
+	}
+	needed = base.DrainMachineBusy*float64(cpus)*1e6/base.Throughput + frames
+	if needed <= 0 {
+		return 0, 0
+	}
+	return float64(cpus) * 1e6 / needed / base.Throughput, needed
+}
+
+// writeBoundBullet says what the four frames leave of the target: with
+// the frames at their cheapest (f, the unpaced floor: the processes
+// saturated, many frames per system call) and at the target's pace (at,
+// on an otherwise idle machine, each frame paying its own wake-up). A
+// design at the floor on a saturated machine lies between the two.
+func writeBoundBullet(p func(string, ...any), base SideResult, f, at *DispatchFloor, cpus int) {
+	cheap := f.CPUPerJob["server"] + f.CPUPerJob["clients"]
+	paced := at.CPUPerJob["server"] + at.CPUPerJob["clients"]
+	best, _ := ratioBound(base, cheap, cpus)
+	worst, needed := ratioBound(base, paced, cpus)
+	if best <= 0 {
+		return
+	}
+	p("- what the four frames leave of the target: the baseline's own work is %.0f µs per job", needed-paced)
+	p("  (broker, load generator, the relay's AMQP calls). With the frames at their cheapest (the")
+	p("  unpaced floor, %.0f µs) %d cores allow at most %.2f× the baseline; with the frames as they", cheap, cpus, best)
+	p("  cost at the target's pace (%.0f jobs/s) on an otherwise idle machine (%.0f µs) at most %.2f×.", at.Rate, paced, worst)
+	switch {
+	case best < targetRatio:
+		p("  **The %.1f× target is out of reach on this machine for any design that moves each job over", targetRatio)
+		p("  grpc-go with these frames.**")
+	case worst < targetRatio:
+		p("  The %.1f× target is within reach only of a design whose frames cost close to the", targetRatio)
+		p("  saturated floor's.")
+	default:
+		p("  The %.1f× target is within reach of a design at the floor.", targetRatio)
+	}
+}
+
+// writeHubFloorBullet reports the real hub's drain with the dispatch
+// floor's clients as its workers.
+func writeHubFloorBullet(p func(string, ...any), h *SideResult, baseRate float64) {
+	us := 1e6 / h.Throughput
+	p("- the real hub with the floor's clients as its workers (the hub's own cost, with the")
+	p("  cheapest workers): %.0f jobs/s = %.2f× the baseline; CPU per job: hub %.0f µs,", h.Throughput, h.Throughput/baseRate, h.DrainCPU["hub"]*us)
+	p("  clients %.0f µs, broker %.0f µs (%s).", h.DrainCPU["workers"]*us, h.DrainCPU["broker"]*us, ledgerShort(h.DrainAccount))
 }
 
 // budget is, when both sides are CPU-bound, the CPU per job (µs) the hub
