@@ -26,7 +26,7 @@ import (
 )
 
 // The dispatch floor: the least any design that moves each job over a
-// grpc-go stream must spend. A bare grpc-go server process (the hub's
+// grpc-go stream must spend, at a given rate (RunDispatchFloor's pace). A bare grpc-go server process (the hub's
 // transport settings, no broker, no auth, no bookkeeping) hands out a
 // backlog of jobs as RunJob frames, Slots at a time per stream, and answers
 // each JobResult with a ResultAck; each client process (one stream, like a

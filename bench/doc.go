@@ -12,8 +12,10 @@
 // hub's transport settings, in the same run. floor.go holds the fleet's
 // streams on a server that only receives (memory and heartbeat CPU);
 // dispatchfloor.go drains the backlog through processes that exchange only
-// the contract's four frames per job (the least any gRPC design spends).
-// Both re-execute the btbench binary (FloorServerMain, DispatchFloorMain).
+// the contract's four frames per job: unpaced, paced at Blacktree's rate
+// and at the target's (what the frames cost depends on the rate), and as
+// the real hub's workers. Both re-execute the btbench binary
+// (FloorServerMain, DispatchFloorMain).
 //
 // The hub and workers write their output to files of their own
 // (Env.start), so the load generator does not pay for their log lines.
