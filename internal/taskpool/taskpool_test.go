@@ -1,10 +1,13 @@
 package taskpool
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/blacktree/blacktree/internal/cluster"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -53,7 +56,12 @@ func TestPoolReusesIdleGoroutines(t *testing.T) {
 		}
 		// One goroutine does every task: with a new one per task, the
 		// idle count would grow.
-		eventually(t, 5*time.Second, "the goroutine waits for the next task", func() bool { return p.idleNow() == 1 })
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cluster.Poll(ctx, 10*time.Millisecond, func() bool { return p.idleNow() == 1 })
+		cancel()
+		if err != nil {
+			t.Fatalf("idleNow() = %d after task %d, want 1 (the goroutine waits for the next task)", p.idleNow(), i)
+		}
 	}
 }
 
@@ -126,20 +134,4 @@ func TestPoolCloseWaitsForRunningTasks(t *testing.T) {
 		t.Fatal("close() returned before the task finished")
 	}
 	p.Close() // idempotent
-}
-
-// eventually fails t unless cond becomes true within d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s: not true within %v", what, d)
-		case <-tick.C:
-		}
-	}
 }
