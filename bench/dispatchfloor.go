@@ -69,6 +69,7 @@ type floorServer struct {
 	start      chan struct{} // closed by "go"
 	jobs, skip int64         // set before start is closed
 	rate       float64       // jobs/s the backlog is handed out at (0: as fast as answered); set before start
+	burst      int64         // paced jobs go out this many at a time (floorBurstEnv; 0 or 1: one by one)
 	t0         time.Time     // when start was closed
 	issued     atomic.Int64  // RunJobs handed out
 	answered   atomic.Int64  // JobResults received
@@ -107,6 +108,7 @@ func runFloorServer(slotsArg string) error {
 	if _, err := fmt.Sscanf(line, "go %d %d %g", &fs.jobs, &fs.skip, &fs.rate); err != nil || fs.jobs < 1 || fs.skip >= fs.jobs || fs.rate < 0 {
 		return fmt.Errorf("stdin said %q, want go <jobs> <skip> <rate>", line)
 	}
+	fs.burst, _ = strconv.ParseInt(os.Getenv(floorBurstEnv), 10, 64)
 	fs.t0 = time.Now()
 	close(fs.start)
 	fmt.Printf("done %d\n", <-fs.finished)
@@ -170,7 +172,11 @@ func (fs *floorServer) issue(stream blacktreev1.WorkerService_ConnectServer) err
 		return nil
 	}
 	if fs.rate > 0 {
-		due := fs.t0.Add(time.Duration(float64(n-1) / fs.rate * float64(time.Second)))
+		k := n - 1
+		if fs.burst > 1 {
+			k -= k % fs.burst // the burst's jobs all go out at its first job's turn
+		}
+		due := fs.t0.Add(time.Duration(float64(k) / fs.rate * float64(time.Second)))
 		if d := time.Until(due); d > 0 {
 			time.Sleep(d)
 		}
@@ -183,6 +189,10 @@ func (fs *floorServer) issue(stream blacktreev1.WorkerService_ConnectServer) err
 // Environment of a floor client: the worker token it presents (a real hub
 // asks for one) and the slots it registers with.
 const (
+	// floorBurstEnv, set in btbench's environment (the floor server
+	// inherits it), hands paced jobs out this many at a time: what the
+	// frames cost at the same rate when they travel in groups.
+	floorBurstEnv = "BTBENCH_FLOOR_BURST"
 	floorTokenEnv = "BTBENCH_FLOOR_TOKEN"
 	floorSlotsEnv = "BTBENCH_FLOOR_SLOTS"
 )
@@ -278,8 +288,10 @@ func runFloorClient(addr string) error {
 type DispatchFloor struct {
 	Jobs, Clients, Slots int
 	// Rate is the pace jobs were handed out at (jobs/s; 0: as fast as
-	// answered, the floor's own saturation).
+	// answered, the floor's own saturation), Burst how many at a time
+	// (floorBurstEnv; 0 or 1: one by one).
 	Rate        float64
+	Burst       int
 	Throughput  float64 // jobs/s after the warm-up (DispatchConfig.Skip)
 	MachineBusy float64
 	// CPUPerJob is µs of CPU per job over the whole drain: "server",
@@ -399,7 +411,8 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, rate float64, log
 	if _, err := fmt.Sscanf(done, "done %d", &ns); err != nil || ns <= 0 {
 		return nil, fmt.Errorf("floor server said %q, want done <ns>", done)
 	}
-	f := &DispatchFloor{Jobs: cfg.Jobs, Clients: cfg.Workers, Slots: cfg.Slots, Rate: rate, MachineBusy: u.MachineBusy,
+	burst, _ := strconv.Atoi(os.Getenv(floorBurstEnv)) // what the server read
+	f := &DispatchFloor{Jobs: cfg.Jobs, Clients: cfg.Workers, Slots: cfg.Slots, Rate: rate, Burst: burst, MachineBusy: u.MachineBusy,
 		Throughput: float64(cfg.Jobs-skip) / time.Duration(ns).Seconds(),
 		CPUPerJob:  map[string]float64{}, SyscallsPerJob: map[string]float64{}}
 	perJob := func(frac float64) float64 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,21 +16,27 @@ import (
 // unpaced and paced.
 func TestRunDispatchFloor(t *testing.T) {
 	tests := []struct {
-		name string
-		jobs int
-		rate float64
+		name  string
+		jobs  int
+		rate  float64
+		burst string // floorBurstEnv
 	}{
 		{name: "unpaced", jobs: 5000},
 		{name: "paced", jobs: 3000, rate: 2000},
+		{name: "paced in bursts", jobs: 3000, rate: 2000, burst: "8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(floorBurstEnv, tt.burst) // the floor server inherits it
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cfg := DispatchConfig{Jobs: tt.jobs, Workers: 2, Slots: 4, Skip: 0.1}
 			f, err := RunDispatchFloor(ctx, cfg, tt.rate, t.Logf)
 			if err != nil {
 				t.Fatalf("RunDispatchFloor() = %v", err)
+			}
+			if want, _ := strconv.Atoi(tt.burst); f.Burst != want {
+				t.Errorf("Burst = %d, want %d", f.Burst, want)
 			}
 			if f.Jobs != cfg.Jobs || f.Clients != cfg.Workers || f.Slots != cfg.Slots || f.Rate != tt.rate {
 				t.Errorf("RunDispatchFloor() = %d jobs, %d clients, %d slots at %v, want %d, %d, %d at %v",
@@ -67,6 +74,8 @@ func TestWriteFloorBullet(t *testing.T) {
 		{name: "unpaced only", want: []string{"4 client processes", "8 outstanding per client",
 			"drained 20000 jobs at 30000 jobs/s, spending **50 µs**", "server 20,",
 			"clients 30; reads and writes per job: server 0.40, clients 0.50", "spent 10.0× that."}},
+		{name: "paced in bursts", at: &DispatchFloor{Rate: 2500, Burst: 32, CPUPerJob: map[string]float64{"server": 40, "clients": 60}, SyscallsPerJob: map[string]float64{}},
+			want: []string{"at Blacktree's own rate (2500 jobs/s, handed out 32 at a time) it spent **100 µs** per job"}},
 		{name: "paced too", at: at, want: []string{"at Blacktree's own rate (2500 jobs/s) it spent **200 µs** per job (server 60,",
 			"clients 140; reads and writes per job: server 1.50, clients 2.00", "spent 2.5× that (10.0× the unpaced floor)"}},
 	}

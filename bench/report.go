@@ -595,7 +595,7 @@ func writeFloorBullet(p func(string, ...any), f, at *DispatchFloor, used float64
 	p("  stream) drained %d jobs at %.0f jobs/s, spending **%.0f µs** of CPU per job (server %.0f,", f.Jobs, f.Throughput, sum(f), f.CPUPerJob["server"])
 	p("  clients %.0f; reads and writes per job: server %.2f, clients %.2f).", f.CPUPerJob["clients"], f.SyscallsPerJob["server"], f.SyscallsPerJob["clients"])
 	if at != nil {
-		p("  Handed out at Blacktree's own rate (%.0f jobs/s) it spent **%.0f µs** per job (server %.0f,", at.Rate, sum(at), at.CPUPerJob["server"])
+		p("  Handed out at Blacktree's own rate (%.0f jobs/s%s) it spent **%.0f µs** per job (server %.0f,", at.Rate, burstNote(at), sum(at), at.CPUPerJob["server"])
 		p("  clients %.0f; reads and writes per job: server %.2f, clients %.2f).", at.CPUPerJob["clients"], at.SyscallsPerJob["server"], at.SyscallsPerJob["clients"])
 		if sum(at) > 0 {
 			p("  The hub and workers spent %.1f× that (%.1f× the unpaced floor).", used/sum(at), used/sum(f))
@@ -603,6 +603,14 @@ func writeFloorBullet(p func(string, ...any), f, at *DispatchFloor, used float64
 	} else if sum(f) > 0 {
 		p("  The hub and workers spent %.1f× that.", used/sum(f))
 	}
+}
+
+// burstNote names a paced floor's bursts (BTBENCH_FLOOR_BURST), if any.
+func burstNote(f *DispatchFloor) string {
+	if f.Burst > 1 {
+		return fmt.Sprintf(", handed out %d at a time", f.Burst)
+	}
+	return ""
 }
 
 // ratioBound is the most a design can reach, as a ratio to the baseline's
@@ -636,7 +644,7 @@ func writeBoundBullet(p func(string, ...any), base SideResult, f, at *DispatchFl
 	p("- what the four frames leave of the target: the baseline's own work is %.0f µs per job", needed-paced)
 	p("  (broker, load generator, the relay's AMQP calls). With the frames at their cheapest (the")
 	p("  unpaced floor, %.0f µs) %d cores allow at most %.2f× the baseline; with the frames as they", cheap, cpus, best)
-	p("  cost at the target's pace (%.0f jobs/s) on an otherwise idle machine (%.0f µs) at most %.2f×.", at.Rate, paced, worst)
+	p("  cost at the target's pace (%.0f jobs/s%s) on an otherwise idle machine (%.0f µs) at most %.2f×.", at.Rate, burstNote(at), paced, worst)
 	switch {
 	case best < targetRatio:
 		p("  **The %.1f× target is out of reach on this machine for any design that moves each job over", targetRatio)
