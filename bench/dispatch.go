@@ -99,14 +99,12 @@ type DispatchResult struct {
 	ProfileOneWorker string
 	// Rounds are the drains after the first (DispatchConfig.Rounds).
 	Rounds []Round
-	// Floor is the dispatch floor's drain (DispatchConfig.Floor), and
-	// HubFloorClients the real hub's drain with the floor's clients as its
-	// workers (the hub's own cost, with the cheapest workers).
-	// FloorAtRate is the floor paced at Blacktree's (as deployed) drain
-	// rate: CPU per job depends on the rate, so this is the like-for-like
-	// comparison.
-	// FloorAtTarget is the floor paced at the throughput target's rate
-	// (targetRatio × the baseline's): what the four frames alone cost there.
+	// With DispatchConfig.Floor: Floor is the dispatch floor's drain,
+	// unpaced; FloorAtRate the floor paced at Blacktree's (as deployed)
+	// drain rate, the like-for-like comparison, since CPU per job depends
+	// on the rate; FloorAtTarget the floor paced at the target's rate
+	// (targetRatio × the baseline's); HubFloorClients the real hub's drain
+	// with the floor's clients as its workers.
 	Floor, FloorAtRate, FloorAtTarget *DispatchFloor
 	HubFloorClients                   *SideResult
 }

@@ -69,7 +69,7 @@ type floorServer struct {
 	start      chan struct{} // closed by "go"
 	jobs, skip int64         // set before start is closed
 	rate       float64       // jobs/s the backlog is handed out at (0: as fast as answered); set before start
-	burst      int64         // paced jobs go out this many at a time (floorBurstEnv; 0 or 1: one by one)
+	burst      int64         // paced jobs go out this many at a time (0 or 1: one by one); set before start
 	t0         time.Time     // when start was closed
 	issued     atomic.Int64  // RunJobs handed out
 	answered   atomic.Int64  // JobResults received
@@ -79,8 +79,9 @@ type floorServer struct {
 
 // runFloorServer serves until stdin closes. Its lines on stdout:
 // "listening <addr>", "registered" per stream, then "done <ns>" (the time
-// from the skip-th result to the last) after "go <jobs> <skip> <rate>" on
-// stdin (rate in jobs/s; 0 hands jobs out as fast as they are answered).
+// from the skip-th result to the last) after "go <jobs> <skip> <rate>
+// <burst>" on stdin (rate in jobs/s, 0 hands jobs out as fast as they are
+// answered; a paced burst of jobs goes out at once).
 func runFloorServer(slotsArg string) error {
 	slots, err := strconv.Atoi(slotsArg)
 	if err != nil || slots < 1 {
@@ -105,10 +106,9 @@ func runFloorServer(slotsArg string) error {
 	if err != nil {
 		return nil // the parent gave up before starting
 	}
-	if _, err := fmt.Sscanf(line, "go %d %d %g", &fs.jobs, &fs.skip, &fs.rate); err != nil || fs.jobs < 1 || fs.skip >= fs.jobs || fs.rate < 0 {
-		return fmt.Errorf("stdin said %q, want go <jobs> <skip> <rate>", line)
+	if _, err := fmt.Sscanf(line, "go %d %d %g %d", &fs.jobs, &fs.skip, &fs.rate, &fs.burst); err != nil || fs.jobs < 1 || fs.skip >= fs.jobs || fs.rate < 0 {
+		return fmt.Errorf("stdin said %q, want go <jobs> <skip> <rate> <burst>", line)
 	}
-	fs.burst, _ = strconv.ParseInt(os.Getenv(floorBurstEnv), 10, 64)
 	fs.t0 = time.Now()
 	close(fs.start)
 	fmt.Printf("done %d\n", <-fs.finished)
@@ -186,13 +186,14 @@ func (fs *floorServer) issue(stream blacktreev1.WorkerService_ConnectServer) err
 	}}})
 }
 
+// floorBurstEnv, set in btbench's environment, makes RunDispatchFloor hand
+// paced jobs out this many at a time: what the frames cost at the same rate
+// when they travel in groups (docs/BENCHMARKS.md G20).
+const floorBurstEnv = "BTBENCH_FLOOR_BURST"
+
 // Environment of a floor client: the worker token it presents (a real hub
 // asks for one) and the slots it registers with.
 const (
-	// floorBurstEnv, set in btbench's environment (the floor server
-	// inherits it), hands paced jobs out this many at a time: what the
-	// frames cost at the same rate when they travel in groups.
-	floorBurstEnv = "BTBENCH_FLOOR_BURST"
 	floorTokenEnv = "BTBENCH_FLOOR_TOKEN"
 	floorSlotsEnv = "BTBENCH_FLOOR_SLOTS"
 )
@@ -301,6 +302,10 @@ type DispatchFloor struct {
 	SyscallsPerJob map[string]float64
 }
 
+// framesCPU is the CPU per job of the server and the clients together, µs:
+// what the four frames cost at this floor's pace.
+func (f *DispatchFloor) framesCPU() float64 { return f.CPUPerJob["server"] + f.CPUPerJob["clients"] }
+
 // RunDispatchFloor drains cfg.Jobs through a floor server and cfg.Workers
 // floor clients, with cfg.Slots jobs outstanding per client, handing the
 // jobs out at rate jobs/s (0: as fast as they are answered). CPU per job
@@ -399,7 +404,8 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, rate float64, log
 	}
 	skip := max(1, int(float64(cfg.Jobs)*cfg.Skip)) // the clock starts at the skip-th result
 	meter := StartCPUMeter(pids...)
-	if _, err := fmt.Fprintf(srvIn, "go %d %d %g\n", cfg.Jobs, skip, rate); err != nil {
+	burst, _ := strconv.Atoi(os.Getenv(floorBurstEnv))
+	if _, err := fmt.Fprintf(srvIn, "go %d %d %g %d\n", cfg.Jobs, skip, rate, burst); err != nil {
 		return nil, fmt.Errorf("start the floor drain: %w", err)
 	}
 	done, err := next("done <ns>")
@@ -411,7 +417,6 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, rate float64, log
 	if _, err := fmt.Sscanf(done, "done %d", &ns); err != nil || ns <= 0 {
 		return nil, fmt.Errorf("floor server said %q, want done <ns>", done)
 	}
-	burst, _ := strconv.Atoi(os.Getenv(floorBurstEnv)) // what the server read
 	f := &DispatchFloor{Jobs: cfg.Jobs, Clients: cfg.Workers, Slots: cfg.Slots, Rate: rate, Burst: burst, MachineBusy: u.MachineBusy,
 		Throughput: float64(cfg.Jobs-skip) / time.Duration(ns).Seconds(),
 		CPUPerJob:  map[string]float64{}, SyscallsPerJob: map[string]float64{}}

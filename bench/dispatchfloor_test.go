@@ -27,7 +27,7 @@ func TestRunDispatchFloor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(floorBurstEnv, tt.burst) // the floor server inherits it
+			t.Setenv(floorBurstEnv, tt.burst) // RunDispatchFloor reads it
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cfg := DispatchConfig{Jobs: tt.jobs, Workers: 2, Slots: 4, Skip: 0.1}

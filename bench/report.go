@@ -224,15 +224,15 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	ratio := d.ThroughputRatio()
 	if rs := d.RoundRatios(); len(rs) > 1 {
 		p("- throughput ≥ 0.8× baseline: Blacktree %.2f×, the median of %d alternating rounds (%s) — %s",
-			ratio, len(rs), roundList(d), verdict(ratio >= 0.8))
+			ratio, len(rs), roundList(d), verdict(ratio >= targetRatio))
 	} else {
-		p("- throughput ≥ 0.8× baseline: Blacktree %.2f× — %s", ratio, verdict(ratio >= 0.8))
+		p("- throughput ≥ 0.8× baseline: Blacktree %.2f× — %s", ratio, verdict(ratio >= targetRatio))
 	}
 	if len(d.Sides) > 2 {
 		p("  (one worker process: %.2f×)", d.Sides[2].Throughput/d.Sides[0].Throughput)
 	}
 	if len(d.Sides) > 1 {
-		if budget, used, ok := budget(d.Sides[0], d.Sides[1], 0.8); ok {
+		if budget, used, ok := budget(d.Sides[0], d.Sides[1], targetRatio); ok {
 			p("- CPU budget: both sides saturate the machine's CPU, so jobs/s follow CPU per job. For 0.8×,")
 			if budget > 0 {
 				p("  Blacktree may spend at most %.0f µs of CPU per job in the hub and workers together (the", budget)
@@ -588,20 +588,19 @@ func perJob(s SideResult) string {
 // saturation) and paced at Blacktree's rate (at, when measured), which is
 // the like-for-like comparison: CPU per job grows as the rate falls.
 func writeFloorBullet(p func(string, ...any), f, at *DispatchFloor, used float64) {
-	sum := func(f *DispatchFloor) float64 { return f.CPUPerJob["server"] + f.CPUPerJob["clients"] }
 	p("- dispatch floor (`bench/dispatchfloor.go`): a bare grpc-go server and %d client processes", f.Clients)
 	p("  exchanging only the contract's four frames per job (RunJob, JobAccepted, JobResult,")
 	p("  ResultAck; %d outstanding per client, no broker, no work, one goroutine of ours per", f.Slots)
-	p("  stream) drained %d jobs at %.0f jobs/s, spending **%.0f µs** of CPU per job (server %.0f,", f.Jobs, f.Throughput, sum(f), f.CPUPerJob["server"])
+	p("  stream) drained %d jobs at %.0f jobs/s, spending **%.0f µs** of CPU per job (server %.0f,", f.Jobs, f.Throughput, f.framesCPU(), f.CPUPerJob["server"])
 	p("  clients %.0f; reads and writes per job: server %.2f, clients %.2f).", f.CPUPerJob["clients"], f.SyscallsPerJob["server"], f.SyscallsPerJob["clients"])
 	if at != nil {
-		p("  Handed out at Blacktree's own rate (%.0f jobs/s%s) it spent **%.0f µs** per job (server %.0f,", at.Rate, burstNote(at), sum(at), at.CPUPerJob["server"])
+		p("  Handed out at Blacktree's own rate (%.0f jobs/s%s) it spent **%.0f µs** per job (server %.0f,", at.Rate, burstNote(at), at.framesCPU(), at.CPUPerJob["server"])
 		p("  clients %.0f; reads and writes per job: server %.2f, clients %.2f).", at.CPUPerJob["clients"], at.SyscallsPerJob["server"], at.SyscallsPerJob["clients"])
-		if sum(at) > 0 {
-			p("  The hub and workers spent %.1f× that (%.1f× the unpaced floor).", used/sum(at), used/sum(f))
+		if at.framesCPU() > 0 {
+			p("  The hub and workers spent %.1f× that (%.1f× the unpaced floor).", used/at.framesCPU(), used/f.framesCPU())
 		}
-	} else if sum(f) > 0 {
-		p("  The hub and workers spent %.1f× that.", used/sum(f))
+	} else if f.framesCPU() > 0 {
+		p("  The hub and workers spent %.1f× that.", used/f.framesCPU())
 	}
 }
 
@@ -634,8 +633,7 @@ func ratioBound(base SideResult, frames float64, cpus int) (bound, needed float6
 // on an otherwise idle machine, each frame paying its own wake-up). A
 // design at the floor on a saturated machine lies between the two.
 func writeBoundBullet(p func(string, ...any), base SideResult, f, at *DispatchFloor, cpus int) {
-	cheap := f.CPUPerJob["server"] + f.CPUPerJob["clients"]
-	paced := at.CPUPerJob["server"] + at.CPUPerJob["clients"]
+	cheap, paced := f.framesCPU(), at.framesCPU()
 	best, _ := ratioBound(base, cheap, cpus)
 	worst, needed := ratioBound(base, paced, cpus)
 	if best <= 0 {
