@@ -19,22 +19,9 @@ func CloseConnections(name string) error {
 	if err != nil {
 		return fmt.Errorf("rabbitmqctl list_connections: %w (needs rabbitmqctl on PATH with access to the local node)", err)
 	}
-	var conns []struct {
-		PeerPort int                 `json:"peer_port"`
-		Props    [][]json.RawMessage `json:"client_properties"`
-	}
-	if err := json.Unmarshal(out, &conns); err != nil {
-		return fmt.Errorf("parse rabbitmqctl output: %w\n%s", err, out)
-	}
-	ports := map[string]bool{}
-	for _, c := range conns {
-		for _, p := range c.Props {
-			var key, val string
-			if len(p) == 3 && json.Unmarshal(p[0], &key) == nil && key == "connection_name" &&
-				json.Unmarshal(p[2], &val) == nil && val == name {
-				ports[strconv.Itoa(c.PeerPort)] = true
-			}
-		}
+	ports, err := connectionPorts(out, name)
+	if err != nil {
+		return err
 	}
 	if len(ports) == 0 {
 		return fmt.Errorf("close connections %q: no such connection", name)
@@ -58,4 +45,33 @@ func CloseConnections(name string) error {
 		return fmt.Errorf("close connections %q: closed %d of %d", name, closed, len(ports))
 	}
 	return nil
+}
+
+// connectionPorts returns the peer ports of the connections named name in
+// rabbitmqctl's JSON listing of peer_port and client_properties. A
+// connection still in its handshake lists its properties as "none"; it has
+// no name yet and is skipped.
+func connectionPorts(listing []byte, name string) (map[string]bool, error) {
+	var conns []struct {
+		PeerPort int             `json:"peer_port"`
+		Props    json.RawMessage `json:"client_properties"`
+	}
+	if err := json.Unmarshal(listing, &conns); err != nil {
+		return nil, fmt.Errorf("parse rabbitmqctl output: %w\n%s", err, listing)
+	}
+	ports := map[string]bool{}
+	for _, c := range conns {
+		var props [][]json.RawMessage
+		if json.Unmarshal(c.Props, &props) != nil {
+			continue // "none": the handshake has not sent them yet
+		}
+		for _, p := range props {
+			var key, val string
+			if len(p) == 3 && json.Unmarshal(p[0], &key) == nil && key == "connection_name" &&
+				json.Unmarshal(p[2], &val) == nil && val == name {
+				ports[strconv.Itoa(c.PeerPort)] = true
+			}
+		}
+	}
+	return ports, nil
 }
