@@ -274,6 +274,12 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 		{name: "median of rounds", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, bt},
 			Rounds: []Round{{Baseline: 1000, Blacktree: 500}, {Baseline: 2000, Blacktree: 1600}}}},
 			want: []string{"drain 3 times each", "Blacktree 0.80×, the median of 3 alternating rounds (900 / 1000 jobs/s = 0.90×; 500 / 1000 jobs/s = 0.50×; 1600 / 2000 jobs/s = 0.80×) — **met**"}},
+		{name: "binpack side and rounds", rep: Report{Dispatch: &DispatchResult{
+			Sides:  []SideResult{base, bt, {Name: sideOneWorker, Throughput: 700}, {Name: sideBinpack, Throughput: 950}},
+			Rounds: []Round{{Baseline: 1000, Blacktree: 500, Binpack: 610}, {Baseline: 2000, Blacktree: 1600}}}},
+			want: []string{"| baseline relay | blacktree | blacktree, one worker process | blacktree, binpack placement |",
+				"(one worker process: 0.70×)", "(binpack placement: 0.78×, the median of 0.95× and 0.61×)",
+				"as deployed (and with binpack placement) drain 3 times each"}},
 		{name: "errors listed", rep: Report{Errors: []string{"fleet: boom"}}, want: []string{"did not complete", "- fleet: boom"}},
 		{name: "kill verdict", rep: Report{Failure: &FailureResult{Kills: []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 3500 * time.Millisecond}}}},
 			want: []string{"| 2s | 3.5s | 3s |", "**missed**"}},
@@ -317,6 +323,14 @@ func TestThroughputRatioMedian(t *testing.T) {
 				t.Errorf("ThroughputRatio() = %v, want %v", got, tt.want)
 			}
 		})
+	}
+	bp := &DispatchResult{Sides: append(sides, SideResult{Name: sideBinpack, Throughput: 700}),
+		Rounds: []Round{{Baseline: 100, Blacktree: 40, Binpack: 50}, {Baseline: 100, Blacktree: 40}}}
+	if got := bp.BinpackRatio(); math.Abs(got-0.6) > 1e-9 {
+		t.Errorf("BinpackRatio() = %v, want 0.6 (median of 0.7 and 0.5; the round without binpack left out)", got)
+	}
+	if got := (&DispatchResult{Sides: sides}).BinpackRatio(); got != 0 {
+		t.Errorf("BinpackRatio() without a binpack side = %v, want 0", got)
 	}
 	if got := (&DispatchResult{Sides: sides[:1]}).ThroughputRatio(); got != 0 {
 		t.Errorf("ThroughputRatio() of the baseline alone = %v, want 0", got)

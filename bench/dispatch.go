@@ -22,6 +22,10 @@ type DispatchConfig struct {
 	// worker process (Workers × Slots slots): what the per-process cost of
 	// several worker runtimes on the benchmark's shared cores adds.
 	OneWorker bool
+	// Binpack also measures Blacktree as deployed with the hub's
+	// --placement binpack (hub.PlacementBinpack), in the first drain and
+	// in every round.
+	Binpack bool
 	// LatencyFor is how long each fixed-rate latency run publishes.
 	LatencyFor time.Duration
 	// LoadFraction of a saturation rate is the offered load of the
@@ -85,8 +89,9 @@ type SideResult struct {
 // DispatchResult is the dispatch comparison.
 type DispatchResult struct {
 	Config DispatchConfig
-	// Sides: [0] baseline, [1] Blacktree as deployed, [2] Blacktree with
-	// one worker process (when Config.OneWorker).
+	// Sides: [0] baseline, [1] Blacktree as deployed, then Blacktree with
+	// one worker process (sideOneWorker, when Config.OneWorker) and with
+	// binpack placement (sideBinpack, when Config.Binpack).
 	Sides []SideResult
 	// Rates are the offered loads of the latency runs: LoadFraction of the
 	// baseline's saturation, then of Blacktree's.
@@ -113,15 +118,41 @@ type DispatchResult struct {
 // baseline's (issue #8).
 const targetRatio = 0.8
 
+// The names of the optional Blacktree sides (DispatchResult.Sides).
+const (
+	sideOneWorker = "blacktree, one worker process"
+	sideBinpack   = "blacktree, binpack placement"
+)
+
 // Round is one more alternating drain of both sides (DispatchConfig.Rounds).
 type Round struct {
 	Baseline, Blacktree float64 // jobs/s
+	Binpack             float64 // jobs/s with --placement binpack; 0: not measured
+}
+
+// side returns the side named name, or nil.
+func (d *DispatchResult) side(name string) *SideResult {
+	for i := range d.Sides {
+		if d.Sides[i].Name == name {
+			return &d.Sides[i]
+		}
+	}
+	return nil
 }
 
 // ThroughputRatio is Blacktree's (as deployed) over the baseline's: the
 // median over the first drain and the extra rounds.
 func (d *DispatchResult) ThroughputRatio() float64 {
-	rs := d.RoundRatios()
+	return median(d.RoundRatios())
+}
+
+// BinpackRatio is the same for Blacktree with binpack placement (0 when it
+// was not measured).
+func (d *DispatchResult) BinpackRatio() float64 {
+	return median(d.binpackRatios())
+}
+
+func median(rs []float64) float64 {
 	if len(rs) == 0 {
 		return 0
 	}
@@ -143,14 +174,30 @@ func (d *DispatchResult) RoundRatios() []float64 {
 	return rs
 }
 
+// binpackRatios is RoundRatios for binpack placement, over the rounds that
+// measured it.
+func (d *DispatchResult) binpackRatios() []float64 {
+	var rs []float64
+	for _, r := range d.allRounds() {
+		if r.Binpack > 0 {
+			rs = append(rs, r.Binpack/r.Baseline)
+		}
+	}
+	return rs
+}
+
 // allRounds is the first drain (Sides) and the extra rounds, leaving out
 // any without a baseline rate.
 func (d *DispatchResult) allRounds() []Round {
 	if len(d.Sides) < 2 {
 		return nil
 	}
+	first := Round{Baseline: d.Sides[0].Throughput, Blacktree: d.Sides[1].Throughput}
+	if b := d.side(sideBinpack); b != nil {
+		first.Binpack = b.Throughput
+	}
 	var rs []Round
-	for _, r := range append([]Round{{Baseline: d.Sides[0].Throughput, Blacktree: d.Sides[1].Throughput}}, d.Rounds...) {
+	for _, r := range append([]Round{first}, d.Rounds...) {
 		if r.Baseline > 0 {
 			rs = append(rs, r)
 		}
@@ -323,13 +370,31 @@ func startBaseline(ctx context.Context, url string, cfg DispatchConfig, logf fun
 	return &side{res: res, q: q, roles: roles, stop: stop}, nil
 }
 
-// startBlacktree starts a hub and `workers` noop workers of `slots` slots
+// btSpec is one Blacktree side of the dispatch benchmark.
+type btSpec struct {
+	name, prefix   string // the side's name in the report; process and state-dir prefix
+	workers, slots int    // worker processes, slots each
+	hubArgs        []string
+	// floorClients: the workers are the dispatch floor's clients instead
+	// (bare grpc-go processes that answer every job at once,
+	// dispatchfloor.go): the hub's cost with workers that cost next to
+	// nothing.
+	floorClients bool
+	profile      func(*Hub) // called with the hub while it drains; may be nil
+}
+
+// asDeployed is the spec of Blacktree as deployed: cfg.Workers processes
+// of cfg.Slots slots, the hub's defaults.
+func asDeployed(cfg DispatchConfig, name, prefix string) btSpec {
+	return btSpec{name: name, prefix: prefix, workers: cfg.Workers, slots: cfg.Slots}
+}
+
+// binpackArgs are the hub flags of the binpack side.
+var binpackArgs = []string{"--placement", "binpack"}
+
+// startBlacktree starts a hub and sp.workers noop workers of sp.slots slots
 // each on fresh queues and drains the backlog through them.
-//
-// With floorClients the workers are the dispatch floor's clients instead
-// (bare grpc-go processes that answer every job at once,
-// dispatchfloor.go): the hub's cost with workers that cost next to nothing.
-func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, prefix string, workers, slots int, floorClients bool, profile func(*Hub), logf func(string, ...any)) (*side, []string, []string, error) {
+func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, sp btSpec, logf func(string, ...any)) (*side, []string, []string, error) {
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
 		return nil, nil, nil, err
@@ -345,26 +410,26 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 		}
 		_ = q.Delete(env.AMQPURL)
 	}
-	prefetch := []string{"--prefetch", fmt.Sprint(cfg.Prefetch)}
+	prefetch := append([]string{"--prefetch", fmt.Sprint(cfg.Prefetch)}, sp.hubArgs...)
 	hubArgs := env.HubArgs(q, "<grpc>", "<http>", prefetch...)
-	workerArgs := env.WorkerArgs(prefix+"-w0", "<grpc>", slots, 0)
+	workerArgs := env.WorkerArgs(sp.prefix+"-w0", "<grpc>", sp.slots, 0)
 	kind := "noop workers"
-	if floorClients {
+	if sp.floorClients {
 		kind = "bare-grpc clients"
 	}
-	logf("%s: draining %d jobs through the hub and %d %s x %d slots", name, cfg.Jobs, workers, kind, slots)
-	res, roles, err := drain(ctx, env.AMQPURL, q, cfg, prefix, func() error {
+	logf("%s: draining %d jobs through the hub and %d %s x %d slots", sp.name, cfg.Jobs, sp.workers, kind, sp.slots)
+	res, roles, err := drain(ctx, env.AMQPURL, q, cfg, sp.prefix, func() error {
 		var err error
 		if hub, err = env.StartHub(ctx, q, prefetch...); err != nil {
 			return err
 		}
-		for i := range workers {
+		for i := range sp.workers {
 			var w *cluster.Process
 			var err error
-			if floorClients {
-				w, err = env.startFloorClient(hub.GRPCAddr, slots)
+			if sp.floorClients {
+				w, err = env.startFloorClient(hub.GRPCAddr, sp.slots)
 			} else {
-				args := env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, slots, 0)
+				args := env.WorkerArgs(fmt.Sprintf("%s-w%d", sp.prefix, i), hub.GRPCAddr, sp.slots, 0)
 				w, err = env.start("worker", env.Bins.Worker, args, env.WorkerEnv)
 			}
 			if err != nil {
@@ -380,22 +445,22 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, name, pre
 		}
 		return m
 	}, func() {
-		if profile != nil {
-			profile(hub)
+		if sp.profile != nil {
+			sp.profile(hub)
 		}
 	})
 	if err != nil {
 		stop()
 		return nil, nil, nil, err
 	}
-	res.Name = name
-	logf("%s: %.0f jobs/s", name, res.Throughput)
+	res.Name = sp.name
+	logf("%s: %.0f jobs/s", sp.name, res.Throughput)
 	return &side{res: res, q: q, roles: roles, stop: stop}, hubArgs, workerArgs, nil
 }
 
 // RunDispatch measures the baseline relay, then Blacktree (hub binary and
 // noop worker binaries, as deployed and optionally with all slots in one
-// worker process), each draining the same backlog on fresh queues; then offers
+// worker process and with binpack placement), each draining the same backlog on fresh queues; then offers
 // every side the same fixed loads: LoadFraction of the baseline's
 // saturation and of Blacktree's. A side is not offered a load above 95%
 // of its own saturation (the latency would only measure queue growth).
@@ -409,9 +474,9 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	sides := []*side{base}
 
 	profCh := make(chan string, 1)
-	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, "blacktree", "bt", cfg.Workers, cfg.Slots, false, func(h *Hub) {
-		profCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch", 5*time.Second)
-	}, logf)
+	spec := asDeployed(cfg, "blacktree", "bt")
+	spec.profile = func(h *Hub) { profCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch", 5*time.Second) }
+	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, spec, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -425,9 +490,8 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 	sides = append(sides, bt)
 	if cfg.OneWorker {
 		oneCh := make(chan string, 1)
-		one, _, _, err := startBlacktree(ctx, env, cfg, "blacktree, one worker process", "bt1", 1, cfg.Workers*cfg.Slots, false, func(h *Hub) {
-			oneCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch-one-worker", 5*time.Second)
-		}, logf)
+		one, _, _, err := startBlacktree(ctx, env, cfg, btSpec{name: sideOneWorker, prefix: "bt1", workers: 1, slots: cfg.Workers * cfg.Slots,
+			profile: func(h *Hub) { oneCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch-one-worker", 5*time.Second) }}, logf)
 		if err != nil {
 			return nil, err
 		}
@@ -438,6 +502,16 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 		case <-time.After(30 * time.Second):
 		}
 		sides = append(sides, one)
+	}
+	if cfg.Binpack {
+		spec := asDeployed(cfg, sideBinpack, "btb")
+		spec.hubArgs = binpackArgs
+		bp, _, _, err := startBlacktree(ctx, env, cfg, spec, logf)
+		if err != nil {
+			return nil, err
+		}
+		defer bp.stop()
+		sides = append(sides, bp)
 	}
 
 	res.Rates = []float64{cfg.LoadFraction * base.res.Throughput, cfg.LoadFraction * bt.res.Throughput}
@@ -485,7 +559,9 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 		if res.FloorAtTarget, err = RunDispatchFloor(ctx, cfg, targetRatio*base.res.Throughput, logf); err != nil {
 			return nil, fmt.Errorf("dispatch floor at the target's rate: %w", err)
 		}
-		hf, _, _, err := startBlacktree(ctx, env, cfg, "blacktree hub, bare-grpc workers", "bthf", cfg.Workers, cfg.Slots, true, nil, logf)
+		spec := asDeployed(cfg, "blacktree hub, bare-grpc workers", "bthf")
+		spec.floorClients = true
+		hf, _, _, err := startBlacktree(ctx, env, cfg, spec, logf)
 		if err != nil {
 			return nil, fmt.Errorf("hub with the floor's clients: %w", err)
 		}
@@ -503,12 +579,23 @@ func drainRound(ctx context.Context, env *Env, cfg DispatchConfig, r int, logf f
 		return Round{}, err
 	}
 	base.stop()
-	bt, _, _, err := startBlacktree(ctx, env, cfg, fmt.Sprintf("blacktree, round %d", r+1), fmt.Sprintf("bt-r%d", r+1), cfg.Workers, cfg.Slots, false, nil, logf)
+	bt, _, _, err := startBlacktree(ctx, env, cfg, asDeployed(cfg, fmt.Sprintf("blacktree, round %d", r+1), fmt.Sprintf("bt-r%d", r+1)), logf)
 	if err != nil {
 		return Round{}, err
 	}
 	bt.stop()
-	return Round{Baseline: base.res.Throughput, Blacktree: bt.res.Throughput}, nil
+	round := Round{Baseline: base.res.Throughput, Blacktree: bt.res.Throughput}
+	if cfg.Binpack {
+		spec := asDeployed(cfg, fmt.Sprintf("%s, round %d", sideBinpack, r+1), fmt.Sprintf("btb-r%d", r+1))
+		spec.hubArgs = binpackArgs
+		bp, _, _, err := startBlacktree(ctx, env, cfg, spec, logf)
+		if err != nil {
+			return Round{}, err
+		}
+		bp.stop()
+		round.Binpack = bp.res.Throughput
+	}
+	return round, nil
 }
 
 // captureCPU takes a CPU profile of the hub for d when it serves pprof and

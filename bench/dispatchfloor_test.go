@@ -117,7 +117,8 @@ func TestHubWithFloorClients(t *testing.T) {
 		t.Fatalf("NewEnv() = %v", err)
 	}
 	cfg := DispatchConfig{Jobs: 500, Prefetch: 8, Workers: 2, Slots: 4, Skip: 0.1}
-	s, _, _, err := startBlacktree(ctx, env, cfg, "hub, floor clients", "test-hf", cfg.Workers, cfg.Slots, true, nil, t.Logf)
+	s, _, _, err := startBlacktree(ctx, env, cfg, btSpec{name: "hub, floor clients", prefix: "test-hf",
+		workers: cfg.Workers, slots: cfg.Slots, floorClients: true}, t.Logf)
 	if err != nil {
 		t.Fatalf("startBlacktree() = %v (is RabbitMQ running? bash ../shared/scripts/ensure-rabbitmq)", err)
 	}

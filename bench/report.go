@@ -123,13 +123,22 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	p("plaintext, with token auth. **Blacktree, one worker process**: the same hub with the")
 	p("same %d slots in a single worker process (`--slots %d`): the benchmark puts every", c.Workers*c.Slots, c.Workers*c.Slots)
 	p("worker on the same two cores as the hub and the broker, where a real fleet's workers")
-	p("run on their own machines, so this shows what the extra worker runtimes cost here. The")
-	p("targets are judged on the as-deployed column.")
+	p("run on their own machines, so this shows what the extra worker runtimes cost here.")
+	if d.side(sideBinpack) != nil {
+		p("**Blacktree, binpack placement**: as deployed, with the hub's `--placement binpack` (the")
+		p("most loaded worker with a free slot gets the job; the default, spread, takes the least")
+		p("loaded): a busy worker's frames travel together (G22).")
+	}
+	p("The targets are judged on the as-deployed column, the hub's defaults.")
 	p("")
 	p("Throughput: %d jobs are published first (a backlog), then the consumer side is started", c.Jobs)
 	p("and status arrivals are timed; the first %.0f%% (start-up, first window) are dropped.", 100*c.Skip)
 	if len(d.Rounds) > 0 {
-		p("The baseline and Blacktree as deployed drain %d times each, alternating (the table shows", len(d.Rounds)+1)
+		also := ""
+		if d.side(sideBinpack) != nil {
+			also = " (and with binpack placement)"
+		}
+		p("The baseline and Blacktree as deployed%s drain %d times each, alternating (the table shows", also, len(d.Rounds)+1)
 		p("the first round; later rounds run on fresh processes and queues); the throughput")
 		p("verdict takes the median of the rounds' ratios.")
 	}
@@ -228,8 +237,11 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	} else {
 		p("- throughput ≥ 0.8× baseline: Blacktree %.2f× — %s", ratio, verdict(ratio >= targetRatio))
 	}
-	if len(d.Sides) > 2 {
-		p("  (one worker process: %.2f×)", d.Sides[2].Throughput/d.Sides[0].Throughput)
+	if one := d.side(sideOneWorker); one != nil {
+		p("  (one worker process: %.2f×)", one.Throughput/d.Sides[0].Throughput)
+	}
+	if rs := d.binpackRatios(); len(rs) > 0 {
+		p("  (binpack placement: %.2f×, the median of %s)", d.BinpackRatio(), ratioList(rs))
 	}
 	if len(d.Sides) > 1 {
 		if budget, used, ok := budget(d.Sides[0], d.Sides[1], targetRatio); ok {
@@ -270,9 +282,11 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 				added := bt.Latency.P99 - b.Latency.P99
 				p("- for information, at half of Blacktree's own saturation: p99 %+.2f ms over the baseline", float64(added)/1e6)
 			}
-			if len(d.Sides) > 2 && len(d.Sides[2].Latency) > 1 && b.Skipped == "" && d.Sides[2].Latency[1].Skipped == "" {
-				added := d.Sides[2].Latency[1].Latency.P99 - b.Latency.P99
-				p("  (one worker process: p99 %+.2f ms)", float64(added)/1e6)
+			for _, v := range []struct{ name, label string }{{sideOneWorker, "one worker process"}, {sideBinpack, "binpack placement"}} {
+				if o := d.side(v.name); o != nil && len(o.Latency) > 1 && b.Skipped == "" && o.Latency[1].Skipped == "" {
+					added := o.Latency[1].Latency.P99 - b.Latency.P99
+					p("  (%s: p99 %+.2f ms)", v.label, float64(added)/1e6)
+				}
 			}
 		}
 		if len(d.Rates) > 2 && len(d.Sides[0].Latency) > 2 && len(d.Sides[1].Latency) > 2 {
@@ -534,6 +548,18 @@ func roundList(d *DispatchResult) string {
 		parts = append(parts, fmt.Sprintf("%.0f / %.0f jobs/s = %.2f×", r.Blacktree, r.Baseline, r.Blacktree/r.Baseline))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// ratioList renders ratios as "0.41×, 0.45× and 0.52×".
+func ratioList(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.2f×", r)
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 // roleOrder is the order roles are printed in.

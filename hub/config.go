@@ -80,6 +80,10 @@ type Config struct {
 	// is disconnected, and 32 times that many frames disconnect it in any
 	// case. Default 64.
 	SendQueue int
+	// Placement chooses among the free workers that can take a job:
+	// PlacementSpread (the default, least loaded first) or PlacementBinpack
+	// (most loaded first).
+	Placement Placement
 	// PublishRetryMax caps the backoff between attempts to publish a
 	// result whose publish failed. Default 5s.
 	PublishRetryMax time.Duration
@@ -177,6 +181,9 @@ func (c Config) withDefaults() (Config, error) {
 		if d < 0 {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)
 		}
+	}
+	if c.Placement != PlacementSpread && c.Placement != PlacementBinpack {
+		return c, fmt.Errorf("hub: unknown %v", c.Placement)
 	}
 	if c.MissedHeartbeats < 1 {
 		return c, errors.New("hub: MissedHeartbeats must be at least 1")

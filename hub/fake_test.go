@@ -235,6 +235,46 @@ func TestManagerPick(t *testing.T) {
 	}
 }
 
+// With PlacementBinpack, pick fills the most loaded worker with a free slot
+// first and starts an idle one only when every partly busy match is full.
+func TestManagerPickBinpack(t *testing.T) {
+	m := newWorkerManager(Config{HeartbeatInterval: time.Hour, MissedHeartbeats: 3, DeadRetention: time.Hour,
+		Placement: PlacementBinpack}, hclog.NewNullLogger())
+	defer m.close()
+	a := testWorker("a", 2, nil)
+	b := testWorker("b", 4, nil)
+	c := testWorker("c", 4, map[string]string{"arch": "arm64"})
+	for _, w := range []*Worker{a, b, c} {
+		m.register(w, false)
+	}
+	m.hold(a, "existing") // a: 1/2, b: 0/4, c: 0/4
+	for _, tc := range []struct {
+		name    string
+		want    map[string]string
+		exclude map[string]bool
+		wantID  string
+	}{
+		{name: "most loaded first", wantID: "a"},                             // a 2/2 full
+		{name: "idle only when no partial", wantID: "c"},                     // newest idle; c 1/4
+		{name: "then the partial one", wantID: "c"},                          // c 2/4
+		{name: "excluded", exclude: map[string]bool{"c": true}, wantID: "b"}, // b 1/4
+		{name: "higher load wins", wantID: "c"},                              // c 3/4 over b 1/4
+		{name: "labels", want: map[string]string{"arch": "amd64"}, wantID: ""},
+		{name: "fills c", wantID: "c"}, // c 4/4
+		{name: "then b", wantID: "b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ""
+			if w := m.pick("job-"+tc.name, tc.want, tc.exclude); w != nil {
+				got = w.id
+			}
+			if got != tc.wantID {
+				t.Errorf("pick() = %q, want %q", got, tc.wantID)
+			}
+		})
+	}
+}
+
 // The free-worker index stays equal to a scan of every worker through any
 // sequence of changes.
 func TestManagerFreeIndex(t *testing.T) {

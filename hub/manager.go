@@ -89,6 +89,7 @@ func (e *workerEntry) stateLocked() WorkerState {
 type WorkerManager struct {
 	deadAfter time.Duration
 	retention time.Duration
+	placement Placement
 	log       hclog.Logger
 
 	mu      sync.Mutex // guards the following
@@ -104,7 +105,7 @@ type WorkerManager struct {
 }
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
-	return &WorkerManager{deadAfter: cfg.deadAfter(), retention: cfg.DeadRetention, log: log, workers: map[string]*workerEntry{},
+	return &WorkerManager{deadAfter: cfg.deadAfter(), retention: cfg.DeadRetention, placement: cfg.Placement, log: log, workers: map[string]*workerEntry{},
 		partial: map[*workerEntry]struct{}{}}
 }
 
@@ -282,20 +283,25 @@ func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo,
 	return m.infoLocked(e), true
 }
 
-// pick reserves a slot for jobID on the least-loaded free worker whose
-// labels include every wanted label, skipping the excluded ids.
+// pick reserves a slot for jobID on a free worker whose labels include
+// every wanted label, skipping the excluded ids: the least loaded one, or
+// with PlacementBinpack the most loaded one.
 func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[string]bool) *Worker {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ok := func(e *workerEntry) bool { return !exclude[e.w.id] && labelsMatch(e.w.labels, want) }
-	// Any idle match is least loaded (load 0): take the one that became
-	// idle last (idlelist.go); usually the first one looked at.
-	best := m.idle.newestMatch(ok)
-	if best == nil {
-		for e := range m.partial {
-			if ok(e) && (best == nil || less(e, best)) {
-				best = e
-			}
+	var best *workerEntry
+	if m.placement == PlacementBinpack {
+		best = m.partialMatchLocked(ok, func(e, best *workerEntry) bool { return less(best, e) })
+		if best == nil {
+			best = m.idle.newestMatch(ok)
+		}
+	} else {
+		// Any idle match is least loaded (load 0): take the one that became
+		// idle last (idlelist.go); usually the first one looked at.
+		best = m.idle.newestMatch(ok)
+		if best == nil {
+			best = m.partialMatchLocked(ok, less)
 		}
 	}
 	if best == nil {
@@ -304,6 +310,18 @@ func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[s
 	best.jobs[jobID] = struct{}{}
 	m.indexLocked(best)
 	return best.w
+}
+
+// partialMatchLocked returns the partly busy entry accepted by ok that
+// comes first in the order better (nil if none).
+func (m *WorkerManager) partialMatchLocked(ok func(*workerEntry) bool, better func(e, best *workerEntry) bool) *workerEntry {
+	var best *workerEntry
+	for e := range m.partial {
+		if ok(e) && (best == nil || better(e, best)) {
+			best = e
+		}
+	}
+	return best
 }
 
 // less orders candidates: lower load ratio, then fewer jobs, then id.

@@ -31,6 +31,7 @@ type options struct {
 	amqpURL, executeQueue, statusQueue string
 	queueType                          string
 	prefetch                           int
+	placement                          hub.Placement
 	holdTimeout, lostWorkerGrace       time.Duration
 	heartbeatInterval, drainTimeout    time.Duration
 	workerTokens, adminTokenFile       string
@@ -85,6 +86,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
 	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once")
+	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "how a job's worker is chosen among the free ones: spread (least loaded first) or binpack (most loaded first: the work gathers on few machines, idle ones can be scaled in, and the hub spends less per job)")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", hub.DefaultHoldTimeout, "how long a delivery waits for a free worker before it is requeued")
 	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to come back before its jobs are reported lost")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often workers send heartbeats (3 missed = dead)")
@@ -145,7 +147,7 @@ func run(args []string, stderr io.Writer) int {
 		return fail(2, err)
 	}
 	cfg := hub.Config{
-		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Pprof: o.pprof, HoldTimeout: o.holdTimeout, LostWorkerGrace: o.lostWorkerGrace,
+		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Pprof: o.pprof, HoldTimeout: o.holdTimeout, Placement: o.placement, LostWorkerGrace: o.lostWorkerGrace,
 		HeartbeatInterval: o.heartbeatInterval, DrainTimeout: o.drainTimeout,
 		StreamInterceptors: []grpc.StreamServerInterceptor{authn.StreamInterceptor()},
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{authn.UnaryInterceptor()},

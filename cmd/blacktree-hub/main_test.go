@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blacktree/blacktree/hub"
 )
 
 func TestParse(t *testing.T) {
@@ -17,12 +19,17 @@ func TestParse(t *testing.T) {
 	}{
 		{name: "defaults", check: func(o *options) bool {
 			return o.grpcAddr == ":7070" && o.httpAddr == ":7071" && o.executeQueue == "execute.queue" &&
-				o.statusQueue == "status.queue" && o.lostWorkerGrace == 30*time.Second && o.logLevel == "info"
+				o.statusQueue == "status.queue" && o.lostWorkerGrace == 30*time.Second && o.logLevel == "info" &&
+				o.placement == hub.PlacementSpread
 		}},
 		{name: "env fallback", env: map[string]string{"BLACKTREE_AMQP_URL": "amqp://x@h:1/", "BLACKTREE_LOST_WORKER_GRACE": "5s"},
 			check: func(o *options) bool { return o.amqpURL == "amqp://x@h:1/" && o.lostWorkerGrace == 5*time.Second }},
 		{name: "flag wins over env", args: []string{"--prefetch", "7"}, env: map[string]string{"BLACKTREE_PREFETCH": "9"},
 			check: func(o *options) bool { return o.prefetch == 7 }},
+		{name: "placement", args: []string{"--placement", "binpack"}, check: func(o *options) bool { return o.placement == hub.PlacementBinpack }},
+		{name: "placement from env", env: map[string]string{"BLACKTREE_PLACEMENT": "binpack"},
+			check: func(o *options) bool { return o.placement == hub.PlacementBinpack }},
+		{name: "bad placement", args: []string{"--placement", "pack"}, wantErr: "want spread or binpack"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
 		{name: "bad env", env: map[string]string{"BLACKTREE_HOLD_TIMEOUT": "soon"}, wantErr: "BLACKTREE_HOLD_TIMEOUT"},
 		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "go together"},

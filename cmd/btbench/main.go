@@ -77,6 +77,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.dispatch.Workers, "workers", 4, "dispatch: noop worker processes")
 	fs.IntVar(&o.dispatch.Slots, "slots", 8, "dispatch: slots per worker")
 	fs.BoolVar(&o.dispatch.OneWorker, "one-worker", true, "dispatch: also measure Blacktree with the same slots in one worker process (--workers x --slots)")
+	fs.BoolVar(&o.dispatch.Binpack, "binpack", true, "dispatch: also measure Blacktree as deployed with the hub's --placement binpack, in the first drain and every round")
 	fs.DurationVar(&o.dispatch.LatencyFor, "latency-for", 10*time.Second, "dispatch: length of each fixed-rate latency run")
 	fs.Float64Var(&o.dispatch.LowLoadFraction, "low-load", 0.1, "dispatch: also measure latency at this fraction of the baseline's saturation (0: skip)")
 	fs.Float64Var(&o.dispatch.LoadFraction, "load", 0.5, "dispatch: offered load of the latency runs, as a fraction of the baseline's saturation")
