@@ -8,6 +8,10 @@
 // numbers are noise, ratios are the signal. cmd/btbench drives it and
 // `make bench` rewrites docs/BENCHMARKS.md from its output.
 //
+// Besides Blacktree as deployed (4 worker processes, the hub's defaults),
+// the dispatch scenario drains the same slots in one worker process and
+// through a hub with --placement binpack.
+//
 // Floors: the missed targets are also measured on bare grpc-go, with the
 // hub's transport settings, in the same run. floor.go holds the fleet's
 // streams on a server that only receives (memory and heartbeat CPU);
