@@ -19,6 +19,12 @@ const (
 	// together, which costs the hub and the workers fewer system calls per
 	// job (docs/BENCHMARKS.md, G22). Nomad's "binpack" scheduler is the
 	// same idea.
+	//
+	// Cost: every pick scans the partly busy workers, where spread scans
+	// them only when no worker is idle. Binpack keeps that set small by
+	// filling workers up, but a large fleet of many-slot workers whose
+	// jobs end at random times can hold thousands of partly busy workers;
+	// the fleet benchmark (G6) measures spread only.
 	PlacementBinpack
 )
 
