@@ -20,11 +20,11 @@ const (
 	// job (docs/BENCHMARKS.md, G22). Nomad's "binpack" scheduler is the
 	// same idea.
 	//
-	// Cost: every pick scans the partly busy workers, where spread scans
-	// them only when no worker is idle. Binpack keeps that set small by
-	// filling workers up, but a large fleet of many-slot workers whose
-	// jobs end at random times can hold thousands of partly busy workers;
-	// the fleet benchmark (G6) measures spread only.
+	// Cost: every pick scans the partly busy workers. Spread scans them
+	// only when no worker is idle, which it reaches once every worker has
+	// a job. So in a large fleet of many-slot workers a pick costs
+	// O(partly busy workers) under either placement; the fleet benchmark's
+	// workers have one slot each (G6) and do not show it.
 	PlacementBinpack
 )
 
