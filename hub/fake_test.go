@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -276,13 +277,21 @@ func TestManagerPickBinpack(t *testing.T) {
 }
 
 // The free-worker index stays equal to a scan of every worker through any
-// sequence of changes.
+// sequence of changes, and pick takes the least (spread) or most (binpack)
+// loaded free worker that a scan finds.
 func TestManagerFreeIndex(t *testing.T) {
-	m := newWorkerManager(Config{HeartbeatInterval: time.Hour, MissedHeartbeats: 3, DeadRetention: time.Hour}, hclog.NewNullLogger())
+	for _, p := range []Placement{PlacementSpread, PlacementBinpack} {
+		t.Run(p.String(), func(t *testing.T) { testManagerFreeIndex(t, p) })
+	}
+}
+
+func testManagerFreeIndex(t *testing.T, placement Placement) {
+	m := newWorkerManager(Config{HeartbeatInterval: time.Hour, MissedHeartbeats: 3, DeadRetention: time.Hour, Placement: placement},
+		hclog.NewNullLogger())
 	defer m.close()
 	var ws []*Worker
-	for i := 0; i < 6; i++ {
-		ws = append(ws, testWorker(fmt.Sprintf("w%d", i), 1+i%3, nil))
+	for i := 0; i < 12; i++ {
+		ws = append(ws, testWorker(fmt.Sprintf("w%d", i), []int{1, 3, 3, 4}[i%4], nil))
 		m.register(ws[i], false)
 	}
 	var stale []*Worker // sessions replaced by a re-register
@@ -304,7 +313,7 @@ func TestManagerFreeIndex(t *testing.T) {
 				t.Fatalf("after %s: currentLocked(%s) is not its live entry", step, id)
 			}
 			idle := m.idle.has(e)
-			_, partial := m.partial[e]
+			partial := m.partial.has(e)
 			free := e.stateLocked() == StateFree
 			if free {
 				n++
@@ -313,28 +322,67 @@ func TestManagerFreeIndex(t *testing.T) {
 				t.Fatalf("after %s: %s state %v jobs %d: idle=%v partial=%v", step, e.w.id, e.stateLocked(), len(e.jobs), idle, partial)
 			}
 		}
-		walked := 0
-		for e := m.idle.head; e != nil; e = e.idleNext {
-			if !e.inIdle || (e.idleNext != nil && e.idleNext.idlePrev != e) {
-				t.Fatalf("after %s: idle list links broken at %s", step, e.w.id)
+		lists := []*entryList{&m.idle}
+		for _, g := range m.partial.groups {
+			if !slices.IsSorted(g.jobs) {
+				t.Fatalf("after %s: slot group %d: job counts %v not sorted", step, g.slots, g.jobs)
 			}
-			walked++
+			for j, l := range g.byJobs {
+				if l.slots != g.slots || l.jobs != j {
+					t.Fatalf("after %s: slot group %d: bucket for %d jobs labelled %d/%d", step, g.slots, j, l.jobs, l.slots)
+				}
+				if _, listed := slices.BinarySearch(g.jobs, j); listed != (l.len() > 0) {
+					t.Fatalf("after %s: slot group %d: bucket for %d jobs holds %d entries, listed %v", step, g.slots, j, l.len(), listed)
+				}
+				lists = append(lists, l)
+			}
 		}
-		if walked != m.idle.len() {
-			t.Fatalf("after %s: idle list walks %d entries, len() = %d", step, walked, m.idle.len())
+		inBuckets := 0
+		for _, l := range lists {
+			walked := 0
+			for e := l.head; e != nil; e = e.next {
+				if e.list != l || (e.next != nil && e.next.prev != e) {
+					t.Fatalf("after %s: list links broken at %s", step, e.w.id)
+				}
+				walked++
+			}
+			if walked != l.len() {
+				t.Fatalf("after %s: a list walks %d entries, len() = %d", step, walked, l.len())
+			}
+			if l != &m.idle {
+				inBuckets += walked
+			}
 		}
-		if m.idle.len()+len(m.partial) != n {
-			t.Fatalf("after %s: index holds %d entries, want %d free", step, m.idle.len()+len(m.partial), n)
+		if inBuckets != m.partial.len() {
+			t.Fatalf("after %s: load index buckets hold %d entries, len() = %d", step, inBuckets, m.partial.len())
+		}
+		if m.idle.len()+m.partial.len() != n {
+			t.Fatalf("after %s: index holds %d entries, want %d free", step, m.idle.len()+m.partial.len(), n)
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 2000; i++ {
+	for i := 0; i < 5000; i++ {
 		w := ws[rng.IntN(len(ws))]
 		job := fmt.Sprintf("j%d", rng.IntN(8))
 		var step string
 		switch rng.IntN(9) {
 		case 0:
-			m.pick(job, nil, nil)
+			exclude := map[string]bool{} // as after rejections, or labels that do not match
+			for _, w := range ws {
+				if rng.IntN(3) == 0 {
+					exclude[w.id] = true
+				}
+			}
+			loads, want := scanPick(m, placement, exclude)
+			got := m.pick(job, nil, exclude)
+			switch {
+			case want == nil && got != nil:
+				t.Fatalf("step %d: pick() = %s, want nil (no free worker)", i, got.id)
+			case want != nil && got == nil:
+				t.Fatalf("step %d: pick() = nil, want a worker with load %v", i, *want)
+			case got != nil && !sameRank(placement, loads[got], *want):
+				t.Fatalf("step %d: pick() = %s with load %v, want load %v (scan)", i, got.id, loads[got], *want)
+			}
 			step = "pick"
 		case 1:
 			m.hold(w, job)
@@ -370,4 +418,48 @@ func TestManagerFreeIndex(t *testing.T) {
 		}
 		check(fmt.Sprintf("step %d (%s %s)", i, step, w.id))
 	}
+}
+
+// workerLoad is what placement orders free workers by.
+type workerLoad struct{ jobs, slots int }
+
+// ahead reports whether placement puts a worker with load a before one
+// with load b: spread by jobs/slots then jobs, ascending; binpack
+// descending, idle workers last.
+func ahead(placement Placement, a, b workerLoad) bool {
+	if placement == PlacementBinpack && (a.jobs == 0) != (b.jobs == 0) {
+		return b.jobs == 0
+	}
+	ra, rb := a.jobs*b.slots, b.jobs*a.slots
+	if ra == rb {
+		ra, rb = a.jobs, b.jobs
+	}
+	if placement == PlacementBinpack {
+		return ra > rb
+	}
+	return ra < rb
+}
+
+func sameRank(placement Placement, a, b workerLoad) bool {
+	return !ahead(placement, a, b) && !ahead(placement, b, a)
+}
+
+// scanPick scans every worker: it returns each current worker's load, and
+// the load pick must choose (nil when no worker but the excluded is free).
+func scanPick(m *WorkerManager, placement Placement, exclude map[string]bool) (map[*Worker]workerLoad, *workerLoad) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	loads := map[*Worker]workerLoad{}
+	var best *workerLoad
+	for _, e := range m.workers {
+		if !e.current {
+			continue
+		}
+		l := workerLoad{len(e.jobs), e.w.slots}
+		loads[e.w] = l
+		if e.stateLocked() == StateFree && !exclude[e.w.id] && (best == nil || ahead(placement, l, *best)) {
+			best = &l
+		}
+	}
+	return loads, best
 }

@@ -66,8 +66,8 @@ type workerEntry struct {
 	hbTimer   *time.Timer // fires when heartbeats are missed; nil when dead
 	reapTimer *time.Timer // removes a dead entry after DeadRetention
 
-	inIdle             bool         // in WorkerManager.idle
-	idlePrev, idleNext *workerEntry // idleList links
+	list       *entryList   // the idle list or the load index bucket e is in; nil if neither
+	prev, next *workerEntry // links in list
 }
 
 func (e *workerEntry) stateLocked() WorkerState {
@@ -98,32 +98,34 @@ type WorkerManager struct {
 	// not scan the whole fleet per job (with 10,000 workers the scan, under
 	// the lock every heartbeat takes, dominated the hub's CPU). idle holds
 	// free entries with no job, partial those with some jobs and a free
-	// slot. indexLocked keeps them in step after every change of an entry.
-	idle    idleList
-	partial map[*workerEntry]struct{}
+	// slot, by load. indexLocked keeps them in step after every change of
+	// an entry.
+	idle    entryList
+	partial loadIndex
 	closed  bool
 }
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
-	return &WorkerManager{deadAfter: cfg.deadAfter(), retention: cfg.DeadRetention, placement: cfg.Placement, log: log, workers: map[string]*workerEntry{},
-		partial: map[*workerEntry]struct{}{}}
+	return &WorkerManager{deadAfter: cfg.deadAfter(), retention: cfg.DeadRetention, placement: cfg.Placement, log: log,
+		workers: map[string]*workerEntry{}}
 }
 
 // indexLocked files e under idle or partial when it is its worker's current
 // entry and free, and removes it from both otherwise.
 // An entry that stays idle keeps its place in idle (the order is when it
-// became idle).
+// became idle), and one whose load did not change its place in partial.
 func (m *WorkerManager) indexLocked(e *workerEntry) {
 	free := e.current && e.stateLocked() == StateFree
-	if free && len(e.jobs) == 0 {
+	switch {
+	case free && len(e.jobs) == 0:
+		m.partial.remove(e)
 		m.idle.pushBack(e)
-	} else {
+	case free:
 		m.idle.remove(e)
-	}
-	if free && len(e.jobs) > 0 {
-		m.partial[e] = struct{}{}
-	} else {
-		delete(m.partial, e)
+		m.partial.file(e)
+	default:
+		m.idle.remove(e)
+		m.partial.remove(e)
 	}
 }
 
@@ -292,16 +294,16 @@ func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[s
 	ok := func(e *workerEntry) bool { return !exclude[e.w.id] && labelsMatch(e.w.labels, want) }
 	var best *workerEntry
 	if m.placement == PlacementBinpack {
-		best = m.partialMatchLocked(ok, func(e, best *workerEntry) bool { return less(best, e) })
+		best = m.partial.best(true, ok)
 		if best == nil {
 			best = m.idle.newestMatch(ok)
 		}
 	} else {
 		// Any idle match is least loaded (load 0): take the one that became
-		// idle last (idlelist.go); usually the first one looked at.
+		// idle last (entrylist.go); usually the first one looked at.
 		best = m.idle.newestMatch(ok)
 		if best == nil {
-			best = m.partialMatchLocked(ok, less)
+			best = m.partial.best(false, ok)
 		}
 	}
 	if best == nil {
@@ -310,30 +312,6 @@ func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[s
 	best.jobs[jobID] = struct{}{}
 	m.indexLocked(best)
 	return best.w
-}
-
-// partialMatchLocked returns the partly busy entry accepted by ok that
-// comes first in the order better (nil if none).
-func (m *WorkerManager) partialMatchLocked(ok func(*workerEntry) bool, better func(e, best *workerEntry) bool) *workerEntry {
-	var best *workerEntry
-	for e := range m.partial {
-		if ok(e) && (best == nil || better(e, best)) {
-			best = e
-		}
-	}
-	return best
-}
-
-// less orders candidates: lower load ratio, then fewer jobs, then id.
-func less(a, b *workerEntry) bool {
-	la, lb := len(a.jobs)*b.w.slots, len(b.jobs)*a.w.slots
-	if la != lb {
-		return la < lb
-	}
-	if len(a.jobs) != len(b.jobs) {
-		return len(a.jobs) < len(b.jobs)
-	}
-	return a.w.id < b.w.id
 }
 
 func labelsMatch(have, want map[string]string) bool {

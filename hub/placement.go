@@ -19,12 +19,6 @@ const (
 	// together, which costs the hub and the workers fewer system calls per
 	// job (docs/BENCHMARKS.md, G22). Nomad's "binpack" scheduler is the
 	// same idea.
-	//
-	// Cost: every pick scans the partly busy workers. Spread scans them
-	// only when no worker is idle, which it reaches once every worker has
-	// a job. So in a large fleet of many-slot workers a pick costs
-	// O(partly busy workers) under either placement; the fleet benchmark's
-	// workers have one slot each (G6) and do not show it.
 	PlacementBinpack
 )
 
