@@ -259,12 +259,14 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 		name string
 		rep  Report
 		want []string
+		lack []string
 	}{
 		{name: "empty", rep: Report{Command: "btbench"}, want: []string{"# Benchmarks", "`btbench`"}},
 		{name: "baseline only", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base}, Rates: []float64{500}, RateLabels: []string{"half"}}},
 			want: []string{"| throughput (jobs/s) | 1000 |"}},
 		{name: "targets met", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, bt}, Rates: []float64{500}, RateLabels: []string{"half"}}},
-			want: []string{"Blacktree 0.90× — **met**", "+1.00 ms — **met**"}},
+			want: []string{"Blacktree 0.90× — **met**", "+1.00 ms — **met**"},
+			lack: []string{"CPU budget"}}, // no CPU measured
 		{name: "cpu budget", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{cpuSide(1000, 1, 0.1), cpuSide(500, 1, 0.3)}}},
 			// Baseline: 1000 µs per job, so 0.8× allows 1250; Blacktree's side
 			// spends 2000 per job, 1200 of them in the hub and workers.
@@ -291,6 +293,11 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(b.String(), w) {
 					t.Errorf("WriteMarkdown() lacks %q; got:\n%s", w, b.String())
+				}
+			}
+			for _, w := range tt.lack {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("WriteMarkdown() has %q, want it left out; got:\n%s", w, b.String())
 				}
 			}
 		})

@@ -695,8 +695,8 @@ func writeHubFloorBullet(p func(string, ...any), h *SideResult, baseRate float64
 // jobs/s: the baseline's total per job / ratio, less what Blacktree's side
 // spends outside them (broker, collector). used is what they spent.
 func budget(base, bt SideResult, ratio float64) (budget, used float64, ok bool) {
-	if base.Throughput <= 0 || bt.Throughput <= 0 {
-		return 0, 0, false
+	if base.Throughput <= 0 || bt.Throughput <= 0 || base.DrainMachineBusy <= 0 || bt.DrainMachineBusy <= 0 {
+		return 0, 0, false // no CPU measured: nothing to budget
 	}
 	n := float64(runtime.NumCPU())
 	inside := bt.DrainCPU["hub"] + bt.DrainCPU["workers"]
