@@ -34,12 +34,20 @@ type FleetConfig struct {
 	// KeepaliveTime and KeepaliveTimeout are the client keepalive
 	// parameters (the real worker's defaults: 30s and 10s).
 	KeepaliveTime, KeepaliveTimeout time.Duration
+	// Slots each worker registers with. Default 1.
+	Slots int
+	// Hold is how many jobs each worker keeps running: it accepts its
+	// first Hold jobs and never answers them (long builds), and answers
+	// every later one at once. They fill Hold of its slots until the fleet
+	// closes.
+	Hold int
 }
 
 // Fleet is N lightweight workers speaking the worker protocol
 // (worker.proto): Register, Heartbeat every Registered.heartbeat_interval,
 // and for every RunJob an immediate JobAccepted followed by a successful
-// JobResult (a noop executor with zero delay). They do not reconnect: a
+// JobResult (a noop executor with zero delay), except the first
+// FleetConfig.Hold jobs of each worker, which it accepts and keeps. They do not reconnect: a
 // broken stream is counted in Stats.Disconnected.
 type Fleet struct {
 	cfg    FleetConfig
@@ -49,7 +57,7 @@ type Fleet struct {
 	sem    chan struct{}
 
 	registered, disconnected, failed atomic.Int64
-	jobs, acks, heartbeats           atomic.Int64
+	jobs, acks, heartbeats, held     atomic.Int64
 	lastRegisteredNs                 atomic.Int64
 
 	mu       sync.Mutex // guards the following
@@ -61,6 +69,8 @@ type Fleet struct {
 // FleetStats are a fleet's counters.
 type FleetStats struct {
 	Registered, Failed, Disconnected, Jobs, Acks, Heartbeats int64
+	// Held counts the jobs accepted and kept running (FleetConfig.Hold).
+	Held int64
 	// LastRegistered is when the last worker got Registered.
 	LastRegistered time.Time
 }
@@ -76,6 +86,9 @@ func StartFleet(cfg FleetConfig) *Fleet {
 	}
 	if cfg.KeepaliveTimeout == 0 {
 		cfg.KeepaliveTimeout = 10 * time.Second
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Fleet{cfg: cfg, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.Parallel), regDone: make(chan struct{})}
@@ -153,7 +166,7 @@ func (f *Fleet) run(id string) {
 		return
 	}
 	if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{
-		WorkerId: id, Name: id, Version: "btbench", Slots: 1,
+		WorkerId: id, Name: id, Version: "btbench", Slots: uint32(f.cfg.Slots),
 	}}}); err != nil {
 		f.fail(fmt.Errorf("%s: register: %w", id, err))
 		return
@@ -205,6 +218,7 @@ func (f *Fleet) run(id string) {
 		timerMu.Unlock()
 	}()
 
+	held := 0
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -221,6 +235,11 @@ func (f *Fleet) run(id string) {
 				continue
 			}
 			f.jobs.Add(1)
+			if held < f.cfg.Hold {
+				held++
+				f.held.Add(1)
+				continue
+			}
 			_ = send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{
 				Response: &blacktreev1.JobResponse{JobId: jobID, Success: true, ImageUrl: fr.RunJob.GetJob().GetImageName(),
 					WorkerId: id, StartedAt: now, FinishedAt: timestamppb.Now()},
@@ -250,7 +269,7 @@ func (f *Fleet) WaitRegistered(ctx context.Context) error {
 // Stats returns the counters.
 func (f *Fleet) Stats() FleetStats {
 	return FleetStats{Registered: f.registered.Load(), Failed: f.failed.Load(), Disconnected: f.disconnected.Load(),
-		Jobs: f.jobs.Load(), Acks: f.acks.Load(), Heartbeats: f.heartbeats.Load(),
+		Jobs: f.jobs.Load(), Acks: f.acks.Load(), Heartbeats: f.heartbeats.Load(), Held: f.held.Load(),
 		LastRegistered: time.Unix(0, f.lastRegisteredNs.Load())}
 }
 

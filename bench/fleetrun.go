@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/blacktree/blacktree/internal/cluster"
 )
 
 // FleetRunConfig configures the fleet-scale scenario.
@@ -31,6 +33,12 @@ type FleetRunConfig struct {
 	// SmallN, when positive, first measures the same dispatch with only
 	// SmallN workers on a hub of its own: the same-run reference.
 	SmallN int
+	// BusyHold, when positive, also measures the dispatch with N workers
+	// of BusySlots slots that each keep BusyHold jobs running (long builds)
+	// on a hub of its own: every worker partly busy, the case in which a
+	// hub must choose among thousands of partly busy workers per job
+	// (docs/BENCHMARKS.md G23).
+	BusySlots, BusyHold int
 	// Skip is the warm-up fraction dropped from throughput.
 	Skip float64
 	// ProfileDir receives hub profiles when the hub serves pprof.
@@ -56,7 +64,9 @@ type FleetResult struct {
 	Throughput   float64
 	SmallN       int
 	// SmallThroughput is the same dispatch with SmallN workers.
-	SmallThroughput         float64
+	SmallThroughput float64
+	// Busy is the dispatch with every worker partly busy (BusyHold).
+	Busy                    *BusyFleetResult
 	DispatchAccount         Account
 	Stats                   FleetStats
 	HubArgs                 []string
@@ -254,6 +264,11 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 		}
 		logf("fleet: reference: %.0f jobs/s with %d workers connected", res.SmallThroughput, cfg.SmallN)
 	}
+	if cfg.BusyHold > 0 {
+		if res.Busy, err = busyFleetDispatch(ctx, env, cfg, logf); err != nil {
+			return nil, fmt.Errorf("dispatch to a partly busy fleet: %w", err)
+		}
+	}
 	if cfg.Floor {
 		logf("fleet: memory floor: %d workers on a bare grpc-go server", cfg.N)
 		if res.Floor, err = runFloor(ctx, cfg, logf); err != nil {
@@ -396,6 +411,76 @@ func smallFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig, n int
 	}
 	rate, _, err := fleetDispatch(ctx, env, q, cfg)
 	return rate, err
+}
+
+// BusyFleetResult is the dispatch to a fleet whose every worker is partly
+// busy (FleetRunConfig.BusyHold).
+type BusyFleetResult struct {
+	N, Slots, Hold int
+	// Held is how many jobs the workers keep running; HoldRate how fast
+	// the hub placed them (jobs/s, from the publish of the first to the
+	// fleet's acceptance of the last).
+	Held     int
+	HoldRate float64
+	// Throughput is the timed dispatch that follows, every worker holding
+	// its jobs; Account its ledger.
+	Throughput float64
+	Account    Account
+}
+
+// busyFleetDispatch connects cfg.N workers of cfg.BusySlots slots to a hub
+// of its own, has each accept and keep cfg.BusyHold jobs, then times the
+// usual dispatch: every pick now chooses among N partly busy workers.
+func busyFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(string, ...any)) (*BusyFleetResult, error) {
+	res := &BusyFleetResult{N: cfg.N, Slots: cfg.BusySlots, Hold: cfg.BusyHold, Held: cfg.N * cfg.BusyHold}
+	if cfg.BusyHold >= cfg.BusySlots {
+		return nil, fmt.Errorf("%d held jobs leave no free slot of %d", cfg.BusyHold, cfg.BusySlots)
+	}
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return nil, err
+	}
+	defer q.Delete(env.AMQPURL)
+	hub, err := env.StartHub(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer hub.Stop(30 * time.Second)
+	fleet := StartFleet(FleetConfig{Addr: hub.GRPCAddr, Token: env.WorkerToken, N: cfg.N, Parallel: cfg.Parallel, Prefix: "busy",
+		Slots: cfg.BusySlots, Hold: cfg.BusyHold})
+	defer fleet.Close()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = fleet.WaitRegistered(rctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	logf("fleet: busy: %d workers of %d slots registered; placing %d jobs they keep", cfg.N, cfg.BusySlots, res.Held)
+	pub, err := NewPublisher(env.AMQPURL, q.Execute, NewLedger(), 512)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	_, err = pub.PublishBacklog(ctx, "holdjob", res.Held)
+	if cerr := pub.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	err = cluster.Poll(hctx, 20*time.Millisecond, func() bool { return fleet.Stats().Held >= int64(res.Held) })
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%d of %d held jobs placed: %w", fleet.Stats().Held, res.Held, err)
+	}
+	res.HoldRate = float64(res.Held) / time.Since(start).Seconds()
+	logf("fleet: busy: %d held jobs placed at %.0f jobs/s; timing the dispatch", res.Held, res.HoldRate)
+	if res.Throughput, res.Account, err = fleetDispatch(ctx, env, q, cfg); err != nil {
+		return nil, err
+	}
+	logf("fleet: busy: %.0f jobs/s with every worker holding %d jobs (%s)", res.Throughput, cfg.BusyHold, res.Account)
+	return res, nil
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

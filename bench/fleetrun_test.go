@@ -28,7 +28,7 @@ func TestRunFleetSmall(t *testing.T) {
 	}
 	env.HubEnv = []string{"GOGC=50"}
 	cfg := FleetRunConfig{N: 20, Parallel: 10, Settle: 200 * time.Millisecond, IdleWindow: 2 * time.Second,
-		SteadyGCs: 1000, SteadyMax: 3 * time.Second, Jobs: 50, Skip: 0.1}
+		SteadyGCs: 1000, SteadyMax: 3 * time.Second, Jobs: 50, Skip: 0.1, BusySlots: 3, BusyHold: 2}
 	res, err := RunFleet(ctx, env, cfg, t.Logf)
 	if err != nil {
 		t.Fatalf("RunFleet() = %v (is RabbitMQ running? bash ../shared/scripts/ensure-rabbitmq)", err)
@@ -38,6 +38,11 @@ func TestRunFleetSmall(t *testing.T) {
 	}
 	if a := res.DispatchAccount; a.Answered != cfg.Jobs || !a.Clean() {
 		t.Errorf("DispatchAccount = %s, want %d answered, clean", a, cfg.Jobs)
+	}
+	// The partly busy fleet: every worker kept 2 jobs and still took the
+	// timed dispatch, each job once.
+	if b := res.Busy; b == nil || b.Held != 2*cfg.N || b.HoldRate <= 0 || b.Account.Answered != cfg.Jobs || !b.Account.Clean() {
+		t.Errorf("Busy = %+v, want %d held jobs placed, then %d answered, clean", b, 2*cfg.N, cfg.Jobs)
 	}
 	w := res.Idle
 	// 1000 GCs never come: the window ends at SteadyMax, not before.
@@ -57,7 +62,8 @@ func TestRunFleetSmall(t *testing.T) {
 
 	var b strings.Builder
 	(&Report{HubEnv: env.HubEnv, Fleet: res}).WriteMarkdown(&b)
-	for _, want := range []string{"- hub environment: `GOGC=50`", "fewer than the 1000 asked for", "peak in the idle window"} {
+	for _, want := range []string{"- hub environment: `GOGC=50`", "fewer than the 1000 asked for", "peak in the idle window",
+		"20 workers of 3 slots, each keeping 2 jobs running", "placing the 40 jobs those workers keep"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("WriteMarkdown() lacks %q", want)
 		}

@@ -398,6 +398,14 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 		p("| same dispatch with %d connected (own hub, same run) | %.0f jobs/s | | |", f.SmallN, f.SmallThroughput)
 		p("| ratio %d / %d workers | %.2f× | | |", c.N, f.SmallN, f.Throughput/f.SmallThroughput)
 	}
+	if b := f.Busy; b != nil && b.Throughput > 0 {
+		p("| same dispatch with %d workers of %d slots, each keeping %d jobs running (every worker partly busy; own hub) | %.0f jobs/s | | |",
+			b.N, b.Slots, b.Hold, b.Throughput)
+		if f.SmallN > 0 && f.SmallThroughput > 0 {
+			p("| ratio partly busy %d / %d workers | %.2f× | | |", b.N, f.SmallN, b.Throughput/f.SmallThroughput)
+		}
+		p("| placing the %d jobs those workers keep | %.0f jobs/s | | |", b.Held, b.HoldRate)
+	}
 	p("")
 	p("Dispatch here runs with the publisher going at full speed concurrently (the hub is")
 	p("already consuming), so it is not directly comparable to §1's backlog drain; its")
@@ -405,6 +413,9 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	p("same run.")
 	p("")
 	p("- dispatch ledger: %s", f.DispatchAccount)
+	if b := f.Busy; b != nil {
+		p("- dispatch ledger, partly busy fleet: %s", b.Account)
+	}
 	p("- fleet counters: registered=%d failed=%d disconnected=%d jobs=%d result-acks=%d heartbeats=%d",
 		f.Stats.Registered, f.Stats.Failed, f.Stats.Disconnected, f.Stats.Jobs, f.Stats.Acks, f.Stats.Heartbeats)
 	p("- hub command line: `blacktree-hub %s`", strings.Join(f.HubArgs, " "))

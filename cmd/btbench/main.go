@@ -86,6 +86,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.dispatch.Rounds, "rounds", 3, "dispatch: backlog drains per side, alternating (rounds after the first on fresh processes); the throughput verdict is the median ratio")
 	fs.IntVar(&o.fleet.N, "fleet", 10000, "fleet: in-process workers connected to one hub")
 	fs.IntVar(&o.fleet.SmallN, "fleet-small", 100, "fleet: workers of the same-run reference dispatch (0: skip)")
+	fs.IntVar(&o.fleet.BusySlots, "fleet-busy-slots", 8, "fleet: slots of each worker in the partly busy fleet's dispatch")
+	fs.IntVar(&o.fleet.BusyHold, "fleet-busy-hold", 4, "fleet: jobs each worker of the partly busy fleet keeps running while the dispatch is timed (0: skip that dispatch)")
 	fs.IntVar(&o.fleet.Parallel, "fleet-parallel", 200, "fleet: registrations in flight at once")
 	fs.IntVar(&o.fleet.Jobs, "fleet-jobs", 5000, "fleet: jobs dispatched with the fleet connected")
 	fs.BoolVar(&o.fleet.Floor, "floor", true, "fleet: first measure the same fleet on a bare grpc-go server (memory baseline)")
