@@ -391,26 +391,42 @@ func fleetDispatch(ctx context.Context, env *Env, q Queues, cfg FleetRunConfig) 
 // smallFleetDispatch measures the same dispatch with only n workers, on
 // a hub of its own: the same-run reference for the big fleet's figure.
 func smallFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig, n int) (float64, error) {
-	q := NewQueues("btbench")
-	if err := q.Declare(env.AMQPURL); err != nil {
-		return 0, err
-	}
-	defer q.Delete(env.AMQPURL)
-	hub, err := env.StartHub(ctx, q)
+	q, _, stop, err := fleetOnOwnHub(ctx, env, FleetConfig{N: n, Parallel: cfg.Parallel, Prefix: "small"})
 	if err != nil {
 		return 0, err
 	}
-	defer hub.Stop(30 * time.Second)
-	fleet := StartFleet(FleetConfig{Addr: hub.GRPCAddr, Token: env.WorkerToken, N: n, Parallel: cfg.Parallel, Prefix: "small"})
-	defer fleet.Close()
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	rate, _, err := fleetDispatch(ctx, env, q, cfg)
+	return rate, err
+}
+
+// fleetOnOwnHub starts a hub on fresh queues and connects fc's fleet to it
+// (fc.Addr and fc.Token are filled in); stop closes all three.
+func fleetOnOwnHub(ctx context.Context, env *Env, fc FleetConfig) (Queues, *Fleet, func(), error) {
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return q, nil, nil, err
+	}
+	hub, err := env.StartHub(ctx, q)
+	if err != nil {
+		_ = q.Delete(env.AMQPURL)
+		return q, nil, nil, err
+	}
+	fc.Addr, fc.Token = hub.GRPCAddr, env.WorkerToken
+	fleet := StartFleet(fc)
+	stop := func() {
+		fleet.Close()
+		_ = hub.Stop(30 * time.Second)
+		_ = q.Delete(env.AMQPURL)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = fleet.WaitRegistered(rctx)
 	cancel()
 	if err != nil {
-		return 0, err
+		stop()
+		return q, nil, nil, err
 	}
-	rate, _, err := fleetDispatch(ctx, env, q, cfg)
-	return rate, err
+	return q, fleet, stop, nil
 }
 
 // BusyFleetResult is the dispatch to a fleet whose every worker is partly
@@ -436,25 +452,12 @@ func busyFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig, logf f
 	if cfg.BusyHold >= cfg.BusySlots {
 		return nil, fmt.Errorf("%d held jobs leave no free slot of %d", cfg.BusyHold, cfg.BusySlots)
 	}
-	q := NewQueues("btbench")
-	if err := q.Declare(env.AMQPURL); err != nil {
-		return nil, err
-	}
-	defer q.Delete(env.AMQPURL)
-	hub, err := env.StartHub(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer hub.Stop(30 * time.Second)
-	fleet := StartFleet(FleetConfig{Addr: hub.GRPCAddr, Token: env.WorkerToken, N: cfg.N, Parallel: cfg.Parallel, Prefix: "busy",
+	q, fleet, stop, err := fleetOnOwnHub(ctx, env, FleetConfig{N: cfg.N, Parallel: cfg.Parallel, Prefix: "busy",
 		Slots: cfg.BusySlots, Hold: cfg.BusyHold})
-	defer fleet.Close()
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = fleet.WaitRegistered(rctx)
-	cancel()
 	if err != nil {
 		return nil, err
 	}
+	defer stop()
 	logf("fleet: busy: %d workers of %d slots registered; placing %d jobs they keep", cfg.N, cfg.BusySlots, res.Held)
 	pub, err := NewPublisher(env.AMQPURL, q.Execute, NewLedger(), 512)
 	if err != nil {
