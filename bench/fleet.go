@@ -47,8 +47,8 @@ type FleetConfig struct {
 // (worker.proto): Register, Heartbeat every Registered.heartbeat_interval,
 // and for every RunJob an immediate JobAccepted followed by a successful
 // JobResult (a noop executor with zero delay), except the first
-// FleetConfig.Hold jobs of each worker, which it accepts and keeps. They do not reconnect: a
-// broken stream is counted in Stats.Disconnected.
+// FleetConfig.Hold jobs of each worker, which it accepts and keeps. They do
+// not reconnect: a broken stream is counted in Stats.Disconnected.
 type Fleet struct {
 	cfg    FleetConfig
 	ctx    context.Context
