@@ -11,16 +11,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
@@ -198,91 +193,21 @@ const (
 	floorSlotsEnv = "BTBENCH_FLOOR_SLOTS"
 )
 
-// runFloorClient is one worker-shaped client: it answers every RunJob with
+// runFloorClient is one worker-shaped client process: a Fleet of one with
+// the worker agent's transport settings. It answers every RunJob with
 // JobAccepted and a successful JobResult, and heartbeats at the interval
-// Registered names, until the stream ends. It serves the floor's server,
-// and a real hub too (RunDispatch's "hub with bare-grpc workers").
+// Registered names, until the server ends the stream. It serves the floor's
+// server, and a real hub too (RunDispatch's "hub with bare-grpc workers").
 func runFloorClient(addr string) error {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// The worker agent's settings (workeragent/conn.go).
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20),
-	)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if tok := os.Getenv(floorTokenEnv); tok != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
-	}
-	stream, err := blacktreev1.NewWorkerServiceClient(conn).Connect(ctx)
-	if err != nil {
-		return err
-	}
 	slots, _ := strconv.Atoi(os.Getenv(floorSlotsEnv))
-	name, _ := os.Hostname()
-	if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{
-		WorkerId: fmt.Sprintf("floor-client-%d", os.Getpid()), Name: name, Version: "btbench", Slots: uint32(max(slots, 1)),
-	}}}); err != nil {
+	f := StartFleet(FleetConfig{Addr: addr, Token: os.Getenv(floorTokenEnv), N: 1, Prefix: fmt.Sprintf("floor-client-%d", os.Getpid()),
+		Slots: slots, AgentTransport: true})
+	defer f.Close()
+	if err := f.WaitRegistered(context.Background()); err != nil {
 		return err
 	}
-	// The receive loop answers jobs; a ticker heartbeats. Both send, so
-	// sends take sendMu.
-	var sendMu sync.Mutex
-	send := func(m *blacktreev1.WorkerMessage) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(m)
-	}
-	var hbDone chan struct{}
-	defer func() {
-		cancel()
-		if hbDone != nil {
-			<-hbDone
-		}
-	}()
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			return nil // the server stopped: the measurement is over
-		}
-		switch f := m.GetFrame().(type) {
-		case *blacktreev1.HubMessage_Registered:
-			if every := f.Registered.GetHeartbeatInterval().AsDuration(); every > 0 && hbDone == nil {
-				hbDone = make(chan struct{})
-				go func() {
-					defer close(hbDone)
-					t := time.NewTicker(every)
-					defer t.Stop()
-					for {
-						select {
-						case <-t.C:
-							_ = send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{SentAt: timestamppb.Now()}}})
-						case <-ctx.Done():
-							return
-						}
-					}
-				}()
-			}
-		case *blacktreev1.HubMessage_RunJob:
-			req := f.RunJob.GetJob()
-			started := timestamppb.Now()
-			if err := send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobAccepted{JobAccepted: &blacktreev1.JobAccepted{
-				JobId: req.GetJobId(),
-			}}}); err != nil {
-				return nil
-			}
-			if err := send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{
-				Response: &blacktreev1.JobResponse{JobId: req.GetJobId(), Success: true, ImageUrl: req.GetImageName(),
-					Logs: "noop: job " + req.GetJobId() + " done\n", WorkerId: "floor-client", StartedAt: started, FinishedAt: timestamppb.Now()},
-			}}}); err != nil {
-				return nil
-			}
-		}
-	}
+	f.Wait() // the server stopped: the measurement is over
+	return nil
 }
 
 // DispatchFloor is what the dispatch floor measured.

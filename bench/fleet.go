@@ -36,6 +36,11 @@ type FleetConfig struct {
 	KeepaliveTime, KeepaliveTimeout time.Duration
 	// Slots each worker registers with. Default 1.
 	Slots int
+	// AgentTransport dials with the worker agent's transport settings
+	// (grpc-go's default buffers, 1 MiB flow-control windows;
+	// workeragent/conn.go) instead of small buffers: for a fleet of one
+	// that stands for a real worker process (the dispatch floor's clients).
+	AgentTransport bool
 	// Hold is how many jobs each worker keeps running: it accepts its
 	// first Hold jobs and never answers them (long builds), and answers
 	// every later one at once. They fill Hold of its slots until the fleet
@@ -142,13 +147,18 @@ func (f *Fleet) run(id string) {
 		}
 	}
 	defer release()
-	conn, err := grpc.NewClient(f.cfg.Addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: f.cfg.KeepaliveTime, Timeout: f.cfg.KeepaliveTimeout}),
+	}
+	if f.cfg.AgentTransport {
+		opts = append(opts, grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
+	} else {
 		// Small client buffers: this process holds thousands of
 		// connections; the hub's side is what is measured.
-		grpc.WithReadBufferSize(4<<10), grpc.WithWriteBufferSize(4<<10), grpc.WithSharedWriteBuffer(true),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: f.cfg.KeepaliveTime, Timeout: f.cfg.KeepaliveTimeout}),
-	)
+		opts = append(opts, grpc.WithReadBufferSize(4<<10), grpc.WithWriteBufferSize(4<<10), grpc.WithSharedWriteBuffer(true))
+	}
+	conn, err := grpc.NewClient(f.cfg.Addr, opts...)
 	if err != nil {
 		f.fail(err)
 		return
@@ -242,7 +252,7 @@ func (f *Fleet) run(id string) {
 			}
 			_ = send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{
 				Response: &blacktreev1.JobResponse{JobId: jobID, Success: true, ImageUrl: fr.RunJob.GetJob().GetImageName(),
-					WorkerId: id, StartedAt: now, FinishedAt: timestamppb.Now()},
+					Logs: "noop: job " + jobID + " done\n", WorkerId: id, StartedAt: now, FinishedAt: timestamppb.Now()},
 			}}})
 		case *blacktreev1.HubMessage_ResultAck:
 			f.acks.Add(1)
@@ -265,6 +275,10 @@ func (f *Fleet) WaitRegistered(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Wait blocks until every worker's stream has ended: the hub ended it, or
+// Close did.
+func (f *Fleet) Wait() { f.wg.Wait() }
 
 // Stats returns the counters.
 func (f *Fleet) Stats() FleetStats {
