@@ -367,6 +367,16 @@ func (h *testHub) workerState(id string) blacktreev1.WorkerState {
 	return blacktreev1.WorkerState_WORKER_STATE_UNSPECIFIED
 }
 
+// sessionOf is the session id of the worker's live session, or "".
+func (h *testHub) sessionOf(id string) string {
+	for _, w := range h.manager.list() {
+		if w.GetWorkerId() == id && w.GetState() != stateDead {
+			return w.GetSessionId()
+		}
+	}
+	return ""
+}
+
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {

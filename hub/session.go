@@ -87,6 +87,7 @@ type Worker struct {
 	sendMu     sync.Mutex // guards the following
 	queue      []*blacktreev1.HubMessage
 	sending    bool          // a sender goroutine is running
+	held       bool          // frames only queue until release (see Hub.register)
 	progress   time.Time     // when the sender last took a frame
 	senderExit chan struct{} // closed when the running sender exits, if set
 	closeTimer *time.Timer   // endSession's pending connection close, if any
@@ -154,19 +155,42 @@ func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 		}
 	}
 	w.queue = append(w.queue, m)
-	start := !w.sending && w.stream != nil
-	if start {
-		w.sending, w.progress = true, time.Now()
-	}
+	start := w.startLocked()
 	w.sendMu.Unlock()
 	if start {
-		w.wg.Add(1)
-		w.tasks.Submit(func() {
-			defer w.wg.Done()
-			w.sendQueued()
-		})
+		w.startSender()
 	}
 	return true
+}
+
+// release lets a held session's sender start and write what has queued.
+func (w *Worker) release() {
+	w.sendMu.Lock()
+	w.held = false
+	start := len(w.queue) > 0 && w.startLocked()
+	w.sendMu.Unlock()
+	if start {
+		w.startSender()
+	}
+}
+
+// startLocked reports whether the caller must start the sender (then it
+// counts as running). Call it with sendMu held and frames queued.
+func (w *Worker) startLocked() bool {
+	if w.sending || w.held || w.stream == nil {
+		return false
+	}
+	w.sending, w.progress = true, time.Now()
+	return true
+}
+
+// startSender runs the sender on a pooled goroutine.
+func (w *Worker) startSender() {
+	w.wg.Add(1)
+	w.tasks.Submit(func() {
+		defer w.wg.Done()
+		w.sendQueued()
+	})
 }
 
 // sendQueued is the sender: it writes queued frames until the queue is

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -183,22 +184,90 @@ func TestRegisterValidation(t *testing.T) {
 	}
 }
 
-// The same worker_id reconnecting replaces the old session.
+// The same worker_id reconnecting replaces the old session. A worker that
+// has read Registered is its worker's session already, so the later of two
+// registrations wins however close together they come (the hub once sent
+// Registered before it recorded the session, and a quick reconnect could be
+// replaced by the stream it replaced).
 func TestReconnectReplacesSession(t *testing.T) {
 	e := newEnv(t)
 	h := e.startHub(nil)
-	old := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "twin"}, false)
-	dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "twin"}, true)
+	for i := range 20 {
+		id := fmt.Sprintf("twin-%d", i)
+		old := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: id}, false)
+		if got, want := h.sessionOf(id), old.reg.GetSessionId(); got != want {
+			t.Fatalf("round %d: session after Registered = %q, want %q (the first stream)", i, got, want)
+		}
+		cur := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: id}, true)
+		if got, want := h.sessionOf(id), cur.reg.GetSessionId(); got != want {
+			t.Fatalf("round %d: session after the reconnect's Registered = %q, want %q (the new stream)", i, got, want)
+		}
+		select {
+		case <-old.done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: old session still open after the same worker_id registered again", i)
+		}
+		if got := h.workerState(id); got != stateFree {
+			t.Errorf("round %d: workerState() = %v, want FREE (new session)", i, got)
+		}
+		if i == 0 {
+			e.publish(validJob("twin-job"))
+			if s := e.waitStatus("twin-job")["twin-job"]; !s.GetSuccess() {
+				t.Errorf("status = %v, want success via the new session", s)
+			}
+		}
+		cur.kill()
+	}
+}
+
+// Registered goes out only once the hub has recorded the session: while the
+// manager is busy (its lock held here), the worker reads nothing.
+func TestRegisteredAfterTheSessionIsRecorded(t *testing.T) {
+	e := newEnv(t)
+	h := e.startHub(nil)
+	conn, err := grpc.NewClient(h.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := blacktreev1.NewWorkerServiceClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatalf("Connect() = %v", err)
+	}
+	first := make(chan *blacktreev1.HubMessage, 1)
+	h.manager.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			h.manager.mu.Unlock()
+		}
+	}()
+	if err := s.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{WorkerId: "w", Slots: 1}}}); err != nil {
+		t.Fatalf("Send(Register) = %v", err)
+	}
+	go func() {
+		m, _ := s.Recv()
+		first <- m
+	}()
 	select {
-	case <-old.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("old session still open after the same worker_id registered again")
+	case m := <-first:
+		t.Fatalf("Recv() = %v before the manager recorded the session, want nothing yet", m)
+	case <-time.After(300 * time.Millisecond):
 	}
-	if got := h.workerState("twin"); got != stateFree {
-		t.Errorf("workerState() = %v, want FREE (new session)", got)
+	h.manager.mu.Unlock()
+	locked = false
+	select {
+	case m := <-first:
+		if m.GetRegistered() == nil {
+			t.Fatalf("Recv() = %v, want Registered", m)
+		}
+		if got, want := h.sessionOf("w"), m.GetRegistered().GetSessionId(); got != want {
+			t.Errorf("sessionOf() = %q, want %q", got, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("no Registered within 10s of the manager's lock being released")
 	}
-	e.publish(validJob("twin-job"))
-	if s := e.waitStatus("twin-job")["twin-job"]; !s.GetSuccess() {
-		t.Errorf("status = %v, want success via the new session", s)
-	}
+	cancel()
 }
