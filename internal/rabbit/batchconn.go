@@ -3,6 +3,8 @@ package rabbit
 import (
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // batchConn is the socket under an AMQP connection, with writes batched.
@@ -26,10 +28,15 @@ import (
 // Backpressure: Write blocks while maxBatchPending bytes wait, so RabbitMQ's
 // TCP flow control still reaches the publishers.
 //
-// One mutex, mu, owns the buffer; the writer goroutine is waited for by
-// Close.
+// Read deadlines: see Read. One mutex, mu, owns the buffer; the writer
+// goroutine is waited for by Close.
 type batchConn struct {
-	net.Conn // the socket: reads, deadlines and addresses pass through
+	net.Conn // the socket: reads, write deadlines and addresses pass through
+
+	// readSpan is how far ahead amqp091 last set the read deadline
+	// (nanoseconds; 0: no deadline to keep re-arming). Set by the library's
+	// heartbeater goroutine, read by its reader goroutine.
+	readSpan atomic.Int64
 
 	mu      sync.Mutex // guards the following
 	pending []byte     // bytes accepted by Write, not yet handed to the socket
@@ -57,6 +64,44 @@ func newBatchConn(c net.Conn) *batchConn {
 	b.room.L = &b.mu
 	go b.writeLoop()
 	return b
+}
+
+// SetReadDeadline records how far ahead t is, for Read to re-arm, and sets
+// it. amqp091's heartbeater calls it after every frame the reader takes,
+// with three heartbeat intervals.
+func (b *batchConn) SetReadDeadline(t time.Time) error {
+	span := int64(0)
+	if !t.IsZero() {
+		span = max(int64(time.Until(t)), 1)
+	}
+	b.readSpan.Store(span)
+	return b.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets a deadline for the whole exchange (amqp091's handshake):
+// Read does not re-arm it.
+func (b *batchConn) SetDeadline(t time.Time) error {
+	b.readSpan.Store(0)
+	return b.Conn.SetDeadline(t)
+}
+
+// Read reads from the socket and, when bytes arrived, re-arms the read
+// deadline by the span amqp091 last asked for. The library re-arms it from
+// its heartbeater goroutine, which also sends heartbeats under the
+// library's send lock; while a Write here waits for room (the broker stops
+// reading a connection it blocks for a resource alarm), a publisher holds
+// that lock, the heartbeater waits for it, and the deadline would expire
+// three intervals later although the broker's heartbeats keep arriving:
+// the connection dropped, every unconfirmed publish sent again. The
+// deadline still expires when nothing arrives (a silent broker).
+func (b *batchConn) Read(p []byte) (int, error) {
+	n, err := b.Conn.Read(p)
+	if n > 0 {
+		if span := b.readSpan.Load(); span > 0 {
+			_ = b.Conn.SetReadDeadline(time.Now().Add(time.Duration(span)))
+		}
+	}
+	return n, err
 }
 
 // Write queues p for the writer goroutine. It blocks only while

@@ -261,3 +261,75 @@ func TestBatchConnCloseEndsBlockedWrites(t *testing.T) {
 		t.Fatalf("Write() after Close() = %v, want net.ErrClosed", err)
 	}
 }
+
+// A read deadline set through the batchConn is re-armed by every read that
+// returns bytes, so a peer that keeps sending (the broker's heartbeats)
+// never trips it however long amqp091's heartbeater is kept from re-arming
+// it; a silent peer still does. A real loopback socket: the deadline is
+// the kernel's and the runtime's.
+func TestBatchConnReadDeadlineFollowsArrivingBytes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBatchConn(raw)
+	defer b.Close()
+	peer := <-accepted
+	if peer == nil {
+		t.Fatal("Accept() failed")
+	}
+	defer peer.Close()
+
+	const span, every, beats = 150 * time.Millisecond, 40 * time.Millisecond, 15 // 600 ms of beats, 4 spans
+	if err := b.SetReadDeadline(time.Now().Add(span)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for range beats {
+			<-tick.C
+			if _, err := peer.Write([]byte{8}); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 1)
+	for i := range beats {
+		if _, err := b.Read(buf); err != nil {
+			t.Fatalf("Read() of beat %d = %v, want each beat read (the deadline re-armed by the one before)", i, err)
+		}
+	}
+	start := time.Now()
+	_, err = b.Read(buf)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Read() after the peer fell silent = %v, want a timeout", err)
+	}
+	if waited := time.Since(start); waited > 10*span {
+		t.Errorf("Read() timed out after %v, want about %v", waited, span)
+	}
+
+	// The handshake's deadline (SetDeadline) bounds the whole exchange:
+	// bytes arriving do not extend it.
+	if err := b.SetDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.readSpan.Load(); got != 0 {
+		t.Errorf("readSpan after SetDeadline = %d, want 0", got)
+	}
+}

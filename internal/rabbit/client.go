@@ -190,7 +190,7 @@ func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 	props.SetClientConnectionName(c.cfg.ConnectionName + "-" + role)
 	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
 		Properties: props,
-		Heartbeat:  10 * time.Second,
+		Heartbeat:  c.cfg.Heartbeat,
 		Locale:     "en_US",
 		Dial: func(network, addr string) (net.Conn, error) {
 			dctx, cancel := context.WithTimeout(ctx, c.cfg.RPCTimeout)

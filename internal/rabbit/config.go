@@ -25,6 +25,7 @@ const (
 	DeadLetterSuffix      = ".dead"
 	AdoptionSuffix        = ".adoptions"
 	DefaultRPCTimeout     = 15 * time.Second
+	DefaultHeartbeat      = 10 * time.Second
 )
 
 // Config configures a Client. The zero value of every optional field selects
@@ -72,6 +73,10 @@ type Config struct {
 	// the reconnect loop dials again. Publishes are not bounded by it: a
 	// publisher blocked by a resource alarm waits, as it should. Default 15s.
 	RPCTimeout time.Duration
+	// Heartbeat is the AMQP heartbeat interval the Client asks for (the
+	// broker may lower it). A connection on which nothing arrives for three
+	// intervals is dropped and dialled again. Default 10s.
+	Heartbeat time.Duration
 }
 
 // withDefaults validates cfg and fills in defaults.
@@ -130,6 +135,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RPCTimeout <= 0 {
 		cfg.RPCTimeout = DefaultRPCTimeout
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
 	}
 	return cfg, nil
 }

@@ -30,7 +30,11 @@
 // broker reads them together (docs/BENCHMARKS.md G17). The buffer is bounded
 // (Write blocks past 256 KiB, so TCP flow control still reaches
 // publishers); a failed write closes the socket, which amqp091 then reports
-// as a lost connection.
+// as a lost connection. The batchConn also re-arms amqp091's read deadline
+// whenever bytes arrive: the library re-arms it from its heartbeater, which
+// waits behind a publisher blocked in Write during a resource alarm, so a
+// long alarm would otherwise drop a healthy connection after three
+// heartbeat intervals and publish every unconfirmed message again.
 //
 // # Reconnecting
 //

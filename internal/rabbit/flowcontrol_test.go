@@ -17,9 +17,12 @@ import (
 // the publisher connection (the broker stops reading its socket), Publish
 // calls wait: none fails, none is reported confirmed, and the batching
 // writer stops taking bytes at its bound instead of buffering without
-// limit. Once the alarm clears every one is confirmed and the status queue
-// holds each exactly once. A node of its own, so that the alarm blocks no
-// other test.
+// limit. The connection outlives the alarm, although the alarm lasts longer
+// than three heartbeat intervals and amqp091's heartbeater is stuck behind
+// the blocked write meanwhile (batchConn.Read re-arms the read deadline).
+// Once the alarm clears every one is confirmed and the status queue holds
+// each exactly once. A node of its own, so that the alarm blocks no other
+// test.
 func TestPublishesWaitOutAMemoryAlarm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
@@ -28,7 +31,8 @@ func TestPublishesWaitOutAMemoryAlarm(t *testing.T) {
 		t.Fatalf("StartPrivateBroker() = %v (is rabbitmq-server installed? scripts/ensure-rabbitmq)", err)
 	}
 	t.Cleanup(node.Kill)
-	e := newEnv(t, func(c *Config) { c.URL = node.URL })
+	const heartbeat = time.Second
+	e := newEnv(t, func(c *Config) { c.URL, c.Heartbeat = node.URL, heartbeat })
 	c := e.start(t)
 
 	first := broker.Message{Body: []byte(`{"jobId":"before"}`), MessageID: "before"}
@@ -60,7 +64,7 @@ func TestPublishesWaitOutAMemoryAlarm(t *testing.T) {
 	select {
 	case err := <-results:
 		t.Fatalf("a Publish returned %v while the memory alarm blocked the publisher, want it to wait", err)
-	case <-time.After(3 * time.Second):
+	case <-time.After(5 * heartbeat): // past the read deadline amqp091 sets: 3 intervals
 	}
 	c.pub.mu.Lock()
 	s := c.pub.cur
@@ -89,6 +93,13 @@ func TestPublishesWaitOutAMemoryAlarm(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("Publish() calls still waiting after the alarm cleared: %v", ctx.Err())
 		}
+	}
+
+	c.pub.mu.Lock()
+	after := c.pub.cur
+	c.pub.mu.Unlock()
+	if after != s {
+		t.Errorf("publish session after the alarm is a new one, want the connection to have outlived the alarm")
 	}
 
 	seen := statusIDs(t, node.URL, e.cfg.StatusQueue)
