@@ -96,16 +96,23 @@ func assertNoLocalImage(t *testing.T, e *env, ref string) {
 	}
 }
 
-// assertLayersRemoved checks that the intermediate images a build's
-// output names are gone (a late-committed child would keep them alive).
-func assertLayersRemoved(t *testing.T, e *env, logs string) {
-	t.Helper()
+// committedLayers returns the layer lines (" ---> <id>") of a build's log,
+// each as layerRe's submatches.
+func committedLayers(logs string) [][]string {
 	var ids [][]string
 	for _, line := range strings.Split(logs, "\n") {
 		if m := layerRe.FindStringSubmatch(line); m != nil {
 			ids = append(ids, m)
 		}
 	}
+	return ids
+}
+
+// assertLayersRemoved checks that the intermediate images a build's
+// output names are gone (a late-committed child would keep them alive).
+func assertLayersRemoved(t *testing.T, e *env, logs string) {
+	t.Helper()
+	ids := committedLayers(logs)
 	if len(ids) == 0 {
 		t.Fatalf("no intermediate images in the build output:\n%s", logs)
 	}

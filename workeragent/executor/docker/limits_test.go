@@ -42,7 +42,14 @@ func TestTimeoutAndCancelStopPromptly(t *testing.T) {
 		if resp.GetSuccess() || !strings.HasSuffix(resp.GetError(), ": job timed out after 3s") {
 			t.Errorf("Run() = success %v error %q, want build: job timed out after 3s", resp.GetSuccess(), resp.GetError())
 		}
-		assertLayersRemoved(t, e, logs.String())
+		// A loaded host can reach the timeout before the builder has
+		// committed a layer; then there is none to look for (cancel
+		// mid-build below waits for step 4, so it always checks).
+		if len(committedLayers(logs.String())) > 0 {
+			assertLayersRemoved(t, e, logs.String())
+		} else {
+			t.Logf("timed out before the first layer was committed; nothing to check for removal")
+		}
 		if left := e.workspaceLeft(t); len(left) > 0 {
 			t.Errorf("workspace left behind: %v", left)
 		}
