@@ -239,6 +239,14 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 	})
 }
 
+// resultAckDelay is how long a ResultAck may wait for another frame to
+// the same worker (the next RunJob, usually) so that both travel in one
+// write: nothing waits on it, since the status is already published and the
+// worker's slot was freed by the JobResult; the worker only holds the
+// result in memory that much longer, far inside the time after which it
+// writes an unacknowledged result to disk (200 ms). docs/BENCHMARKS.md G24.
+const resultAckDelay = time.Millisecond
+
 // published counts a published status, acks its delivery if still unacked
 // and queues the worker's ResultAck.
 func (d *Dispatcher) published(jobID string, resp *blacktreev1.JobResponse, workerID string, del *broker.Delivery) {
@@ -256,7 +264,7 @@ func (d *Dispatcher) published(jobID string, resp *blacktreev1.JobResponse, work
 	}
 	if workerID != "" {
 		if w := d.m.current(workerID); w != nil {
-			w.send(resultAckMsg(jobID))
+			w.sendDeferred(resultAckMsg(jobID), resultAckDelay)
 		}
 	}
 }

@@ -88,6 +88,8 @@ type Worker struct {
 	queue      []*blacktreev1.HubMessage
 	sending    bool          // a sender goroutine is running
 	held       bool          // frames only queue until release (see Hub.register)
+	deferArmed bool          // deferTimer will start the sender (sendDeferred)
+	deferTimer *time.Timer   // made on first use, then reset
 	progress   time.Time     // when the sender last took a frame
 	senderExit chan struct{} // closed when the running sender exits, if set
 	closeTimer *time.Timer   // endSession's pending connection close, if any
@@ -134,7 +136,19 @@ func (w *Worker) endCause() error {
 // send queues m for the stream without blocking; an ended session queues
 // nothing. A worker that does not read its frames has its session ended
 // (see below). It reports whether m was queued.
-func (w *Worker) send(m *blacktreev1.HubMessage) bool {
+func (w *Worker) send(m *blacktreev1.HubMessage) bool { return w.enqueue(m, 0) }
+
+// sendDeferred is send for a frame nothing waits on: it may wait up to d
+// for the sender to start for another frame, and then shares that frame's
+// write on the hub and read on the worker. Only ResultAcks go this way
+// (resultAckDelay): the worker holds the result in memory meanwhile.
+func (w *Worker) sendDeferred(m *blacktreev1.HubMessage, d time.Duration) bool {
+	return w.enqueue(m, d)
+}
+
+// enqueue is send; with wait > 0 it does not start the sender but arms the
+// deferral timer, which starts it after wait unless another frame has.
+func (w *Worker) enqueue(m *blacktreev1.HubMessage, wait time.Duration) bool {
 	w.sendMu.Lock()
 	if w.ended() {
 		w.sendMu.Unlock()
@@ -155,12 +169,46 @@ func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 		}
 	}
 	w.queue = append(w.queue, m)
+	if wait > 0 {
+		w.armDeferLocked(wait)
+		w.sendMu.Unlock()
+		return true
+	}
 	start := w.startLocked()
 	w.sendMu.Unlock()
 	if start {
 		w.startSender()
 	}
 	return true
+}
+
+// armDeferLocked makes sure the sender starts within wait. A running
+// sender writes what is queued anyway; an armed timer fires soon enough.
+// The timer is made on first use and kept. Each arming is counted on wg
+// and the timer is never stopped, so each firing is waited for.
+func (w *Worker) armDeferLocked(wait time.Duration) {
+	if w.sending || w.deferArmed || w.stream == nil {
+		return
+	}
+	w.deferArmed = true
+	w.wg.Add(1)
+	if w.deferTimer == nil {
+		w.deferTimer = time.AfterFunc(wait, w.deferFired)
+	} else {
+		w.deferTimer.Reset(wait)
+	}
+}
+
+// deferFired starts the sender for frames sendDeferred left waiting.
+func (w *Worker) deferFired() {
+	defer w.wg.Done()
+	w.sendMu.Lock()
+	w.deferArmed = false
+	start := len(w.queue) > 0 && w.startLocked()
+	w.sendMu.Unlock()
+	if start {
+		w.startSender()
+	}
 }
 
 // release lets a held session's sender start and write what has queued.
@@ -181,6 +229,12 @@ func (w *Worker) startLocked() bool {
 		return false
 	}
 	w.sending, w.progress = true, time.Now()
+	// The sender takes deferred frames too: their timer has nothing left
+	// to do. If it is already firing, deferFired finds the sender running.
+	if w.deferArmed && w.deferTimer.Stop() {
+		w.deferArmed = false
+		w.wg.Done()
+	}
 	return true
 }
 
