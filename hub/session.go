@@ -277,13 +277,16 @@ func (w *Worker) sendQueued() {
 	}
 }
 
-// flushSend waits at most d for a running sender to write what is queued
-// (an ended session queues nothing new, so the queue only shrinks): it
+// flushSend waits at most d for the sender to write what is queued (an
+// ended session queues nothing new, so the queue only shrinks): it
 // finishes at once unless it is blocked in Send (flow control towards a
 // peer that does not read); closing the connection or the handler
-// returning ends that Send too. Call it once the session has ended.
+// returning ends that Send too. Frames sendDeferred left waiting go now:
+// no other frame will come to carry them. Call it once the session has
+// ended.
 func (w *Worker) flushSend(d time.Duration) {
 	w.sendMu.Lock()
+	start := len(w.queue) > 0 && w.startLocked()
 	if !w.sending {
 		w.sendMu.Unlock()
 		return
@@ -291,6 +294,9 @@ func (w *Worker) flushSend(d time.Duration) {
 	exit := make(chan struct{})
 	w.senderExit = exit
 	w.sendMu.Unlock()
+	if start {
+		w.startSender()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

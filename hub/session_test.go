@@ -51,7 +51,7 @@ func TestSenderOnlyWhileQueued(t *testing.T) {
 
 // A deferred frame (a ResultAck) waits in the queue for the next frame
 // to the same worker and goes out with it, in order; with nothing else to
-// send it goes out when its delay ends.
+// send it goes out when its delay ends, or at once when the session ends.
 func TestSendDeferred(t *testing.T) {
 	e := newEnv(t)
 	h := e.startHub(nil)
@@ -83,6 +83,13 @@ func TestSendDeferred(t *testing.T) {
 		w.sendDeferred(resultAckMsg(id), 20*time.Millisecond)
 		f.expectResultAck(id)
 	}
+
+	// A session that ends sends what it deferred at once: nothing else
+	// will come to carry it.
+	eventually(t, 5*time.Second, "sender idle", func() bool { return senderIdle(w) })
+	w.sendDeferred(resultAckMsg("at-end"), time.Hour)
+	w.kill(ErrRevoked)
+	f.expectResultAck("at-end")
 }
 
 // A session the hub ends while the worker is silent (its handler blocked
