@@ -56,7 +56,11 @@ func (b *PrivateBroker) Start(ctx context.Context) error {
 		"RABBITMQ_LOG_BASE="+filepath.Join(b.dir, "log"),
 		"RABBITMQ_PID_FILE="+filepath.Join(b.dir, "pid"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(b.dir, "enabled_plugins"),
+		// A node that fails to boot writes its crash dump here, not into
+		// the working directory (a test's package directory).
+		"ERL_CRASH_DUMP="+filepath.Join(b.dir, "erl_crash.dump"),
 	)
+	cmd.Dir = b.dir
 	out, err := os.OpenFile(filepath.Join(b.dir, "server.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
