@@ -389,8 +389,12 @@ func asDeployed(cfg DispatchConfig, name, prefix string) btSpec {
 	return btSpec{name: name, prefix: prefix, workers: cfg.Workers, slots: cfg.Slots}
 }
 
-// binpackArgs are the hub flags of the binpack side.
-var binpackArgs = []string{"--placement", "binpack"}
+// asBinpack is asDeployed with the hub's --placement binpack.
+func asBinpack(cfg DispatchConfig, name, prefix string) btSpec {
+	sp := asDeployed(cfg, name, prefix)
+	sp.hubArgs = []string{"--placement", "binpack"}
+	return sp
+}
 
 // startBlacktree starts a hub and sp.workers noop workers of sp.slots slots
 // each on fresh queues and drains the backlog through them.
@@ -504,9 +508,7 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 		sides = append(sides, one)
 	}
 	if cfg.Binpack {
-		spec := asDeployed(cfg, sideBinpack, "btb")
-		spec.hubArgs = binpackArgs
-		bp, _, _, err := startBlacktree(ctx, env, cfg, spec, logf)
+		bp, _, _, err := startBlacktree(ctx, env, cfg, asBinpack(cfg, sideBinpack, "btb"), logf)
 		if err != nil {
 			return nil, err
 		}
@@ -586,9 +588,7 @@ func drainRound(ctx context.Context, env *Env, cfg DispatchConfig, r int, logf f
 	bt.stop()
 	round := Round{Baseline: base.res.Throughput, Blacktree: bt.res.Throughput}
 	if cfg.Binpack {
-		spec := asDeployed(cfg, fmt.Sprintf("%s, round %d", sideBinpack, r+1), fmt.Sprintf("btb-r%d", r+1))
-		spec.hubArgs = binpackArgs
-		bp, _, _, err := startBlacktree(ctx, env, cfg, spec, logf)
+		bp, _, _, err := startBlacktree(ctx, env, cfg, asBinpack(cfg, fmt.Sprintf("%s, round %d", sideBinpack, r+1), fmt.Sprintf("btb-r%d", r+1)), logf)
 		if err != nil {
 			return Round{}, err
 		}

@@ -182,7 +182,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)
 		}
 	}
-	if c.Placement != PlacementSpread && c.Placement != PlacementBinpack {
+	if !c.Placement.valid() {
 		return c, fmt.Errorf("hub: unknown %v", c.Placement)
 	}
 	if c.MissedHeartbeats < 1 {

@@ -44,9 +44,12 @@ func ParsePlacement(s string) (Placement, error) {
 	return 0, fmt.Errorf("unknown placement %q: want spread or binpack", s)
 }
 
+// valid reports whether p is one of the placements above.
+func (p Placement) valid() bool { return p == PlacementSpread || p == PlacementBinpack }
+
 // MarshalText writes the flag spelling (flag.TextVar, JSON).
 func (p Placement) MarshalText() ([]byte, error) {
-	if p != PlacementSpread && p != PlacementBinpack {
+	if !p.valid() {
 		return nil, fmt.Errorf("unknown %v", p)
 	}
 	return []byte(p.String()), nil

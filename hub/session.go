@@ -184,8 +184,9 @@ func (w *Worker) enqueue(m *blacktreev1.HubMessage, wait time.Duration) bool {
 
 // armDeferLocked makes sure the sender starts within wait. A running
 // sender writes what is queued anyway; an armed timer fires soon enough.
-// The timer is made on first use and kept. Each arming is counted on wg
-// and the timer is never stopped, so each firing is waited for.
+// The timer is made on first use and kept. Each arming is counted on wg,
+// and released either by deferFired or by startLocked when it stops the
+// timer first.
 func (w *Worker) armDeferLocked(wait time.Duration) {
 	if w.sending || w.deferArmed || w.stream == nil {
 		return
