@@ -64,6 +64,7 @@ type Fleet struct {
 	registered, disconnected, failed atomic.Int64
 	jobs, acks, heartbeats, held     atomic.Int64
 	lastRegisteredNs                 atomic.Int64
+	intervalNs, intervalUpdates      atomic.Int64 // the last heartbeat interval a worker was given; HeartbeatInterval frames
 
 	mu       sync.Mutex // guards the following
 	conns    []*grpc.ClientConn
@@ -78,6 +79,11 @@ type FleetStats struct {
 	Held int64
 	// LastRegistered is when the last worker got Registered.
 	LastRegistered time.Time
+	// Interval is the heartbeat interval a worker was given last
+	// (Registered or HeartbeatInterval); IntervalUpdates counts the
+	// HeartbeatInterval frames.
+	Interval        time.Duration
+	IntervalUpdates int64
 }
 
 // StartFleet starts connecting cfg.N workers and returns at once; use
@@ -176,7 +182,7 @@ func (f *Fleet) run(id string) {
 		return
 	}
 	if err := stream.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{
-		WorkerId: id, Name: id, Version: "btbench", Slots: uint32(f.cfg.Slots),
+		WorkerId: id, Name: id, Version: "btbench", Slots: uint32(f.cfg.Slots), HeartbeatIntervalUpdates: true,
 	}}}); err != nil {
 		f.fail(fmt.Errorf("%s: register: %w", id, err))
 		return
@@ -200,9 +206,10 @@ func (f *Fleet) run(id string) {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
+	f.intervalNs.Store(int64(interval))
 	var beat func()
 	var timer *time.Timer
-	var timerMu sync.Mutex // guards timer against the stop below
+	var timerMu sync.Mutex // guards timer, interval (once the timer runs) and stopped
 	stopped := false
 	beat = func() {
 		if err := send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{
@@ -256,6 +263,20 @@ func (f *Fleet) run(id string) {
 			}}})
 		case *blacktreev1.HubMessage_ResultAck:
 			f.acks.Add(1)
+		case *blacktreev1.HubMessage_HeartbeatInterval:
+			// Like the worker agent: the new period, from a random phase.
+			d := fr.HeartbeatInterval.GetInterval().AsDuration()
+			if d <= 0 {
+				continue
+			}
+			f.intervalUpdates.Add(1)
+			f.intervalNs.Store(int64(d))
+			timerMu.Lock()
+			interval = d
+			if !stopped {
+				timer.Reset(time.Duration(rand.Int64N(int64(d))))
+			}
+			timerMu.Unlock()
 		}
 	}
 }
@@ -284,7 +305,8 @@ func (f *Fleet) Wait() { f.wg.Wait() }
 func (f *Fleet) Stats() FleetStats {
 	return FleetStats{Registered: f.registered.Load(), Failed: f.failed.Load(), Disconnected: f.disconnected.Load(),
 		Jobs: f.jobs.Load(), Acks: f.acks.Load(), Heartbeats: f.heartbeats.Load(), Held: f.held.Load(),
-		LastRegistered: time.Unix(0, f.lastRegisteredNs.Load())}
+		LastRegistered: time.Unix(0, f.lastRegisteredNs.Load()),
+		Interval:       time.Duration(f.intervalNs.Load()), IntervalUpdates: f.intervalUpdates.Load()}
 }
 
 // Close ends every stream and connection and waits for the workers.

@@ -3,8 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/cluster"
 )
 
@@ -46,6 +49,8 @@ type FleetRunConfig struct {
 	// Floor, when set, first measures the same fleet on a bare grpc-go
 	// server (floor.go): the memory baseline of the same run.
 	Floor bool
+
+	floorInterval time.Duration // the heartbeat interval the hub gives N workers: the floor's
 }
 
 // FleetResult is the fleet-scale scenario's outcome.
@@ -270,7 +275,10 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 		}
 	}
 	if cfg.Floor {
-		logf("fleet: memory floor: %d workers on a bare grpc-go server", cfg.N)
+		if cfg.floorInterval, err = hubHeartbeatInterval(env.HubEnv, cfg.N); err != nil {
+			return nil, err
+		}
+		logf("fleet: memory floor: %d workers on a bare grpc-go server, heartbeats every %s", cfg.N, cfg.floorInterval)
 		if res.Floor, err = runFloor(ctx, cfg, logf); err != nil {
 			return nil, fmt.Errorf("grpc floor: %w", err)
 		}
@@ -502,4 +510,28 @@ func captureHeap(ctx context.Context, env *Env, hub *Hub, dir, name string) stri
 		return "capture failed: " + err.Error()
 	}
 	return "profile " + path + "\n\n" + PprofTop(ctx, env.Bins.Hub, path, "-sample_index=inuse_space")
+}
+
+// hubHeartbeatInterval is the heartbeat interval the hub, run with hubEnv
+// (its flags' BLACKTREE_* fallbacks), gives a fleet of n workers.
+func hubHeartbeatInterval(hubEnv []string, n int) (time.Duration, error) {
+	var cfg hub.Config
+	for _, kv := range hubEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "BLACKTREE_HEARTBEAT_INTERVAL":
+			cfg.HeartbeatInterval, err = time.ParseDuration(v)
+		case "BLACKTREE_MAX_HEARTBEAT_INTERVAL":
+			cfg.MaxHeartbeatInterval, err = time.ParseDuration(v)
+		case "BLACKTREE_MAX_HEARTBEAT_RATE":
+			if cfg.MaxHeartbeatRate, err = strconv.ParseFloat(v, 64); err == nil && cfg.MaxHeartbeatRate == 0 {
+				cfg.MaxHeartbeatRate = -1 // the flag's 0 is off
+			}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("hub environment %s: %w", kv, err)
+		}
+	}
+	return hub.FleetHeartbeatInterval(cfg, n)
 }

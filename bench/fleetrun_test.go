@@ -26,7 +26,9 @@ func TestRunFleetSmall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewEnv() = %v", err)
 	}
-	env.HubEnv = []string{"GOGC=50"}
+	// Heartbeats every 500ms for up to 10 workers (20 a second), every
+	// second for the 20: the first 10 are sent HeartbeatInterval.
+	env.HubEnv = []string{"GOGC=50", "BLACKTREE_HEARTBEAT_INTERVAL=500ms", "BLACKTREE_MAX_HEARTBEAT_RATE=20"}
 	cfg := FleetRunConfig{N: 20, Parallel: 10, Settle: 200 * time.Millisecond, IdleWindow: 2 * time.Second,
 		SteadyGCs: 1000, SteadyMax: 3 * time.Second, Jobs: 50, Skip: 0.1, BusySlots: 3, BusyHold: 2}
 	res, err := RunFleet(ctx, env, cfg, t.Logf)
@@ -59,10 +61,16 @@ func TestRunFleetSmall(t *testing.T) {
 	if res.Idle.Heartbeats == 0 {
 		t.Errorf("Idle.Heartbeats = 0, want some")
 	}
+	if st := res.Stats; st.Interval != time.Second || st.IntervalUpdates != 10 {
+		t.Errorf("Stats() interval %s after %d HeartbeatInterval frames, want 1s after 10", st.Interval, st.IntervalUpdates)
+	}
+	if d, err := hubHeartbeatInterval(env.HubEnv, cfg.N); d != time.Second || err != nil {
+		t.Errorf("hubHeartbeatInterval(%q, %d) = %s, %v; want 1s (what the floor server is given)", env.HubEnv, cfg.N, d, err)
+	}
 
 	var b strings.Builder
 	(&Report{HubEnv: env.HubEnv, Fleet: res}).WriteMarkdown(&b)
-	for _, want := range []string{"- hub environment: `GOGC=50`", "fewer than the 1000 asked for", "peak in the idle window",
+	for _, want := range []string{"- hub environment: `GOGC=50 ", "the fleet (10 HeartbeatInterval frames while it grew; `--max-heartbeat-rate`, G25) | 1s |", "fewer than the 1000 asked for", "peak in the idle window",
 		"20 workers of 3 slots, each keeping 2 jobs running", "placing the 40 jobs those workers keep"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("WriteMarkdown() lacks %q", want)

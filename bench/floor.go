@@ -28,7 +28,10 @@ import (
 // server can hold per worker stream. It runs as its own process (btbench
 // re-executed with floorEnv set) so that its RSS is its own.
 
-const floorEnv = "BTBENCH_GRPC_FLOOR_SERVER"
+const (
+	floorEnv         = "BTBENCH_GRPC_FLOOR_SERVER"
+	floorIntervalEnv = "BTBENCH_GRPC_FLOOR_HEARTBEAT_INTERVAL" // what Registered gives the fleet
+)
 
 // FloorServerMain runs the floor server and exits when this process was
 // started as one; otherwise it returns at once. Call it first in main.
@@ -41,8 +44,13 @@ func FloorServerMain() {
 		fmt.Fprintln(os.Stderr, "floor server:", err)
 		os.Exit(1)
 	}
+	interval, err := time.ParseDuration(os.Getenv(floorIntervalEnv))
+	if err != nil || interval <= 0 {
+		fmt.Fprintf(os.Stderr, "floor server: %s=%q: want a heartbeat interval\n", floorIntervalEnv, os.Getenv(floorIntervalEnv))
+		os.Exit(1)
+	}
 	s := grpc.NewServer(floorServerOptions()...)
-	blacktreev1.RegisterWorkerServiceServer(s, floorService{})
+	blacktreev1.RegisterWorkerServiceServer(s, floorService{interval: interval})
 	fmt.Printf("listening %s\n", lis.Addr())
 	go func() {
 		// The parent follows the garbage collections (steadyWindow).
@@ -77,14 +85,15 @@ func floorServerOptions() []grpc.ServerOption {
 
 type floorService struct {
 	blacktreev1.UnimplementedWorkerServiceServer
+	interval time.Duration // the heartbeat interval the hub would give the fleet
 }
 
-func (floorService) Connect(stream blacktreev1.WorkerService_ConnectServer) error {
+func (f floorService) Connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	if _, err := stream.Recv(); err != nil {
 		return err
 	}
 	if err := stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
-		SessionId: "floor", HeartbeatInterval: durationpb.New(5 * time.Second), HubId: "floor",
+		SessionId: "floor", HeartbeatInterval: durationpb.New(f.interval), HubId: "floor",
 	}}}); err != nil {
 		return err
 	}
@@ -120,7 +129,7 @@ func runFloor(ctx context.Context, cfg FleetRunConfig, logf func(string, ...any)
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), floorEnv+"=1")
+	cmd.Env = append(os.Environ(), floorEnv+"=1", floorIntervalEnv+"="+cfg.floorInterval.String())
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

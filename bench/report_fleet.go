@@ -67,7 +67,16 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 		}
 	}
 	p("| hub CPU, no workers (3s) | %.2f%% of a core | | |", 100*f.IdleCPUNoWorkers)
+	st := f.Stats
+	p("| heartbeat interval the hub gave the fleet (%d HeartbeatInterval frames while it grew; `--max-heartbeat-rate`, G25) | %s | | |", st.IntervalUpdates, st.Interval)
+	if w.Length > 0 {
+		p("| heartbeats per second in the idle window | %.0f | | |", float64(w.Heartbeats)/w.Length.Seconds())
+	}
 	p("| hub CPU with %d idle workers (the idle window, %d heartbeats, GCs included) | %.2f%% of a core | ≤ 10%% | %s |", c.N, w.Heartbeats, cpuPct, verdict(cpuPct <= 10))
+	if hb := w.CPUPerHeartbeat(); hb > 0 && st.Interval != hub.DefaultHeartbeatInterval {
+		p("| the same CPU per heartbeat at the fixed %s interval (computed: %d workers / %s × CPU per heartbeat) | %.2f%% of a core | | |",
+			hub.DefaultHeartbeatInterval, c.N, hub.DefaultHeartbeatInterval, 100*float64(c.N)/hub.DefaultHeartbeatInterval.Seconds()*hb.Seconds())
+	}
 	if fl := f.Floor; fl != nil && fl.Idle.Heartbeats > 0 && w.Heartbeats > 0 {
 		p("| same fleet on the bare grpc-go server, CPU in its idle window (%d heartbeats) | %.2f%% of a core | | |", fl.Idle.Heartbeats, 100*fl.Idle.CPU)
 		hubHB, floorHB := w.CPUPerHeartbeat(), fl.Idle.CPUPerHeartbeat()
@@ -100,8 +109,8 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	if b := f.Busy; b != nil {
 		p("- dispatch ledger, partly busy fleet: %s", b.Account)
 	}
-	p("- fleet counters: registered=%d failed=%d disconnected=%d jobs=%d result-acks=%d heartbeats=%d",
-		f.Stats.Registered, f.Stats.Failed, f.Stats.Disconnected, f.Stats.Jobs, f.Stats.Acks, f.Stats.Heartbeats)
+	p("- fleet counters: registered=%d failed=%d disconnected=%d jobs=%d result-acks=%d heartbeats=%d heartbeat-interval-frames=%d",
+		st.Registered, st.Failed, st.Disconnected, st.Jobs, st.Acks, st.Heartbeats, st.IntervalUpdates)
 	p("- hub command line: `blacktree-hub %s`", strings.Join(f.HubArgs, " "))
 	p("")
 	p("Hub CPU profile, idle fleet (heartbeats only; from the binary via `--pprof`, taken")
@@ -150,6 +159,12 @@ func (r *Report) writeFailure(p func(string, ...any), f *FailureResult) {
 	p("ListWorkers shows the worker live — typically right after its Register frame reset the")
 	p("hub's silence timer — so expect about the full %s (the worst case); a partition in", pr.HeartbeatBound)
 	p("mid-interval is detected up to one heartbeat interval (%s) sooner.", hub.DefaultHeartbeatInterval)
+	const large = 10000
+	if d, err := hub.FleetHeartbeatInterval(hub.Config{}, large); err == nil && d != hub.DefaultHeartbeatInterval {
+		p("This hub has one worker. With %d workers it gives them %s instead (`--max-heartbeat-rate`, G25),", large, d)
+		p("so a silent worker there is dead after %s, still within the keepalive bound for a", time.Duration(hub.DefaultMissedHeartbeats)*d)
+		p("silent network; keepalive does not help with a worker stuck behind a live connection.")
+	}
 	p("")
 	if pr.TimedOut {
 		p("- partition → dead: **not detected within %s** — **missed**", pr.Dead)

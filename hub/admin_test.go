@@ -101,7 +101,8 @@ func TestProbesHealthReflection(t *testing.T) {
 	eventually(t, 5*time.Second, "metrics updated", func() bool {
 		_, body := get("/metrics")
 		return strings.Contains(body, `blacktree_workers{state="free"} 1`) && strings.Contains(body, "blacktree_jobs_succeeded_total 1") &&
-			strings.Contains(body, "blacktree_held_deliveries 0") && strings.Contains(body, "blacktree_dispatch_latency_seconds_count 1")
+			strings.Contains(body, "blacktree_held_deliveries 0") && strings.Contains(body, "blacktree_dispatch_latency_seconds_count 1") &&
+			strings.Contains(body, "blacktree_heartbeat_interval_seconds 5\n")
 	})
 	if _, body := get("/metrics"); strings.Contains(body, "m-1") {
 		t.Errorf("/metrics carries a job id")

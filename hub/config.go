@@ -18,6 +18,8 @@ const (
 	DefaultHTTPAddr             = ":7071"
 	DefaultHeartbeatInterval    = 5 * time.Second
 	DefaultMissedHeartbeats     = 3
+	DefaultMaxHeartbeatRate     = 1000
+	DefaultMaxHeartbeatInterval = 20 * time.Second
 	DefaultRegisterTimeout      = 10 * time.Second
 	DefaultAcceptTimeout        = 10 * time.Second
 	DefaultLostWorkerGrace      = 30 * time.Second
@@ -51,8 +53,23 @@ type Config struct {
 	HubID string
 
 	// HeartbeatInterval is how often workers must send Heartbeat (sent to
-	// them in Registered). Default 5s.
+	// them in Registered) while the fleet is small. Default 5s.
 	HeartbeatInterval time.Duration
+	// MaxHeartbeatRate bounds the heartbeats per second the hub asks of its
+	// whole fleet. While more than MaxHeartbeatRate × interval workers are
+	// connected the interval doubles, up to MaxHeartbeatInterval, and the
+	// workers that take updates are told (HeartbeatInterval frame); it
+	// halves again once the fleet would use at most 3/4 of the rate at the
+	// shorter interval. The cost is slower detection of a stuck worker in
+	// a large fleet (MissedHeartbeats × the interval); a silent network is
+	// still found by keepalive. Default 1000 (the default 5s holds up to
+	// 5,000 workers, 10s up to 10,000). Negative: the interval never
+	// changes.
+	MaxHeartbeatRate float64
+	// MaxHeartbeatInterval caps the interval MaxHeartbeatRate stretches
+	// to; keep it below KeepaliveTime, or keepalive pings start to add to
+	// the heartbeats. Default 20s, or HeartbeatInterval if that is longer.
+	MaxHeartbeatInterval time.Duration
 	// MissedHeartbeats is how many intervals without any frame make a
 	// worker dead. Default 3.
 	MissedHeartbeats int
@@ -146,6 +163,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.HubID = "hub-" + newID()
 	}
 	setDur(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDur(&c.MaxHeartbeatInterval, max(DefaultMaxHeartbeatInterval, c.HeartbeatInterval))
+	if c.MaxHeartbeatRate == 0 {
+		c.MaxHeartbeatRate = DefaultMaxHeartbeatRate
+	}
 	setDur(&c.RegisterTimeout, DefaultRegisterTimeout)
 	setDur(&c.AcceptTimeout, DefaultAcceptTimeout)
 	setDur(&c.LostWorkerGrace, DefaultLostWorkerGrace)
@@ -177,6 +198,7 @@ func (c Config) withDefaults() (Config, error) {
 		"HoldTimeout": c.HoldTimeout, "DeadRetention": c.DeadRetention, "DrainTimeout": c.DrainTimeout,
 		"KeepaliveTime": c.KeepaliveTime, "KeepaliveTimeout": c.KeepaliveTimeout,
 		"KeepaliveMinTime": c.KeepaliveMinTime, "PublishRetryMax": c.PublishRetryMax,
+		"MaxHeartbeatInterval": c.MaxHeartbeatInterval,
 	} {
 		if d < 0 {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)
@@ -185,6 +207,9 @@ func (c Config) withDefaults() (Config, error) {
 	if !c.Placement.valid() {
 		return c, fmt.Errorf("hub: unknown %v", c.Placement)
 	}
+	if c.MaxHeartbeatInterval < c.HeartbeatInterval {
+		return c, fmt.Errorf("hub: MaxHeartbeatInterval %v is shorter than HeartbeatInterval %v", c.MaxHeartbeatInterval, c.HeartbeatInterval)
+	}
 	if c.MissedHeartbeats < 1 {
 		return c, errors.New("hub: MissedHeartbeats must be at least 1")
 	}
@@ -192,9 +217,4 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("hub: SendQueue must be >= 1 and MaxRecvMsgSize >= 1024")
 	}
 	return c, nil
-}
-
-// deadAfter is how long a session may stay silent before it is dead.
-func (c Config) deadAfter() time.Duration {
-	return time.Duration(c.MissedHeartbeats) * c.HeartbeatInterval
 }

@@ -122,7 +122,7 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	}
 	w := &Worker{
 		id: reg.GetWorkerId(), sessionID: newID(), name: name, version: reg.GetVersion(), addr: addr,
-		labels: reg.GetLabels(), slots: int(reg.GetSlots()), connected: time.Now(),
+		labels: reg.GetLabels(), slots: int(reg.GetSlots()), intervalUpdates: reg.GetHeartbeatIntervalUpdates(), connected: time.Now(),
 		done: make(chan struct{}), stream: stream.Send, authCtx: ctx, maxQueue: sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())), wg: &h.streamWG, tasks: h.tasks,
 		held: true, // until register has made it the worker's session
 	}
@@ -162,16 +162,19 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 // register makes w the worker's session: Registered frame, manager,
 // dispatcher (jobs and results the worker reports).
 //
-// Registered is queued first, so that it is the session's first frame
-// whatever the dispatcher sends once the manager has w, but w is held
+// Registered is queued first (by the manager, under its lock, with the
+// heartbeat interval the fleet's size calls for), so that it is the
+// session's first frame whatever the dispatcher or a change of the
+// interval sends once the manager has w, but w is held
 // until the manager has it: a worker that has read Registered knows the
 // hub has made this stream its session, so a later Register with the same
 // id (a reconnect) replaces this one and never the other way round.
 func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
-	w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
-		SessionId: w.sessionID, HeartbeatInterval: durationpb.New(h.cfg.HeartbeatInterval), HubId: h.cfg.HubID, WorkerName: w.name,
-	}}})
-	old := h.manager.register(w, reg.GetDraining())
+	old := h.manager.register(w, reg.GetDraining(), func(interval time.Duration) {
+		w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
+			SessionId: w.sessionID, HeartbeatInterval: durationpb.New(interval), HubId: h.cfg.HubID, WorkerName: w.name,
+		}}})
+	})
 	w.release()
 	if old != nil {
 		old.kill(ErrReplaced)

@@ -18,8 +18,12 @@
 //     close the connection of a session it ended while the handler is
 //     blocked in Recv (grpc-go cannot end a server stream from outside).
 //   - manager.go: WorkerManager, the live set of workers and their states
-//     (free/busy/draining/dead), inferred from the streams; heartbeat
-//     timers live behind its mutex.
+//     (free/busy/draining/dead), inferred from the streams.
+//   - heartbeat.go: the missed-heartbeat timers, behind the manager's
+//     mutex, and the heartbeat interval, which doubles as the fleet grows
+//     past Config.MaxHeartbeatRate × interval workers (workers that take
+//     updates are sent a HeartbeatInterval frame), so the heartbeats the
+//     hub receives stay bounded however large the fleet.
 //   - dispatcher.go, results.go: Dispatcher, the job table. It acks a
 //     delivery only after JobAccepted, holds deliveries that find no free
 //     worker for at most HoldTimeout, publishes results before ResultAck,

@@ -63,8 +63,9 @@ type workerEntry struct {
 	dead      bool
 	deadCause string
 	lastSeen  time.Time
-	hbTimer   *time.Timer // fires when heartbeats are missed; nil when dead
-	reapTimer *time.Timer // removes a dead entry after DeadRetention
+	interval  time.Duration // the heartbeat interval this session was told
+	hbTimer   *time.Timer   // fires when heartbeats are missed; nil when dead
+	reapTimer *time.Timer   // removes a dead entry after DeadRetention
 
 	list       *entryList   // the idle list or the load index bucket e is in; nil if neither
 	prev, next *workerEntry // links in list
@@ -87,7 +88,7 @@ func (e *workerEntry) stateLocked() WorkerState {
 // style); their callbacks take mu and check that the entry still belongs to
 // the session that armed them.
 type WorkerManager struct {
-	deadAfter time.Duration
+	missed    int // heartbeat intervals without a frame that make a worker dead
 	retention time.Duration
 	placement Placement
 	log       hclog.Logger
@@ -103,11 +104,16 @@ type WorkerManager struct {
 	idle    entryList
 	partial loadIndex
 	closed  bool
+	// nLive counts the current sessions that are not dead; hb picks the
+	// heartbeat interval for that many (heartbeat.go).
+	nLive int
+	hb    heartbeatScale
 }
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
-	return &WorkerManager{deadAfter: cfg.deadAfter(), retention: cfg.DeadRetention, placement: cfg.Placement, log: log,
-		workers: map[string]*workerEntry{}}
+	return &WorkerManager{missed: cfg.MissedHeartbeats, retention: cfg.DeadRetention, placement: cfg.Placement, log: log,
+		workers: map[string]*workerEntry{},
+		hb:      heartbeatScale{base: cfg.HeartbeatInterval, max: cfg.MaxHeartbeatInterval, rate: cfg.MaxHeartbeatRate}}
 }
 
 // indexLocked files e under idle or partial when it is its worker's current
@@ -130,8 +136,10 @@ func (m *WorkerManager) indexLocked(e *workerEntry) {
 }
 
 // register makes w the current session of its worker id and returns the
-// session it replaces (nil if none was live).
-func (m *WorkerManager) register(w *Worker, draining bool) (old *Worker) {
+// session it replaces (nil if none was live). Under the manager's lock, so
+// that no HeartbeatInterval frame can come before it, it first calls
+// registered with the heartbeat interval to tell w.
+func (m *WorkerManager) register(w *Worker, draining bool, registered func(interval time.Duration)) (old *Worker) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.workers[w.id]
@@ -141,10 +149,14 @@ func (m *WorkerManager) register(w *Worker, draining bool) (old *Worker) {
 		}
 		m.stopTimersLocked(prev)
 	}
-	e := &workerEntry{w: w, jobs: map[string]struct{}{}, current: true, draining: draining, lastSeen: time.Now()}
-	if !m.closed {
-		e.hbTimer = time.AfterFunc(m.deadAfter, func() { m.heartbeatExpired(w) })
+	if old == nil {
+		m.nLive++ // a replacement keeps the count
+		m.rescaleLocked()
 	}
+	e := &workerEntry{w: w, jobs: map[string]struct{}{}, current: true, draining: draining, lastSeen: time.Now(),
+		interval: m.hb.interval()}
+	registered(e.interval)
+	m.armHeartbeatLocked(e)
 	m.workers[w.id], w.entry = e, e
 	if prev != nil {
 		prev.current = false
@@ -177,45 +189,6 @@ func (m *WorkerManager) currentLocked(w *Worker) *workerEntry {
 	return e
 }
 
-func (m *WorkerManager) heartbeatExpired(w *Worker) {
-	m.mu.Lock()
-	e := m.currentLocked(w)
-	m.mu.Unlock()
-	if e != nil {
-		w.log.Warn("heartbeats missed; closing the session", "silent_for", m.deadAfter)
-		w.kill(ErrMissedHeartbeats)
-	}
-}
-
-// touch records a frame from w and re-arms its heartbeat timer.
-func (m *WorkerManager) touch(w *Worker) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e := m.currentLocked(w); e != nil {
-		m.touchLocked(e)
-	}
-}
-
-func (m *WorkerManager) touchLocked(e *workerEntry) {
-	e.lastSeen = time.Now()
-	if e.hbTimer != nil {
-		e.hbTimer.Reset(m.deadAfter)
-	}
-}
-
-// heartbeat is touch and setDraining under one lock (a heartbeat carries
-// the worker's draining flag); it reports whether the flag changed.
-func (m *WorkerManager) heartbeat(w *Worker, draining bool) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.currentLocked(w)
-	if e == nil {
-		return false
-	}
-	m.touchLocked(e)
-	return m.setDrainingLocked(e, draining)
-}
-
 // gone marks w dead (when it is still current). Its jobs are the
 // Dispatcher's to settle.
 func (m *WorkerManager) gone(w *Worker, cause error) {
@@ -228,6 +201,8 @@ func (m *WorkerManager) gone(w *Worker, cause error) {
 	m.stopTimersLocked(e)
 	e.dead, e.deadCause, e.jobs = true, cause.Error(), map[string]struct{}{}
 	m.indexLocked(e)
+	m.nLive--
+	m.rescaleLocked()
 	if !m.closed {
 		e.reapTimer = time.AfterFunc(m.retention, func() { m.reap(w) })
 	}

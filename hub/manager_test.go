@@ -18,6 +18,9 @@ func testWorker(id string, slots int, labels map[string]string) *Worker {
 		maxQueue: 8}
 }
 
+// ignoreInterval stands in for the Registered frame register queues.
+func ignoreInterval(time.Duration) {}
+
 // Among idle workers pick takes the one that became idle last (warm
 // caches, a hot connection), whatever their ids or registration order.
 func TestManagerPickNewestIdle(t *testing.T) {
@@ -26,7 +29,7 @@ func TestManagerPickNewestIdle(t *testing.T) {
 	ws := map[string]*Worker{}
 	for _, id := range []string{"a", "b", "c", "d"} {
 		ws[id] = testWorker(id, 1, nil)
-		m.register(ws[id], false)
+		m.register(ws[id], false, ignoreInterval)
 	}
 	for _, id := range []string{"c", "a", "d", "b"} { // busy, then freed in this order
 		m.hold(ws[id], "j-"+id)
@@ -52,7 +55,7 @@ func TestManagerPick(t *testing.T) {
 	small := testWorker("small", 1, map[string]string{"arch": "amd64"})
 	arm := testWorker("arm", 1, map[string]string{"arch": "arm64"})
 	for _, w := range []*Worker{big, small, arm} {
-		m.register(w, false)
+		m.register(w, false, ignoreInterval)
 	}
 	m.hold(big, "existing") // big: 1/4, small: 0/1
 	for _, tc := range []struct {
@@ -93,7 +96,7 @@ func TestManagerPickBinpack(t *testing.T) {
 	b := testWorker("b", 4, nil)
 	c := testWorker("c", 4, map[string]string{"arch": "arm64"})
 	for _, w := range []*Worker{a, b, c} {
-		m.register(w, false)
+		m.register(w, false, ignoreInterval)
 	}
 	m.hold(a, "existing") // a: 1/2, b: 0/4, c: 0/4
 	for _, tc := range []struct {
@@ -139,7 +142,7 @@ func testManagerFreeIndex(t *testing.T, placement Placement) {
 	var ws []*Worker
 	for i := 0; i < 12; i++ {
 		ws = append(ws, testWorker(fmt.Sprintf("w%d", i), []int{1, 3, 3, 4}[i%4], nil))
-		m.register(ws[i], false)
+		m.register(ws[i], false, ignoreInterval)
 	}
 	var stale []*Worker // sessions replaced by a re-register
 	check := func(step string) {
@@ -254,7 +257,7 @@ func testManagerFreeIndex(t *testing.T, placement Placement) {
 			step = "reap"
 		case 6:
 			nw := testWorker(w.id, w.slots, nil)
-			m.register(nw, false)
+			m.register(nw, false, ignoreInterval)
 			stale = append(stale, w)
 			for k := range ws {
 				if ws[k] == w {
@@ -328,7 +331,7 @@ func BenchmarkPick(b *testing.B) {
 				ws := make([]*Worker, workers)
 				for i := range ws {
 					ws[i] = testWorker(fmt.Sprintf("w%05d", i), slots, nil)
-					m.register(ws[i], false)
+					m.register(ws[i], false, ignoreInterval)
 					if busy {
 						for j := range 1 + i%(slots-1) {
 							m.hold(ws[i], fmt.Sprintf("running-%d-%d", i, j))

@@ -45,6 +45,9 @@ func newMetrics() *metrics {
 func (m *metrics) registerState(wm *WorkerManager, d *Dispatcher) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "held_deliveries",
 		Help: "Deliveries held unacked while waiting for a free worker."}, func() float64 { return float64(d.heldCount()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "heartbeat_interval_seconds",
+		Help: "Heartbeat interval the hub gives its fleet now (it grows with the fleet; --max-heartbeat-rate)."},
+		func() float64 { return wm.heartbeatInterval().Seconds() }))
 	m.reg.MustRegister(&stateCollector{m: wm, desc: prometheus.NewDesc("blacktree_workers",
 		"Workers known to this hub, by state.", []string{"state"}, nil)})
 }

@@ -63,9 +63,11 @@ type Worker struct {
 	addr      string
 	labels    map[string]string
 	slots     int
-	connected time.Time
-	log       hclog.Logger
-	entry     *workerEntry // the manager's entry for this session; guarded by WorkerManager.mu
+	// intervalUpdates: the worker applies HeartbeatInterval frames.
+	intervalUpdates bool
+	connected       time.Time
+	log             hclog.Logger
+	entry           *workerEntry // the manager's entry for this session; guarded by WorkerManager.mu
 
 	// The session's end latch: kill sets cause and closes done once, then
 	// runs onEnd on its own goroutine (owned by wg). A plain latch rather

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
@@ -49,6 +51,26 @@ type session struct {
 	closeSend chan struct{} // closed to end the stream cleanly (agent stopping)
 	done      chan struct{} // closed when the session is torn down
 	log       hclog.Logger
+	// interval carries a HeartbeatInterval frame's period from the
+	// receive loop to heartbeatLoop; cap 1, a newer period replaces one
+	// not yet taken.
+	interval chan time.Duration
+}
+
+// setInterval hands heartbeatLoop a new period, replacing one it has not
+// taken yet. Only the receive loop calls it.
+func (s *session) setInterval(d time.Duration) {
+	for {
+		select {
+		case s.interval <- d:
+			return
+		default:
+		}
+		select {
+		case <-s.interval:
+		default:
+		}
+	}
 }
 
 // sendCtrl queues a control frame; it blocks while the queue is full and
@@ -88,6 +110,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 		closeSend: make(chan struct{}),
 		done:      make(chan struct{}),
 		log:       a.log.With("hub", addr),
+		interval:  make(chan time.Duration, 1),
 	}
 	var wg sync.WaitGroup
 	defer func() {
@@ -117,13 +140,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 	if reg == nil {
 		return false, fmt.Errorf("hub answered Register with %T, want Registered", first.GetFrame())
 	}
-	interval := reg.GetHeartbeatInterval().AsDuration()
-	switch {
-	case interval <= 0:
-		interval = DefaultHeartbeatInterval
-	case interval < minHeartbeatInterval:
-		interval = minHeartbeatInterval
-	}
+	interval := heartbeatPeriod(reg.GetHeartbeatInterval())
 	a.everRegistered.Store(true)
 	s.log = s.log.With("session_id", reg.GetSessionId())
 	s.log.Info("registered", "hub_id", reg.GetHubId(), "worker_name", reg.GetWorkerName(), "heartbeat_interval", interval)
@@ -216,18 +233,40 @@ func (s *session) flushAndCloseSend() {
 	}
 }
 
+// heartbeatPeriod is the period a Registered or HeartbeatInterval frame
+// asks for: DefaultHeartbeatInterval when unset, at least
+// minHeartbeatInterval.
+func heartbeatPeriod(d *durationpb.Duration) time.Duration {
+	interval := d.AsDuration()
+	switch {
+	case d == nil || interval <= 0:
+		return DefaultHeartbeatInterval
+	case interval < minHeartbeatInterval:
+		return minHeartbeatInterval
+	}
+	return interval
+}
+
 // heartbeatLoop sends a Heartbeat every interval, and at once when the
-// agent starts draining.
+// agent starts draining. A new period from the hub starts at a random
+// point within its first interval: the hub changes a whole fleet's period
+// at once, and the fleet must not then beat in step.
 func (a *Agent) heartbeatLoop(s *session, interval time.Duration) {
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
+		case d := <-s.interval:
+			s.log.Debug("heartbeat interval changed", "heartbeat_interval", d)
+			interval = d
+			t.Reset(time.Duration(rand.Int64N(int64(d))) + 1)
+			continue
 		case <-t.C:
 		case <-a.hbKick:
 		}
+		t.Reset(interval)
 		if err := s.sendCtrl(a.heartbeatFrame()); err != nil {
 			return
 		}
@@ -250,6 +289,8 @@ func (a *Agent) receiveLoop(s *session) error {
 			a.handleCancelJob(s, f.CancelJob.GetJobId(), f.CancelJob.GetReason())
 		case *blacktreev1.HubMessage_Drain:
 			a.Drain("hub asked: " + f.Drain.GetReason())
+		case *blacktreev1.HubMessage_HeartbeatInterval:
+			s.setInterval(heartbeatPeriod(f.HeartbeatInterval.GetInterval()))
 		case *blacktreev1.HubMessage_Registered:
 			s.log.Warn("unexpected second Registered frame; ignoring it")
 		default:
@@ -270,6 +311,8 @@ func (a *Agent) registerFrame(s *session) *blacktreev1.WorkerMessage {
 		Labels:   a.cfg.Labels,
 		Slots:    uint32(a.cfg.Slots),
 		Draining: a.draining,
+		// heartbeatLoop applies HeartbeatInterval frames.
+		HeartbeatIntervalUpdates: true,
 	}
 	for _, id := range sortedKeys(a.jobs) {
 		j := a.jobs[id]

@@ -34,6 +34,8 @@ type options struct {
 	placement                          hub.Placement
 	holdTimeout, lostWorkerGrace       time.Duration
 	heartbeatInterval, drainTimeout    time.Duration
+	maxHeartbeatInterval               time.Duration
+	maxHeartbeatRate                   float64
 	workerTokens, adminTokenFile       string
 	insecureNoAuth, pprof              bool
 	tlsCert, tlsKey, tlsClientCA       string
@@ -64,9 +66,12 @@ with 10,000 workers, for ~15us more CPU per job dispatched). See
 docs/BENCHMARKS.md, G8 and G13.
 
 CPU: heartbeats are an idle fleet's main cost, roughly 40-70us of hub CPU
-each. With 10,000 workers, --heartbeat-interval 10s took the hub from 14.9%
-to 10.3% of a core; a silent worker is then dead after 30s instead of 15s
-(docs/BENCHMARKS.md, G16).
+each. The hub keeps them under --max-heartbeat-rate per second: above 5,000
+workers (at the defaults) it doubles the interval, to 10s up to 10,000
+workers and 20s beyond, and tells the workers. A stuck worker is then found
+after 3 of the longer intervals (30s with 10,000 workers); a silent network
+is still found by keepalive within 40s. --max-heartbeat-rate 0 keeps
+--heartbeat-interval whatever the fleet's size (docs/BENCHMARKS.md, G25).
 
 Signals: SIGTERM/SIGINT drain (stop taking jobs, let running ones finish for
 up to --drain-timeout, then stop); SIGHUP re-reads the token files and
@@ -89,7 +94,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "how a job's worker is chosen among the free ones: spread (least loaded first) or binpack (most loaded first: the work gathers on few machines, idle ones can be scaled in, and the hub spends less per job)")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", hub.DefaultHoldTimeout, "how long a delivery waits for a free worker before it is requeued")
 	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to come back before its jobs are reported lost")
-	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often workers send heartbeats (3 missed = dead)")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often workers send heartbeats (3 missed = dead) while the fleet is small")
+	fs.Float64Var(&o.maxHeartbeatRate, "max-heartbeat-rate", hub.DefaultMaxHeartbeatRate, "most heartbeats per second the hub asks of its whole fleet: a larger fleet is told a longer interval (0: never)")
+	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest interval --max-heartbeat-rate stretches the heartbeats to")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", hub.DefaultDrainTimeout, "how long SIGTERM waits for running jobs")
 	fs.StringVar(&o.workerTokens, "worker-tokens", "", "`file` of worker tokens, one per line, `name:token` allowed")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")
@@ -115,6 +122,17 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.tlsClientCA != "" && o.tlsCert == "" {
 		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if o.maxHeartbeatInterval < o.heartbeatInterval {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "max-heartbeat-interval" })
+		if explicit {
+			return nil, fmt.Errorf("--max-heartbeat-interval %v is shorter than --heartbeat-interval %v", o.maxHeartbeatInterval, o.heartbeatInterval)
+		}
+		o.maxHeartbeatInterval = o.heartbeatInterval // the default follows a longer --heartbeat-interval
+	}
+	if o.maxHeartbeatRate < 0 {
+		return nil, fmt.Errorf("invalid --max-heartbeat-rate %v: want 0 (off) or more", o.maxHeartbeatRate)
 	}
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
@@ -146,9 +164,13 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(2, err)
 	}
+	if o.maxHeartbeatRate == 0 {
+		o.maxHeartbeatRate = -1 // hub.Config: negative is off, zero the default
+	}
 	cfg := hub.Config{
 		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Pprof: o.pprof, HoldTimeout: o.holdTimeout, Placement: o.placement, LostWorkerGrace: o.lostWorkerGrace,
 		HeartbeatInterval: o.heartbeatInterval, DrainTimeout: o.drainTimeout,
+		MaxHeartbeatRate: o.maxHeartbeatRate, MaxHeartbeatInterval: o.maxHeartbeatInterval,
 		StreamInterceptors: []grpc.StreamServerInterceptor{authn.StreamInterceptor()},
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{authn.UnaryInterceptor()},
 		WorkerName: func(ctx context.Context) (string, bool) {

@@ -30,6 +30,15 @@ func TestParse(t *testing.T) {
 		{name: "placement from env", env: map[string]string{"BLACKTREE_PLACEMENT": "binpack"},
 			check: func(o *options) bool { return o.placement == hub.PlacementBinpack }},
 		{name: "bad placement", args: []string{"--placement", "pack"}, wantErr: "want spread or binpack"},
+		{name: "heartbeat defaults", check: func(o *options) bool {
+			return o.heartbeatInterval == 5*time.Second && o.maxHeartbeatInterval == 20*time.Second && o.maxHeartbeatRate == 1000
+		}},
+		{name: "max heartbeat interval follows a longer interval", args: []string{"--heartbeat-interval", "30s"},
+			check: func(o *options) bool { return o.maxHeartbeatInterval == 30*time.Second }},
+		{name: "max heartbeat interval shorter than the interval", args: []string{"--heartbeat-interval", "30s", "--max-heartbeat-interval", "10s"},
+			wantErr: "shorter than --heartbeat-interval"},
+		{name: "heartbeat rate off", args: []string{"--max-heartbeat-rate", "0"}, check: func(o *options) bool { return o.maxHeartbeatRate == 0 }},
+		{name: "negative heartbeat rate", env: map[string]string{"BLACKTREE_MAX_HEARTBEAT_RATE": "-5"}, wantErr: "max-heartbeat-rate"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
 		{name: "bad env", env: map[string]string{"BLACKTREE_HOLD_TIMEOUT": "soon"}, wantErr: "BLACKTREE_HOLD_TIMEOUT"},
 		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "go together"},

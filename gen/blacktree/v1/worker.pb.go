@@ -247,6 +247,7 @@ type HubMessage struct {
 	//	*HubMessage_ResultAck
 	//	*HubMessage_CancelJob
 	//	*HubMessage_Drain
+	//	*HubMessage_HeartbeatInterval
 	Frame         isHubMessage_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -334,6 +335,15 @@ func (x *HubMessage) GetDrain() *Drain {
 	return nil
 }
 
+func (x *HubMessage) GetHeartbeatInterval() *HeartbeatInterval {
+	if x != nil {
+		if x, ok := x.Frame.(*HubMessage_HeartbeatInterval); ok {
+			return x.HeartbeatInterval
+		}
+	}
+	return nil
+}
+
 type isHubMessage_Frame interface {
 	isHubMessage_Frame()
 }
@@ -364,6 +374,12 @@ type HubMessage_Drain struct {
 	Drain *Drain `protobuf:"bytes,5,opt,name=drain,proto3,oneof"`
 }
 
+type HubMessage_HeartbeatInterval struct {
+	// From now on, send Heartbeat at this interval. Sent only to workers
+	// that set Register.heartbeat_interval_updates.
+	HeartbeatInterval *HeartbeatInterval `protobuf:"bytes,6,opt,name=heartbeat_interval,json=heartbeatInterval,proto3,oneof"`
+}
+
 func (*HubMessage_Registered) isHubMessage_Frame() {}
 
 func (*HubMessage_RunJob) isHubMessage_Frame() {}
@@ -373,6 +389,8 @@ func (*HubMessage_ResultAck) isHubMessage_Frame() {}
 func (*HubMessage_CancelJob) isHubMessage_Frame() {}
 
 func (*HubMessage_Drain) isHubMessage_Frame() {}
+
+func (*HubMessage_HeartbeatInterval) isHubMessage_Frame() {}
 
 // Register opens a session. It is the first frame of every stream.
 type Register struct {
@@ -398,9 +416,14 @@ type Register struct {
 	// publishes each and answers ResultAck.
 	UnackedResults []*JobResult `protobuf:"bytes,7,rep,name=unacked_results,json=unackedResults,proto3" json:"unacked_results,omitempty"`
 	// True when the worker is draining: it will not accept new jobs.
-	Draining      bool `protobuf:"varint,8,opt,name=draining,proto3" json:"draining,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Draining bool `protobuf:"varint,8,opt,name=draining,proto3" json:"draining,omitempty"`
+	// True when the worker applies HeartbeatInterval frames. A hub stretches
+	// the interval of a large fleet (to bound the heartbeats it receives)
+	// and tells only such workers; the others keep the interval Registered
+	// gave them for the whole session.
+	HeartbeatIntervalUpdates bool `protobuf:"varint,9,opt,name=heartbeat_interval_updates,json=heartbeatIntervalUpdates,proto3" json:"heartbeat_interval_updates,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Register) Reset() {
@@ -485,6 +508,13 @@ func (x *Register) GetUnackedResults() []*JobResult {
 func (x *Register) GetDraining() bool {
 	if x != nil {
 		return x.Draining
+	}
+	return false
+}
+
+func (x *Register) GetHeartbeatIntervalUpdates() bool {
+	if x != nil {
+		return x.HeartbeatIntervalUpdates
 	}
 	return false
 }
@@ -907,6 +937,57 @@ func (x *Registered) GetWorkerName() string {
 	return ""
 }
 
+// HeartbeatInterval changes how often the worker sends Heartbeat. The hub
+// sends it when its fleet grows or shrinks past a step of its heartbeat
+// budget (hub flag --max-heartbeat-rate). The worker starts the new period
+// at a random point within it, so that a fleet does not beat in step, and
+// the hub judges missed heartbeats against the longer of the old and new
+// interval until the next heartbeat arrives.
+type HeartbeatInterval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new interval.
+	Interval      *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatInterval) Reset() {
+	*x = HeartbeatInterval{}
+	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatInterval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatInterval) ProtoMessage() {}
+
+func (x *HeartbeatInterval) ProtoReflect() protoreflect.Message {
+	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatInterval.ProtoReflect.Descriptor instead.
+func (*HeartbeatInterval) Descriptor() ([]byte, []int) {
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HeartbeatInterval) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
 // RunJob hands a job to the worker. The worker answers JobAccepted or
 // JobRejected promptly (within the hub's accept timeout, 10 s by default).
 type RunJob struct {
@@ -919,7 +1000,7 @@ type RunJob struct {
 
 func (x *RunJob) Reset() {
 	*x = RunJob{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1012,7 @@ func (x *RunJob) String() string {
 func (*RunJob) ProtoMessage() {}
 
 func (x *RunJob) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1025,7 @@ func (x *RunJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunJob.ProtoReflect.Descriptor instead.
 func (*RunJob) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RunJob) GetJob() *JobRequest {
@@ -966,7 +1047,7 @@ type ResultAck struct {
 
 func (x *ResultAck) Reset() {
 	*x = ResultAck{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1059,7 @@ func (x *ResultAck) String() string {
 func (*ResultAck) ProtoMessage() {}
 
 func (x *ResultAck) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1072,7 @@ func (x *ResultAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultAck.ProtoReflect.Descriptor instead.
 func (*ResultAck) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResultAck) GetJobId() string {
@@ -1015,7 +1096,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1108,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1121,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -1068,7 +1149,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1161,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1174,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Drain) GetReason() string {
@@ -1116,7 +1197,7 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\ajob_log\x18\x05 \x01(\v2\x14.blacktree.v1.JobLogH\x00R\x06jobLog\x128\n" +
 	"\n" +
 	"job_result\x18\x06 \x01(\v2\x17.blacktree.v1.JobResultH\x00R\tjobResultB\a\n" +
-	"\x05frame\"\xa3\x02\n" +
+	"\x05frame\"\xf5\x02\n" +
 	"\n" +
 	"HubMessage\x12:\n" +
 	"\n" +
@@ -1127,8 +1208,9 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"result_ack\x18\x03 \x01(\v2\x17.blacktree.v1.ResultAckH\x00R\tresultAck\x128\n" +
 	"\n" +
 	"cancel_job\x18\x04 \x01(\v2\x17.blacktree.v1.CancelJobH\x00R\tcancelJob\x12+\n" +
-	"\x05drain\x18\x05 \x01(\v2\x13.blacktree.v1.DrainH\x00R\x05drainB\a\n" +
-	"\x05frame\"\xfd\x02\n" +
+	"\x05drain\x18\x05 \x01(\v2\x13.blacktree.v1.DrainH\x00R\x05drain\x12P\n" +
+	"\x12heartbeat_interval\x18\x06 \x01(\v2\x1f.blacktree.v1.HeartbeatIntervalH\x00R\x11heartbeatIntervalB\a\n" +
+	"\x05frame\"\xbb\x03\n" +
 	"\bRegister\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1137,7 +1219,8 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x05slots\x18\x05 \x01(\rR\x05slots\x12;\n" +
 	"\frunning_jobs\x18\x06 \x03(\v2\x18.blacktree.v1.RunningJobR\vrunningJobs\x12@\n" +
 	"\x0funacked_results\x18\a \x03(\v2\x17.blacktree.v1.JobResultR\x0eunackedResults\x12\x1a\n" +
-	"\bdraining\x18\b \x01(\bR\bdraining\x1a9\n" +
+	"\bdraining\x18\b \x01(\bR\bdraining\x12<\n" +
+	"\x1aheartbeat_interval_updates\x18\t \x01(\bR\x18heartbeatIntervalUpdates\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
@@ -1169,7 +1252,9 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12\x15\n" +
 	"\x06hub_id\x18\x03 \x01(\tR\x05hubId\x12\x1f\n" +
 	"\vworker_name\x18\x04 \x01(\tR\n" +
-	"workerName\"4\n" +
+	"workerName\"J\n" +
+	"\x11HeartbeatInterval\x125\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"4\n" +
 	"\x06RunJob\x12*\n" +
 	"\x03job\x18\x01 \x01(\v2\x18.blacktree.v1.JobRequestR\x03job\"\"\n" +
 	"\tResultAck\x12\x15\n" +
@@ -1200,7 +1285,7 @@ func file_blacktree_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_blacktree_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_blacktree_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_blacktree_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_blacktree_v1_worker_proto_goTypes = []any{
 	(RejectReason)(0),             // 0: blacktree.v1.RejectReason
 	(*WorkerMessage)(nil),         // 1: blacktree.v1.WorkerMessage
@@ -1213,15 +1298,16 @@ var file_blacktree_v1_worker_proto_goTypes = []any{
 	(*JobLog)(nil),                // 8: blacktree.v1.JobLog
 	(*JobResult)(nil),             // 9: blacktree.v1.JobResult
 	(*Registered)(nil),            // 10: blacktree.v1.Registered
-	(*RunJob)(nil),                // 11: blacktree.v1.RunJob
-	(*ResultAck)(nil),             // 12: blacktree.v1.ResultAck
-	(*CancelJob)(nil),             // 13: blacktree.v1.CancelJob
-	(*Drain)(nil),                 // 14: blacktree.v1.Drain
-	nil,                           // 15: blacktree.v1.Register.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*JobResponse)(nil),           // 17: blacktree.v1.JobResponse
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(*JobRequest)(nil),            // 19: blacktree.v1.JobRequest
+	(*HeartbeatInterval)(nil),     // 11: blacktree.v1.HeartbeatInterval
+	(*RunJob)(nil),                // 12: blacktree.v1.RunJob
+	(*ResultAck)(nil),             // 13: blacktree.v1.ResultAck
+	(*CancelJob)(nil),             // 14: blacktree.v1.CancelJob
+	(*Drain)(nil),                 // 15: blacktree.v1.Drain
+	nil,                           // 16: blacktree.v1.Register.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*JobResponse)(nil),           // 18: blacktree.v1.JobResponse
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*JobRequest)(nil),            // 20: blacktree.v1.JobRequest
 }
 var file_blacktree_v1_worker_proto_depIdxs = []int32{
 	3,  // 0: blacktree.v1.WorkerMessage.register:type_name -> blacktree.v1.Register
@@ -1231,26 +1317,28 @@ var file_blacktree_v1_worker_proto_depIdxs = []int32{
 	8,  // 4: blacktree.v1.WorkerMessage.job_log:type_name -> blacktree.v1.JobLog
 	9,  // 5: blacktree.v1.WorkerMessage.job_result:type_name -> blacktree.v1.JobResult
 	10, // 6: blacktree.v1.HubMessage.registered:type_name -> blacktree.v1.Registered
-	11, // 7: blacktree.v1.HubMessage.run_job:type_name -> blacktree.v1.RunJob
-	12, // 8: blacktree.v1.HubMessage.result_ack:type_name -> blacktree.v1.ResultAck
-	13, // 9: blacktree.v1.HubMessage.cancel_job:type_name -> blacktree.v1.CancelJob
-	14, // 10: blacktree.v1.HubMessage.drain:type_name -> blacktree.v1.Drain
-	15, // 11: blacktree.v1.Register.labels:type_name -> blacktree.v1.Register.LabelsEntry
-	4,  // 12: blacktree.v1.Register.running_jobs:type_name -> blacktree.v1.RunningJob
-	9,  // 13: blacktree.v1.Register.unacked_results:type_name -> blacktree.v1.JobResult
-	16, // 14: blacktree.v1.RunningJob.started_at:type_name -> google.protobuf.Timestamp
-	16, // 15: blacktree.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	0,  // 16: blacktree.v1.JobRejected.reason:type_name -> blacktree.v1.RejectReason
-	17, // 17: blacktree.v1.JobResult.response:type_name -> blacktree.v1.JobResponse
-	18, // 18: blacktree.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	19, // 19: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
-	1,  // 20: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
-	2,  // 21: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
-	21, // [21:22] is the sub-list for method output_type
-	20, // [20:21] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	12, // 7: blacktree.v1.HubMessage.run_job:type_name -> blacktree.v1.RunJob
+	13, // 8: blacktree.v1.HubMessage.result_ack:type_name -> blacktree.v1.ResultAck
+	14, // 9: blacktree.v1.HubMessage.cancel_job:type_name -> blacktree.v1.CancelJob
+	15, // 10: blacktree.v1.HubMessage.drain:type_name -> blacktree.v1.Drain
+	11, // 11: blacktree.v1.HubMessage.heartbeat_interval:type_name -> blacktree.v1.HeartbeatInterval
+	16, // 12: blacktree.v1.Register.labels:type_name -> blacktree.v1.Register.LabelsEntry
+	4,  // 13: blacktree.v1.Register.running_jobs:type_name -> blacktree.v1.RunningJob
+	9,  // 14: blacktree.v1.Register.unacked_results:type_name -> blacktree.v1.JobResult
+	17, // 15: blacktree.v1.RunningJob.started_at:type_name -> google.protobuf.Timestamp
+	17, // 16: blacktree.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	0,  // 17: blacktree.v1.JobRejected.reason:type_name -> blacktree.v1.RejectReason
+	18, // 18: blacktree.v1.JobResult.response:type_name -> blacktree.v1.JobResponse
+	19, // 19: blacktree.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	19, // 20: blacktree.v1.HeartbeatInterval.interval:type_name -> google.protobuf.Duration
+	20, // 21: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
+	1,  // 22: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
+	2,  // 23: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
+	23, // [23:24] is the sub-list for method output_type
+	22, // [22:23] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_worker_proto_init() }
@@ -1273,6 +1361,7 @@ func file_blacktree_v1_worker_proto_init() {
 		(*HubMessage_ResultAck)(nil),
 		(*HubMessage_CancelJob)(nil),
 		(*HubMessage_Drain)(nil),
+		(*HubMessage_HeartbeatInterval)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1280,7 +1369,7 @@ func file_blacktree_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blacktree_v1_worker_proto_rawDesc), len(file_blacktree_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

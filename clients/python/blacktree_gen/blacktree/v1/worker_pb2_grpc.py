@@ -18,7 +18,9 @@ class WorkerServiceStub(object):
     2. The hub answers Registered, then adopts the worker's running_jobs and
     publishes its unacked_results (answering each with ResultAck).
     3. The worker sends Heartbeat every Registered.heartbeat_interval. A
-    worker that misses three in a row is considered dead.
+    worker that misses three in a row is considered dead. A worker that
+    sets Register.heartbeat_interval_updates may be sent HeartbeatInterval
+    later in the session: a large fleet beats less often.
     4. The hub sends RunJob; the worker answers JobAccepted (it now owns the
     job) or JobRejected (the hub gives the job to someone else). Only after
     JobAccepted does the hub acknowledge the job on `execute.queue`.
@@ -57,7 +59,9 @@ class WorkerServiceServicer(object):
     2. The hub answers Registered, then adopts the worker's running_jobs and
     publishes its unacked_results (answering each with ResultAck).
     3. The worker sends Heartbeat every Registered.heartbeat_interval. A
-    worker that misses three in a row is considered dead.
+    worker that misses three in a row is considered dead. A worker that
+    sets Register.heartbeat_interval_updates may be sent HeartbeatInterval
+    later in the session: a large fleet beats less often.
     4. The hub sends RunJob; the worker answers JobAccepted (it now owns the
     job) or JobRejected (the hub gives the job to someone else). Only after
     JobAccepted does the hub acknowledge the job on `execute.queue`.
@@ -105,7 +109,9 @@ class WorkerService(object):
     2. The hub answers Registered, then adopts the worker's running_jobs and
     publishes its unacked_results (answering each with ResultAck).
     3. The worker sends Heartbeat every Registered.heartbeat_interval. A
-    worker that misses three in a row is considered dead.
+    worker that misses three in a row is considered dead. A worker that
+    sets Register.heartbeat_interval_updates may be sent HeartbeatInterval
+    later in the session: a large fleet beats less often.
     4. The hub sends RunJob; the worker answers JobAccepted (it now owns the
     job) or JobRejected (the hub gives the job to someone else). Only after
     JobAccepted does the hub acknowledge the job on `execute.queue`.
