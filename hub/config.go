@@ -58,9 +58,9 @@ type Config struct {
 	// MaxHeartbeatRate bounds the heartbeats per second the hub asks of its
 	// whole fleet. While more than MaxHeartbeatRate × interval workers are
 	// connected the interval doubles, up to MaxHeartbeatInterval, and the
-	// workers that take updates are told (HeartbeatInterval frame); it
-	// halves again once the fleet would use at most 3/4 of the rate at the
-	// shorter interval. The cost is slower detection of a stuck worker in
+	// workers that take updates are told (a HeartbeatInterval frame in
+	// answer to their next heartbeat); it halves again once the fleet
+	// would use at most 3/4 of the rate at the shorter interval. The cost is slower detection of a stuck worker in
 	// a large fleet (MissedHeartbeats × the interval); a silent network is
 	// still found by keepalive. Default 1000 (the default 5s holds up to
 	// 5,000 workers, 10s up to 10,000). Negative: the interval never

@@ -22,8 +22,9 @@
 //   - heartbeat.go: the missed-heartbeat timers, behind the manager's
 //     mutex, and the heartbeat interval, which doubles as the fleet grows
 //     past Config.MaxHeartbeatRate × interval workers (workers that take
-//     updates are sent a HeartbeatInterval frame), so the heartbeats the
-//     hub receives stay bounded however large the fleet.
+//     updates are sent a HeartbeatInterval frame with their next
+//     heartbeat), so the heartbeats the hub receives stay bounded however
+//     large the fleet.
 //   - dispatcher.go, results.go: Dispatcher, the job table. It acks a
 //     delivery only after JobAccepted, holds deliveries that find no free
 //     worker for at most HoldTimeout, publishes results before ResultAck,

@@ -59,34 +59,34 @@ func FleetHeartbeatInterval(cfg Config, n int) (time.Duration, error) {
 }
 
 // rescaleLocked moves the fleet's heartbeat interval to suit nLive live
-// workers. When it changes, every live session that takes updates is
-// sent a HeartbeatInterval frame and judged by the new interval; a
-// session whose interval grew gets its full new allowance from now, one
-// whose interval shrank keeps its timer until its next frame re-arms it
-// (the worker starts the shorter period within one interval of reading the frame).
-// Sessions that do not take updates keep the interval they registered with.
+// workers. It tells nobody at once: each live session that takes updates
+// is sent the new interval with its next heartbeat (tellIntervalLocked),
+// so a change reaches a large fleet spread over one interval, from
+// goroutines that are awake anyway, instead of as thousands of sends at
+// the moment the fleet crosses a threshold.
 func (m *WorkerManager) rescaleLocked() {
 	level := m.hb.levelFor(m.nLive)
 	if level == m.hb.level {
 		return
 	}
 	m.hb.level = level
+	m.log.Info("heartbeat interval changed", "heartbeat_interval", m.hb.interval(), "workers", m.nLive, "max_heartbeat_rate", m.hb.rate)
+}
+
+// tellIntervalLocked sends e's session the fleet's interval when it was
+// told another one and takes updates, and from then on judges it by the
+// new one. Called with a heartbeat: until it reads the frame the worker
+// keeps beating at the old interval, which the session is judged by until
+// now. A longer interval gets its full allowance from now; a shorter one
+// too, since the worker starts it within one new interval of reading it.
+func (m *WorkerManager) tellIntervalLocked(e *workerEntry) {
 	d := m.hb.interval()
-	m.log.Info("heartbeat interval changed", "heartbeat_interval", d, "workers", m.nLive, "max_heartbeat_rate", m.hb.rate)
-	// One frame for every worker: it is only read (marshalled) from here on.
-	frame := &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_HeartbeatInterval{
-		HeartbeatInterval: &blacktreev1.HeartbeatInterval{Interval: durationpb.New(d)}}}
-	for _, e := range m.workers {
-		if !e.current || e.dead || !e.w.intervalUpdates {
-			continue
-		}
-		grew := d > e.interval
-		e.interval = d
-		if grew {
-			m.armHeartbeatLocked(e)
-		}
-		e.w.send(frame)
+	if e.interval == d || !e.w.intervalUpdates {
+		return
 	}
+	e.interval = d
+	e.w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_HeartbeatInterval{
+		HeartbeatInterval: &blacktreev1.HeartbeatInterval{Interval: durationpb.New(d)}}})
 }
 
 // heartbeatInterval is the interval the fleet is given now.
@@ -138,7 +138,9 @@ func (m *WorkerManager) touchLocked(e *workerEntry) {
 }
 
 // heartbeat is touch and setDraining under one lock (a heartbeat carries
-// the worker's draining flag); it reports whether the flag changed.
+// the worker's draining flag), and sends the worker a new heartbeat
+// interval when the fleet's has changed; it reports whether the flag
+// changed.
 func (m *WorkerManager) heartbeat(w *Worker, draining bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -146,6 +148,7 @@ func (m *WorkerManager) heartbeat(w *Worker, draining bool) bool {
 	if e == nil {
 		return false
 	}
+	m.tellIntervalLocked(e)
 	m.touchLocked(e)
 	return m.setDrainingLocked(e, draining)
 }

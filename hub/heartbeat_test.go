@@ -54,8 +54,8 @@ func (h *testHub) intervalOf(id string) time.Duration {
 }
 
 // The hub stretches the fleet's heartbeat interval as workers connect and
-// shortens it as they leave; workers that take updates are told, the
-// others keep the interval they registered with.
+// shortens it as they leave; workers that take updates are told with
+// their next heartbeat, the others keep the interval they registered with.
 func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 	e := newEnv(t)
 	// An hour per beat keeps the fake workers (which never beat) alive; at
@@ -91,6 +91,12 @@ func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 		}
 	}
 
+	beat := func(fs ...*fakeWorker) {
+		for _, f := range fs {
+			f.send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{}}})
+		}
+	}
+
 	a := dial("a", true)
 	old := dial("old", false) // a worker from before HeartbeatInterval frames
 	registered(a, time.Hour)
@@ -98,6 +104,10 @@ func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 
 	c := dial("c", true) // 3 workers: 2h
 	registered(c, 2*time.Hour)
+	// The others learn it with their next heartbeat; until then they are
+	// judged by what they were told.
+	judged(map[string]time.Duration{"a": time.Hour, "old": time.Hour, "c": 2 * time.Hour})
+	beat(a, old)
 	told(a, 2*time.Hour)
 	judged(map[string]time.Duration{"a": 2 * time.Hour, "old": time.Hour, "c": 2 * time.Hour})
 
@@ -105,6 +115,7 @@ func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 	registered(d, 2*time.Hour)
 	x := dial("x", true) // 5: 4h
 	registered(x, 4*time.Hour)
+	beat(a, c, d)
 	for _, f := range []*fakeWorker{a, c, d} {
 		told(f, 4*time.Hour)
 	}
@@ -117,13 +128,13 @@ func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 
 	x.kill() // 4 workers at 2h would send 2 an hour: more than 3/4 of the rate (1.65)
 	eventually(t, 5*time.Second, "x dead", func() bool { return h.intervalOf("x") == 0 })
-	judged(map[string]time.Duration{"a": 4 * time.Hour, "c": 4 * time.Hour})
 	d.kill() // 3 at 2h: 1.5 an hour
+	eventually(t, 5*time.Second, "d dead", func() bool { return h.intervalOf("d") == 0 })
+	beat(a, c, old)
 	for _, f := range []*fakeWorker{a, c} {
 		told(f, 2*time.Hour)
 	}
 	judged(map[string]time.Duration{"a": 2 * time.Hour, "old": time.Hour, "c": 2 * time.Hour})
-
 	for _, f := range []*fakeWorker{a, c, d, x} {
 		select {
 		case m := <-f.frames:

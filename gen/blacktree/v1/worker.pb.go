@@ -937,12 +937,12 @@ func (x *Registered) GetWorkerName() string {
 	return ""
 }
 
-// HeartbeatInterval changes how often the worker sends Heartbeat. The hub
-// sends it when its fleet grows or shrinks past a step of its heartbeat
-// budget (hub flag --max-heartbeat-rate). The worker starts the new period
-// at a random point within it, so that a fleet does not beat in step, and
-// the hub judges missed heartbeats against the longer of the old and new
-// interval until the next heartbeat arrives.
+// HeartbeatInterval changes how often the worker sends Heartbeat. When its
+// fleet grows or shrinks past a step of its heartbeat budget (hub flag
+// --max-heartbeat-rate), the hub sends it in answer to each worker's next
+// Heartbeat, and judges missed heartbeats by the new interval from then on.
+// The worker starts the new period at a random point within it, so that a
+// fleet does not beat in step.
 type HeartbeatInterval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new interval.
