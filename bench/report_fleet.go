@@ -73,10 +73,6 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 		p("| heartbeats per second in the idle window | %.0f | | |", float64(w.Heartbeats)/w.Length.Seconds())
 	}
 	p("| hub CPU with %d idle workers (the idle window, %d heartbeats, GCs included) | %.2f%% of a core | ≤ 10%% | %s |", c.N, w.Heartbeats, cpuPct, verdict(cpuPct <= 10))
-	if hb := w.CPUPerHeartbeat(); hb > 0 && st.Interval != hub.DefaultHeartbeatInterval {
-		p("| the same CPU per heartbeat at the fixed %s interval (computed: %d workers / %s × CPU per heartbeat) | %.2f%% of a core | | |",
-			hub.DefaultHeartbeatInterval, c.N, hub.DefaultHeartbeatInterval, 100*float64(c.N)/hub.DefaultHeartbeatInterval.Seconds()*hb.Seconds())
-	}
 	if fl := f.Floor; fl != nil && fl.Idle.Heartbeats > 0 && w.Heartbeats > 0 {
 		p("| same fleet on the bare grpc-go server, CPU in its idle window (%d heartbeats) | %.2f%% of a core | | |", fl.Idle.Heartbeats, 100*fl.Idle.CPU)
 		hubHB, floorHB := w.CPUPerHeartbeat(), fl.Idle.CPUPerHeartbeat()
