@@ -162,11 +162,10 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 // register makes w the worker's session: Registered frame, manager,
 // dispatcher (jobs and results the worker reports).
 //
-// Registered is queued first (by the manager, under its lock, with the
-// heartbeat interval the fleet's size calls for), so that it is the
-// session's first frame whatever the dispatcher or a change of the
-// interval sends once the manager has w, but w is held
-// until the manager has it: a worker that has read Registered knows the
+// Registered is queued first (by the manager, with the heartbeat
+// interval the fleet's size calls for), so that it is the session's first
+// frame whatever the dispatcher sends once the manager has w, but w is
+// held until the manager has it: a worker that has read Registered knows the
 // hub has made this stream its session, so a later Register with the same
 // id (a reconnect) replaces this one and never the other way round.
 func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {

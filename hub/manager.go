@@ -136,9 +136,10 @@ func (m *WorkerManager) indexLocked(e *workerEntry) {
 }
 
 // register makes w the current session of its worker id and returns the
-// session it replaces (nil if none was live). Under the manager's lock, so
-// that no HeartbeatInterval frame can come before it, it first calls
-// registered with the heartbeat interval to tell w.
+// session it replaces (nil if none was live). It first calls registered
+// with the heartbeat interval to tell w, under the manager's lock, so that
+// w is judged by the interval it is told even when the fleet's changes
+// meanwhile.
 func (m *WorkerManager) register(w *Worker, draining bool, registered func(interval time.Duration)) (old *Worker) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
