@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -72,13 +70,7 @@ func TestFleetHeartbeatInterval(t *testing.T) {
 		}
 		counts = append(counts, fmt.Sprint(len(beats[id])))
 	}
-	resp, err := http.Get("http://" + h.HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), "blacktree_heartbeat_interval_seconds 1\n") {
+	if !strings.Contains(metricsText(t, h), "blacktree_heartbeat_interval_seconds 1\n") {
 		t.Errorf("/metrics lacks blacktree_heartbeat_interval_seconds 1")
 	}
 	record(t, "3 workers past a budget of 4 heartbeats/s (base 250ms): told 1s, heartbeats in %s: %s; no session dropped",

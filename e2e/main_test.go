@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -232,6 +233,21 @@ func (e *env) waitReady(h *hubProc) {
 	if err := cluster.WaitHTTP200(ctx, "http://"+h.HTTPAddr+"/readyz", h.Process); err != nil {
 		e.t.Fatalf("hub not ready: %v", err)
 	}
+}
+
+// metricsText is the hub's /metrics page.
+func metricsText(t *testing.T, h *hubProc) string {
+	t.Helper()
+	resp, err := http.Get("http://" + h.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics = %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read /metrics: %v", err)
+	}
+	return string(body)
 }
 
 // ready reports whether /readyz answers 200 now.

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -410,13 +408,8 @@ func TestSecuritySentinelToken(t *testing.T) {
 			elapsed := time.Since(start)
 			adminDump("after")
 
-			resp, err := http.Get("http://" + h.HTTPAddr + "/metrics")
-			if err != nil {
-				t.Fatalf("GET /metrics = %v", err)
-			}
-			metrics, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if !strings.Contains(string(metrics), "blacktree_") {
+			metrics := metricsText(t, h)
+			if !strings.Contains(metrics, "blacktree_") {
 				t.Errorf("/metrics lacks blacktree_ series:\n%s", metrics)
 			}
 			// Stop the worker and hub first so their shutdown lines are scanned too.
@@ -425,7 +418,7 @@ func TestSecuritySentinelToken(t *testing.T) {
 			scan.scan("hub output", h.Output())
 			scan.scan("docker worker output", dw.Output())
 			scan.scan("victim worker output", victim.Output())
-			scan.scan("/metrics", string(metrics))
+			scan.scan("/metrics", metrics)
 			for i, b := range e.cp.Bodies() {
 				scan.scan(fmt.Sprintf("status body %d", i), string(b))
 			}

@@ -176,12 +176,18 @@ func (w *Worker) enqueue(m *blacktreev1.HubMessage, wait time.Duration) bool {
 		w.sendMu.Unlock()
 		return true
 	}
-	start := w.startLocked()
+	w.unlockAndStart()
+	return true
+}
+
+// unlockAndStart releases sendMu and then starts the sender when frames
+// are queued and it may run (startLocked). Call it with sendMu held.
+func (w *Worker) unlockAndStart() {
+	start := len(w.queue) > 0 && w.startLocked()
 	w.sendMu.Unlock()
 	if start {
 		w.startSender()
 	}
-	return true
 }
 
 // armDeferLocked makes sure the sender starts within wait. A running
@@ -207,22 +213,14 @@ func (w *Worker) deferFired() {
 	defer w.wg.Done()
 	w.sendMu.Lock()
 	w.deferArmed = false
-	start := len(w.queue) > 0 && w.startLocked()
-	w.sendMu.Unlock()
-	if start {
-		w.startSender()
-	}
+	w.unlockAndStart()
 }
 
 // release lets a held session's sender start and write what has queued.
 func (w *Worker) release() {
 	w.sendMu.Lock()
 	w.held = false
-	start := len(w.queue) > 0 && w.startLocked()
-	w.sendMu.Unlock()
-	if start {
-		w.startSender()
-	}
+	w.unlockAndStart()
 }
 
 // startLocked reports whether the caller must start the sender (then it
