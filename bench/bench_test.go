@@ -355,27 +355,31 @@ func TestPreserveFindings(t *testing.T) {
 }
 
 // The floor server is given the interval the hub, with the same
-// environment, gives the fleet.
-func TestHubHeartbeatInterval(t *testing.T) {
+// environment, gives the fleet, and the same grid.
+func TestHubHeartbeats(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		env     []string
-		n       int
-		want    time.Duration
-		wantErr bool
+		name     string
+		env      []string
+		n        int
+		want     time.Duration
+		wantGrid time.Duration
+		wantErr  bool
 	}{
-		{name: "defaults, small fleet", n: 100, want: 5 * time.Second},
-		{name: "defaults, 10k", n: 10000, want: 10 * time.Second},
-		{name: "defaults, 50k: the cap", n: 50000, want: 20 * time.Second},
-		{name: "rate off", env: []string{"BLACKTREE_MAX_HEARTBEAT_RATE=0"}, n: 10000, want: 5 * time.Second},
-		{name: "own interval and rate", env: []string{"GOGC=50", "BLACKTREE_HEARTBEAT_INTERVAL=1s", "BLACKTREE_MAX_HEARTBEAT_RATE=100"}, n: 150, want: 2 * time.Second},
-		{name: "own cap", env: []string{"BLACKTREE_MAX_HEARTBEAT_INTERVAL=5s"}, n: 10000, want: 5 * time.Second},
+		{name: "defaults, small fleet", n: 100, want: 5 * time.Second, wantGrid: 100 * time.Millisecond},
+		{name: "defaults, 10k", n: 10000, want: 10 * time.Second, wantGrid: 100 * time.Millisecond},
+		{name: "defaults, 50k: the cap", n: 50000, want: 20 * time.Second, wantGrid: 100 * time.Millisecond},
+		{name: "rate off", env: []string{"BLACKTREE_MAX_HEARTBEAT_RATE=0"}, n: 10000, want: 5 * time.Second, wantGrid: 100 * time.Millisecond},
+		{name: "own interval and rate", env: []string{"GOGC=50", "BLACKTREE_HEARTBEAT_INTERVAL=1s", "BLACKTREE_MAX_HEARTBEAT_RATE=100"}, n: 150, want: 2 * time.Second, wantGrid: 100 * time.Millisecond},
+		{name: "own cap", env: []string{"BLACKTREE_MAX_HEARTBEAT_INTERVAL=5s"}, n: 10000, want: 5 * time.Second, wantGrid: 100 * time.Millisecond},
+		{name: "own grid", env: []string{"BLACKTREE_HEARTBEAT_GRID=20ms"}, n: 10, want: 5 * time.Second, wantGrid: 20 * time.Millisecond},
+		{name: "grid off", env: []string{"BLACKTREE_HEARTBEAT_GRID=0"}, n: 10, want: 5 * time.Second},
 		{name: "bad value", env: []string{"BLACKTREE_HEARTBEAT_INTERVAL=soon"}, wantErr: true},
+		{name: "bad grid", env: []string{"BLACKTREE_HEARTBEAT_GRID=often"}, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := hubHeartbeatInterval(tc.env, tc.n)
-			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Errorf("hubHeartbeatInterval(%q, %d) = %s, %v; want %s, error %v", tc.env, tc.n, got, err, tc.want, tc.wantErr)
+			got, grid, err := hubHeartbeats(tc.env, tc.n)
+			if (err != nil) != tc.wantErr || got != tc.want || grid != tc.wantGrid {
+				t.Errorf("hubHeartbeats(%q, %d) = %s, %s, %v; want %s, %s, error %v", tc.env, tc.n, got, grid, err, tc.want, tc.wantGrid, tc.wantErr)
 			}
 		})
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/hbsched"
 )
 
 // FleetConfig configures a fleet of in-process worker clients.
@@ -65,6 +65,7 @@ type Fleet struct {
 	jobs, acks, heartbeats, held     atomic.Int64
 	lastRegisteredNs                 atomic.Int64
 	intervalNs, intervalUpdates      atomic.Int64 // the last heartbeat interval a worker was given; HeartbeatInterval frames
+	gridNs                           atomic.Int64 // the last Registered.heartbeat_grid
 
 	mu       sync.Mutex // guards the following
 	conns    []*grpc.ClientConn
@@ -84,6 +85,8 @@ type FleetStats struct {
 	// HeartbeatInterval frames.
 	Interval        time.Duration
 	IntervalUpdates int64
+	// Grid is the heartbeat grid a worker was given last (Registered).
+	Grid time.Duration
 }
 
 // StartFleet starts connecting cfg.N workers and returns at once; use
@@ -202,14 +205,20 @@ func (f *Fleet) run(id string) {
 		defer sendMu.Unlock()
 		return stream.Send(m)
 	}
-	interval := first.GetRegistered().GetHeartbeatInterval().AsDuration()
+	reg := first.GetRegistered()
+	interval := reg.GetHeartbeatInterval().AsDuration()
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
 	f.intervalNs.Store(int64(interval))
+	// Like the worker agent: a random phase on the hub's grid (so ten
+	// thousand workers do not beat in lockstep), on the wall clock.
+	grid := reg.GetHeartbeatGrid().AsDuration()
+	f.gridNs.Store(int64(grid))
+	sched := hbsched.New(interval, grid)
 	var beat func()
 	var timer *time.Timer
-	var timerMu sync.Mutex // guards timer, interval (once the timer runs) and stopped
+	var timerMu sync.Mutex // guards timer, sched (once the timer runs) and stopped
 	stopped := false
 	beat = func() {
 		if err := send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{
@@ -220,13 +229,12 @@ func (f *Fleet) run(id string) {
 		f.heartbeats.Add(1)
 		timerMu.Lock()
 		if !stopped {
-			timer.Reset(interval)
+			timer.Reset(sched.Until(time.Now()))
 		}
 		timerMu.Unlock()
 	}
 	timerMu.Lock()
-	// Random phase, so ten thousand workers do not beat in lockstep.
-	timer = time.AfterFunc(time.Duration(rand.Int64N(int64(interval))), beat)
+	timer = time.AfterFunc(sched.Until(time.Now()), beat)
 	timerMu.Unlock()
 	defer func() {
 		timerMu.Lock()
@@ -264,7 +272,7 @@ func (f *Fleet) run(id string) {
 		case *blacktreev1.HubMessage_ResultAck:
 			f.acks.Add(1)
 		case *blacktreev1.HubMessage_HeartbeatInterval:
-			// Like the worker agent: the new period, from a random phase.
+			// Like the worker agent: the new period, at a new phase.
 			d := fr.HeartbeatInterval.GetInterval().AsDuration()
 			if d <= 0 {
 				continue
@@ -272,9 +280,9 @@ func (f *Fleet) run(id string) {
 			f.intervalUpdates.Add(1)
 			f.intervalNs.Store(int64(d))
 			timerMu.Lock()
-			interval = d
+			sched = hbsched.New(d, grid)
 			if !stopped {
-				timer.Reset(time.Duration(rand.Int64N(int64(d))))
+				timer.Reset(sched.Until(time.Now()))
 			}
 			timerMu.Unlock()
 		}
@@ -306,7 +314,7 @@ func (f *Fleet) Stats() FleetStats {
 	return FleetStats{Registered: f.registered.Load(), Failed: f.failed.Load(), Disconnected: f.disconnected.Load(),
 		Jobs: f.jobs.Load(), Acks: f.acks.Load(), Heartbeats: f.heartbeats.Load(), Held: f.held.Load(),
 		LastRegistered: time.Unix(0, f.lastRegisteredNs.Load()),
-		Interval:       time.Duration(f.intervalNs.Load()), IntervalUpdates: f.intervalUpdates.Load()}
+		Interval:       time.Duration(f.intervalNs.Load()), IntervalUpdates: f.intervalUpdates.Load(), Grid: time.Duration(f.gridNs.Load())}
 }
 
 // Close ends every stream and connection and waits for the workers.

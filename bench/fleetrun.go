@@ -50,7 +50,9 @@ type FleetRunConfig struct {
 	// server (floor.go): the memory baseline of the same run.
 	Floor bool
 
-	floorInterval time.Duration // the heartbeat interval the hub gives N workers: the floor's
+	// The heartbeat interval the hub gives N workers, and its grid (0:
+	// none): the floor server gives the same.
+	floorInterval, floorGrid time.Duration
 }
 
 // FleetResult is the fleet-scale scenario's outcome.
@@ -275,10 +277,10 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 		}
 	}
 	if cfg.Floor {
-		if cfg.floorInterval, err = hubHeartbeatInterval(env.HubEnv, cfg.N); err != nil {
+		if cfg.floorInterval, cfg.floorGrid, err = hubHeartbeats(env.HubEnv, cfg.N); err != nil {
 			return nil, err
 		}
-		logf("fleet: memory floor: %d workers on a bare grpc-go server, heartbeats every %s", cfg.N, cfg.floorInterval)
+		logf("fleet: memory floor: %d workers on a bare grpc-go server, heartbeats every %s on a grid of %s", cfg.N, cfg.floorInterval, cfg.floorGrid)
 		if res.Floor, err = runFloor(ctx, cfg, logf); err != nil {
 			return nil, fmt.Errorf("grpc floor: %w", err)
 		}
@@ -512,26 +514,30 @@ func captureHeap(ctx context.Context, env *Env, hub *Hub, dir, name string) stri
 	return "profile " + path + "\n\n" + PprofTop(ctx, env.Bins.Hub, path, "-sample_index=inuse_space")
 }
 
-// hubHeartbeatInterval is the heartbeat interval the hub, run with hubEnv
-// (its flags' BLACKTREE_* fallbacks), gives a fleet of n workers.
-func hubHeartbeatInterval(hubEnv []string, n int) (time.Duration, error) {
+// hubHeartbeats is the heartbeat interval the hub, run with hubEnv (its
+// flags' BLACKTREE_* fallbacks), gives a fleet of n workers, and the grid
+// it schedules their heartbeats on (0: none).
+func hubHeartbeats(hubEnv []string, n int) (interval, grid time.Duration, err error) {
 	var cfg hub.Config
+	grid = hub.DefaultHeartbeatGrid
 	for _, kv := range hubEnv {
 		k, v, _ := strings.Cut(kv, "=")
-		var err error
 		switch k {
 		case "BLACKTREE_HEARTBEAT_INTERVAL":
 			cfg.HeartbeatInterval, err = time.ParseDuration(v)
 		case "BLACKTREE_MAX_HEARTBEAT_INTERVAL":
 			cfg.MaxHeartbeatInterval, err = time.ParseDuration(v)
+		case "BLACKTREE_HEARTBEAT_GRID":
+			grid, err = time.ParseDuration(v) // the flag's 0 is off, as here
 		case "BLACKTREE_MAX_HEARTBEAT_RATE":
 			if cfg.MaxHeartbeatRate, err = strconv.ParseFloat(v, 64); err == nil && cfg.MaxHeartbeatRate == 0 {
 				cfg.MaxHeartbeatRate = -1 // the flag's 0 is off
 			}
 		}
 		if err != nil {
-			return 0, fmt.Errorf("hub environment %s: %w", kv, err)
+			return 0, 0, fmt.Errorf("hub environment %s: %w", kv, err)
 		}
 	}
-	return hub.FleetHeartbeatInterval(cfg, n)
+	interval, err = hub.FleetHeartbeatInterval(cfg, n)
+	return interval, max(grid, 0), err
 }

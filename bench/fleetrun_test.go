@@ -64,8 +64,8 @@ func TestRunFleetSmall(t *testing.T) {
 	if st := res.Stats; st.Interval != time.Second || st.IntervalUpdates != 10 {
 		t.Errorf("Stats() interval %s after %d HeartbeatInterval frames, want 1s after 10", st.Interval, st.IntervalUpdates)
 	}
-	if d, err := hubHeartbeatInterval(env.HubEnv, cfg.N); d != time.Second || err != nil {
-		t.Errorf("hubHeartbeatInterval(%q, %d) = %s, %v; want 1s (what the floor server is given)", env.HubEnv, cfg.N, d, err)
+	if d, _, err := hubHeartbeats(env.HubEnv, cfg.N); d != time.Second || err != nil {
+		t.Errorf("hubHeartbeats(%q, %d) = %s, %v; want 1s (what the floor server is given)", env.HubEnv, cfg.N, d, err)
 	}
 
 	var b strings.Builder

@@ -31,6 +31,7 @@ import (
 const (
 	floorEnv         = "BTBENCH_GRPC_FLOOR_SERVER"
 	floorIntervalEnv = "BTBENCH_GRPC_FLOOR_HEARTBEAT_INTERVAL" // what Registered gives the fleet
+	floorGridEnv     = "BTBENCH_GRPC_FLOOR_HEARTBEAT_GRID"     // and Registered.heartbeat_grid
 )
 
 // FloorServerMain runs the floor server and exits when this process was
@@ -49,8 +50,13 @@ func FloorServerMain() {
 		fmt.Fprintf(os.Stderr, "floor server: %s=%q: want a heartbeat interval\n", floorIntervalEnv, os.Getenv(floorIntervalEnv))
 		os.Exit(1)
 	}
+	grid, err := time.ParseDuration(os.Getenv(floorGridEnv))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "floor server: %s=%q: want a heartbeat grid\n", floorGridEnv, os.Getenv(floorGridEnv))
+		os.Exit(1)
+	}
 	s := grpc.NewServer(floorServerOptions()...)
-	blacktreev1.RegisterWorkerServiceServer(s, floorService{interval: interval})
+	blacktreev1.RegisterWorkerServiceServer(s, floorService{interval: interval, grid: grid})
 	fmt.Printf("listening %s\n", lis.Addr())
 	go func() {
 		// The parent follows the garbage collections (steadyWindow).
@@ -86,6 +92,7 @@ func floorServerOptions() []grpc.ServerOption {
 type floorService struct {
 	blacktreev1.UnimplementedWorkerServiceServer
 	interval time.Duration // the heartbeat interval the hub would give the fleet
+	grid     time.Duration // and the grid of their phases (0: none)
 }
 
 func (f floorService) Connect(stream blacktreev1.WorkerService_ConnectServer) error {
@@ -94,6 +101,7 @@ func (f floorService) Connect(stream blacktreev1.WorkerService_ConnectServer) er
 	}
 	if err := stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
 		SessionId: "floor", HeartbeatInterval: durationpb.New(f.interval), HubId: "floor",
+		HeartbeatGrid: durationpb.New(f.grid),
 	}}}); err != nil {
 		return err
 	}
@@ -129,7 +137,8 @@ func runFloor(ctx context.Context, cfg FleetRunConfig, logf func(string, ...any)
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), floorEnv+"=1", floorIntervalEnv+"="+cfg.floorInterval.String())
+	cmd.Env = append(os.Environ(), floorEnv+"=1", floorIntervalEnv+"="+cfg.floorInterval.String(),
+		floorGridEnv+"="+cfg.floorGrid.String())
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -16,8 +16,9 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	p("")
 	p("%d in-process worker clients (`bench/fleet.go`) speak the worker protocol with the", c.N)
 	p("generated client, each on its own gRPC connection (own TCP connection), to the real")
-	p("`blacktree-hub` binary on loopback: Register, Heartbeat at the hub's interval (random")
-	p("phase), and JobAccepted + a successful JobResult for every RunJob. Client keepalive")
+	p("`blacktree-hub` binary on loopback: Register, Heartbeat at the hub's interval (a random")
+	p("phase on the hub's grid, as the worker agent picks it), and JobAccepted + a successful")
+	p("JobResult for every RunJob. Client keepalive")
 	p("30s/10s like the real worker. At most %d register at once. The open-files limit is", c.Parallel)
 	p("raised in-process (setrlimit, inherited by the hub): %d.", f.NoFileLimit)
 	p("")
@@ -69,6 +70,7 @@ func (r *Report) writeFleet(p func(string, ...any), f *FleetResult) {
 	p("| hub CPU, no workers (3s) | %.2f%% of a core | | |", 100*f.IdleCPUNoWorkers)
 	st := f.Stats
 	p("| heartbeat interval the hub gave the fleet (%d HeartbeatInterval frames while it grew; `--max-heartbeat-rate`, G25) | %s | | |", st.IntervalUpdates, st.Interval)
+	p("| heartbeat grid the hub gave the fleet (phases on its multiples, on the wall clock; `--heartbeat-grid`, G26) | %s | | |", gridText(st.Grid))
 	if w.Length > 0 {
 		p("| heartbeats per second in the idle window | %.0f | | |", float64(w.Heartbeats)/w.Length.Seconds())
 	}
@@ -250,3 +252,10 @@ func (r *Report) writeProfile(p func(string, ...any), pr *ProfileResult) {
 }
 
 // roundList renders each round's jobs/s and ratio, the first round first.
+
+func gridText(d time.Duration) string {
+	if d <= 0 {
+		return "none (any phase)"
+	}
+	return d.String()
+}

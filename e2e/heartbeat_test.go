@@ -12,12 +12,16 @@ import (
 // A fleet past the hub's heartbeat budget is told a longer interval; the
 // real worker agents follow it, and the hub judges them by it: nobody is
 // dropped for beating less often than the interval it registered with.
+// On a grid of the whole interval (--heartbeat-grid 1s) every worker beats
+// at the same phase of the wall clock, so the hub receives the fleet's
+// heartbeats together.
 func TestFleetHeartbeatInterval(t *testing.T) {
 	e := newEnv(t, sharedAMQP)
 	// At most 4 heartbeats a second: one worker beats every 250ms, two
 	// every 500ms, three every second. Missing 3 of the first worker's
 	// 250ms beats would end its session after 750ms.
-	h := e.startHub("--heartbeat-interval", "250ms", "--max-heartbeat-rate", "4", "--max-heartbeat-interval", "2s")
+	h := e.startHub("--heartbeat-interval", "250ms", "--max-heartbeat-rate", "4", "--max-heartbeat-interval", "2s",
+		"--heartbeat-grid", "1s")
 	const n = 3
 	for i := range n {
 		e.startWorker(fmt.Sprintf("hb-%d", i), []string{h.GRPCAddr}, "--executor", "noop")
@@ -59,6 +63,8 @@ func TestFleetHeartbeatInterval(t *testing.T) {
 	}
 
 	var counts []string
+	var phase0 time.Duration = -1
+	var spread time.Duration // the largest distance of a heartbeat's phase from the first one's
 	for _, w := range list() {
 		id := w.GetWorkerId()
 		if got, want := w.GetSessionId(), sessions[id]; got != want || w.GetState() != blacktreev1.WorkerState_WORKER_STATE_FREE {
@@ -69,10 +75,23 @@ func TestFleetHeartbeatInterval(t *testing.T) {
 			t.Errorf("worker %s: %d heartbeats in %s, want about 5 (every second)", w.GetName(), c, window)
 		}
 		counts = append(counts, fmt.Sprint(len(beats[id])))
+		for at := range beats[id] {
+			phase := time.Duration(at.UnixNano()) % time.Second
+			if phase0 < 0 {
+				phase0 = phase
+			}
+			d := (phase - phase0 + time.Second) % time.Second
+			spread = max(spread, min(d, time.Second-d))
+		}
+	}
+	// Random phases would spread the three workers' heartbeats over the
+	// second; a timer on a loaded machine may fire late by some tens of ms.
+	if spread > 150*time.Millisecond {
+		t.Errorf("heartbeats' phases within the second differ by up to %v, want at most 150ms (one phase: --heartbeat-grid 1s)", spread)
 	}
 	if !strings.Contains(metricsText(t, h), "blacktree_heartbeat_interval_seconds 1\n") {
 		t.Errorf("/metrics lacks blacktree_heartbeat_interval_seconds 1")
 	}
-	record(t, "3 workers past a budget of 4 heartbeats/s (base 250ms): told 1s, heartbeats in %s: %s; no session dropped",
-		window, strings.Join(counts, ", "))
+	record(t, "3 workers past a budget of 4 heartbeats/s (base 250ms): told 1s, heartbeats in %s: %s; no session dropped; on a 1s grid their phases differ by at most %v",
+		window, strings.Join(counts, ", "), spread.Round(time.Millisecond))
 }

@@ -172,6 +172,7 @@ func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
 	old := h.manager.register(w, reg.GetDraining(), func(interval time.Duration) {
 		w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
 			SessionId: w.sessionID, HeartbeatInterval: durationpb.New(interval), HubId: h.cfg.HubID, WorkerName: w.name,
+			HeartbeatGrid: h.heartbeatGrid(),
 		}}})
 	})
 	w.release()

@@ -24,7 +24,8 @@
 //     past Config.MaxHeartbeatRate × interval workers (workers that take
 //     updates are sent a HeartbeatInterval frame with their next
 //     heartbeat), so the heartbeats the hub receives stay bounded however
-//     large the fleet.
+//     large the fleet; and the grid (Config.HeartbeatGrid) workers put
+//     their heartbeats on, so that they arrive in groups.
 //   - dispatcher.go, results.go: Dispatcher, the job table. It acks a
 //     delivery only after JobAccepted, holds deliveries that find no free
 //     worker for at most HoldTimeout, publishes results before ResultAck,

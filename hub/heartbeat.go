@@ -9,9 +9,9 @@ import (
 )
 
 // Heartbeats: each session's timer, re-armed by every frame, and the
-// interval the fleet is told. Like nomad's heartbeat.go, the timers live
-// behind WorkerManager.mu, and the interval grows with the fleet so that
-// the heartbeats the hub receives stay within a rate
+// interval and grid the fleet is told. Like nomad's heartbeat.go, the
+// timers live behind WorkerManager.mu, and the interval grows with the
+// fleet so that the heartbeats the hub receives stay within a rate
 // (Config.MaxHeartbeatRate) however many workers connect.
 
 // heartbeatScale picks the heartbeat interval for a fleet: base × 2^level.
@@ -87,6 +87,16 @@ func (m *WorkerManager) tellIntervalLocked(e *workerEntry) {
 	e.interval = d
 	e.w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_HeartbeatInterval{
 		HeartbeatInterval: &blacktreev1.HeartbeatInterval{Interval: durationpb.New(d)}}})
+}
+
+// heartbeatGrid is Registered.heartbeat_grid: the step workers pick their
+// heartbeats' phase on, so that the fleet's heartbeats arrive in groups
+// (Config.HeartbeatGrid); nil when off.
+func (h *Hub) heartbeatGrid() *durationpb.Duration {
+	if h.cfg.HeartbeatGrid <= 0 {
+		return nil
+	}
+	return durationpb.New(h.cfg.HeartbeatGrid)
 }
 
 // heartbeatInterval is the interval the fleet is given now.

@@ -64,6 +64,7 @@ func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 	// most 3/4 of the rate).
 	h := e.startHub(func(c *Config) {
 		c.HeartbeatInterval, c.MaxHeartbeatInterval, c.MaxHeartbeatRate = time.Hour, 4*time.Hour, 2.2/3600
+		c.HeartbeatGrid = time.Minute
 	})
 	addr := h.GRPCAddr().String()
 	dial := func(id string, updates bool) *fakeWorker {
@@ -73,6 +74,9 @@ func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 		t.Helper()
 		if got := f.reg.GetHeartbeatInterval().AsDuration(); got != want {
 			t.Errorf("%s: Registered.heartbeat_interval = %v, want %v", f.id, got, want)
+		}
+		if got := f.reg.GetHeartbeatGrid().AsDuration(); got != time.Minute {
+			t.Errorf("%s: Registered.heartbeat_grid = %v, want 1m", f.id, got)
 		}
 	}
 	told := func(f *fakeWorker, want time.Duration) {
@@ -154,5 +158,15 @@ func TestHeartbeatIntervalFollowsFleetSize(t *testing.T) {
 		default:
 		}
 		break
+	}
+}
+
+// With the grid off the hub gives no schedule: workers pick their own.
+func TestHeartbeatGridOff(t *testing.T) {
+	e := newEnv(t)
+	h := e.startHub(func(c *Config) { c.HeartbeatInterval, c.HeartbeatGrid = time.Hour, -1 })
+	f := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "w", HeartbeatIntervalUpdates: true}, false)
+	if grid := f.reg.GetHeartbeatGrid(); grid != nil {
+		t.Errorf("Registered.heartbeat_grid = %v with HeartbeatGrid -1, want unset", grid)
 	}
 }

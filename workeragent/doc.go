@@ -9,7 +9,11 @@
 //   - agent.go: New, Run, Shutdown, Drain — the lifecycle.
 //   - conn.go: the connection loop (dial, backoff, failover over HubAddrs).
 //   - session.go: one stream: Register/Registered, the single sender
-//     goroutine, heartbeats and the receive loop.
+//     goroutine and the receive loop.
+//   - heartbeat.go: the heartbeat loop and its schedule: the hub's
+//     interval, at a phase on the hub's grid kept on the wall clock
+//     (internal/hbsched), so that a fleet's heartbeats reach the hub in
+//     groups.
 //   - jobs.go: RunJob/CancelJob/ResultAck handling and the job runner.
 //     Each job and its log pump run on goroutines of an internal/taskpool
 //     Pool, which keep their grown stacks between jobs; Run closes it once

@@ -16,6 +16,29 @@ func intervalFrame(d time.Duration) *blacktreev1.HubMessage {
 		HeartbeatInterval: &blacktreev1.HeartbeatInterval{Interval: durationpb.New(d)}}}
 }
 
+func isHeartbeat(m *blacktreev1.WorkerMessage) bool { return m.GetHeartbeat() != nil }
+
+// heartbeatsWithin counts the heartbeats s's worker sends within d.
+func heartbeatsWithin(t *testing.T, s *fakehub.Stream, d time.Duration) int {
+	t.Helper()
+	quiet := time.NewTimer(d)
+	defer quiet.Stop()
+	beats := 0
+	for {
+		select {
+		case m, ok := <-s.Recv:
+			if !ok {
+				t.Fatalf("stream ended")
+			}
+			if isHeartbeat(m) {
+				beats++
+			}
+		case <-quiet.C:
+			return beats
+		}
+	}
+}
+
 // The worker says it takes HeartbeatInterval frames, and beats at the
 // period the latest one gives.
 func TestHeartbeatIntervalUpdates(t *testing.T) {
@@ -25,7 +48,6 @@ func TestHeartbeatIntervalUpdates(t *testing.T) {
 	if !s.Register.GetHeartbeatIntervalUpdates() {
 		t.Fatalf("Register.heartbeat_interval_updates = false, want true")
 	}
-	isHeartbeat := func(m *blacktreev1.WorkerMessage) bool { return m.GetHeartbeat() != nil }
 
 	// An hour, then 50ms: heartbeats within the test's patience.
 	s.Send(t, intervalFrame(50*time.Millisecond))
@@ -36,23 +58,7 @@ func TestHeartbeatIntervalUpdates(t *testing.T) {
 	// Back to an hour: at most the beats already on their way arrive
 	// within 20 periods of the old one.
 	s.Send(t, intervalFrame(time.Hour))
-	quiet := time.NewTimer(time.Second)
-	defer quiet.Stop()
-	beats := 0
-	for done := false; !done; {
-		select {
-		case m, ok := <-s.Recv:
-			if !ok {
-				t.Fatalf("stream ended")
-			}
-			if isHeartbeat(m) {
-				beats++
-			}
-		case <-quiet.C:
-			done = true
-		}
-	}
-	if beats > 2 {
+	if beats := heartbeatsWithin(t, s, time.Second); beats > 2 {
 		t.Errorf("heartbeats in the second after HeartbeatInterval(1h) = %d, want at most 2 (sent before it was read)", beats)
 	}
 
@@ -62,5 +68,22 @@ func TestHeartbeatIntervalUpdates(t *testing.T) {
 	}
 	if got := heartbeatPeriod(durationpb.New(time.Millisecond)); got != minHeartbeatInterval {
 		t.Errorf("heartbeatPeriod(1ms) = %v, want %v", got, minHeartbeatInterval)
+	}
+}
+
+// On the hub's grid the worker keeps its heartbeats at one phase of the
+// wall clock: with a grid of the whole interval, at whole seconds.
+func TestHeartbeatGrid(t *testing.T) {
+	hub := fakehub.Start(t, fakehub.Options{HeartbeatInterval: time.Second, HeartbeatGrid: time.Second})
+	startAgent(t, Config{HubAddrs: []string{hub.Addr}}, executor.Noop{})
+	s := hub.NextStream(t, wait)
+	for i := range 3 {
+		m := s.WaitFor(t, wait, "a heartbeat", isHeartbeat)
+		// Sent when the timer fired: within 100ms of a whole second, as
+		// a random phase would be one time in ten.
+		at := m.GetHeartbeat().GetSentAt().AsTime()
+		if off := time.Duration(at.UnixNano()) % time.Second; off > 100*time.Millisecond {
+			t.Errorf("heartbeat %d sent at %s: %v past a whole second, want at most 100ms", i, at.Format(time.StampMilli), off)
+		}
 	}
 }

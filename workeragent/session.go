@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -14,10 +13,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/hbsched"
 )
 
 const (
@@ -31,8 +30,6 @@ const (
 	// Register (the hub's default max message is 4 MiB); the rest are sent
 	// as JobResult frames right after Registered.
 	registerResultBudget = 2 << 20
-	// minHeartbeatInterval is the floor on the hub's heartbeat interval.
-	minHeartbeatInterval = 50 * time.Millisecond
 )
 
 // errSessionClosed is returned when a frame is offered to a session that
@@ -51,26 +48,11 @@ type session struct {
 	closeSend chan struct{} // closed to end the stream cleanly (agent stopping)
 	done      chan struct{} // closed when the session is torn down
 	log       hclog.Logger
-	// interval carries a HeartbeatInterval frame's period from the
-	// receive loop to heartbeatLoop; cap 1, a newer period replaces one
-	// not yet taken.
-	interval chan time.Duration
-}
-
-// setInterval hands heartbeatLoop a new period, replacing one it has not
-// taken yet. Only the receive loop calls it.
-func (s *session) setInterval(d time.Duration) {
-	for {
-		select {
-		case s.interval <- d:
-			return
-		default:
-		}
-		select {
-		case <-s.interval:
-		default:
-		}
-	}
+	// schedule carries a HeartbeatInterval frame's schedule from the
+	// receive loop to heartbeatLoop; cap 1, a newer schedule replaces
+	// one not yet taken.
+	schedule chan hbsched.Schedule
+	grid     time.Duration // Registered.heartbeat_grid: phases are its multiples; 0: any
 }
 
 // sendCtrl queues a control frame; it blocks while the queue is full and
@@ -110,7 +92,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 		closeSend: make(chan struct{}),
 		done:      make(chan struct{}),
 		log:       a.log.With("hub", addr),
-		interval:  make(chan time.Duration, 1),
+		schedule:  make(chan hbsched.Schedule, 1),
 	}
 	var wg sync.WaitGroup
 	defer func() {
@@ -140,14 +122,15 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 	if reg == nil {
 		return false, fmt.Errorf("hub answered Register with %T, want Registered", first.GetFrame())
 	}
-	interval := heartbeatPeriod(reg.GetHeartbeatInterval())
+	s.grid = reg.GetHeartbeatGrid().AsDuration()
+	sched := hbsched.New(heartbeatPeriod(reg.GetHeartbeatInterval()), s.grid)
 	a.everRegistered.Store(true)
 	s.log = s.log.With("session_id", reg.GetSessionId())
-	s.log.Info("registered", "hub_id", reg.GetHubId(), "worker_name", reg.GetWorkerName(), "heartbeat_interval", interval)
+	s.log.Info("registered", "hub_id", reg.GetHubId(), "worker_name", reg.GetWorkerName(), "heartbeat_interval", sched.Period)
 
 	wg.Add(3)
 	go func() { defer wg.Done(); s.sendLoop(sctx) }()
-	go func() { defer wg.Done(); a.heartbeatLoop(s, interval) }()
+	go func() { defer wg.Done(); a.heartbeatLoop(s, sched) }()
 	go func() {
 		defer wg.Done()
 		select {
@@ -233,46 +216,6 @@ func (s *session) flushAndCloseSend() {
 	}
 }
 
-// heartbeatPeriod is the period a Registered or HeartbeatInterval frame
-// asks for: DefaultHeartbeatInterval when unset, at least
-// minHeartbeatInterval.
-func heartbeatPeriod(d *durationpb.Duration) time.Duration {
-	interval := d.AsDuration()
-	switch {
-	case d == nil || interval <= 0:
-		return DefaultHeartbeatInterval
-	case interval < minHeartbeatInterval:
-		return minHeartbeatInterval
-	}
-	return interval
-}
-
-// heartbeatLoop sends a Heartbeat every interval, and at once when the
-// agent starts draining. A new period from the hub starts at a random
-// point within its first interval: the hub changes a whole fleet's period
-// at once, and the fleet must not then beat in step.
-func (a *Agent) heartbeatLoop(s *session, interval time.Duration) {
-	t := time.NewTimer(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case d := <-s.interval:
-			s.log.Debug("heartbeat interval changed", "heartbeat_interval", d)
-			interval = d
-			t.Reset(time.Duration(rand.Int64N(int64(d))) + 1)
-			continue
-		case <-t.C:
-		case <-a.hbKick:
-		}
-		t.Reset(interval)
-		if err := s.sendCtrl(a.heartbeatFrame()); err != nil {
-			return
-		}
-	}
-}
-
 // receiveLoop handles hub frames until the stream ends.
 func (a *Agent) receiveLoop(s *session) error {
 	for {
@@ -290,7 +233,7 @@ func (a *Agent) receiveLoop(s *session) error {
 		case *blacktreev1.HubMessage_Drain:
 			a.Drain("hub asked: " + f.Drain.GetReason())
 		case *blacktreev1.HubMessage_HeartbeatInterval:
-			s.setInterval(heartbeatPeriod(f.HeartbeatInterval.GetInterval()))
+			s.setSchedule(hbsched.New(heartbeatPeriod(f.HeartbeatInterval.GetInterval()), s.grid))
 		case *blacktreev1.HubMessage_Registered:
 			s.log.Warn("unexpected second Registered frame; ignoring it")
 		default:
@@ -328,16 +271,6 @@ func (a *Agent) registerFrame(s *session) *blacktreev1.WorkerMessage {
 		}
 	}
 	return &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: reg}}
-}
-
-func (a *Agent) heartbeatFrame() *blacktreev1.WorkerMessage {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{
-		SentAt:        timestamppb.Now(),
-		RunningJobIds: sortedKeys(a.jobs),
-		Draining:      a.draining,
-	}}}
 }
 
 func resultFrame(r *blacktreev1.JobResult) *blacktreev1.WorkerMessage {

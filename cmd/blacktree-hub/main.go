@@ -35,6 +35,7 @@ type options struct {
 	holdTimeout, lostWorkerGrace       time.Duration
 	heartbeatInterval, drainTimeout    time.Duration
 	maxHeartbeatInterval               time.Duration
+	heartbeatGrid                      time.Duration
 	maxHeartbeatRate                   float64
 	workerTokens, adminTokenFile       string
 	insecureNoAuth, pprof              bool
@@ -97,6 +98,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often workers send heartbeats (3 missed = dead) while the fleet is small")
 	fs.Float64Var(&o.maxHeartbeatRate, "max-heartbeat-rate", hub.DefaultMaxHeartbeatRate, "most heartbeats per second the hub asks of its whole fleet: a larger fleet is told a longer interval (0: never)")
 	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest interval --max-heartbeat-rate stretches the heartbeats to")
+	fs.DurationVar(&o.heartbeatGrid, "heartbeat-grid", hub.DefaultHeartbeatGrid, "step of the grid the hub schedules its fleet's heartbeats on, so that they arrive in groups and cost it less (0: workers pick their own times)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", hub.DefaultDrainTimeout, "how long SIGTERM waits for running jobs")
 	fs.StringVar(&o.workerTokens, "worker-tokens", "", "`file` of worker tokens, one per line, `name:token` allowed")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")
@@ -130,6 +132,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("--max-heartbeat-interval %v is shorter than --heartbeat-interval %v", o.maxHeartbeatInterval, o.heartbeatInterval)
 		}
 		o.maxHeartbeatInterval = o.heartbeatInterval // the default follows a longer --heartbeat-interval
+	}
+	if o.heartbeatGrid < 0 {
+		return nil, fmt.Errorf("invalid --heartbeat-grid %v: want 0 (off) or more", o.heartbeatGrid)
 	}
 	if o.maxHeartbeatRate < 0 {
 		return nil, fmt.Errorf("invalid --max-heartbeat-rate %v: want 0 (off) or more", o.maxHeartbeatRate)
@@ -167,10 +172,13 @@ func run(args []string, stderr io.Writer) int {
 	if o.maxHeartbeatRate == 0 {
 		o.maxHeartbeatRate = -1 // hub.Config: negative is off, zero the default
 	}
+	if o.heartbeatGrid == 0 {
+		o.heartbeatGrid = -1 // likewise
+	}
 	cfg := hub.Config{
 		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Pprof: o.pprof, HoldTimeout: o.holdTimeout, Placement: o.placement, LostWorkerGrace: o.lostWorkerGrace,
 		HeartbeatInterval: o.heartbeatInterval, DrainTimeout: o.drainTimeout,
-		MaxHeartbeatRate: o.maxHeartbeatRate, MaxHeartbeatInterval: o.maxHeartbeatInterval,
+		MaxHeartbeatRate: o.maxHeartbeatRate, MaxHeartbeatInterval: o.maxHeartbeatInterval, HeartbeatGrid: o.heartbeatGrid,
 		StreamInterceptors: []grpc.StreamServerInterceptor{authn.StreamInterceptor()},
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{authn.UnaryInterceptor()},
 		WorkerName: func(ctx context.Context) (string, bool) {

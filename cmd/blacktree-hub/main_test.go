@@ -31,8 +31,13 @@ func TestParse(t *testing.T) {
 			check: func(o *options) bool { return o.placement == hub.PlacementBinpack }},
 		{name: "bad placement", args: []string{"--placement", "pack"}, wantErr: "want spread or binpack"},
 		{name: "heartbeat defaults", check: func(o *options) bool {
-			return o.heartbeatInterval == 5*time.Second && o.maxHeartbeatInterval == 20*time.Second && o.maxHeartbeatRate == 1000
+			return o.heartbeatInterval == 5*time.Second && o.maxHeartbeatInterval == 20*time.Second && o.maxHeartbeatRate == 1000 &&
+				o.heartbeatGrid == 100*time.Millisecond
 		}},
+		{name: "heartbeat grid off", args: []string{"--heartbeat-grid", "0"}, check: func(o *options) bool { return o.heartbeatGrid == 0 }},
+		{name: "heartbeat grid from env", env: map[string]string{"BLACKTREE_HEARTBEAT_GRID": "1s"},
+			check: func(o *options) bool { return o.heartbeatGrid == time.Second }},
+		{name: "negative heartbeat grid", args: []string{"--heartbeat-grid", "-1s"}, wantErr: "heartbeat-grid"},
 		{name: "max heartbeat interval follows a longer interval", args: []string{"--heartbeat-interval", "30s"},
 			check: func(o *options) bool { return o.maxHeartbeatInterval == 30*time.Second }},
 		{name: "max heartbeat interval shorter than the interval", args: []string{"--heartbeat-interval", "30s", "--max-heartbeat-interval", "10s"},

@@ -36,6 +36,7 @@ type Hub struct {
 	Streams chan *Stream
 
 	heartbeat time.Duration
+	grid      time.Duration // Registered.heartbeat_grid; 0: unset
 	token     string
 	srv       *grpc.Server
 	lis       net.Listener
@@ -50,6 +51,8 @@ type Options struct {
 	Addr string
 	// HeartbeatInterval sent in Registered; default 1s.
 	HeartbeatInterval time.Duration
+	// HeartbeatGrid, when set, is sent in Registered.
+	HeartbeatGrid time.Duration
 	// Token, when set, is required as `authorization: Bearer <Token>`.
 	Token string
 	// TLS, when set, makes the hub serve TLS.
@@ -81,6 +84,7 @@ func Start(t testing.TB, o Options) *Hub {
 		Addr:      lis.Addr().String(),
 		Streams:   make(chan *Stream, 16),
 		heartbeat: o.HeartbeatInterval,
+		grid:      o.HeartbeatGrid,
 		token:     o.Token,
 		lis:       lis,
 		done:      make(chan struct{}),
@@ -140,6 +144,7 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[blacktreev1.WorkerMessage,
 	close(s.gate)
 	if err := stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
 		SessionId: fmt.Sprintf("sess-%p", s), HeartbeatInterval: durationpb.New(h.heartbeat), HubId: "fakehub", WorkerName: reg.GetName(),
+		HeartbeatGrid: optDuration(h.grid),
 	}}}); err != nil {
 		return err
 	}
@@ -314,4 +319,11 @@ func IsAccepted(jobID string) func(*blacktreev1.WorkerMessage) bool {
 // IsRejected matches the JobRejected of jobID.
 func IsRejected(jobID string) func(*blacktreev1.WorkerMessage) bool {
 	return func(m *blacktreev1.WorkerMessage) bool { return m.GetJobRejected().GetJobId() == jobID }
+}
+
+func optDuration(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
 }

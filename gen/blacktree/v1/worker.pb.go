@@ -874,7 +874,15 @@ type Registered struct {
 	HubId string `protobuf:"bytes,3,opt,name=hub_id,json=hubId,proto3" json:"hub_id,omitempty"`
 	// The name the hub knows this worker by (from its token when the token
 	// carries one, otherwise Register.name).
-	WorkerName    string `protobuf:"bytes,4,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
+	WorkerName string `protobuf:"bytes,4,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
+	// When set, send heartbeats at wall-clock times t (Unix time) with
+	// t mod interval equal to a phase the worker picks at random among the
+	// multiples of heartbeat_grid below the interval (a new one for each new
+	// interval), instead of at a random phase. A fleet whose clocks are in
+	// step (NTP) then sends its heartbeats in groups, one per grid step, and
+	// the hub takes each group with one wake-up instead of one per
+	// heartbeat. Hub flag --heartbeat-grid. Unset: any phase.
+	HeartbeatGrid *durationpb.Duration `protobuf:"bytes,5,opt,name=heartbeat_grid,json=heartbeatGrid,proto3" json:"heartbeat_grid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -937,12 +945,20 @@ func (x *Registered) GetWorkerName() string {
 	return ""
 }
 
+func (x *Registered) GetHeartbeatGrid() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatGrid
+	}
+	return nil
+}
+
 // HeartbeatInterval changes how often the worker sends Heartbeat. When its
 // fleet grows or shrinks past a step of its heartbeat budget (hub flag
 // --max-heartbeat-rate), the hub sends it in answer to each worker's next
 // Heartbeat, and judges missed heartbeats by the new interval from then on.
-// The worker starts the new period at a random point within it, so that a
-// fleet does not beat in step.
+// The worker starts the new period at a phase it picks at random (on
+// Registered.heartbeat_grid when set), so that a fleet does not beat in
+// step.
 type HeartbeatInterval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new interval.
@@ -1244,7 +1260,7 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\tR\x04data\"B\n" +
 	"\tJobResult\x125\n" +
-	"\bresponse\x18\x01 \x01(\v2\x19.blacktree.v1.JobResponseR\bresponse\"\xad\x01\n" +
+	"\bresponse\x18\x01 \x01(\v2\x19.blacktree.v1.JobResponseR\bresponse\"\xef\x01\n" +
 	"\n" +
 	"Registered\x12\x1d\n" +
 	"\n" +
@@ -1252,7 +1268,8 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12\x15\n" +
 	"\x06hub_id\x18\x03 \x01(\tR\x05hubId\x12\x1f\n" +
 	"\vworker_name\x18\x04 \x01(\tR\n" +
-	"workerName\"J\n" +
+	"workerName\x12@\n" +
+	"\x0eheartbeat_grid\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rheartbeatGrid\"J\n" +
 	"\x11HeartbeatInterval\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"4\n" +
 	"\x06RunJob\x12*\n" +
@@ -1330,15 +1347,16 @@ var file_blacktree_v1_worker_proto_depIdxs = []int32{
 	0,  // 17: blacktree.v1.JobRejected.reason:type_name -> blacktree.v1.RejectReason
 	18, // 18: blacktree.v1.JobResult.response:type_name -> blacktree.v1.JobResponse
 	19, // 19: blacktree.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	19, // 20: blacktree.v1.HeartbeatInterval.interval:type_name -> google.protobuf.Duration
-	20, // 21: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
-	1,  // 22: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
-	2,  // 23: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
-	23, // [23:24] is the sub-list for method output_type
-	22, // [22:23] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	19, // 20: blacktree.v1.Registered.heartbeat_grid:type_name -> google.protobuf.Duration
+	19, // 21: blacktree.v1.HeartbeatInterval.interval:type_name -> google.protobuf.Duration
+	20, // 22: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
+	1,  // 23: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
+	2,  // 24: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
+	24, // [24:25] is the sub-list for method output_type
+	23, // [23:24] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_worker_proto_init() }
