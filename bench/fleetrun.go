@@ -516,7 +516,7 @@ func captureHeap(ctx context.Context, env *Env, hub *Hub, dir, name string) stri
 
 // hubHeartbeats is the heartbeat interval the hub, run with hubEnv (its
 // flags' BLACKTREE_* fallbacks), gives a fleet of n workers, and the grid
-// it schedules their heartbeats on (0: none).
+// it gives them for their heartbeats' phases (0: none).
 func hubHeartbeats(hubEnv []string, n int) (interval, grid time.Duration, err error) {
 	var cfg hub.Config
 	grid = hub.DefaultHeartbeatGrid

@@ -24,8 +24,8 @@ type Schedule struct {
 	Phase  time.Duration // in [0, Period)
 }
 
-// New returns a schedule of the period at a random phase: a multiple of
-// grid below the period (0 when grid >= period), or any phase when grid
+// New returns a schedule of the period (> 0) at a random phase: a multiple
+// of grid below the period (0 when grid >= period), or any phase when grid
 // <= 0.
 func New(period, grid time.Duration) Schedule {
 	if grid <= 0 {
