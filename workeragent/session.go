@@ -126,7 +126,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 	sched := hbsched.New(heartbeatPeriod(reg.GetHeartbeatInterval()), s.grid)
 	a.everRegistered.Store(true)
 	s.log = s.log.With("session_id", reg.GetSessionId())
-	s.log.Info("registered", "hub_id", reg.GetHubId(), "worker_name", reg.GetWorkerName(), "heartbeat_interval", sched.Period)
+	s.log.Info("registered", "hub_id", reg.GetHubId(), "worker_name", reg.GetWorkerName(), "heartbeat_interval", sched.Period, "heartbeat_grid", s.grid)
 
 	wg.Add(3)
 	go func() { defer wg.Done(); s.sendLoop(sctx) }()
