@@ -229,7 +229,7 @@ func (f *Fleet) run(id string) {
 		f.heartbeats.Add(1)
 		timerMu.Lock()
 		if !stopped {
-			timer.Reset(sched.Until(time.Now()))
+			timer.Reset(sched.Next(time.Now()))
 		}
 		timerMu.Unlock()
 	}

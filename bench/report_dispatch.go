@@ -218,6 +218,7 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	}
 }
 
+// roundList renders each round's jobs/s and ratio, the first round first.
 func roundList(d *DispatchResult) string {
 	var parts []string
 	for _, r := range d.allRounds() {

@@ -251,8 +251,7 @@ func (r *Report) writeProfile(p func(string, ...any), pr *ProfileResult) {
 	}
 }
 
-// roundList renders each round's jobs/s and ratio, the first round first.
-
+// gridText is a heartbeat grid for the report: none when off.
 func gridText(d time.Duration) string {
 	if d <= 0 {
 		return "none (any phase)"

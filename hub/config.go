@@ -61,11 +61,11 @@ type Config struct {
 	// connected the interval doubles, up to MaxHeartbeatInterval, and the
 	// workers that take updates are told (a HeartbeatInterval frame in
 	// answer to their next heartbeat); it halves again once the fleet
-	// would use at most 3/4 of the rate at the shorter interval. The cost is slower detection of a stuck worker in
-	// a large fleet (MissedHeartbeats × the interval); a silent network is
-	// still found by keepalive. Default 1000 (the default 5s holds up to
-	// 5,000 workers, 10s up to 10,000). Negative: the interval never
-	// changes.
+	// would use at most 3/4 of the rate at the shorter interval. The cost
+	// is slower detection of a stuck worker in a large fleet
+	// (MissedHeartbeats × the interval); a silent network is still found
+	// by keepalive. Default 1000 (the default 5s holds up to 5,000
+	// workers, 10s up to 10,000). Negative: the interval never changes.
 	MaxHeartbeatRate float64
 	// MaxHeartbeatInterval caps the interval MaxHeartbeatRate stretches
 	// to; keep it below KeepaliveTime, or keepalive pings start to add to

@@ -61,7 +61,7 @@ func (a *Agent) heartbeatLoop(s *session, sched hbsched.Schedule) {
 			t.Reset(sched.Until(time.Now()))
 			continue
 		case <-t.C:
-			t.Reset(sched.Until(time.Now()))
+			t.Reset(sched.Next(time.Now()))
 		case <-a.hbKick:
 		}
 		if err := s.sendCtrl(a.heartbeatFrame()); err != nil {

@@ -44,3 +44,14 @@ func (s Schedule) Until(now time.Time) time.Duration {
 	}
 	return d
 }
+
+// Next returns how long from now the beat after the one just sent is due:
+// the first phase at least half a period away. Timers run on the monotonic
+// clock and phases on the wall clock, which NTP may slew against it; a
+// timer that fires a little before its phase on the wall clock then gets
+// the next period's beat, not a second beat a moment later (Until would
+// give that).
+func (s Schedule) Next(now time.Time) time.Duration {
+	half := s.Period / 2
+	return half + s.Until(now.Add(half))
+}

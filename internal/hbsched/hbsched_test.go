@@ -80,3 +80,25 @@ func TestScheduleUntil(t *testing.T) {
 		})
 	}
 }
+
+func TestScheduleNext(t *testing.T) {
+	s := Schedule{Period: 10 * time.Second, Phase: 3 * time.Second}
+	at := func(sinceEpoch time.Duration) time.Time {
+		return time.Unix(0, int64(1_700_000_000*time.Second+sinceEpoch))
+	}
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		want time.Duration
+	}{
+		{name: "sent on the phase", now: at(3 * time.Second), want: 10 * time.Second},
+		{name: "sent 5ms late", now: at(3*time.Second + 5*time.Millisecond), want: 10*time.Second - 5*time.Millisecond},
+		{name: "sent 5ms early (a slewed wall clock): the next period, not 5ms later", now: at(3*time.Second - 5*time.Millisecond), want: 10*time.Second + 5*time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := s.Next(tc.now); got != tc.want {
+				t.Errorf("Next(%v) = %v, want %v", tc.now.UTC().Format(time.StampMilli), got, tc.want)
+			}
+		})
+	}
+}
