@@ -22,6 +22,7 @@ type Report struct {
 	Fleet     *FleetResult
 	Failure   *FailureResult
 	Profile   *ProfileResult
+	Logs      *LogsResult
 	// DispatchConfig is the dispatch configuration (also used by the
 	// profile scenario).
 	DispatchConfig *DispatchConfig
@@ -97,6 +98,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	if pr := r.Profile; pr != nil {
 		r.writeProfile(p, pr)
+	}
+	if l := r.Logs; l != nil {
+		r.writeLogs(p, l)
 	}
 	if len(r.Notes) > 0 {
 		p("## Notes")

@@ -26,6 +26,8 @@ const (
 
 	// DefaultPersistResultsAfter is the default Config.PersistResultsAfter.
 	DefaultPersistResultsAfter = 200 * time.Millisecond
+	// DefaultLogFlushInterval is the default Config.LogFlushInterval.
+	DefaultLogFlushInterval = 100 * time.Millisecond
 
 	// MinKeepaliveTime is grpc-go's floor for the client keepalive time;
 	// lower values are raised to it (by grpc and by New).
@@ -118,6 +120,14 @@ type Config struct {
 	// ResultLogBytes bounds JobResponse.logs; the tail is kept (default
 	// 1 MiB).
 	ResultLogBytes int
+	// LogFlushInterval is how often a running job's output goes to the hub:
+	// its first output leaves as a JobLog chunk at once, later output
+	// gathers for this long between chunks (less when MaxLogChunk bytes
+	// wait), and the rest leaves when the job ends, before its JobResult.
+	// A chatty build then costs the hub and the worker one frame per
+	// interval, not one per line (docs/BENCHMARKS.md G27). Zero means
+	// DefaultLogFlushInterval (100ms); negative sends every write at once.
+	LogFlushInterval time.Duration
 	// Policy validates each JobRequest before it runs (internal/jobspec).
 	Policy jobspec.Policy
 }
@@ -168,6 +178,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ResultLogBytes == 0 {
 		c.ResultLogBytes = DefaultResultLogBytes
+	}
+	if c.LogFlushInterval == 0 {
+		c.LogFlushInterval = DefaultLogFlushInterval
 	}
 }
 

@@ -25,6 +25,7 @@ type logStream struct {
 	secrets *redact.Secrets
 	limit   int
 	ready   chan struct{} // cap 1: something to do (data or close)
+	full    chan struct{} // cap 1: a whole chunk (MaxLogChunk) is waiting
 	closed  chan struct{} // closed by Close
 
 	mu      sync.Mutex // guards the following
@@ -35,12 +36,15 @@ type logStream struct {
 }
 
 func newLogStream(jobID string, secrets *redact.Secrets, limit int) *logStream {
-	return &logStream{jobID: jobID, secrets: secrets, limit: limit, ready: make(chan struct{}, 1), closed: make(chan struct{})}
+	return &logStream{jobID: jobID, secrets: secrets, limit: limit, ready: make(chan struct{}, 1), full: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
-func (l *logStream) signal() {
+func (l *logStream) signal() { poke(l.ready) }
+
+// poke signals a cap-1 channel without blocking.
+func poke(c chan struct{}) {
 	select {
-	case l.ready <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -77,6 +81,9 @@ func (l *logStream) Write(p []byte) (int, error) {
 		}
 	}
 	l.signal()
+	if len(l.buf) >= MaxLogChunk {
+		poke(l.full)
+	}
 	return len(p), nil
 }
 
@@ -151,20 +158,34 @@ func (l *logStream) isClosed() bool {
 	return l.done
 }
 
+// gathering reports whether output is waiting, less than a whole chunk.
+func (l *logStream) gathering() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buf) > 0 && len(l.buf) < MaxLogChunk
+}
+
 // pumpLogs sends a job's output as JobLog chunks on whichever session is
-// current, until the stream is closed and flushed. Output produced while no
-// session is up stays buffered (bounded by the logStream). Once the job has
-// finished, the rest gets finalFlushTimeout to leave, then is dropped.
+// current, until the stream is closed and flushed. After each chunk it lets
+// output gather for LogFlushInterval, unless a whole chunk is waiting or the
+// job has ended. Output produced while no session is up stays buffered
+// (bounded by the logStream). Once the job has finished, the rest gets
+// finalFlushTimeout to leave, then is dropped.
 func (a *Agent) pumpLogs(l *logStream) {
 	var (
 		timer    *time.Timer
 		deadline <-chan time.Time
 		closed   = l.closed
 		stopping <-chan struct{} // after Close: the agent is stopping, give up now
+		pause    *time.Timer     // between chunks
+		due      time.Time       // the next chunk's earliest time
 	)
 	defer func() {
 		if timer != nil {
 			timer.Stop()
+		}
+		if pause != nil {
+			pause.Stop()
 		}
 	}()
 	arm := func() {
@@ -188,6 +209,22 @@ func (a *Agent) pumpLogs(l *logStream) {
 			}
 			continue
 		}
+		// Let output gather until the next chunk is due. With nothing
+		// waiting, the pump waits for output below, with no timer.
+		if wait := time.Until(due); wait > 0 && deadline == nil && l.gathering() {
+			if pause == nil {
+				pause = time.NewTimer(wait)
+			} else {
+				pause.Reset(wait)
+			}
+			select {
+			case <-pause.C:
+			case <-closed:
+			case <-l.full:
+			case <-changed:
+			}
+			continue
+		}
 		msg, ok, finished := l.next()
 		if ok {
 			select {
@@ -208,6 +245,9 @@ func (a *Agent) pumpLogs(l *logStream) {
 						return
 					}
 				}
+			}
+			if iv := a.cfg.LogFlushInterval; iv > 0 {
+				due = time.Now().Add(iv)
 			}
 		}
 		if finished {

@@ -247,3 +247,120 @@ func TestStopWithStalledHub(t *testing.T) {
 		t.Errorf("Run() = %v, want ErrAborted (the result is kept for the next start)", err)
 	}
 }
+
+// chattyExec writes bulk bytes at once, then lines one every `every`, then
+// waits for gate (if any), like a build printing as it goes.
+type chattyExec struct {
+	bulk  int
+	lines int
+	every time.Duration
+	gate  chan struct{}
+	took  chan time.Duration // cap 1: how long the output took
+}
+
+func (chattyExec) Name() string { return "chatty" }
+
+func (c chattyExec) Run(ctx context.Context, req *blacktreev1.JobRequest, logs io.Writer) *blacktreev1.JobResponse {
+	start := time.Now()
+	if c.bulk > 0 {
+		logs.Write([]byte(strings.Repeat("b", c.bulk-1) + "\n"))
+	}
+	for i := range c.lines {
+		time.Sleep(c.every)
+		fmt.Fprintf(logs, "line %d\n", i)
+	}
+	c.took <- time.Since(start)
+	if c.gate != nil {
+		select {
+		case <-c.gate:
+		case <-ctx.Done():
+		}
+	}
+	return &blacktreev1.JobResponse{JobId: req.GetJobId(), Success: true, ImageUrl: req.GetImageName()}
+}
+
+func TestLogFlushInterval(t *testing.T) {
+	var want strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	tests := []struct {
+		name     string
+		interval time.Duration
+		gathered bool // at most one chunk per interval, else one per line or so
+	}{
+		{name: "100ms", interval: 100 * time.Millisecond, gathered: true},
+		{name: "every write", interval: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := fakehub.Start(t, fakehub.Options{HeartbeatInterval: time.Hour})
+			ex := chattyExec{lines: 200, every: time.Millisecond, took: make(chan time.Duration, 1)}
+			startAgent(t, Config{HubAddrs: []string{hub.Addr}, LogFlushInterval: tt.interval}, ex)
+			s := hub.NextStream(t, wait)
+			s.Send(t, fakehub.RunJob(jobReq("chatty")))
+			var streamed strings.Builder
+			chunks := 0
+			s.WaitFor(t, wait, "JobResult", func(m *blacktreev1.WorkerMessage) bool {
+				if l := m.GetJobLog(); l != nil {
+					streamed.WriteString(l.GetData())
+					chunks++
+				}
+				return fakehub.IsResult("chatty")(m)
+			})
+			s.Send(t, fakehub.Ack("chatty"))
+			took := <-ex.took
+			if !strings.HasSuffix(streamed.String(), want.String()) {
+				t.Errorf("JobLog data = %q, want it to end with the 200 lines in order", streamed.String())
+			}
+			// One chunk at once, then one per interval, and the rest at
+			// the end.
+			most := int(took/(100*time.Millisecond)) + 2
+			if tt.gathered && chunks > most {
+				t.Errorf("%d JobLog chunks for %s of output, want at most %d", chunks, took, most)
+			}
+			if !tt.gathered && chunks <= most {
+				t.Errorf("%d JobLog chunks for %s of output, want more than %d (one per write or so)", chunks, took, most)
+			}
+			if testing.Verbose() {
+				t.Logf("%d chunks in %s", chunks, took)
+			}
+		})
+	}
+}
+
+// TestLogFlushIntervalDoesNotHold: the first output and whole chunks leave
+// while the job runs, however long the interval.
+func TestLogFlushIntervalDoesNotHold(t *testing.T) {
+	tests := []struct {
+		name       string
+		bulk       int
+		wantChunks int
+	}{
+		{name: "first output at once", bulk: 10, wantChunks: 1},
+		{name: "whole chunks at once", bulk: 3 * MaxLogChunk, wantChunks: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := fakehub.Start(t, fakehub.Options{HeartbeatInterval: time.Hour})
+			ex := chattyExec{bulk: tt.bulk, gate: make(chan struct{}), took: make(chan time.Duration, 1)}
+			startAgent(t, Config{HubAddrs: []string{hub.Addr}, LogFlushInterval: time.Hour}, ex)
+			s := hub.NextStream(t, wait)
+			s.Send(t, fakehub.RunJob(jobReq("held")))
+			streamed, chunks := 0, 0
+			s.WaitFor(t, wait, fmt.Sprintf("%d JobLog chunks while the job runs", tt.wantChunks), func(m *blacktreev1.WorkerMessage) bool {
+				if l := m.GetJobLog(); l != nil {
+					streamed += len(l.GetData())
+					chunks++
+				}
+				return chunks >= tt.wantChunks
+			})
+			if streamed < tt.bulk-MaxLogChunk {
+				t.Errorf("streamed %d bytes while the job runs, want at least %d", streamed, tt.bulk-MaxLogChunk)
+			}
+			close(ex.gate)
+			s.WaitFor(t, wait, "JobResult", fakehub.IsResult("held"))
+			s.Send(t, fakehub.Ack("held"))
+		})
+	}
+}

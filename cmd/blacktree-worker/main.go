@@ -49,9 +49,9 @@ type options struct {
 	registry, stateDir, workDir, tlsCA, tlsCert, tlsKey, tlsServerName   string
 	buildNetwork                                                         string
 	logLevel                                                             string
-	slots                                                                int
+	slots, noopLines                                                     int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
-	persistResultsAfter                                                  time.Duration
+	persistResultsAfter, logFlushInterval                                time.Duration
 	insecure, allowPrivateGitHosts, logJSON                              bool
 }
 
@@ -98,6 +98,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.labels, "labels", "", "worker labels, `k=v,...` (matched against a job's workerLabels)")
 	fs.StringVar(&o.executor, "executor", "docker", "executor: docker or noop")
 	fs.DurationVar(&o.noopDelay, "noop-delay", 0, "how long each noop job takes")
+	fs.IntVar(&o.noopLines, "noop-log-lines", 0, "lines of output each noop job writes, spread over --noop-delay (a load test of log streaming)")
 	fs.StringVar(&o.gitBaseURL, "git-base-url", "https://github.com", "base `URL` that owner/name repoUrls resolve against")
 	fs.StringVar(&o.allowedGitHosts, "allowed-git-hosts", "", "extra `hosts` full https repoUrls may name, comma-separated (the git base URL's host is always allowed)")
 	fs.BoolVar(&o.allowPrivateGitHosts, "allow-private-git-hosts", false, "let allowed git hosts be loopback/private addresses (on-prem git, tests)")
@@ -106,6 +107,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
 	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
 		"write a finished job's result to --state-dir only if the hub has not acknowledged it within this (also when the hub session ends and on exit); 0 writes every result before sending it (survives kill -9, costs a file write per job)")
+	fs.DurationVar(&o.logFlushInterval, "log-flush-interval", workeragent.DefaultLogFlushInterval,
+		"send a job's output to the hub as JobLog chunks at most this often: its first output at once, then what gathered each interval (sooner when 64 KiB wait, the rest when the job ends); 0 sends every write at once")
 	fs.StringVar(&o.workDir, "work-dir", "", "`dir` for per-job workspaces (default: the system temp dir)")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", workeragent.DefaultJobTimeout, "time limit of a job whose request sets none")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", time.Minute, "at start-up, give up (exit 1) if no hub answers within this; 0 retries forever")
@@ -204,8 +207,18 @@ func setup(o *options, stderr io.Writer) (workeragent.Config, executor.Executor,
 	if o.slots < 1 {
 		return cfg, nil, nil, fmt.Errorf("invalid --slots %d: want at least 1", o.slots)
 	}
+	if o.noopLines < 0 {
+		return cfg, nil, nil, fmt.Errorf("invalid --noop-log-lines %d: want 0 or more", o.noopLines)
+	}
 	if o.persistResultsAfter < 0 {
 		return cfg, nil, nil, fmt.Errorf("invalid --persist-results-after %s: want 0 or more", o.persistResultsAfter)
+	}
+	if o.logFlushInterval < 0 {
+		return cfg, nil, nil, fmt.Errorf("invalid --log-flush-interval %s: want 0 or more", o.logFlushInterval)
+	}
+	logFlush := o.logFlushInterval
+	if logFlush == 0 {
+		logFlush = -1 // Config: negative sends every write at once
 	}
 	labels, err := parseLabels(o.labels)
 	if err != nil {
@@ -226,6 +239,7 @@ func setup(o *options, stderr io.Writer) (workeragent.Config, executor.Executor,
 	exec, err := executor.New(o.executor, executor.Options{
 		Logger:          logger.Named("executor"),
 		NoopDelay:       o.noopDelay,
+		NoopLines:       o.noopLines,
 		GitBaseURL:      o.gitBaseURL,
 		AllowedGitHosts: splitList(o.allowedGitHosts),
 		BuildNetwork:    o.buildNetwork,
@@ -261,6 +275,7 @@ func setup(o *options, stderr io.Writer) (workeragent.Config, executor.Executor,
 		InitialConnectTimeout:    o.connectTimeout,
 		PersistResultsAfter:      o.persistResultsAfter,
 		PersistResultsBeforeSend: o.persistResultsAfter == 0,
+		LogFlushInterval:         logFlush,
 	}
 	return cfg, exec, logger, nil
 }

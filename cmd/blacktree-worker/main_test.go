@@ -35,6 +35,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"--bogus"}, want: "flag provided but not defined"},
 		{name: "bad slots", args: []string{"--insecure", "--executor", "noop", "--slots", "0"}, want: "--slots"},
 		{name: "negative persist delay", args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"}, want: "--persist-results-after"},
+		{name: "negative log flush interval", args: []string{"--insecure", "--executor", "noop", "--log-flush-interval", "-1s"}, want: "--log-flush-interval"},
+		{name: "negative noop log lines", args: []string{"--insecure", "--executor", "noop", "--noop-log-lines", "-1"}, want: "--noop-log-lines"},
 		{name: "bad labels", args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"}, want: "--labels"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
 		{name: "unknown executor", args: []string{"--insecure", "--executor", "magic"}, want: "--executor"},
@@ -111,6 +113,39 @@ func TestPersistResultsAfterFlag(t *testing.T) {
 			}
 			if got := cfg.PersistResultsBeforeSend; got != tt.sync {
 				t.Errorf("setup() PersistResultsBeforeSend = %v, want %v", got, tt.sync)
+			}
+		})
+	}
+}
+
+func TestLogFlushIntervalFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		env  string // BLACKTREE_LOG_FLUSH_INTERVAL; "" leaves it unset
+		args []string
+		want time.Duration // Config.LogFlushInterval
+	}{
+		{name: "default", want: workeragent.DefaultLogFlushInterval},
+		{name: "zero sends every write", args: []string{"--log-flush-interval", "0"}, want: -1},
+		{name: "flag", args: []string{"--log-flush-interval", "1s"}, want: time.Second},
+		{name: "env", env: "250ms", want: 250 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("BLACKTREE_LOG_FLUSH_INTERVAL", tt.env)
+			}
+			o, err := parse(tt.args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("parse(%q) error = %v", tt.args, err)
+			}
+			o.insecure, o.executor = true, "noop"
+			cfg, _, _, err := setup(o, io.Discard)
+			if err != nil {
+				t.Fatalf("setup() error = %v", err)
+			}
+			if got := cfg.LogFlushInterval; got != tt.want {
+				t.Errorf("setup() LogFlushInterval = %s, want %s", got, tt.want)
 			}
 		})
 	}

@@ -40,6 +40,7 @@ type options struct {
 	timeout       time.Duration
 	dispatch      bench.DispatchConfig
 	fleet         bench.FleetRunConfig
+	logs          bench.LogsConfig
 	shortGrace    time.Duration
 	defaultGrace  bool
 	skipPartition bool
@@ -64,7 +65,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("btbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.amqpURL, "amqp-url", envOr("BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ `URL` (env BLACKTREE_AMQP_URL)")
-	fs.StringVar(&o.scenarios, "scenarios", "dispatch,fleet,failure,profile", "comma-separated: baseline (relay only), dispatch, fleet, failure, profile (in-process hub under pprof)")
+	fs.StringVar(&o.scenarios, "scenarios", "dispatch,fleet,failure,profile,logs", "comma-separated: baseline (relay only), dispatch, fleet, failure, profile (in-process hub under pprof), logs (jobs that print like builds)")
 	fs.StringVar(&o.out, "out", "", "write the Markdown report to this `file` (e.g. docs/BENCHMARKS.md)")
 	fs.StringVar(&o.profileDir, "profile-dir", filepath.Join(os.TempDir(), "btbench-profiles"), "`dir` the pprof profiles are saved in (kept after the run)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "hub and worker --log-level")
@@ -76,6 +77,10 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.dispatch.Prefetch, "prefetch", 32, "dispatch: relay prefetch and hub --prefetch")
 	fs.IntVar(&o.dispatch.Workers, "workers", 4, "dispatch: noop worker processes")
 	fs.IntVar(&o.dispatch.Slots, "slots", 8, "dispatch: slots per worker")
+	fs.IntVar(&o.logs.Lines, "logs-lines", 200, "logs: lines each job prints over --logs-job (the same --workers and --slots, every slot busy)")
+	fs.DurationVar(&o.logs.JobLength, "logs-job", time.Second, "logs: how long each job runs")
+	fs.DurationVar(&o.logs.Window, "logs-window", 8*time.Second, "logs: how long CPU is measured, after 2s of warm-up")
+	fs.IntVar(&o.logs.Rounds, "logs-rounds", 2, "logs: pairs of runs, workers' --log-flush-interval 0 and default, alternating")
 	fs.BoolVar(&o.dispatch.OneWorker, "one-worker", true, "dispatch: also measure Blacktree with the same slots in one worker process (--workers x --slots)")
 	fs.BoolVar(&o.dispatch.Binpack, "binpack", true, "dispatch: also measure Blacktree as deployed with the hub's --placement binpack, in the first drain and every round")
 	fs.DurationVar(&o.dispatch.LatencyFor, "latency-for", 10*time.Second, "dispatch: length of each fixed-rate latency run")
@@ -119,11 +124,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	want := map[string]bool{}
 	for _, s := range strings.Split(o.scenarios, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "baseline", "dispatch", "fleet", "failure", "profile":
+		case "baseline", "dispatch", "fleet", "failure", "profile", "logs":
 			want[s] = true
 		case "":
 		default:
-			fmt.Fprintf(stderr, "btbench: unknown scenario %q (want baseline, dispatch, fleet, failure, profile)\n", s)
+			fmt.Fprintf(stderr, "btbench: unknown scenario %q (want baseline, dispatch, fleet, failure, profile, logs)\n", s)
 			return 2
 		}
 	}
@@ -157,7 +162,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			rep.Dispatch = d
 		}
-		if !(want["dispatch"] || want["fleet"] || want["failure"] || want["profile"]) {
+		if !(want["dispatch"] || want["fleet"] || want["failure"] || want["profile"] || want["logs"]) {
 			return 0
 		}
 		root, err := cluster.ModuleRoot()
@@ -220,6 +225,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 				rep.Errors = append(rep.Errors, "profile: "+err.Error())
 			}
 			rep.Profile = pr
+		}
+		if want["logs"] {
+			o.logs.Workers, o.logs.Slots, o.logs.Warmup = o.dispatch.Workers, o.dispatch.Slots, 2*time.Second
+			l, err := bench.RunLogs(ctx, env, o.logs, logf)
+			if err != nil {
+				rep.Errors = append(rep.Errors, "logs: "+err.Error())
+			}
+			rep.Logs = l
 		}
 		return 0
 	}()

@@ -37,6 +37,9 @@ type Options struct {
 	Logger hclog.Logger
 	// NoopDelay is how long the noop executor takes per job.
 	NoopDelay time.Duration
+	// NoopLines is how many lines of output the noop executor writes per
+	// job, spread over NoopDelay.
+	NoopLines int
 	// GitBaseURL resolves `owner/name` repoUrls (default https://github.com).
 	GitBaseURL string
 	// AllowedGitHosts are the hosts a full https repoUrl may name, in

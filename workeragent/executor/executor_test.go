@@ -3,6 +3,7 @@ package executor
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func TestNoop(t *testing.T) {
 	tests := []struct {
 		name    string
 		delay   time.Duration
+		lines   int
 		cancel  bool
 		wantOK  bool
 		wantErr string
@@ -39,6 +41,9 @@ func TestNoop(t *testing.T) {
 		{name: "succeeds", delay: time.Millisecond, wantOK: true},
 		{name: "no delay", wantOK: true},
 		{name: "cancelled", delay: time.Hour, cancel: true, wantErr: "cancelled"},
+		{name: "lines", delay: 30 * time.Millisecond, lines: 3, wantOK: true},
+		{name: "lines without delay", lines: 2, wantOK: true},
+		{name: "cancelled between lines", delay: time.Hour, lines: 2, cancel: true, wantErr: "cancelled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,7 +53,11 @@ func TestNoop(t *testing.T) {
 				cancel()
 			}
 			var logs bytes.Buffer
-			resp := Noop{Delay: tt.delay}.Run(ctx, req, &logs)
+			start := time.Now()
+			resp := Noop{Delay: tt.delay, Lines: tt.lines}.Run(ctx, req, &logs)
+			if took := time.Since(start); tt.wantOK && took < tt.delay {
+				t.Errorf("Run() took %s, want at least the delay %s", took, tt.delay)
+			}
 			if resp.GetJobId() != "j1" || resp.GetSuccess() != tt.wantOK || !strings.Contains(resp.GetError(), tt.wantErr) {
 				t.Errorf("Run() = %v, want success=%v error containing %q", resp, tt.wantOK, tt.wantErr)
 			}
@@ -57,6 +66,16 @@ func TestNoop(t *testing.T) {
 			}
 			if !strings.Contains(logs.String(), "j1") {
 				t.Errorf("Run() logs = %q, want a line naming the job", logs.String())
+			}
+			want := 1 + tt.lines // the first line, then Lines more
+			if tt.cancel {
+				want = 1
+			}
+			if got := strings.Count(logs.String(), "\n"); got != want {
+				t.Errorf("Run() wrote %d lines (%q), want %d", got, logs.String(), want)
+			}
+			if tt.lines > 0 && !tt.cancel && !strings.HasSuffix(logs.String(), fmt.Sprintf("line %d of %d\n", tt.lines, tt.lines)) {
+				t.Errorf("Run() logs = %q, want the last line numbered %d of %d", logs.String(), tt.lines, tt.lines)
 			}
 		})
 	}
