@@ -61,7 +61,7 @@ demo:
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeValidate -fuzztime=60s ./internal/jobspec/
 
-## bench: dispatch path vs. raw RabbitMQ, a 10,000-worker fleet, failure detection; rewrites docs/BENCHMARKS.md (needs RabbitMQ; a few minutes; BENCHFLAGS adds btbench flags)
+## bench: dispatch path vs. raw RabbitMQ, a 10,000-worker fleet, failure detection, log streaming; rewrites docs/BENCHMARKS.md (needs RabbitMQ; a few minutes; BENCHFLAGS adds btbench flags)
 bench:
 	$(GO) run ./cmd/btbench --out docs/BENCHMARKS.md $(BENCHFLAGS)
 

@@ -1,12 +1,18 @@
 // Package bench measures Blacktree's dispatch path against a minimal
 // relay written straight on amqp091-go (the broker-bound floor), holds a
-// large fleet of in-process gRPC worker clients on one hub, and times
-// failure detection (a killed worker, a silently partitioned one).
+// large fleet of in-process gRPC worker clients on one hub, times failure
+// detection (a killed worker, a silently partitioned one) and measures what
+// jobs that print like builds cost the hub.
 //
 // Every scenario reports a ratio against a baseline measured in the same
 // run, because the machines it runs on are small and shared: absolute
 // numbers are noise, ratios are the signal. cmd/btbench drives it and
 // `make bench` rewrites docs/BENCHMARKS.md from its output.
+//
+// The logs scenario (logs.go) runs real workers whose noop jobs print like
+// builds, with the workers' --log-flush-interval at 0 and at its default,
+// alternating: the hub's CPU for the JobLog frames, one setting against
+// the other.
 //
 // Besides Blacktree as deployed (4 worker processes, the hub's defaults),
 // the dispatch scenario drains the same slots in one worker process and

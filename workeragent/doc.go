@@ -18,7 +18,11 @@
 //     Each job and its log pump run on goroutines of an internal/taskpool
 //     Pool, which keep their grown stacks between jobs; Run closes it once
 //     every job has returned.
-//   - logstream.go: bounded, scrubbed JobLog chunking.
+//   - logstream.go: bounded, scrubbed JobLog chunking. A job's first
+//     output leaves at once; later output gathers for
+//     Config.LogFlushInterval between chunks (sooner when a whole chunk
+//     waits), so a chatty build costs one frame per interval, not one per
+//     line.
 //   - state.go: the state directory (worker id, unacknowledged results).
 //   - results.go: when a held result is written there (a late ResultAck,
 //     a session's end, Run's return) and how that races with the ack.

@@ -72,7 +72,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Func("hub-env", "KEY=VALUE added to every hub's environment, e.g. GOGC=50 (repeatable)", envFlag(&o.hubEnv))
 	fs.Func("worker-env", "KEY=VALUE added to every worker process's environment, e.g. GOMAXPROCS=1 (repeatable)", envFlag(&o.workerEnv))
 	fs.BoolVar(&o.verbose, "v", false, "print the hub's and workers' output")
-	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after this long")
 	fs.IntVar(&o.dispatch.Jobs, "jobs", 20000, "dispatch: backlog size drained by each side")
 	fs.IntVar(&o.dispatch.Prefetch, "prefetch", 32, "dispatch: relay prefetch and hub --prefetch")
 	fs.IntVar(&o.dispatch.Workers, "workers", 4, "dispatch: noop worker processes")

@@ -42,7 +42,7 @@ func (n Noop) Run(ctx context.Context, req *blacktreev1.JobRequest, logs io.Writ
 	defer w.stop()
 	for i := 1; i <= n.Lines; i++ {
 		// Line i at i/(Lines+1) of the delay.
-		if !w.until(ctx, start.Add(n.Delay*time.Duration(i)/time.Duration(n.Lines+1))) {
+		if !w.until(ctx, start.Add(time.Duration(float64(n.Delay)*float64(i)/float64(n.Lines+1)))) {
 			return cancelled(ctx, resp)
 		}
 		fmt.Fprintf(logs, "noop: job %s, line %d of %d\n", req.GetJobId(), i, n.Lines)
