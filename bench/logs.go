@@ -31,8 +31,6 @@ type LogsRun struct {
 	HubCPU, WorkersCPU float64
 	// HubSyscallsPerSec are the hub's reads and writes per second.
 	HubSyscallsPerSec float64
-	// LinesPerSec is the output the running jobs printed per second.
-	LinesPerSec float64
 }
 
 // LogsResult is what the log-streaming scenario measured.
@@ -134,6 +132,5 @@ func logsRun(ctx context.Context, env *Env, cfg LogsConfig, interval, prefix str
 	for _, w := range workers {
 		run.WorkersCPU += u.Procs[w.Pid()]
 	}
-	run.LinesPerSec = float64(slots*cfg.Lines) / cfg.JobLength.Seconds()
 	return run, args, nil
 }
