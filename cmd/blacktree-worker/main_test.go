@@ -62,7 +62,7 @@ func TestHelp(t *testing.T) {
 	if got := run([]string{"--help"}, &stderr); got != exitOK {
 		t.Errorf("run(--help) = %d, want 0", got)
 	}
-	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER"} {
+	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER", "--log-flush-interval", "BLACKTREE_LOG_FLUSH_INTERVAL"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--help output does not mention %q", want)
 		}
@@ -81,6 +81,25 @@ func TestEnvFallback(t *testing.T) {
 	}
 }
 
+// noopConfig is the agent config setup builds from args (plaintext, noop
+// executor), with env set to val unless val is empty.
+func noopConfig(t *testing.T, env, val string, args []string) workeragent.Config {
+	t.Helper()
+	if val != "" {
+		t.Setenv(env, val)
+	}
+	o, err := parse(args, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parse(%q) error = %v", args, err)
+	}
+	o.insecure, o.executor = true, "noop"
+	cfg, _, _, err := setup(o, io.Discard)
+	if err != nil {
+		t.Fatalf("setup() error = %v", err)
+	}
+	return cfg
+}
+
 func TestPersistResultsAfterFlag(t *testing.T) {
 	tests := []struct {
 		name string
@@ -96,18 +115,7 @@ func TestPersistResultsAfterFlag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.env != "" {
-				t.Setenv("BLACKTREE_PERSIST_RESULTS_AFTER", tt.env)
-			}
-			o, err := parse(tt.args, &bytes.Buffer{})
-			if err != nil {
-				t.Fatalf("parse(%q) error = %v", tt.args, err)
-			}
-			o.insecure, o.executor = true, "noop"
-			cfg, _, _, err := setup(o, io.Discard)
-			if err != nil {
-				t.Fatalf("setup() error = %v", err)
-			}
+			cfg := noopConfig(t, "BLACKTREE_PERSIST_RESULTS_AFTER", tt.env, tt.args)
 			if got := cfg.PersistResultsAfter; got != tt.want {
 				t.Errorf("setup() PersistResultsAfter = %s, want %s", got, tt.want)
 			}
@@ -132,18 +140,7 @@ func TestLogFlushIntervalFlag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.env != "" {
-				t.Setenv("BLACKTREE_LOG_FLUSH_INTERVAL", tt.env)
-			}
-			o, err := parse(tt.args, &bytes.Buffer{})
-			if err != nil {
-				t.Fatalf("parse(%q) error = %v", tt.args, err)
-			}
-			o.insecure, o.executor = true, "noop"
-			cfg, _, _, err := setup(o, io.Discard)
-			if err != nil {
-				t.Fatalf("setup() error = %v", err)
-			}
+			cfg := noopConfig(t, "BLACKTREE_LOG_FLUSH_INTERVAL", tt.env, tt.args)
 			if got := cfg.LogFlushInterval; got != tt.want {
 				t.Errorf("setup() LogFlushInterval = %s, want %s", got, tt.want)
 			}
