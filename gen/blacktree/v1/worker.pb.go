@@ -754,6 +754,11 @@ func (x *JobRejected) GetMessage() string {
 }
 
 // JobLog carries a chunk of a running job's output, secrets scrubbed.
+// Every frame costs the hub about what a heartbeat does, so a worker should
+// gather output rather than send a chunk per line: the Go worker agent sends
+// a job's first output at once, then at most one chunk per job every 100 ms
+// (--log-flush-interval), sooner only for a full 64 KiB chunk or the job's
+// end. The hub does not depend on the pace.
 type JobLog struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job's id.
