@@ -56,11 +56,13 @@ func TestNew(t *testing.T) {
 	}
 }
 
+// at is a wall-clock time sinceEpoch after a whole multiple of 10s.
+func at(sinceEpoch time.Duration) time.Time {
+	return time.Unix(0, int64(1_700_000_000*time.Second+sinceEpoch))
+}
+
 func TestScheduleUntil(t *testing.T) {
 	s := Schedule{Period: 10 * time.Second, Phase: 3 * time.Second}
-	at := func(sinceEpoch time.Duration) time.Time {
-		return time.Unix(0, int64(1_700_000_000*time.Second+sinceEpoch))
-	}
 	for _, tc := range []struct {
 		name string
 		now  time.Time
@@ -83,9 +85,6 @@ func TestScheduleUntil(t *testing.T) {
 
 func TestScheduleNext(t *testing.T) {
 	s := Schedule{Period: 10 * time.Second, Phase: 3 * time.Second}
-	at := func(sinceEpoch time.Duration) time.Time {
-		return time.Unix(0, int64(1_700_000_000*time.Second+sinceEpoch))
-	}
 	for _, tc := range []struct {
 		name string
 		now  time.Time
