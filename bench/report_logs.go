@@ -34,7 +34,7 @@ func (r *Report) writeLogs(p func(string, ...any), l *LogsResult) {
 		}
 	}
 	p("")
-	if len(every) > 0 && len(def) > 0 && median(def) > 0 {
+	if len(every) > 0 && len(def) > 0 && median(every) > 0 {
 		p("- hub CPU, default / every write at once (medians): %s = **%.2f×**", pct(median(def))+" / "+pct(median(every)), median(def)/median(every))
 	}
 	p("- worker: `blacktree-worker %s`", strings.Join(l.WorkerArgs, " "))
