@@ -59,8 +59,13 @@ type LatencyRun struct {
 	// worker's startedAt and finishedAt (Blacktree; empty for the relay):
 	// publish → started and finished → status received.
 	ToWorker, Back Latency
-	Account        Account
-	MaxLag         time.Duration // the publisher's largest lag behind schedule
+	// HubPublish is the hub's own share of Back and the broker's confirm
+	// (Blacktree only): its blacktree_status_publish_seconds histogram
+	// over the run, JobResult taken up → status confirmed. Only N, P50 and
+	// P99 are set, interpolated within the histogram's doubling buckets.
+	HubPublish Latency
+	Account    Account
+	MaxLag     time.Duration // the publisher's largest lag behind schedule
 	// CPUPerJob is each role's CPU per job answered at this rate, in µs
 	// of one core, with "total" the whole machine's busy time per job
 	// (roles as in SideResult.DrainCPU).
@@ -273,8 +278,16 @@ func allPIDs(roles map[string][]int) []int {
 
 // latency offers a fixed rate to an already-running consumer side whose
 // processes are roles.
-func latency(ctx context.Context, url string, q Queues, roles map[string][]int, cfg DispatchConfig, prefix string, rate float64) (LatencyRun, error) {
+func latency(ctx context.Context, url string, s *side, cfg DispatchConfig, prefix string, rate float64) (LatencyRun, error) {
+	q, roles := s.q, s.roles
 	run := LatencyRun{Rate: rate}
+	var publishBefore Histogram
+	if s.hub != nil {
+		var err error
+		if publishBefore, err = s.hub.Histogram(ctx, statusPublishMetric); err != nil {
+			return run, err
+		}
+	}
 	ledger := NewLedger()
 	coll, err := NewCollector(url, q.Status, ledger)
 	if err != nil {
@@ -299,6 +312,14 @@ func latency(ctx context.Context, url string, q Queues, roles map[string][]int, 
 		return run, fmt.Errorf("latency %s: %w", prefix, err)
 	}
 	use := meter.Stop()
+	if s.hub != nil {
+		after, err := s.hub.Histogram(ctx, statusPublishMetric)
+		if err != nil {
+			return run, err
+		}
+		h := after.Sub(publishBefore)
+		run.HubPublish = Latency{N: h.N(), P50: h.Quantile(0.5), P99: h.Quantile(0.99)}
+	}
 	if n := float64(len(ids)); n > 0 {
 		usPerJob := func(coreFrac float64) float64 { return coreFrac * use.Wall.Seconds() * 1e6 / n }
 		run.CPUPerJob = map[string]float64{"total": usPerJob(use.MachineBusy * float64(runtime.NumCPU()))}
@@ -316,11 +337,16 @@ func latency(ctx context.Context, url string, q Queues, roles map[string][]int, 
 	return run, nil
 }
 
+// statusPublishMetric is the hub's histogram of JobResult → status
+// confirmed (hub/metrics.go).
+const statusPublishMetric = "blacktree_status_publish_seconds"
+
 // side is one running consumer side of the comparison.
 type side struct {
 	res   SideResult
 	q     Queues
 	roles map[string][]int // processes by role, for CPU per job
+	hub   *Hub             // Blacktree's hub (nil for the relay): its /metrics
 	stop  func()
 }
 
@@ -333,7 +359,7 @@ func RunBaseline(ctx context.Context, url string, cfg DispatchConfig, logf func(
 	}
 	defer s.stop()
 	rate := s.res.Throughput * cfg.LoadFraction
-	run, err := latency(ctx, url, s.q, s.roles, cfg, "base-lat0", rate)
+	run, err := latency(ctx, url, s, cfg, "base-lat0", rate)
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +485,7 @@ func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, sp btSpec
 	}
 	res.Name = sp.name
 	logf("%s: %.0f jobs/s", sp.name, res.Throughput)
-	return &side{res: res, q: q, roles: roles, stop: stop}, hubArgs, workerArgs, nil
+	return &side{res: res, q: q, roles: roles, hub: hub, stop: stop}, hubArgs, workerArgs, nil
 }
 
 // RunDispatch measures the baseline relay, then Blacktree (hub binary and
@@ -533,7 +559,7 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 				logf("%s: skipping latency at %.0f jobs/s (saturates at %.0f)", s.res.Name, rate, s.res.Throughput)
 				continue
 			}
-			run, err := latency(ctx, env.AMQPURL, s.q, s.roles, cfg, fmt.Sprintf("lat%d", i), rate)
+			run, err := latency(ctx, env.AMQPURL, s, cfg, fmt.Sprintf("lat%d", i), rate)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s.res.Name, err)
 			}

@@ -323,17 +323,29 @@ func PprofTop(ctx context.Context, bin, profile string, extra ...string) string 
 // Metrics scrapes the hub's /metrics and returns the unlabelled samples
 // (e.g. go_goroutines, go_memstats_stack_inuse_bytes).
 func (h *Hub) Metrics(ctx context.Context) (map[string]float64, error) {
+	text, err := h.metricsText(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(text), nil
+}
+
+// metricsText scrapes the hub's /metrics.
+func (h *Hub) metricsText(ctx context.Context) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTPAddr+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("/metrics: %s", resp.Status)
+	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	return parseMetrics(string(b)), nil
+	return string(b), nil
 }
 
 // parseMetrics reads unlabelled samples from Prometheus text format.

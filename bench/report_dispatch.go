@@ -43,7 +43,12 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 	}
 	p("Latency: publish → status received (publish timestamps in a side map keyed by jobId,")
 	p("one clock), open-loop publishing at a fixed rate for %s, every side offered the same", c.LatencyFor)
-	p("rates. The CPU row is each role's CPU while draining, as a fraction of one core")
+	p("rates. Blacktree's latency is split at the worker's `startedAt` and `finishedAt` (the")
+	p("status carries them); the hub's row is its `blacktree_status_publish_seconds` histogram")
+	p("over the run (JobResult taken up → status confirmed, interpolated within doubling")
+	p("buckets): the collector may get a status before its confirm, so this is not a part of")
+	p("the leg above it but what the hub waits for before its ResultAck.")
+	p("The CPU row is each role's CPU while draining, as a fraction of one core")
 	p("(btbench = the load generator and status collector, plus the relay itself for the")
 	p("baseline; broker = RabbitMQ's Erlang VM, the processes named beam.smp). System calls")
 	p("are the reads and writes each role made while draining (`syscr` + `syscw` in")
@@ -99,7 +104,8 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 			name string
 			f    func(LatencyRun) Latency
 		}{{"publish → worker started, p50 / p99", func(r LatencyRun) Latency { return r.ToWorker }},
-			{"worker finished → status received, p50 / p99", func(r LatencyRun) Latency { return r.Back }}} {
+			{"worker finished → status received, p50 / p99", func(r LatencyRun) Latency { return r.Back }},
+			{"hub: JobResult → status confirmed by the broker (its histogram), p50 / p99", func(r LatencyRun) Latency { return r.HubPublish }}} {
 			row(leg.name, func(s SideResult) string {
 				run, ok := get(s)
 				if l := leg.f(run); ok && l.N > 0 {

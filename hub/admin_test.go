@@ -102,6 +102,7 @@ func TestProbesHealthReflection(t *testing.T) {
 		_, body := get("/metrics")
 		return strings.Contains(body, `blacktree_workers{state="free"} 1`) && strings.Contains(body, "blacktree_jobs_succeeded_total 1") &&
 			strings.Contains(body, "blacktree_held_deliveries 0") && strings.Contains(body, "blacktree_dispatch_latency_seconds_count 1") &&
+			strings.Contains(body, "blacktree_status_publish_seconds_count 1") &&
 			strings.Contains(body, "blacktree_heartbeat_interval_seconds 5\n")
 	})
 	if _, body := get("/metrics"); strings.Contains(body, "m-1") {

@@ -212,16 +212,19 @@ func (d *Dispatcher) goPublish(jobID string, resp *blacktreev1.JobResponse, corr
 // goPublishLocked publishes resp on a goroutine of its own (d.tasks),
 // retrying until the broker confirms (a result is never dropped); then it
 // removes the job, acks del (if any) and sends ResultAck to workerID's
-// current session.
+// current session. The time from this call to the confirm is observed in
+// blacktree_status_publish_seconds.
 func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse, corr, workerID string, del *broker.Delivery) {
 	if d.stopped {
 		return // hub stopping: the worker keeps the result
 	}
 	d.wg.Add(1)
+	since := time.Now()
 	d.tasks.Submit(func() {
 		defer d.wg.Done()
 		err := d.publish(jobID, resp, corr)
 		if err == nil {
+			d.met.publish.Observe(time.Since(since).Seconds())
 			d.published(jobID, resp, workerID, del)
 		}
 		// The job leaves the table only after its ResultAck is queued: a
