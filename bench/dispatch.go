@@ -59,10 +59,11 @@ type LatencyRun struct {
 	// worker's startedAt and finishedAt (Blacktree; empty for the relay):
 	// publish → started and finished → status received.
 	ToWorker, Back Latency
-	// HubPublish is the hub's own share of Back and the broker's confirm
-	// (Blacktree only): its blacktree_status_publish_seconds histogram
-	// over the run, JobResult taken up → status confirmed. Only N, P50 and
-	// P99 are set, interpolated within the histogram's doubling buckets.
+	// HubPublish is the hub's blacktree_status_publish_seconds histogram
+	// over the run (Blacktree only): JobResult taken up → status confirmed
+	// by the broker. Not a part of Back: the collector may get a status
+	// before its confirm. Only N, P50 and P99 are set, interpolated within
+	// the histogram's doubling buckets.
 	HubPublish Latency
 	Account    Account
 	MaxLag     time.Duration // the publisher's largest lag behind schedule
