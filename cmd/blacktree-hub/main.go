@@ -22,6 +22,7 @@ import (
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
 	"github.com/blacktree/blacktree/internal/cliflags"
+	"github.com/blacktree/blacktree/internal/logwriter"
 	"github.com/blacktree/blacktree/internal/rabbit"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 )
@@ -42,6 +43,7 @@ type options struct {
 	tlsCert, tlsKey, tlsClientCA       string
 	logJSON                            bool
 	logLevel                           string
+	logWriteInterval                   time.Duration
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -113,6 +115,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA `file` to verify worker client certificates (mTLS)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
+	fs.DurationVar(&o.logWriteInterval, "log-write-interval", logwriter.DefaultInterval, "how long info and debug lines may wait to be written together with others (warnings and errors are written at once, with what waits; a SIGKILL loses at most this much; 0: every line at once)")
 	cliflags.SetUsage(fs, usageText)
 	return fs
 }
@@ -147,6 +150,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
+	if o.logWriteInterval < 0 {
+		return nil, fmt.Errorf("invalid --log-write-interval %v: want 0 (every line at once) or more", o.logWriteInterval)
+	}
 	return o, nil
 }
 
@@ -161,8 +167,10 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blacktree-hub: %v\n", err)
 		return 2
 	}
+	logOut := logwriter.New(stderr, o.logWriteInterval)
+	defer logOut.Close()
 	logger := hclog.New(&hclog.LoggerOptions{Name: "blacktree-hub", Level: hclog.LevelFromString(o.logLevel),
-		JSONFormat: o.logJSON, Output: stderr})
+		JSONFormat: o.logJSON, Output: logOut})
 	fail := func(code int, err error) int {
 		logger.Error("cannot start", "error", err)
 		return code

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/blacktree/blacktree/hub"
+	"github.com/blacktree/blacktree/internal/logwriter"
 )
 
 func TestParse(t *testing.T) {
@@ -48,6 +49,10 @@ func TestParse(t *testing.T) {
 		{name: "bad env", env: map[string]string{"BLACKTREE_HOLD_TIMEOUT": "soon"}, wantErr: "BLACKTREE_HOLD_TIMEOUT"},
 		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "go together"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
+		{name: "log write interval default", check: func(o *options) bool { return o.logWriteInterval == logwriter.DefaultInterval }},
+		{name: "log write interval from env", env: map[string]string{"BLACKTREE_LOG_WRITE_INTERVAL": "0"},
+			check: func(o *options) bool { return o.logWriteInterval == 0 }},
+		{name: "negative log write interval", args: []string{"--log-write-interval", "-1s"}, wantErr: "--log-write-interval"},
 		{name: "positional", args: []string{"extra"}, wantErr: "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +88,7 @@ func TestHelp(t *testing.T) {
 	if code := run([]string{"--help"}, &out); code != 0 {
 		t.Fatalf("run(--help) = %d, want 0", code)
 	}
-	for _, want := range []string{"--amqp-url", "BLACKTREE_AMQP_URL", "--worker-tokens", "--insecure-no-auth", "Examples:", "GOMEMLIMIT"} {
+	for _, want := range []string{"--amqp-url", "BLACKTREE_AMQP_URL", "--worker-tokens", "--insecure-no-auth", "Examples:", "GOMEMLIMIT", "--log-write-interval"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q", want)
 		}

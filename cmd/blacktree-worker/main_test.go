@@ -36,6 +36,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{name: "bad slots", args: []string{"--insecure", "--executor", "noop", "--slots", "0"}, want: "--slots"},
 		{name: "negative persist delay", args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"}, want: "--persist-results-after"},
 		{name: "negative log flush interval", args: []string{"--insecure", "--executor", "noop", "--log-flush-interval", "-1s"}, want: "--log-flush-interval"},
+		{name: "negative log write interval", args: []string{"--insecure", "--executor", "noop", "--log-write-interval", "-1s"}, want: "--log-write-interval"},
 		{name: "negative noop log lines", args: []string{"--insecure", "--executor", "noop", "--noop-log-lines", "-1"}, want: "--noop-log-lines"},
 		{name: "bad labels", args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"}, want: "--labels"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
@@ -62,7 +63,7 @@ func TestHelp(t *testing.T) {
 	if got := run([]string{"--help"}, &stderr); got != exitOK {
 		t.Errorf("run(--help) = %d, want 0", got)
 	}
-	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER", "--log-flush-interval", "BLACKTREE_LOG_FLUSH_INTERVAL"} {
+	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER", "--log-flush-interval", "BLACKTREE_LOG_FLUSH_INTERVAL", "--log-write-interval", "BLACKTREE_LOG_WRITE_INTERVAL"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--help output does not mention %q", want)
 		}
@@ -209,9 +210,12 @@ func TestBinarySIGTERM(t *testing.T) {
 		wantOK    bool
 		wantError string
 		wantExit  int
+		logWrite  string // --log-write-interval; "" leaves the default
 	}{
 		{name: "one SIGTERM drains and exits 0", delay: "1s", signals: 1, wantOK: true, wantExit: 0},
 		{name: "second SIGTERM aborts and exits 1", delay: "1h", signals: 2, wantError: "cancelled: the worker is stopping", wantExit: 1},
+		// Lines held for an hour reach stderr only because exit writes them.
+		{name: "held log lines are written at exit", delay: "1s", signals: 1, wantOK: true, wantExit: 0, logWrite: "1h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,6 +223,9 @@ func TestBinarySIGTERM(t *testing.T) {
 			stderr := &syncBuffer{}
 			cmd := exec.Command(bin, "--hub", hub.Addr, "--insecure", "--executor", "noop", "--noop-delay", tt.delay,
 				"--state-dir", t.TempDir(), "--name", "bin-test", "--log-level", "debug")
+			if tt.logWrite != "" {
+				cmd.Args = append(cmd.Args, "--log-write-interval", tt.logWrite)
+			}
 			cmd.Env = append(os.Environ(), "BLACKTREE_WORKER_TOKEN=bin-token")
 			cmd.Stderr = stderr
 			if err := cmd.Start(); err != nil {
@@ -249,6 +256,11 @@ func TestBinarySIGTERM(t *testing.T) {
 			}
 			if got := exitCode(t, cmd, stderr); got != tt.wantExit {
 				t.Errorf("worker exit code = %d, want %d; stderr:\n%s", got, tt.wantExit, stderr.String())
+			}
+			for _, want := range []string{"worker agent starting", "job accepted", "worker agent stopped"} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("worker stderr lacks %q after exit; stderr:\n%s", want, stderr.String())
+				}
 			}
 			for _, secret := range []string{"bin-token", "tok-xyz"} {
 				if strings.Contains(stderr.String(), secret) {
