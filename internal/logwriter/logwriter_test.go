@@ -255,8 +255,6 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-// BenchmarkInfoLine logs one info line per op through hclog into a file,
-// with every line written at once (interval=0) and held (the default).
 // BenchmarkInfoLine logs info lines through hclog into a file, as the
 // benchmark's processes do, and into a pipe drained by a reader goroutine,
 // as under systemd or a container runtime, where every write also wakes
