@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -227,12 +229,49 @@ func (p *Process) WaitOutput(ctx context.Context, substr string) error {
 }
 
 // FreeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago.
+// ago, for a process about to be started to listen on.
+//
+// The port is picked below the kernel's ephemeral range: a port from that
+// range (what listening on port 0 returns) can be taken as the source port
+// of any outgoing connection before the process binds it, and the tests
+// open many (to RabbitMQ, to hubs). Below the range only another listener
+// can take it, so a few random ports are tried there before falling back
+// to port 0.
 func FreeAddr() (string, error) {
+	lo := ephemeralLow()
+	const floor = 10000
+	for range 20 {
+		if lo <= floor {
+			break
+		}
+		port := floor + rand.IntN(lo-floor)
+		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			ln.Close()
+			return ln.Addr().String(), nil
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// ephemeralLow returns the lowest port of the kernel's ephemeral range
+// (Linux's default 32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
 }

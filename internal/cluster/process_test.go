@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -29,4 +31,28 @@ func TestStartToFile(t *testing.T) {
 	if _, err := StartToFile("x", "/bin/true", nil, nil, filepath.Join(t.TempDir(), "no", "such", "dir", "x.log")); err == nil {
 		t.Errorf("StartToFile() into a missing directory = nil error, want one")
 	}
+}
+
+func TestFreeAddr(t *testing.T) {
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatalf("FreeAddr() error = %v", err)
+	}
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("FreeAddr() = %q, want host:port: %v", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		t.Fatalf("FreeAddr() = %q, want a numeric port", addr)
+	}
+	// Below the ephemeral range, where outgoing connections take no ports.
+	if lo := ephemeralLow(); port >= lo || port < 10000 {
+		t.Errorf("FreeAddr() port = %d, want in [10000, %d)", port, lo)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on FreeAddr() = %q: %v", addr, err)
+	}
+	ln.Close()
 }
