@@ -388,3 +388,40 @@ func TestHubHeartbeats(t *testing.T) {
 		})
 	}
 }
+
+func TestHelpFlags(t *testing.T) {
+	const help = `Usage: blacktree-hub [flags]
+
+A fleet past the rate gets a longer interval; --max-heartbeat-rate 0 keeps
+--heartbeat-interval whatever the fleet's size.
+
+Flags:
+  --heartbeat-interval duration
+    	how often workers send heartbeats (default "5s")
+  --grpc-addr addr
+    	where workers connect (default ":7070")
+  --max-heartbeat-rate float
+    	most heartbeats per second
+    	the whole fleet sends (default "1000")
+`
+	tests := []struct {
+		name  string
+		words []string
+		want  []string
+	}{
+		{name: "flag lines only, descriptions joined", words: []string{"heartbeat"}, want: []string{
+			`--heartbeat-interval duration  how often workers send heartbeats (default "5s")`,
+			`--max-heartbeat-rate float  most heartbeats per second  the whole fleet sends (default "1000")`,
+		}},
+		{name: "a word in a description", words: []string{"connect"}, want: []string{`--grpc-addr addr  where workers connect (default ":7070")`}},
+		{name: "no match", words: []string{"tls"}, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := helpFlags(help, tt.words...)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("helpFlags(%q) = %q, want %q", tt.words, got, tt.want)
+			}
+		})
+	}
+}

@@ -273,11 +273,19 @@ func (e *Env) start(name, bin string, args, env []string) (*cluster.Process, err
 // defaults a measurement ran with).
 func (e *Env) HubHelp(words ...string) []string {
 	out, _ := exec.Command(e.Bins.Hub, "--help").CombinedOutput()
+	return helpFlags(string(out), words...)
+}
+
+// helpFlags picks from a --help text the flags (an indented "-name" line
+// and the more indented description lines under it, joined) that mention
+// any of the words. Prose at column 0 is skipped, even where it starts with
+// a flag's name.
+func helpFlags(help string, words ...string) []string {
 	var blocks []string
-	for _, l := range strings.Split(string(out), "\n") {
+	for _, l := range strings.Split(help, "\n") {
 		t := strings.TrimSpace(l)
 		switch {
-		case strings.HasPrefix(t, "-"):
+		case strings.HasPrefix(t, "-") && (l[0] == ' ' || l[0] == '\t'):
 			blocks = append(blocks, t)
 		case t != "" && len(blocks) > 0 && (strings.HasPrefix(l, "    ") || strings.HasPrefix(l, "\t")):
 			blocks[len(blocks)-1] += "  " + t
