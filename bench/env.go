@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -107,34 +106,10 @@ func (e *Env) HubArgs(q Queues, grpcAddr, httpAddr string, extra ...string) []st
 }
 
 // StartHub starts a hub on free loopback ports and waits for /readyz.
-// FreeAddr's ports are free when it returns, not when the hub binds them:
-// another process can take one in between, so a hub that exits before it
-// is ready is started again on new ports, up to startAttempts times.
 func (e *Env) StartHub(ctx context.Context, q Queues, extra ...string) (*Hub, error) {
 	if e.hubErr != nil {
 		return nil, fmt.Errorf("blacktree-hub unavailable: %w", e.hubErr)
 	}
-	var err error
-	for range startAttempts {
-		var h *Hub
-		if h, err = e.startHubOnce(ctx, q, extra); err == nil {
-			return h, nil
-		}
-		if !errors.Is(err, errHubExited) {
-			return nil, err
-		}
-	}
-	return nil, fmt.Errorf("%d attempts: %w", startAttempts, err)
-}
-
-// startAttempts is how many times StartHub starts a hub that exits before
-// it is ready.
-const startAttempts = 3
-
-// errHubExited is returned by waitReady when the hub exits before ready.
-var errHubExited = errors.New("hub exited before ready")
-
-func (e *Env) startHubOnce(ctx context.Context, q Queues, extra []string) (*Hub, error) {
 	grpcAddr, err := cluster.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -170,7 +145,7 @@ func (h *Hub) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-h.Done():
-			return fmt.Errorf("%w:\n%s", errHubExited, tail(h.Output(), 3000))
+			return fmt.Errorf("hub exited before ready:\n%s", tail(h.Output(), 3000))
 		case <-ctx.Done():
 			return fmt.Errorf("hub not ready: %w\n%s", ctx.Err(), tail(h.Output(), 3000))
 		case <-tick.C: // polling another process: there is no event to wait on

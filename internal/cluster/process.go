@@ -238,16 +238,14 @@ func (p *Process) WaitOutput(ctx context.Context, substr string) error {
 // can take it, so a few random ports are tried there before falling back
 // to port 0.
 func FreeAddr() (string, error) {
-	lo := ephemeralLow()
 	const floor = 10000
-	for range 20 {
-		if lo <= floor {
-			break
-		}
-		port := floor + rand.IntN(lo-floor)
-		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
-			ln.Close()
-			return ln.Addr().String(), nil
+	if lo := ephemeralLow(); lo > floor {
+		for range 20 {
+			port := floor + rand.IntN(lo-floor)
+			if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+				ln.Close()
+				return ln.Addr().String(), nil
+			}
 		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -261,17 +259,9 @@ func FreeAddr() (string, error) {
 // ephemeralLow returns the lowest port of the kernel's ephemeral range
 // (Linux's default 32768 when it cannot be read).
 func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	lo, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 32768
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		_, _ = fmt.Sscan(string(b), &lo)
 	}
 	return lo
 }
