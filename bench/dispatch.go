@@ -115,9 +115,12 @@ type DispatchResult struct {
 	// drain rate, the like-for-like comparison, since CPU per job depends
 	// on the rate; FloorAtTarget the floor paced at the target's rate
 	// (targetRatio × the baseline's); HubFloorClients the real hub's drain
-	// with the floor's clients as its workers.
+	// with the floor's clients as its workers; GRPCRelay the alternating
+	// pairs of the relay and the gRPC relay (grpcrelay.go) with the same
+	// clients.
 	Floor, FloorAtRate, FloorAtTarget *DispatchFloor
 	HubFloorClients                   *SideResult
+	GRPCRelay                         []GRPCRelayPair
 }
 
 // targetRatio is the throughput target: Blacktree's jobs/s over the
@@ -596,6 +599,9 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 		}
 		hf.stop()
 		res.HubFloorClients = &hf.res
+		if res.GRPCRelay, err = RunGRPCRelay(ctx, env, cfg, max(cfg.Rounds, 1), logf); err != nil {
+			return nil, fmt.Errorf("grpc relay: %w", err)
+		}
 	}
 	return res, nil
 }

@@ -170,6 +170,9 @@ func (r *Report) writeDispatch(p func(string, ...any), d *DispatchResult) {
 			if h := d.HubFloorClients; h != nil && h.Throughput > 0 {
 				writeHubFloorBullet(p, h, d.Sides[0].Throughput)
 			}
+			if len(d.GRPCRelay) > 0 {
+				writeGRPCRelayBullet(p, d.GRPCRelay)
+			}
 		}
 	}
 	if len(d.Sides) > 1 && len(d.Rates) > 0 {
@@ -371,6 +374,36 @@ func writeHubFloorBullet(p func(string, ...any), h *SideResult, baseRate float64
 	p("- the real hub with the floor's clients as its workers (the hub's own cost, with the")
 	p("  cheapest workers): %.0f jobs/s = %.2f× the baseline; CPU per job: hub %.0f µs,", h.Throughput, h.Throughput/baseRate, h.DrainCPU["hub"]*us)
 	p("  clients %.0f µs, broker %.0f µs (%s).", h.DrainCPU["workers"]*us, h.DrainCPU["broker"]*us, ledgerShort(h.DrainAccount))
+}
+
+// writeGRPCRelayBullet reports the gRPC relay's pairs: the contract's
+// steps and nothing else, against the relay drained just before it.
+func writeGRPCRelayBullet(p func(string, ...any), pairs []GRPCRelayPair) {
+	ratios := make([]float64, len(pairs))
+	strs := make([]string, len(pairs))
+	for i, pr := range pairs {
+		ratios[i] = pr.Ratio()
+		strs[i] = fmt.Sprintf("%.2f×", ratios[i])
+	}
+	m := median(ratios)
+	first := pairs[0].GRPCRelay
+	us := 1e6 / first.Throughput
+	p("- the relay with the contract's gRPC hop (`bench/grpcrelay.go`, inside btbench as the relay is: each")
+	p("  job goes to one of the floor's clients as RunJob, its delivery is acked on JobAccepted, its")
+	p("  status published on JobResult and ResultAck sent after the confirm; no job table, timers,")
+	p("  logs or interceptors: the contract's steps, one job at a time, and nothing else), drained")
+	p("  alternately with the relay:")
+	of := "one pair"
+	if len(pairs) > 1 {
+		of = "the median of " + strings.Join(strs, ", ")
+	}
+	p("  **%.2f×** the relay (%s). First pair: %.0f against %.0f jobs/s; CPU per job:", m, of, first.Throughput, pairs[0].Relay.Throughput)
+	p("  btbench (load generator, collector and this relay) %.0f µs, clients %.0f µs, broker %.0f µs (%s).",
+		first.DrainCPU["btbench"]*us, first.DrainCPU["workers"]*us, first.DrainCPU["broker"]*us, ledgerShort(first.DrainAccount))
+	if m < targetRatio {
+		p("  Below %.1f× even so: a hub that takes the contract's steps one job at a time misses the", targetRatio)
+		p("  target on this machine, however little else it does.")
+	}
 }
 
 // budget is, when both sides are CPU-bound, the CPU per job (µs) the hub

@@ -87,7 +87,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&o.dispatch.LowLoadFraction, "low-load", 0.1, "dispatch: also measure latency at this fraction of the baseline's saturation (0: skip)")
 	fs.Float64Var(&o.dispatch.LoadFraction, "load", 0.5, "dispatch: offered load of the latency runs, as a fraction of the baseline's saturation")
 	fs.Float64Var(&o.dispatch.Skip, "skip", 0.1, "warm-up fraction of statuses dropped from throughput")
-	fs.BoolVar(&o.dispatch.Floor, "dispatch-floor", true, "dispatch: also drain the backlog through bare grpc-go processes exchanging only the contract's four frames per job: unpaced, paced at Blacktree's rate and at the target's, and as the real hub's workers (BTBENCH_FLOOR_BURST=N in the environment hands paced jobs out N at a time)")
+	fs.BoolVar(&o.dispatch.Floor, "dispatch-floor", true, "dispatch: also drain the backlog through bare grpc-go processes exchanging only the contract's four frames per job: unpaced, paced at Blacktree's rate and at the target's, as the real hub's workers, and behind a relay that takes the contract's steps and nothing else, alternating with the relay --rounds times (BTBENCH_FLOOR_BURST=N in the environment hands paced jobs out N at a time)")
 	fs.IntVar(&o.dispatch.Rounds, "rounds", 3, "dispatch: backlog drains per side, alternating (rounds after the first on fresh processes); the throughput verdict is the median ratio")
 	fs.IntVar(&o.fleet.N, "fleet", 10000, "fleet: in-process workers connected to one hub")
 	fs.IntVar(&o.fleet.SmallN, "fleet-small", 100, "fleet: workers of the same-run reference dispatch (0: skip)")
