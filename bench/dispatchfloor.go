@@ -323,8 +323,12 @@ func RunDispatchFloor(ctx context.Context, cfg DispatchConfig, rate float64, log
 		pids = append(pids, c.Process.Pid)
 	}
 	for range cfg.Workers {
-		if line, err := next("registered"); err != nil || line != "registered" {
-			return nil, fmt.Errorf("floor server said %q (%v), want registered", line, err)
+		line, err := next("registered")
+		if err != nil {
+			return nil, err
+		}
+		if line != "registered" {
+			return nil, fmt.Errorf("floor server said %q, want registered", line)
 		}
 	}
 	skip := max(1, int(float64(cfg.Jobs)*cfg.Skip)) // the clock starts at the skip-th result

@@ -94,14 +94,23 @@ func TestWriteFloorBullet(t *testing.T) {
 
 // TestRunDispatchFloorGivesUpWithContext checks that a drain that cannot
 // finish in time ends with ctx, its processes killed (goleak checks the
-// line reader).
+// line reader), whichever stage the deadline falls in: starting the
+// processes, waiting for the clients to register, or draining.
 func TestRunDispatchFloorGivesUpWithContext(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	// Ten million jobs do not drain in 300ms.
-	_, err := RunDispatchFloor(ctx, DispatchConfig{Jobs: 10_000_000, Workers: 1, Slots: 1, Skip: 0.1}, 0, t.Logf)
-	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("RunDispatchFloor() = %v, want a deadline error", err)
+	var timeouts []time.Duration // every 15ms up to 300ms: each stage gets some
+	for d := 15 * time.Millisecond; d <= 300*time.Millisecond; d += 15 * time.Millisecond {
+		timeouts = append(timeouts, d)
+	}
+	for _, timeout := range timeouts {
+		t.Run(timeout.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			// Ten million jobs do not drain in 300ms.
+			_, err := RunDispatchFloor(ctx, DispatchConfig{Jobs: 10_000_000, Workers: 2, Slots: 1, Skip: 0.1}, 0, t.Logf)
+			if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("RunDispatchFloor() = %v, want a deadline error", err)
+			}
+		})
 	}
 }
 

@@ -25,7 +25,11 @@
 // the contract's four frames per job: unpaced, paced at Blacktree's rate
 // and at the target's (what the frames cost depends on the rate), and as
 // the real hub's workers. Both re-execute the btbench binary
-// (FloorServerMain, DispatchFloorMain).
+// (FloorServerMain, DispatchFloorMain). grpcrelay.go puts the gRPC hop
+// into the relay and nothing else (RunJob, ack on JobAccepted, publish on
+// JobResult, ResultAck after the confirm), with the same clients, and
+// drains alternately with the relay: what a hub that adds nothing to the
+// contract's steps reaches.
 //
 // The hub and workers write their output to files of their own
 // (Env.start), so the load generator does not pay for their log lines.

@@ -138,20 +138,9 @@ func StartGRPCRelay(url string, q Queues, prefetch int) (*GRPCRelay, error) {
 // dispatch hands each delivery to a free slot as RunJob.
 func (r *GRPCRelay) dispatch(ctx context.Context, deliveries <-chan amqp.Delivery) {
 	for {
-		var d amqp.Delivery
-		var ok bool
-		select {
-		case d, ok = <-deliveries:
-		case <-ctx.Done():
-			return
-		}
+		d, req, ok := nextRequest(ctx, deliveries)
 		if !ok {
 			return
-		}
-		req, _, err := jobspec.DecodeRequest(d.Body)
-		if err != nil {
-			_ = d.Reject(false)
-			continue
 		}
 		var rs *relayStream
 		select {

@@ -83,7 +83,7 @@ func TestWriteGRPCRelayBullet(t *testing.T) {
 					t.Errorf("writeGRPCRelayBullet() lacks %q; got:\n%s", want, out.String())
 				}
 			}
-			if got := strings.Contains(out.String(), "Below 0.8× even so"); got != tt.wantBelow {
+			if got := strings.Contains(out.String(), "Its median is below 0.8× too"); got != tt.wantBelow {
 				t.Errorf("writeGRPCRelayBullet() says below the target: %v, want %v; got:\n%s", got, tt.wantBelow, out.String())
 			}
 		})

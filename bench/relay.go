@@ -95,20 +95,9 @@ func StartRelay(url string, q Queues, prefetch int) (*Relay, error) {
 			r.done <- firstErr(first, <-acked)
 		}()
 		for {
-			var d amqp.Delivery
-			var ok bool
-			select {
-			case d, ok = <-deliveries:
-			case <-ctx.Done():
-				return
-			}
+			d, req, ok := nextRequest(ctx, deliveries)
 			if !ok {
 				return
-			}
-			req, _, err := jobspec.DecodeRequest(d.Body)
-			if err != nil {
-				_ = d.Reject(false)
-				continue
 			}
 			body, err := jobspec.EncodeResponse(&blacktreev1.JobResponse{JobId: req.GetJobId(), Success: true,
 				ImageUrl: req.GetImageName(), WorkerId: "relay"})
@@ -128,6 +117,30 @@ func StartRelay(url string, q Queues, prefetch int) (*Relay, error) {
 		}
 	}()
 	return r, nil
+}
+
+// nextRequest returns the next delivery that holds a JobRequest, rejecting
+// (without requeue) those that do not; false once ctx ends or deliveries
+// is closed.
+func nextRequest(ctx context.Context, deliveries <-chan amqp.Delivery) (amqp.Delivery, *blacktreev1.JobRequest, bool) {
+	for {
+		var d amqp.Delivery
+		var ok bool
+		select {
+		case d, ok = <-deliveries:
+		case <-ctx.Done():
+			return d, nil, false
+		}
+		if !ok {
+			return d, nil, false
+		}
+		req, _, err := jobspec.DecodeRequest(d.Body)
+		if err != nil {
+			_ = d.Reject(false)
+			continue
+		}
+		return d, req, true
+	}
 }
 
 // firstErr keeps the first error of a sequence.

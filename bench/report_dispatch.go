@@ -401,8 +401,8 @@ func writeGRPCRelayBullet(p func(string, ...any), pairs []GRPCRelayPair) {
 	p("  btbench (load generator, collector and this relay) %.0f µs, clients %.0f µs, broker %.0f µs (%s).",
 		first.DrainCPU["btbench"]*us, first.DrainCPU["workers"]*us, first.DrainCPU["broker"]*us, ledgerShort(first.DrainAccount))
 	if m < targetRatio {
-		p("  Below %.1f× even so: a hub that takes the contract's steps one job at a time misses the", targetRatio)
-		p("  target on this machine, however little else it does.")
+		p("  Its median is below %.1f× too: taking the contract's steps one job at a time, with nothing", targetRatio)
+		p("  else, already misses the target in this run.")
 	}
 }
 
