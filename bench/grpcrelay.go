@@ -53,8 +53,10 @@ type GRPCRelay struct {
 	pubMu    sync.Mutex // serialises publishes on pch (confirm sequence numbers)
 
 	stopOnce sync.Once
-	mu       sync.Mutex // guards err
-	err      error      // the first failure
+	stopErr  error // the first failure before Stop; set by Stop
+
+	mu  sync.Mutex // guards err
+	err error      // the first failure
 }
 
 // maxRelaySlots bounds the slots the GRPCRelay hands out, all clients
@@ -186,7 +188,9 @@ func (r *GRPCRelay) Connect(stream blacktreev1.WorkerService_ConnectServer) erro
 		select {
 		case r.free <- rs:
 		default:
-			return errors.New("grpc relay: more slots than it hands out")
+			err := fmt.Errorf("grpc relay: a client registered more than the %d slots it hands out", maxRelaySlots)
+			r.fail(err)
+			return err
 		}
 	}
 	for {
@@ -208,7 +212,9 @@ func (r *GRPCRelay) Connect(stream blacktreev1.WorkerService_ConnectServer) erro
 			select {
 			case r.free <- rs: // this slot's entry was taken for the job
 			default:
-				return errors.New("grpc relay: a JobResult for more jobs than the client was given")
+				err := errors.New("grpc relay: a JobResult for more jobs than the client was given")
+				r.fail(err)
+				return err
 			}
 			if err := r.publishResult(rs, f.JobResult.GetResponse()); err != nil {
 				r.fail(err)
@@ -249,7 +255,7 @@ func (r *GRPCRelay) fail(err error) {
 func (r *GRPCRelay) Stop() error {
 	r.stopOnce.Do(func() {
 		r.mu.Lock()
-		err := r.err
+		r.stopErr = r.err
 		r.mu.Unlock()
 		r.cancel()
 		r.srv.Stop() // waits for the handlers: nothing sends on confirms after this
@@ -257,13 +263,8 @@ func (r *GRPCRelay) Stop() error {
 		_ = r.consume.Close()
 		_ = r.publish.Close() // ends any wait for a confirm
 		r.wg.Wait()
-		r.mu.Lock()
-		r.err = err
-		r.mu.Unlock()
 	})
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
+	return r.stopErr
 }
 
 // GRPCRelayPair is one alternating pair: the relay's drain, then the gRPC
@@ -320,7 +321,6 @@ func drainGRPCRelay(ctx context.Context, env *Env, cfg DispatchConfig, prefix st
 		}
 		return relay.Stop()
 	}
-	defer func() { _ = stop() }()
 	logf("grpc relay: draining %d jobs through the relay's AMQP work and %d bare-grpc clients x %d slots", cfg.Jobs, cfg.Workers, cfg.Slots)
 	res, _, err := drain(ctx, env.AMQPURL, q, cfg, prefix, func() error {
 		var err error
@@ -342,10 +342,13 @@ func drainGRPCRelay(ctx context.Context, env *Env, cfg DispatchConfig, prefix st
 		}
 		return m
 	}, nil)
-	if err != nil {
-		return res, err
+	if serr := stop(); err == nil { // stop also after a failed start
+		err = serr
+	} else if serr != nil {
+		// A relay failure is why a drain does not finish: say which.
+		err = fmt.Errorf("%w (%v)", err, serr)
 	}
-	if err := stop(); err != nil {
+	if err != nil {
 		return res, err
 	}
 	res.Name = "grpc relay"

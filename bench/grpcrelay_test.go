@@ -39,9 +39,10 @@ func TestGRPCRelay(t *testing.T) {
 	}
 }
 
-// TestGRPCRelayStopIdempotent starts a relay that no client joins and stops
-// it twice.
-func TestGRPCRelayStopIdempotent(t *testing.T) {
+// testGRPCRelay starts a gRPC relay with a window of 4 on fresh queues,
+// deleted when the test ends; the test stops the relay.
+func testGRPCRelay(t *testing.T) *GRPCRelay {
+	t.Helper()
 	q := NewQueues("btbench-test")
 	if err := q.Declare(testAMQPURL()); err != nil {
 		t.Fatalf("Declare() = %v (is RabbitMQ running? bash ../shared/scripts/ensure-rabbitmq)", err)
@@ -51,6 +52,13 @@ func TestGRPCRelayStopIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StartGRPCRelay() = %v", err)
 	}
+	return r
+}
+
+// TestGRPCRelayStopIdempotent starts a relay that no client joins and stops
+// it twice.
+func TestGRPCRelayStopIdempotent(t *testing.T) {
+	r := testGRPCRelay(t)
 	for i := range 2 {
 		if err := r.Stop(); err != nil {
 			t.Errorf("Stop() #%d = %v, want nil", i+1, err)
@@ -87,5 +95,30 @@ func TestWriteGRPCRelayBullet(t *testing.T) {
 				t.Errorf("writeGRPCRelayBullet() says below the target: %v, want %v; got:\n%s", got, tt.wantBelow, out.String())
 			}
 		})
+	}
+}
+
+// TestGRPCRelayReportsMisbehavingClient: a client that registers more slots
+// than the relay hands out ends its stream, and Stop names the failure
+// instead of leaving a drain to time out without a reason.
+func TestGRPCRelayReportsMisbehavingClient(t *testing.T) {
+	r := testGRPCRelay(t)
+	f := StartFleet(FleetConfig{Addr: r.Addr, N: 1, Prefix: "too-many-slots", Slots: maxRelaySlots + 1, AgentTransport: true})
+	defer f.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for failed := false; !failed; {
+		select {
+		case <-tick.C:
+			r.mu.Lock()
+			failed = r.err != nil
+			r.mu.Unlock()
+		case <-deadline:
+			t.Fatal("the relay recorded no failure within 10s of a client registering too many slots")
+		}
+	}
+	if err := r.Stop(); err == nil || !strings.Contains(err.Error(), "registered more than the 4096 slots") {
+		t.Errorf("Stop() = %v, want the too-many-slots failure", err)
 	}
 }
