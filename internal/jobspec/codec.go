@@ -156,14 +156,7 @@ func EncodeRequest(req *blacktreev1.JobRequest) ([]byte, error) {
 // EncodeResponse renders a JobResponse as the status.queue JSON. Scalar
 // fields are always present (so jobId, success, logs, imageUrl and error are
 // there even when empty); unset timestamps are left out.
-//
-// The JSON is protojson's (MarshalOptions{EmitDefaultValues: true}), written
-// by the hand-made encoder in encode.go; anything that encoder does not
-// handle, errors included, goes through protojson itself.
 func EncodeResponse(resp *blacktreev1.JobResponse) ([]byte, error) {
-	if b, ok := appendResponse(nil, resp); ok {
-		return b, nil
-	}
 	b, err := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(resp)
 	if err != nil {
 		return nil, fmt.Errorf("encode job response %s: %w", resp.GetJobId(), err)

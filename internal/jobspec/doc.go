@@ -7,8 +7,8 @@
 //
 // Files: codec.go (DecodeRequest's general path, the other codecs),
 // decode.go (the one-pass JobRequest decoder DecodeRequest tries first),
-// encode.go (the hand-written JobResponse encoder), validate.go.
-// The two hand-written codecs are checked against protojson by
-// differential table and fuzz tests and fall back to it for anything
-// they do not model.
+// cachekey.go (the build key for cache-aware placement), validate.go.
+// The hand-written decoder is checked against protojson by differential
+// table and fuzz tests and falls back to it for anything it does not model.
+// JobResponses are encoded by protojson.
 package jobspec

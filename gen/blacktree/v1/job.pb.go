@@ -269,7 +269,13 @@ type JobResponse struct {
 	// When the worker started the job. Blacktree extension.
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// When the worker finished the job. Blacktree extension.
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// Build steps answered from the builder's cache. Zero when the executor
+	// does not count steps. Blacktree extension.
+	CachedSteps uint32 `protobuf:"varint,11,opt,name=cached_steps,json=cachedSteps,proto3" json:"cached_steps,omitempty"`
+	// Build steps in the job's build, cached or run. Zero when the executor
+	// does not count steps. Blacktree extension.
+	TotalSteps    uint32 `protobuf:"varint,12,opt,name=total_steps,json=totalSteps,proto3" json:"total_steps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +380,20 @@ func (x *JobResponse) GetFinishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *JobResponse) GetCachedSteps() uint32 {
+	if x != nil {
+		return x.CachedSteps
+	}
+	return 0
+}
+
+func (x *JobResponse) GetTotalSteps() uint32 {
+	if x != nil {
+		return x.TotalSteps
+	}
+	return 0
+}
+
 var File_blacktree_v1_job_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_job_proto_rawDesc = "" +
@@ -394,7 +414,7 @@ const file_blacktree_v1_job_proto_rawDesc = "" +
 	"\x0ftimeout_seconds\x18\t \x01(\rR\x0etimeoutSeconds\x1a?\n" +
 	"\x11WorkerLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf8\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x03\n" +
 	"\vJobResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x12\n" +
@@ -408,7 +428,10 @@ const file_blacktree_v1_job_proto_rawDesc = "" +
 	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt*\x93\x01\n" +
+	"finishedAt\x12!\n" +
+	"\fcached_steps\x18\v \x01(\rR\vcachedSteps\x12\x1f\n" +
+	"\vtotal_steps\x18\f \x01(\rR\n" +
+	"totalSteps*\x93\x01\n" +
 	"\bJobStage\x12\x19\n" +
 	"\x15JOB_STAGE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STAGE_VALIDATE\x10\x01\x12\x16\n" +

@@ -422,8 +422,11 @@ type Register struct {
 	// and tells only such workers; the others keep the interval Registered
 	// gave them for the whole session.
 	HeartbeatIntervalUpdates bool `protobuf:"varint,9,opt,name=heartbeat_interval_updates,json=heartbeatIntervalUpdates,proto3" json:"heartbeat_interval_updates,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// What the worker's build cache holds, for cache-aware placement.
+	// Absent when the worker does not report its cache.
+	Cache         *CacheSummary `protobuf:"bytes,10,opt,name=cache,proto3" json:"cache,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Register) Reset() {
@@ -519,6 +522,82 @@ func (x *Register) GetHeartbeatIntervalUpdates() bool {
 	return false
 }
 
+func (x *Register) GetCache() *CacheSummary {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
+}
+
+// CacheSummary tells the hub, compactly, what a worker's build cache holds.
+// The hub prefers a free worker whose summary names a job's build key.
+type CacheSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Build keys of the builds the worker finished most recently, newest
+	// first, at most 64 entries. A build key is the hex string that
+	// jobspec.CacheKey derives from a JobRequest's repo_url, context_dir and
+	// dockerfile_path; each is at most 64 characters.
+	BuildKeys []string `protobuf:"bytes,1,rep,name=build_keys,json=buildKeys,proto3" json:"build_keys,omitempty"`
+	// Base images present in the worker's engine (e.g. `debian:12`), at most
+	// 64 entries of at most 256 characters each.
+	BaseImages []string `protobuf:"bytes,2,rep,name=base_images,json=baseImages,proto3" json:"base_images,omitempty"`
+	// Bytes the build cache takes on disk, when known.
+	SizeBytes     uint64 `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheSummary) Reset() {
+	*x = CacheSummary{}
+	mi := &file_blacktree_v1_worker_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheSummary) ProtoMessage() {}
+
+func (x *CacheSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_blacktree_v1_worker_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheSummary.ProtoReflect.Descriptor instead.
+func (*CacheSummary) Descriptor() ([]byte, []int) {
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CacheSummary) GetBuildKeys() []string {
+	if x != nil {
+		return x.BuildKeys
+	}
+	return nil
+}
+
+func (x *CacheSummary) GetBaseImages() []string {
+	if x != nil {
+		return x.BaseImages
+	}
+	return nil
+}
+
+func (x *CacheSummary) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
 // RunningJob describes a job a worker is running.
 type RunningJob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -532,7 +611,7 @@ type RunningJob struct {
 
 func (x *RunningJob) Reset() {
 	*x = RunningJob{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[3]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +623,7 @@ func (x *RunningJob) String() string {
 func (*RunningJob) ProtoMessage() {}
 
 func (x *RunningJob) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[3]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +636,7 @@ func (x *RunningJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningJob.ProtoReflect.Descriptor instead.
 func (*RunningJob) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{3}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RunningJob) GetJobId() string {
@@ -583,14 +662,17 @@ type Heartbeat struct {
 	RunningJobIds []string `protobuf:"bytes,2,rep,name=running_job_ids,json=runningJobIds,proto3" json:"running_job_ids,omitempty"`
 	// True once the worker is draining (after Drain or a SIGTERM). A worker
 	// sends a Heartbeat at once when it starts draining.
-	Draining      bool `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"`
+	Draining bool `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"`
+	// The worker's cache summary, when it changed since the last one sent.
+	// Absent means unchanged.
+	Cache         *CacheSummary `protobuf:"bytes,4,opt,name=cache,proto3" json:"cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[4]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +684,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[4]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +697,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{4}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Heartbeat) GetSentAt() *timestamppb.Timestamp {
@@ -639,6 +721,13 @@ func (x *Heartbeat) GetDraining() bool {
 	return false
 }
 
+func (x *Heartbeat) GetCache() *CacheSummary {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
+}
+
 // JobAccepted tells the hub the worker owns the job from now on. A worker
 // that receives RunJob for a job it already runs or holds a result for
 // answers JobAccepted again without running it twice.
@@ -652,7 +741,7 @@ type JobAccepted struct {
 
 func (x *JobAccepted) Reset() {
 	*x = JobAccepted{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[5]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +753,7 @@ func (x *JobAccepted) String() string {
 func (*JobAccepted) ProtoMessage() {}
 
 func (x *JobAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[5]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +766,7 @@ func (x *JobAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobAccepted.ProtoReflect.Descriptor instead.
 func (*JobAccepted) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{5}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JobAccepted) GetJobId() string {
@@ -704,7 +793,7 @@ type JobRejected struct {
 
 func (x *JobRejected) Reset() {
 	*x = JobRejected{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[6]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +805,7 @@ func (x *JobRejected) String() string {
 func (*JobRejected) ProtoMessage() {}
 
 func (x *JobRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[6]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +818,7 @@ func (x *JobRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRejected.ProtoReflect.Descriptor instead.
 func (*JobRejected) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{6}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JobRejected) GetJobId() string {
@@ -773,7 +862,7 @@ type JobLog struct {
 
 func (x *JobLog) Reset() {
 	*x = JobLog{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[7]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +874,7 @@ func (x *JobLog) String() string {
 func (*JobLog) ProtoMessage() {}
 
 func (x *JobLog) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[7]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +887,7 @@ func (x *JobLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobLog.ProtoReflect.Descriptor instead.
 func (*JobLog) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{7}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JobLog) GetJobId() string {
@@ -833,7 +922,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[8]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +934,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[8]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +947,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{8}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JobResult) GetResponse() *JobResponse {
@@ -894,7 +983,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +995,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1008,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Registered) GetSessionId() string {
@@ -974,7 +1063,7 @@ type HeartbeatInterval struct {
 
 func (x *HeartbeatInterval) Reset() {
 	*x = HeartbeatInterval{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1075,7 @@ func (x *HeartbeatInterval) String() string {
 func (*HeartbeatInterval) ProtoMessage() {}
 
 func (x *HeartbeatInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1088,7 @@ func (x *HeartbeatInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatInterval.ProtoReflect.Descriptor instead.
 func (*HeartbeatInterval) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatInterval) GetInterval() *durationpb.Duration {
@@ -1021,7 +1110,7 @@ type RunJob struct {
 
 func (x *RunJob) Reset() {
 	*x = RunJob{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1122,7 @@ func (x *RunJob) String() string {
 func (*RunJob) ProtoMessage() {}
 
 func (x *RunJob) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1135,7 @@ func (x *RunJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunJob.ProtoReflect.Descriptor instead.
 func (*RunJob) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunJob) GetJob() *JobRequest {
@@ -1068,7 +1157,7 @@ type ResultAck struct {
 
 func (x *ResultAck) Reset() {
 	*x = ResultAck{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1169,7 @@ func (x *ResultAck) String() string {
 func (*ResultAck) ProtoMessage() {}
 
 func (x *ResultAck) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1182,7 @@ func (x *ResultAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultAck.ProtoReflect.Descriptor instead.
 func (*ResultAck) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResultAck) GetJobId() string {
@@ -1117,7 +1206,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1218,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1231,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -1170,7 +1259,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1271,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1284,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Drain) GetReason() string {
@@ -1231,7 +1320,7 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"cancel_job\x18\x04 \x01(\v2\x17.blacktree.v1.CancelJobH\x00R\tcancelJob\x12+\n" +
 	"\x05drain\x18\x05 \x01(\v2\x13.blacktree.v1.DrainH\x00R\x05drain\x12P\n" +
 	"\x12heartbeat_interval\x18\x06 \x01(\v2\x1f.blacktree.v1.HeartbeatIntervalH\x00R\x11heartbeatIntervalB\a\n" +
-	"\x05frame\"\xbb\x03\n" +
+	"\x05frame\"\xed\x03\n" +
 	"\bRegister\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1241,19 +1330,29 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\frunning_jobs\x18\x06 \x03(\v2\x18.blacktree.v1.RunningJobR\vrunningJobs\x12@\n" +
 	"\x0funacked_results\x18\a \x03(\v2\x17.blacktree.v1.JobResultR\x0eunackedResults\x12\x1a\n" +
 	"\bdraining\x18\b \x01(\bR\bdraining\x12<\n" +
-	"\x1aheartbeat_interval_updates\x18\t \x01(\bR\x18heartbeatIntervalUpdates\x1a9\n" +
+	"\x1aheartbeat_interval_updates\x18\t \x01(\bR\x18heartbeatIntervalUpdates\x120\n" +
+	"\x05cache\x18\n" +
+	" \x01(\v2\x1a.blacktree.v1.CacheSummaryR\x05cache\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"m\n" +
+	"\fCacheSummary\x12\x1d\n" +
+	"\n" +
+	"build_keys\x18\x01 \x03(\tR\tbuildKeys\x12\x1f\n" +
+	"\vbase_images\x18\x02 \x03(\tR\n" +
+	"baseImages\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\"^\n" +
 	"\n" +
 	"RunningJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x129\n" +
 	"\n" +
-	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x84\x01\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xb6\x01\n" +
 	"\tHeartbeat\x123\n" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n" +
 	"\x0frunning_job_ids\x18\x02 \x03(\tR\rrunningJobIds\x12\x1a\n" +
-	"\bdraining\x18\x03 \x01(\bR\bdraining\"$\n" +
+	"\bdraining\x18\x03 \x01(\bR\bdraining\x120\n" +
+	"\x05cache\x18\x04 \x01(\v2\x1a.blacktree.v1.CacheSummaryR\x05cache\"$\n" +
 	"\vJobAccepted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"r\n" +
 	"\vJobRejected\x12\x15\n" +
@@ -1307,61 +1406,64 @@ func file_blacktree_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_blacktree_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_blacktree_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_blacktree_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_blacktree_v1_worker_proto_goTypes = []any{
 	(RejectReason)(0),             // 0: blacktree.v1.RejectReason
 	(*WorkerMessage)(nil),         // 1: blacktree.v1.WorkerMessage
 	(*HubMessage)(nil),            // 2: blacktree.v1.HubMessage
 	(*Register)(nil),              // 3: blacktree.v1.Register
-	(*RunningJob)(nil),            // 4: blacktree.v1.RunningJob
-	(*Heartbeat)(nil),             // 5: blacktree.v1.Heartbeat
-	(*JobAccepted)(nil),           // 6: blacktree.v1.JobAccepted
-	(*JobRejected)(nil),           // 7: blacktree.v1.JobRejected
-	(*JobLog)(nil),                // 8: blacktree.v1.JobLog
-	(*JobResult)(nil),             // 9: blacktree.v1.JobResult
-	(*Registered)(nil),            // 10: blacktree.v1.Registered
-	(*HeartbeatInterval)(nil),     // 11: blacktree.v1.HeartbeatInterval
-	(*RunJob)(nil),                // 12: blacktree.v1.RunJob
-	(*ResultAck)(nil),             // 13: blacktree.v1.ResultAck
-	(*CancelJob)(nil),             // 14: blacktree.v1.CancelJob
-	(*Drain)(nil),                 // 15: blacktree.v1.Drain
-	nil,                           // 16: blacktree.v1.Register.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*JobResponse)(nil),           // 18: blacktree.v1.JobResponse
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*JobRequest)(nil),            // 20: blacktree.v1.JobRequest
+	(*CacheSummary)(nil),          // 4: blacktree.v1.CacheSummary
+	(*RunningJob)(nil),            // 5: blacktree.v1.RunningJob
+	(*Heartbeat)(nil),             // 6: blacktree.v1.Heartbeat
+	(*JobAccepted)(nil),           // 7: blacktree.v1.JobAccepted
+	(*JobRejected)(nil),           // 8: blacktree.v1.JobRejected
+	(*JobLog)(nil),                // 9: blacktree.v1.JobLog
+	(*JobResult)(nil),             // 10: blacktree.v1.JobResult
+	(*Registered)(nil),            // 11: blacktree.v1.Registered
+	(*HeartbeatInterval)(nil),     // 12: blacktree.v1.HeartbeatInterval
+	(*RunJob)(nil),                // 13: blacktree.v1.RunJob
+	(*ResultAck)(nil),             // 14: blacktree.v1.ResultAck
+	(*CancelJob)(nil),             // 15: blacktree.v1.CancelJob
+	(*Drain)(nil),                 // 16: blacktree.v1.Drain
+	nil,                           // 17: blacktree.v1.Register.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*JobResponse)(nil),           // 19: blacktree.v1.JobResponse
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*JobRequest)(nil),            // 21: blacktree.v1.JobRequest
 }
 var file_blacktree_v1_worker_proto_depIdxs = []int32{
 	3,  // 0: blacktree.v1.WorkerMessage.register:type_name -> blacktree.v1.Register
-	5,  // 1: blacktree.v1.WorkerMessage.heartbeat:type_name -> blacktree.v1.Heartbeat
-	6,  // 2: blacktree.v1.WorkerMessage.job_accepted:type_name -> blacktree.v1.JobAccepted
-	7,  // 3: blacktree.v1.WorkerMessage.job_rejected:type_name -> blacktree.v1.JobRejected
-	8,  // 4: blacktree.v1.WorkerMessage.job_log:type_name -> blacktree.v1.JobLog
-	9,  // 5: blacktree.v1.WorkerMessage.job_result:type_name -> blacktree.v1.JobResult
-	10, // 6: blacktree.v1.HubMessage.registered:type_name -> blacktree.v1.Registered
-	12, // 7: blacktree.v1.HubMessage.run_job:type_name -> blacktree.v1.RunJob
-	13, // 8: blacktree.v1.HubMessage.result_ack:type_name -> blacktree.v1.ResultAck
-	14, // 9: blacktree.v1.HubMessage.cancel_job:type_name -> blacktree.v1.CancelJob
-	15, // 10: blacktree.v1.HubMessage.drain:type_name -> blacktree.v1.Drain
-	11, // 11: blacktree.v1.HubMessage.heartbeat_interval:type_name -> blacktree.v1.HeartbeatInterval
-	16, // 12: blacktree.v1.Register.labels:type_name -> blacktree.v1.Register.LabelsEntry
-	4,  // 13: blacktree.v1.Register.running_jobs:type_name -> blacktree.v1.RunningJob
-	9,  // 14: blacktree.v1.Register.unacked_results:type_name -> blacktree.v1.JobResult
-	17, // 15: blacktree.v1.RunningJob.started_at:type_name -> google.protobuf.Timestamp
-	17, // 16: blacktree.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	0,  // 17: blacktree.v1.JobRejected.reason:type_name -> blacktree.v1.RejectReason
-	18, // 18: blacktree.v1.JobResult.response:type_name -> blacktree.v1.JobResponse
-	19, // 19: blacktree.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	19, // 20: blacktree.v1.Registered.heartbeat_grid:type_name -> google.protobuf.Duration
-	19, // 21: blacktree.v1.HeartbeatInterval.interval:type_name -> google.protobuf.Duration
-	20, // 22: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
-	1,  // 23: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
-	2,  // 24: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	6,  // 1: blacktree.v1.WorkerMessage.heartbeat:type_name -> blacktree.v1.Heartbeat
+	7,  // 2: blacktree.v1.WorkerMessage.job_accepted:type_name -> blacktree.v1.JobAccepted
+	8,  // 3: blacktree.v1.WorkerMessage.job_rejected:type_name -> blacktree.v1.JobRejected
+	9,  // 4: blacktree.v1.WorkerMessage.job_log:type_name -> blacktree.v1.JobLog
+	10, // 5: blacktree.v1.WorkerMessage.job_result:type_name -> blacktree.v1.JobResult
+	11, // 6: blacktree.v1.HubMessage.registered:type_name -> blacktree.v1.Registered
+	13, // 7: blacktree.v1.HubMessage.run_job:type_name -> blacktree.v1.RunJob
+	14, // 8: blacktree.v1.HubMessage.result_ack:type_name -> blacktree.v1.ResultAck
+	15, // 9: blacktree.v1.HubMessage.cancel_job:type_name -> blacktree.v1.CancelJob
+	16, // 10: blacktree.v1.HubMessage.drain:type_name -> blacktree.v1.Drain
+	12, // 11: blacktree.v1.HubMessage.heartbeat_interval:type_name -> blacktree.v1.HeartbeatInterval
+	17, // 12: blacktree.v1.Register.labels:type_name -> blacktree.v1.Register.LabelsEntry
+	5,  // 13: blacktree.v1.Register.running_jobs:type_name -> blacktree.v1.RunningJob
+	10, // 14: blacktree.v1.Register.unacked_results:type_name -> blacktree.v1.JobResult
+	4,  // 15: blacktree.v1.Register.cache:type_name -> blacktree.v1.CacheSummary
+	18, // 16: blacktree.v1.RunningJob.started_at:type_name -> google.protobuf.Timestamp
+	18, // 17: blacktree.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	4,  // 18: blacktree.v1.Heartbeat.cache:type_name -> blacktree.v1.CacheSummary
+	0,  // 19: blacktree.v1.JobRejected.reason:type_name -> blacktree.v1.RejectReason
+	19, // 20: blacktree.v1.JobResult.response:type_name -> blacktree.v1.JobResponse
+	20, // 21: blacktree.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	20, // 22: blacktree.v1.Registered.heartbeat_grid:type_name -> google.protobuf.Duration
+	20, // 23: blacktree.v1.HeartbeatInterval.interval:type_name -> google.protobuf.Duration
+	21, // 24: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
+	1,  // 25: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
+	2,  // 26: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
+	26, // [26:27] is the sub-list for method output_type
+	25, // [25:26] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_worker_proto_init() }
@@ -1392,7 +1494,7 @@ func file_blacktree_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blacktree_v1_worker_proto_rawDesc), len(file_blacktree_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
