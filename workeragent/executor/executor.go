@@ -30,6 +30,15 @@ type Executor interface {
 	Run(ctx context.Context, req *blacktreev1.JobRequest, logs io.Writer) *blacktreev1.JobResponse
 }
 
+// CacheInspector is implemented by executors whose builds leave a cache
+// that later jobs can reuse. The agent reports what it returns to the hub
+// (CacheSummary) so that the hub can place a job where its cache is warm.
+type CacheInspector interface {
+	// CacheState reports the base images present in the builder's engine
+	// (e.g. `debian:12`) and the bytes its build cache takes on disk.
+	CacheState(ctx context.Context) (baseImages []string, sizeBytes uint64, err error)
+}
+
 // Options is the agent configuration an executor may need. Each executor
 // reads the fields it cares about and ignores the rest.
 type Options struct {
