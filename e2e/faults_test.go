@@ -21,7 +21,7 @@ func waitAccepted(t *testing.T, e *env, h *hubProc, w *cluster.Process, id strin
 	}
 	// The worker logs the job before its JobAccepted frame reaches the hub.
 	// Until the hub has it, a broken stream puts the job back on offer
-	// (DESIGN §5.1) instead of starting the lost-worker grace, so a fault
+	// (docs/protocol.md#acknowledging-a-job) instead of starting the lost-worker grace, so a fault
 	// injected in that window tests something else.
 	client, actx := e.admin(h)
 	err := cluster.Poll(ctx, 20*time.Millisecond, func() bool {

@@ -47,7 +47,7 @@ func TestSeedFlowManyJobs(t *testing.T) {
 	record(t, "%d jobs, 3 workers x 2 slots: %s in %s, spread %v", len(jobs), l, elapsed.Round(time.Millisecond), len(workers))
 }
 
-// TestDockerBuildEndToEnd: the seed's example through the docker executor,
+// TestDockerBuildEndToEnd: the docs/protocol.md example through the docker executor,
 // a token-checking git server and a registry; the token leaks nowhere.
 func TestDockerBuildEndToEnd(t *testing.T) {
 	if err := devenv.CheckGit(); err != nil {

@@ -60,6 +60,6 @@ func TestSoak(t *testing.T) {
 	record(t, "%d jobs, %d worker swaps: %s, failed=%d, %.0f jobs/s (publish took %s)",
 		total, churn, l, failed, float64(total)/elapsed.Seconds(), published.Round(time.Millisecond))
 	if l.Duplicates > 0 {
-		t.Logf("duplicates %v: at-least-once status delivery (DESIGN §5.6)", l.DuplicateIDs[:min(len(l.DuplicateIDs), 10)])
+		t.Logf("duplicates %v: at-least-once status delivery, docs/protocol.md#duplicates", l.DuplicateIDs[:min(len(l.DuplicateIDs), 10)])
 	}
 }

@@ -17,7 +17,7 @@ func killConnection(t *testing.T, name string) {
 	}
 }
 
-// DESIGN §5.6/§5.7: the broker drops both of the hub's connections while
+// docs/protocol.md#broker-restarts: the broker drops both of the hub's connections while
 // jobs are offered, running and finishing; every job is accounted for
 // (at least one status each), nothing is lost.
 func TestBrokerConnectionsDropped(t *testing.T) {

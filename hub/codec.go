@@ -15,7 +15,7 @@ import (
 // it, so each heartbeat used to allocate its WorkerMessage, oneof wrapper
 // and Heartbeat anew; an idle worker sends nothing else, and with a large
 // idle fleet that garbage is what the hub's heap grows by between
-// collections (docs/BENCHMARKS.md G13). A shell is decoded into with
+// collections (docs/design/idle-worker-memory.md). A shell is decoded into with
 // Merge instead, which keeps those three allocations, and the result is
 // exactly what a fresh decode gives (TestFrameCodecMatchesProto).
 type frameCodec struct {

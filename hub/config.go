@@ -90,10 +90,11 @@ type Config struct {
 	AcceptTimeout time.Duration
 	// LostWorkerGrace is how long the jobs of a worker whose stream broke
 	// wait for a session to report them before the hub publishes them as
-	// lost (DESIGN §5.3). Default 30s.
+	// lost (docs/protocol.md#lost-workers). Default 30s.
 	LostWorkerGrace time.Duration
 	// HoldTimeout is how long a delivery waits for a free worker before it
-	// is nacked with requeue (DESIGN §5.5). Default 5s.
+	// is nacked with requeue (docs/protocol.md#prefetch-and-holding).
+	// Default 5s.
 	HoldTimeout time.Duration
 	// DeadRetention is how long dead workers stay visible. Default 5m.
 	DeadRetention time.Duration
@@ -122,7 +123,8 @@ type Config struct {
 	// needs one. Default 16.
 	MaxConcurrentStreams uint32
 	// ConnBufferSize is the gRPC read and write buffer size per connection
-	// (grpc-go defaults to 32 KiB each, DESIGN §10); the write buffer is
+	// (grpc-go defaults to 32 KiB each; docs/design/idle-worker-memory.md);
+	// the write buffer is
 	// shared (SharedWriteBuffer) so an idle worker holds little. Default 8 KiB.
 	ConnBufferSize int
 	// KeepaliveTime: the hub pings a worker connection idle this long.

@@ -98,7 +98,7 @@ func (h *Hub) awaitRegister(stream blacktreev1.WorkerService_ConnectServer) (*bl
 // connect serves one worker stream: Register, then the receive loop on
 // this (the handler's) goroutine until the session ends. Frames to the
 // worker go through Worker.send. An idle worker costs the hub one
-// goroutine of its own (docs/BENCHMARKS.md G1).
+// goroutine of its own (docs/design/idle-worker-memory.md).
 //
 // A session the hub ends (replaced, missed heartbeats, slow reader, token
 // revoked, hub stopping) is cleaned up at once by endSession; since the handler may be

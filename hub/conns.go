@@ -11,7 +11,7 @@ import (
 // address, so the hub can close a worker's connection when it must end a
 // session whose handler is blocked in Recv: grpc-go has no way to end one
 // server stream from outside its handler, and the handler is the session's
-// receive loop (one goroutine per idle worker, docs/BENCHMARKS.md F4).
+// receive loop (one goroutine per idle worker, docs/design/idle-worker-memory.md).
 //
 // The listener hands grpc-go the accepted *net.TCPConn itself, not a
 // wrapper: grpc-go sets TCP_USER_TIMEOUT and reads without a pinned buffer

@@ -10,7 +10,7 @@ import (
 	"github.com/blacktree/blacktree/internal/rabbit"
 )
 
-// DESIGN §5.1: the delivery stays unacked until JobAccepted. A hub that
+// docs/protocol.md#acknowledging-a-job: the delivery stays unacked until JobAccepted. A hub that
 // stops before acceptance gives the message back; after acceptance it is
 // gone from the queue for good.
 func TestAckOnlyAfterAccept(t *testing.T) {
@@ -53,7 +53,7 @@ func TestAckOnlyAfterAccept(t *testing.T) {
 	}
 }
 
-// DESIGN §5.2: hub A dies mid-job; the worker reconnects to hub B with the
+// docs/protocol.md#results: hub A dies mid-job; the worker reconnects to hub B with the
 // job still running and later its result; the status arrives, no loss.
 // A result held across the restart (unacked_results) is published too.
 func TestHubRestartMidJob(t *testing.T) {
@@ -91,7 +91,7 @@ func TestHubRestartMidJob(t *testing.T) {
 	}
 }
 
-// DESIGN §5.3: a busy worker that vanishes is reported lost after the
+// docs/protocol.md#lost-workers: a busy worker that vanishes is reported lost after the
 // grace period, and not before.
 func TestLostWorkerReportedAfterGrace(t *testing.T) {
 	const grace = 1500 * time.Millisecond
@@ -149,7 +149,7 @@ func TestLostWorkerReturnsWithinGrace(t *testing.T) {
 	}
 }
 
-// DESIGN §5.4: invalid messages never block the queue: unreadable ones are
+// docs/protocol.md#invalid-requests: invalid messages never block the queue: unreadable ones are
 // dead-lettered, readable ones get a failed status; the next job runs.
 func TestInvalidMessages(t *testing.T) {
 	e := newEnv(t)
@@ -181,7 +181,7 @@ func TestInvalidMessages(t *testing.T) {
 	}
 }
 
-// DESIGN §5.5: with no worker the hub holds at most prefetch deliveries and
+// docs/protocol.md#prefetch-and-holding: with no worker the hub holds at most prefetch deliveries and
 // requeues them after HoldTimeout; a worker that arrives runs them all. The
 // fixed window works the same on classic and quorum queues.
 func TestHeldDeliveriesBounded(t *testing.T) {

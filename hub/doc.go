@@ -1,7 +1,7 @@
 // Package hub is Blacktree's hub: it consumes JobRequests from the broker,
 // pushes each to a free worker agent over that agent's long-lived
 // WorkerService.Connect stream, and publishes the worker's JobResponse to
-// the status queue (DESIGN §1, §4, §5).
+// the status queue (docs/protocol.md).
 //
 // The pieces, by file:
 //

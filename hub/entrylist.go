@@ -10,7 +10,7 @@ package hub
 // with no job (all equally least loaded) the one that just finished has
 // warm caches (docker layers, git objects) and a connection the hub has
 // just written to, so a burst of jobs keeps reusing a small hot set instead
-// of touching thousands of idle connections (docs/BENCHMARKS.md G6).
+// of touching thousands of idle connections (docs/design/dispatch-throughput.md).
 type entryList struct {
 	head, tail *workerEntry
 	n          int

@@ -106,7 +106,7 @@ func deliver(t *testing.T, fb *fakeBroker, req *blacktreev1.JobRequest) *fakeAck
 	return a
 }
 
-// DESIGN §5.2: ResultAck only after the broker confirmed; a failing
+// docs/protocol.md#results: ResultAck only after the broker confirmed; a failing
 // publish is retried, never dropped.
 func TestResultAckOnlyAfterConfirm(t *testing.T) {
 	h, fb := startFakeHub(t, func(c *Config) { c.PublishRetryMax = 100 * time.Millisecond })

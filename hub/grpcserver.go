@@ -55,7 +55,7 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		// Not on Connect: a worker's stream lives for days, the session
 		// logs its own start and end, and the middleware would hold
 		// per-stream state and wrap every frame (memory per idle worker,
-		// docs/BENCHMARKS.md F4).
+		// docs/design/idle-worker-memory.md).
 		selector.StreamServerInterceptor(logging.StreamServerInterceptor(hclogAdapter(glog), logOpts...),
 			selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 				return c.FullMethod() != blacktreev1.WorkerService_Connect_FullMethodName
@@ -83,7 +83,8 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			// MinTime: clients may ping this often. The default (5 min) would
 			// cut off workers that ping every 10s with GOAWAY too_many_pings
-			// (DESIGN §10); keep it below the workers' ping interval.
+			// (docs/protocol.md#keepalive); keep it below the workers' ping
+			// interval.
 			MinTime: h.cfg.KeepaliveMinTime,
 			// PermitWithoutStream: workers ping even between streams
 			// (while reconnecting); allow it.
@@ -91,7 +92,7 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		}),
 		grpc.MaxRecvMsgSize(h.cfg.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(h.cfg.MaxConcurrentStreams),
-		// Per-connection buffers (DESIGN §10): small read buffer and a
+		// Per-connection buffers (docs/design/idle-worker-memory.md): small read buffer and a
 		// shared write buffer keep an idle worker connection cheap.
 		grpc.ReadBufferSize(h.cfg.ConnBufferSize),
 		grpc.WriteBufferSize(h.cfg.ConnBufferSize),
@@ -99,7 +100,8 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		// Fixed flow-control windows. Left unset, grpc-go sizes windows
 		// dynamically (BDP estimation) and sends a PING after data frames
 		// to measure: one extra write per heartbeat per worker, ~20% of the
-		// hub's heartbeat CPU with a large fleet (docs/BENCHMARKS.md).
+		// hub's heartbeat CPU with a large fleet
+		// (docs/design/heartbeat-grid.md).
 		// Setting them turns that off (grpc/grpc-go#9096). Windows are
 		// credit, not memory: nothing is allocated up front.
 		grpc.InitialWindowSize(flowWindow),
@@ -109,7 +111,8 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		// it is kept for the connection's life (~1 KiB per worker).
 		grpc.HeaderTableSize(0),
 		// grpc-go's proto codec, but heartbeats reuse their structs: less
-		// garbage per heartbeat (frameCodec, docs/BENCHMARKS.md G13).
+		// garbage per heartbeat (frameCodec,
+		// docs/design/idle-worker-memory.md).
 		grpc.ForceServerCodecV2(newFrameCodec()),
 		grpc.ChainStreamInterceptor(streams...),
 		grpc.ChainUnaryInterceptor(unaries...),

@@ -6,7 +6,7 @@ import "slices"
 // so that pick finds the least or the most loaded match without scanning
 // them all: with 10,000 8-slot workers each running a few jobs, the scan
 // cost 2–4 ms per job under the manager's lock, which every heartbeat also
-// takes (docs/BENCHMARKS.md G23, BenchmarkPick).
+// takes (BenchmarkPick; docs/design/dispatch-throughput.md).
 //
 // Entries are bucketed by their slot count, then by their number of jobs.
 // A bucket is an entryList, newest arrival last: among equally loaded

@@ -11,7 +11,8 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
 
-// WorkerState is a worker's state as inferred from its stream (DESIGN §6).
+// WorkerState is a worker's state as inferred from its stream
+// (docs/protocol.md#worker-states).
 type WorkerState int
 
 // Worker states.

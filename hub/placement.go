@@ -17,7 +17,7 @@ const (
 	// work gathers on as few machines as possible, so the rest stay idle
 	// (an autoscaler can remove them), and a busy worker's frames travel
 	// together, which costs the hub and the workers fewer system calls per
-	// job (docs/BENCHMARKS.md, G22). Nomad's "binpack" scheduler is the
+	// job (docs/design/dispatch-throughput.md). Nomad's "binpack" scheduler is the
 	// same idea.
 	PlacementBinpack
 )

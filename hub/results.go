@@ -13,7 +13,8 @@ import (
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
-// accepted: w owns the job from now on; its delivery is acked (DESIGN §5.1).
+// accepted: w owns the job from now on; its delivery is acked
+// (docs/protocol.md#acknowledging-a-job).
 func (d *Dispatcher) accepted(w *Worker, jobID string) {
 	d.mu.Lock()
 	var fx effects
@@ -82,7 +83,8 @@ func (d *Dispatcher) rejected(w *Worker, r *blacktreev1.JobRejected) {
 	fx.run()
 }
 
-// result publishes a job's response, then answers ResultAck (DESIGN §5.2).
+// result publishes a job's response, then answers ResultAck
+// (docs/protocol.md#results).
 func (d *Dispatcher) result(w *Worker, res *blacktreev1.JobResult) {
 	resp := res.GetResponse()
 	if resp == nil || jobspec.ValidJobID(resp.GetJobId()) != nil {
@@ -160,7 +162,8 @@ func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
 }
 
 // sessionGone settles the jobs of a session that ended: offered jobs go
-// elsewhere, running ones are orphaned for LostWorkerGrace (DESIGN §5.3).
+// elsewhere, running ones are orphaned for LostWorkerGrace
+// (docs/protocol.md#lost-workers).
 func (d *Dispatcher) sessionGone(w *Worker, cause error) {
 	d.mu.Lock()
 	var fx effects
@@ -247,7 +250,7 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 // write: nothing waits on it, since the status is already published and the
 // worker's slot was freed by the JobResult; the worker only holds the
 // result in memory that much longer, far inside the time after which it
-// writes an unacknowledged result to disk (200 ms). docs/BENCHMARKS.md G24.
+// writes an unacknowledged result to disk (200 ms). See docs/design/dispatch-throughput.md.
 const resultAckDelay = time.Millisecond
 
 // published counts a published status, acks its delivery if still unacked

@@ -51,7 +51,7 @@ var (
 // never blocking) and written by one sender that runs only while frames
 // are queued: it starts when the queue goes from empty to non-empty and
 // returns when it is empty again, so an idle worker costs no goroutine for
-// sending (docs/BENCHMARKS.md G1). It runs on one of the hub's pooled
+// sending (docs/design/idle-worker-memory.md). It runs on one of the hub's pooled
 // goroutines (internal/taskpool), which keep their grown stacks between runs. At
 // most one sender runs at a time, so no two goroutines ever call Send. The
 // identity fields are set at registration and never change.
@@ -72,7 +72,7 @@ type Worker struct {
 	// The session's end latch: kill sets cause and closes done once, then
 	// runs onEnd on its own goroutine (owned by wg). A plain latch rather
 	// than a context: a derived context costs an idle worker ~1.3 KiB of
-	// parent-child bookkeeping (docs/BENCHMARKS.md G1).
+	// parent-child bookkeeping (docs/design/idle-worker-memory.md).
 	endOnce sync.Once
 	cause   error         // why the session ended; written before done closes
 	done    chan struct{} // closed when the session ends

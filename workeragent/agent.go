@@ -49,7 +49,7 @@ type Agent struct {
 	jobsCancel context.CancelCauseFunc
 	jobsWG     sync.WaitGroup // one per running job goroutine
 	// tasks runs every job and its log pump on goroutines that keep their
-	// grown stacks between jobs (docs/BENCHMARKS.md G21); Run closes it
+	// grown stacks between jobs (docs/design/dispatch-throughput.md); Run closes it
 	// once jobsWG is done.
 	tasks *taskpool.Pool
 

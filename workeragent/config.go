@@ -104,7 +104,8 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// InitialConnectTimeout, when positive, makes Run give up with
 	// ErrNoHub if no hub has answered Registered within it after start
-	// (an unreachable hub at start-up is an error, DESIGN §8). Once
+	// (an unreachable hub at start-up is an error, docs/configuration.md).
+	// Once
 	// registered, the agent reconnects forever. Zero retries forever.
 	InitialConnectTimeout time.Duration
 	// RegisterTimeout bounds the wait for Registered after Register
@@ -125,7 +126,7 @@ type Config struct {
 	// gathers for this long between chunks (less when MaxLogChunk bytes
 	// wait), and the rest leaves when the job ends, before its JobResult.
 	// A chatty build then costs the hub and the worker one frame per
-	// interval, not one per line (docs/BENCHMARKS.md G27). Zero means
+	// interval, not one per line (docs/protocol.md#job-output). Zero means
 	// DefaultLogFlushInterval (100ms); negative sends every write at once.
 	LogFlushInterval time.Duration
 	// Policy validates each JobRequest before it runs (internal/jobspec).

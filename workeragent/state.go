@@ -146,7 +146,8 @@ func (s stateStore) loadResults() ([]*blacktreev1.JobResult, []error) {
 // It does not fsync: a written result survives the agent being killed (the
 // page cache keeps it), and that costs microseconds; surviving a power cut
 // of the build machine would cost an fsync per job, which capped a noop
-// fleet at 0.14× the broker's throughput (docs/BENCHMARKS.md). Even the
+// fleet at a small fraction of the broker's throughput
+// (docs/design/dispatch-throughput.md). Even the
 // write itself is skipped when the hub acknowledges the result within
 // Config.PersistResultsAfter. If the machine dies, or the agent is killed
 // before an unacknowledged result was written, the hub reports the job lost

@@ -91,7 +91,7 @@ class Worker:
 
     def channel(self):
         options = [
-            # DESIGN §10: keepalive set explicitly; 30 s is well above the
+            # docs/protocol.md#keepalive: keepalive set explicitly; 30 s is well above the
             # hub's enforcement minimum, heartbeats are data anyway.
             ("grpc.keepalive_time_ms", 30000),
             ("grpc.keepalive_timeout_ms", 10000),

@@ -1,9 +1,8 @@
 // Command blacktree-demo runs Blacktree's main job end to end on one
 // machine: it serves the bundled example repository (examples/hello) from a
 // loopback git server that demands a token, starts an OCI registry, a hub
-// and a worker (the real binaries, built here), publishes the seed's
-// example JobRequest to RabbitMQ and prints the JobResponse from the status
-// queue. Then it stops everything it started. `make demo` runs it after
+// and a worker (the real binaries, built here), publishes the example
+// JobRequest to RabbitMQ and prints the JobResponse from the status queue. Then it stops everything it started. `make demo` runs it after
 // making sure RabbitMQ and a Docker engine are up.
 package main
 
@@ -176,7 +175,7 @@ func run(ctx context.Context, amqpURL string, verbose bool) (err error) {
 		return err
 	}
 
-	step(6, "publishing the seed JobRequest to %s", execQ)
+	step(6, "publishing the example JobRequest to %s", execQ)
 	req := &blacktreev1.JobRequest{JobId: "unique-id-123", RepoUrl: "user/reponame", Branch: "main",
 		DockerfilePath: "Dockerfile", ContextDir: ".", ImageName: "myapp:latest", GithubToken: githubToken}
 	body, err := jobspec.EncodeRequest(req)

@@ -58,7 +58,8 @@ func TestWithHubSubmitWaitAndAdmin(t *testing.T) {
 
 	t.Run("submit --wait of a job the hub rejects exits 1", func(t *testing.T) {
 		// --skip-validate lets an unsafe request through to the hub, which
-		// must report it failed on status.queue (DESIGN §5.4).
+		// must report it failed on status.queue
+		// (docs/protocol.md#invalid-requests).
 		res := btctl(ctx, vars, "submit", "--skip-validate", "--repo", "file:///etc/passwd", "--image", "x:1", "--job-id", "py-bad-1", "--wait", "--timeout", "60s")
 		if res.code != exitJobFailed {
 			t.Fatalf("submit --wait exit = %d, want 1; stderr %q", res.code, res.stderr)

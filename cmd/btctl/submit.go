@@ -23,9 +23,10 @@ const usageSubmit = `Usage: btctl submit [flags]
 Publish one JobRequest to execute.queue (persistent, publisher-confirmed,
 mandatory: a missing queue is an error). The request is built from flags, or
 read from --file (JSON as on the queue) with any flags given overriding the
-file. It is validated (jobspec, DESIGN §7) before anything is published: an
-invalid request is a usage error (exit 2). Without --wait btctl prints the
-job id and exits 0 once the broker has confirmed the message.
+file. It is validated as the hub would (docs/protocol.md#validation) before
+anything is published: an invalid request is a usage error (exit 2).
+Without --wait btctl prints the job id and exits 0 once the broker has
+confirmed the message.
 
 The git token comes from --token-file, else BLACKTREE_GITHUB_TOKEN, else the
 file's githubToken. It is never printed.

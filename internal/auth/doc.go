@@ -1,4 +1,4 @@
-// Package auth authenticates the hub's gRPC callers (DESIGN §7).
+// Package auth authenticates the hub's gRPC callers (docs/SECURITY.md).
 //
 // Workers call /blacktree.v1.WorkerService/ with metadata
 // `authorization: Bearer <worker token>`; the tokens come from the hub's

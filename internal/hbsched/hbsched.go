@@ -6,8 +6,8 @@
 // picks its phase among the multiples of a grid step (the hub's
 // Registered.heartbeat_grid) and keeps it on the wall clock, a fleet's
 // heartbeats still spread over the whole interval, but those of one step
-// arrive together, and the hub takes them with one wake-up (BENCHMARKS
-// G26). That needs the workers' clocks in step (NTP); without it the
+// arrive together, and the hub takes them with one wake-up
+// (docs/design/heartbeat-grid.md). That needs the workers' clocks in step (NTP); without it the
 // phases are as random as before, which costs the hub only the wake-ups.
 package hbsched
 

@@ -15,7 +15,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The seed's examples, byte for byte (DESIGN §3).
+// The examples of docs/protocol.md#queues, byte for byte.
 const (
 	seedRequest  = `{"jobId":"unique-id-123","repoUrl":"user/reponame","branch":"main","dockerfilePath":"Dockerfile","contextDir":".","imageName":"myapp:latest","githubToken":"<token>"}`
 	seedResponse = `{"jobId":"unique-id-123","success":true,"logs":"<build logs>","imageUrl":"registry.example.com/myapp:latest","error":""}`
@@ -69,7 +69,7 @@ func TestSeedResponseRoundTrip(t *testing.T) {
 			t.Errorf("EncodeResponse()[%q] = %v, want %v (from %s)", k, got[k], v, out)
 		}
 	}
-	// The five seed fields are present even when empty.
+	// The five core fields are present even when empty.
 	out, err = EncodeResponse(&blacktreev1.JobResponse{JobId: "j"})
 	if err != nil {
 		t.Fatalf("EncodeResponse(empty) = %v", err)

@@ -1,7 +1,7 @@
 // Package jobspec turns queue messages into JobRequests and JobResponses
 // into queue messages, and decides whether a JobRequest is safe to run.
 //
-// It is shared by the hub (which validates before dispatch, DESIGN §5.4)
+// It is shared by the hub (which validates before dispatch, docs/protocol.md#invalid-requests)
 // and the worker agent (which validates again before touching anything).
 // Nothing here ever puts a githubToken into an error or a log field.
 //

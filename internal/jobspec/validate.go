@@ -86,7 +86,8 @@ func ValidJobID(id string) error {
 	return nil
 }
 
-// Validate checks every field of req against DESIGN §7. It returns the
+// Validate checks every field of req (docs/protocol.md#validation). It
+// returns the
 // first problem as a *ValidationError.
 func Validate(req *blacktreev1.JobRequest, p Policy) error {
 	if err := ValidJobID(req.GetJobId()); err != nil {

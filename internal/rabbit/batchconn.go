@@ -16,7 +16,7 @@ import (
 // goroutine per connection writes whatever has accumulated in a single
 // system call. Under load many frames share a call and the broker reads
 // them in one go; when idle a write costs a goroutine wake-up instead of
-// blocking the caller on the socket (docs/BENCHMARKS.md G17).
+// blocking the caller on the socket (docs/design/dispatch-throughput.md).
 //
 // Write never reports the bytes written that a kernel socket buffer would
 // not either: a successful Write means buffered, not delivered. The first

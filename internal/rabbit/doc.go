@@ -1,7 +1,7 @@
 // Package rabbit is Blacktree's RabbitMQ adapter and the only package that
 // imports amqp091-go. A Client consumes JobRequests from the execute queue
 // and publishes JobResponses to the status queue, implementing the
-// broker-neutral types of internal/broker (DESIGN §3, §5).
+// broker-neutral types of internal/broker (docs/protocol.md#queues).
 //
 // Lifecycle: New (validate, no I/O) → Connect (optional first dial, one
 // clear error with the URL's password masked) → Run (consume, publish,
@@ -27,7 +27,8 @@
 // is wrapped in a batchConn (batchconn.go): Write appends to a buffer and
 // one writer goroutine per connection hands whatever has accumulated to the
 // socket in one call, so under load many frames share a system call and the
-// broker reads them together (docs/BENCHMARKS.md G17). The buffer is bounded
+// broker reads them together (docs/design/dispatch-throughput.md). The
+// buffer is bounded
 // (Write blocks past 256 KiB, so TCP flow control still reaches
 // publishers); a failed write closes the socket, which amqp091 then reports
 // as a lost connection. The batchConn also re-arms amqp091's read deadline
@@ -87,5 +88,5 @@
 //
 // A fixed per-consumer prefetch window (basic.qos global=false, Prefetch,
 // default 32) bounds the unacked deliveries one Client holds, identically on
-// classic and quorum queues (DEVELOPING.md, "Prefetch").
+// classic and quorum queues (docs/protocol.md#prefetch-and-holding).
 package rabbit

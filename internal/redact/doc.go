@@ -1,5 +1,5 @@
-// Package redact is Blacktree's one secret-scrubbing mechanism (DESIGN §3,
-// §7): every path where text leaves a process — build output streamed to the
+// Package redact is Blacktree's one secret-scrubbing mechanism
+// (docs/SECURITY.md, "Redaction"): every path where text leaves a process — build output streamed to the
 // hub, JobResponse logs and errors, log lines — passes through a *Secrets.
 //
 // A Secrets holds secret strings (a job's GitHub token, registry

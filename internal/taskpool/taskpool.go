@@ -12,8 +12,8 @@ import "sync"
 // agent runs every job, and the job's log pump, on goroutines of their
 // own. A fresh goroutine starts with a small stack and grows it on the way
 // into amqp091, grpc-go or the executor: that stack copying was 5-9% of the
-// hub's samples while draining (docs/BENCHMARKS.md G18), and the new
-// goroutines a worker's CPU per job (G21). Goroutines here keep their
+// hub's samples while draining, and the new goroutines a worker's CPU per
+// job (docs/design/dispatch-throughput.md). Goroutines here keep their
 // grown stacks between tasks: up to maxIdle of them wait for the next
 // task, and a task that finds none idle gets a new goroutine, so a task
 // never waits behind another (a publish may wait seconds for a confirm, a

@@ -1,5 +1,5 @@
 // Package tlsutil builds the TLS configurations of the hub's gRPC listener
-// and of its clients (worker agent, btctl), DESIGN §7.
+// and of its clients (worker agent, btctl); docs/SECURITY.md.
 //
 //   - ServerConfig: the hub's certificate, TLS 1.2 minimum. With a client CA
 //     the listener is mutual TLS and *requires* a client certificate signed
