@@ -25,6 +25,7 @@ import (
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/devenv"
 	"github.com/blacktree/blacktree/internal/jobspec"
@@ -45,7 +46,7 @@ the JobResponse. Needs RabbitMQ on --amqp-url and a Docker engine
 
 Flags:
 `)
-		flag.PrintDefaults()
+		cliflags.PrintFlags(flag.CommandLine.Output(), flag.CommandLine, nil)
 	}
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -62,24 +62,7 @@ Examples:
     --tls-cert hub.crt --tls-key hub.key --queue-type quorum --log-json \
     --amqp-url amqp://blacktree:secret@rabbit:5672/
 
-Memory: an idle worker costs the hub about 35-40 KiB, about what grpc-go
-itself needs per connection. GOMEMLIMIT caps the heap where memory is tight;
-lowering GOGC buys little (GOGC=25: 38.0 instead of 39.5 KiB per idle worker
-with 10,000 workers, for ~15us more CPU per job dispatched). See
-docs/BENCHMARKS.md, G8 and G13.
-
-CPU: heartbeats are an idle fleet's main cost, roughly 40-70us of hub CPU
-each. The hub keeps them under --max-heartbeat-rate per second: above 5,000
-workers (at the defaults) it doubles the interval, to 10s up to 10,000
-workers and 20s beyond, and tells the workers. A stuck worker is then found
-after 3 of the longer intervals (30s with 10,000 workers); a silent network
-is still found by keepalive within 40s. --max-heartbeat-rate 0 keeps
---heartbeat-interval whatever the fleet's size (docs/BENCHMARKS.md, G25).
-Most of a heartbeat's cost is waking the idle hub for it, so workers put
-their heartbeats on --heartbeat-grid (100ms): those of one step arrive
-together and share the wake-up (10,000 workers: 6-7% of a core instead of
-15-17%; G26). That needs the workers' clocks in step (NTP); without it
-heartbeats arrive at random times, as with --heartbeat-grid 0.
+Every flag, its default and when to change it: docs/configuration.md.
 
 Signals: SIGTERM/SIGINT drain (stop taking jobs, let running ones finish for
 up to --drain-timeout, then stop); SIGHUP re-reads the token files and
@@ -91,21 +74,21 @@ Flags:
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("blacktree-hub", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address` for workers, the admin API, health and reflection")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address`: workers, admin API, health, reflection")
 	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz and /metrics")
-	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on --http-addr (trusted networks only)")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --http-addr (trusted networks only)")
 	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`")
 	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
 	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once")
-	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "how a job's worker is chosen among the free ones: spread (least loaded first) or binpack (most loaded first: the work gathers on few machines, idle ones can be scaled in, and the hub spends less per job)")
+	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "which free worker gets a job: spread (least loaded first) or binpack (most loaded first)")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", hub.DefaultHoldTimeout, "how long a delivery waits for a free worker before it is requeued")
-	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to come back before its jobs are reported lost")
-	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often workers send heartbeats (3 missed = dead) while the fleet is small")
-	fs.Float64Var(&o.maxHeartbeatRate, "max-heartbeat-rate", hub.DefaultMaxHeartbeatRate, "most heartbeats per second the hub asks of its whole fleet: a larger fleet is told a longer interval (0: never)")
-	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest interval --max-heartbeat-rate stretches the heartbeats to")
-	fs.DurationVar(&o.heartbeatGrid, "heartbeat-grid", hub.DefaultHeartbeatGrid, "step of the grid workers put their heartbeats on (each keeps a phase among its multiples on the wall clock), so that the fleet's heartbeats arrive in groups and cost the hub less; the saving needs the workers' clocks in step, e.g. NTP (0: any phase)")
+	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to return before its jobs are reported lost")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "heartbeat period of a small fleet; 3 missed = dead")
+	fs.Float64Var(&o.maxHeartbeatRate, "max-heartbeat-rate", hub.DefaultMaxHeartbeatRate, "most heartbeats a second from the whole fleet; a larger fleet beats less often (0: no limit)")
+	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest heartbeat period --max-heartbeat-rate may set")
+	fs.DurationVar(&o.heartbeatGrid, "heartbeat-grid", hub.DefaultHeartbeatGrid, "grid step workers align their heartbeats to, so they arrive in groups (0: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", hub.DefaultDrainTimeout, "how long SIGTERM waits for running jobs")
 	fs.StringVar(&o.workerTokens, "worker-tokens", "", "`file` of worker tokens, one per line, `name:token` allowed")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")

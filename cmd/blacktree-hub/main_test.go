@@ -88,9 +88,15 @@ func TestHelp(t *testing.T) {
 	if code := run([]string{"--help"}, &out); code != 0 {
 		t.Fatalf("run(--help) = %d, want 0", code)
 	}
-	for _, want := range []string{"--amqp-url", "BLACKTREE_AMQP_URL", "--worker-tokens", "--insecure-no-auth", "Examples:", "GOMEMLIMIT", "--log-write-interval"} {
+	for _, want := range []string{"--amqp-url", "BLACKTREE_AMQP_URL", "--worker-tokens", "--insecure-no-auth", "Examples:", "docs/configuration.md", "--log-write-interval"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q", want)
+		}
+	}
+	// Measured figures and tuning advice live in docs/configuration.md.
+	for _, unwanted := range []string{"GOGC", "KiB", "BENCHMARKS"} {
+		if strings.Contains(out.String(), unwanted) {
+			t.Errorf("--help output mentions %q; measured figures belong in the docs", unwanted)
 		}
 	}
 }

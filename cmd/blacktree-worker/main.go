@@ -75,6 +75,8 @@ Examples:
   # local smoke test against a plaintext hub
   BLACKTREE_WORKER_TOKEN=dev blacktree-worker --insecure --executor noop --noop-delay 2s
 
+Every flag, its default and when to change it: docs/configuration.md.
+
 Flags:
 `
 
@@ -96,24 +98,24 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tokenFile, "token-file", "", "`file` holding the worker token (else env BLACKTREE_WORKER_TOKEN)")
 	fs.StringVar(&o.name, "name", host, "worker `name` shown by the hub")
 	fs.IntVar(&o.slots, "slots", 1, "how many jobs to run at once")
-	fs.StringVar(&o.labels, "labels", "", "worker labels, `k=v,...` (matched against a job's workerLabels)")
+	fs.StringVar(&o.labels, "labels", "", "labels matched against a job's workerLabels, `k=v,...`")
 	fs.StringVar(&o.executor, "executor", "docker", "executor: docker or noop")
 	fs.DurationVar(&o.noopDelay, "noop-delay", 0, "how long each noop job takes")
-	fs.IntVar(&o.noopLines, "noop-log-lines", 0, "lines of output each noop job writes, spread over --noop-delay (a load test of log streaming)")
+	fs.IntVar(&o.noopLines, "noop-log-lines", 0, "lines of output each noop job writes over --noop-delay")
 	fs.StringVar(&o.gitBaseURL, "git-base-url", "https://github.com", "base `URL` that owner/name repoUrls resolve against")
-	fs.StringVar(&o.allowedGitHosts, "allowed-git-hosts", "", "extra `hosts` full https repoUrls may name, comma-separated (the git base URL's host is always allowed)")
-	fs.BoolVar(&o.allowPrivateGitHosts, "allow-private-git-hosts", false, "let allowed git hosts be loopback/private addresses (on-prem git, tests)")
-	fs.StringVar(&o.buildNetwork, "build-network", "", "docker `network` for RUN steps of builds, e.g. none (default: the engine's)")
+	fs.StringVar(&o.allowedGitHosts, "allowed-git-hosts", "", "more `hosts` https repoUrls may name, comma-separated")
+	fs.BoolVar(&o.allowPrivateGitHosts, "allow-private-git-hosts", false, "let git hosts be loopback or private addresses (on-prem git, tests)")
+	fs.StringVar(&o.buildNetwork, "build-network", "", "docker `network` for RUN steps, e.g. none (default: the engine's)")
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
 	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
-		"write a finished job's result to --state-dir only if the hub has not acknowledged it within this (also when the hub session ends and on exit); 0 writes every result before sending it (survives kill -9, costs a file write per job)")
+		"write a result to --state-dir when its ack is this late (0: before sending)")
 	fs.DurationVar(&o.logFlushInterval, "log-flush-interval", workeragent.DefaultLogFlushInterval,
-		"send a job's output to the hub as JobLog chunks at most this often: its first output at once, then what gathered each interval (sooner when 64 KiB wait, the rest when the job ends); 0 sends every write at once")
+		"send a job's output to the hub at most this often (0: every write at once)")
 	fs.StringVar(&o.workDir, "work-dir", "", "`dir` for per-job workspaces (default: the system temp dir)")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", workeragent.DefaultJobTimeout, "time limit of a job whose request sets none")
-	fs.DurationVar(&o.connectTimeout, "connect-timeout", time.Minute, "at start-up, give up (exit 1) if no hub answers within this; 0 retries forever")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", time.Hour, "on SIGTERM, how long to wait for jobs to finish and results to be acknowledged")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", time.Minute, "at start-up, exit 1 if no hub answers within this (0: retry forever)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", time.Hour, "on SIGTERM, how long to wait for jobs and result acks")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA bundle `file` to verify the hub (default: system roots)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate `file` for mTLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "client key `file` for mTLS")

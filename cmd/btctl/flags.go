@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/blacktree/blacktree/internal/cliflags"
 )
 
 // errHelp is returned after --help printed the usage: exit 0.
@@ -55,7 +57,7 @@ func newFlagSet(name, usage string, e env) (*flag.FlagSet, *common) {
 	fs.Usage = func() {
 		fmt.Fprint(e.stdout, usage)
 		fmt.Fprint(e.stdout, "\nFlags:\n")
-		printFlags(e.stdout, fs)
+		cliflags.PrintFlags(e.stdout, fs, nil)
 	}
 	return fs, c
 }
@@ -66,8 +68,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+			if errors.Is(err, flag.ErrHelp) { // fs.Parse has printed the usage
 				return nil, errHelp
 			}
 			return nil, usageErr("%s: %v (see %s --help)", fs.Name(), err, fs.Name())
@@ -127,22 +128,4 @@ func (l labelsFlag) Set(s string) error {
 		l[k] = v
 	}
 	return nil
-}
-
-// printFlags lists flags GNU-style (--name), with their defaults.
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		name, usage := flag.UnquoteUsage(f)
-		line := "  --" + f.Name
-		if name != "" {
-			line += " " + name
-		}
-		def := ""
-		switch f.DefValue {
-		case "", "false", "0", "0s":
-		default:
-			def = fmt.Sprintf(" (default %q)", f.DefValue)
-		}
-		fmt.Fprintf(w, "%s\n    \t%s%s\n", line, usage, def)
-	})
 }

@@ -128,6 +128,9 @@ func TestHelpShowsExamples(t *testing.T) {
 		if !strings.Contains(res.stdout, "Example") {
 			t.Errorf("btctl %v output has no examples:\n%s", args, res.stdout)
 		}
+		if n := strings.Count(res.stdout, "Usage:"); n != 1 {
+			t.Errorf("btctl %v prints its usage %d times, want once", args, n)
+		}
 	}
 }
 

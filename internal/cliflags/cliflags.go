@@ -1,7 +1,7 @@
 // Package cliflags gives the Blacktree binaries one way to read flags:
 // every flag has a BLACKTREE_* environment fallback (the command line
-// wins), --help lists each flag with its variable and default, and errors
-// are one line for the caller to print.
+// wins), --help lists each flag on one line with its variable and default,
+// and errors are one line for the caller to print.
 package cliflags
 
 import (
@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 )
 
 // EnvName is the environment variable that backs a flag:
@@ -19,22 +20,38 @@ func EnvName(flagName string) string {
 	return "BLACKTREE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// SetUsage makes fs print head, then every flag with its environment
-// variable and non-zero default.
+// SetUsage makes fs print head, then PrintFlags with each flag's
+// BLACKTREE_* variable.
 func SetUsage(fs *flag.FlagSet, head string) {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), head)
-		fs.VisitAll(func(f *flag.Flag) {
-			name, usage := flag.UnquoteUsage(f)
-			fmt.Fprintf(fs.Output(), "  --%s\n    \t%s (env %s", strings.TrimSpace(f.Name+" "+name), usage, EnvName(f.Name))
-			switch f.DefValue {
-			case "", "false", "0", "0s":
-			default:
-				fmt.Fprintf(fs.Output(), ", default %q", f.DefValue)
-			}
-			fmt.Fprintln(fs.Output(), ")")
-		})
+		PrintFlags(fs.Output(), fs, EnvName)
 	}
+}
+
+// PrintFlags writes one line per flag of fs, GNU style: `--name value`,
+// the usage, then in brackets the environment variable env names (when env
+// is not nil) and the default (when not zero). Usage strings are one short
+// line each; tuning guidance belongs in docs/configuration.md.
+func PrintFlags(w io.Writer, fs *flag.FlagSet, env func(flagName string) string) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		var notes []string
+		if env != nil {
+			notes = append(notes, "env "+env(f.Name))
+		}
+		switch f.DefValue {
+		case "", "false", "0", "0s":
+		default:
+			notes = append(notes, fmt.Sprintf("default %q", f.DefValue))
+		}
+		if len(notes) > 0 {
+			usage += " (" + strings.Join(notes, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "  --%s\t%s\n", strings.TrimSpace(f.Name+" "+name), usage)
+	})
+	tw.Flush()
 }
 
 // Parse applies the environment fallbacks, then args. On --help it prints

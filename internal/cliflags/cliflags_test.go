@@ -65,6 +65,17 @@ func TestHelpListsEnvAndDefaults(t *testing.T) {
 			t.Errorf("--help output = %q, want it to contain %q", out.String(), want)
 		}
 	}
+	flags := 0
+	fs.VisitAll(func(*flag.Flag) { flags++ })
+	lines := strings.Split(strings.TrimSuffix(strings.TrimPrefix(out.String(), "Usage: t\n"), "\n"), "\n")
+	if len(lines) != flags {
+		t.Errorf("--help flag lines = %q, want one line for each of %d flags", lines, flags)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "  --") {
+			t.Errorf("--help line %q does not start with a flag", l)
+		}
+	}
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
