@@ -10,8 +10,8 @@ import (
 // Announcer is an optional Broker capability (*rabbit.Client has it):
 // replicas announce the jobs they adopt from workers that register with
 // them, so the replica a worker left drops those jobs instead of reporting
-// them lost after its grace period (README "Changes to the design
-// contract"). Without it a hub behaves as before: a lost report, then the
+// them lost after its grace period
+// (docs/protocol.md#between-hub-replicas). Without it a hub behaves as before: a lost report, then the
 // real result from the other replica.
 type Announcer interface {
 	// AnnounceAdoption tells every replica, best effort.

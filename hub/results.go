@@ -339,8 +339,8 @@ const orphanReportWait = 5 * time.Second
 // hub stops before their grace periods end: nobody else knows about those
 // jobs (their worker is gone and holds no result yet), so forgetting them
 // would lose them silently. If the worker does come back to another hub,
-// its real result follows the report (consumers keep the last status per
-// jobId; see docs/DEVELOPING.md).
+// its real result follows the report (consumers prefer a worker's result
+// over a lost report; docs/protocol.md#lost-workers).
 func (d *Dispatcher) reportOrphansNow() {
 	d.mu.Lock()
 	var pending []string

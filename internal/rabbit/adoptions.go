@@ -64,7 +64,7 @@ func (c *Client) noteAdoption(body []byte) {
 	case c.adopt <- a:
 	default:
 		// This hub may then report the job lost although another replica
-		// publishes its result: a second status (README "Known limitations").
+		// publishes its result: a second status (docs/protocol.md#between-hub-replicas).
 		c.cons.log.Warn("adoption announcement dropped: reader busy", "job_id", a.JobID)
 	}
 }
