@@ -13,7 +13,7 @@ import (
 
 // KillResult is one kill -9 measurement.
 type KillResult struct {
-	Grace    time.Duration // the hub's --lost-worker-grace (DefaultGrace when not passed)
+	Grace    time.Duration // the hub's --lost-worker-grace
 	Flagged  bool          // grace passed as a flag
 	Detected time.Duration // kill -9 to the lost-job status arriving
 	Error    string        // the status's error text
@@ -23,12 +23,13 @@ type KillResult struct {
 // PartitionResult is the silent-partition measurement.
 type PartitionResult struct {
 	Dead     time.Duration // partition to ListWorkers showing dead
-	Bounds   []string      // the hub's keepalive/heartbeat flag lines
 	TimedOut bool
-	// HeartbeatBound is MissedHeartbeats x HeartbeatInterval (the hub's
-	// defaults): silence this long kills the session. KeepaliveBound is
-	// the gRPC keepalive Time + Timeout, the transport-level backstop.
-	HeartbeatBound, KeepaliveBound time.Duration
+	// HeartbeatBound is the hub's default missed heartbeats times its
+	// default interval: silence this long ends the session.
+	HeartbeatBound time.Duration
+	// KeepaliveBound is the hub's gRPC keepalive time plus timeout, the
+	// transport's backstop.
+	KeepaliveBound time.Duration
 }
 
 // FailureResult is the failure-detection scenario's outcome.
@@ -37,16 +38,32 @@ type FailureResult struct {
 	Partition PartitionResult
 }
 
-// DefaultGrace is the hub's documented default --lost-worker-grace.
-const DefaultGrace = 30 * time.Second
+// RunFailure times a kill -9 with a grace of short and with the hub's
+// default grace, then a silent partition.
+func RunFailure(ctx context.Context, env *Env, short time.Duration, logf func(string, ...any)) (*FailureResult, error) {
+	res := &FailureResult{}
+	for _, grace := range []time.Duration{short, 0} {
+		k, err := RunKill(ctx, env, grace, logf)
+		if err != nil {
+			return res, fmt.Errorf("kill -9 (grace %s): %w", grace, err)
+		}
+		res.Kills = append(res.Kills, *k)
+	}
+	p, err := RunPartition(ctx, env, logf)
+	if err != nil {
+		return res, fmt.Errorf("partition: %w", err)
+	}
+	res.Partition = *p
+	return res, nil
+}
 
 // RunKill starts a hub (with --lost-worker-grace grace unless grace is 0:
-// the default) and one noop worker whose job never ends, kills the worker
+// the hub's default) and one noop worker whose job never ends, kills the worker
 // with SIGKILL once the job runs, and times the lost-job status.
 func RunKill(ctx context.Context, env *Env, grace time.Duration, logf func(string, ...any)) (*KillResult, error) {
 	res := &KillResult{Grace: grace, Flagged: grace != 0}
 	if grace == 0 {
-		res.Grace = DefaultGrace
+		res.Grace = hub.DefaultLostWorkerGrace
 	}
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
@@ -145,9 +162,10 @@ func waitJobState(ctx context.Context, admin blacktreev1.AdminServiceClient, id 
 // partitions it once the worker is live, and polls ListWorkers until the
 // hub shows the worker dead.
 func RunPartition(ctx context.Context, env *Env, logf func(string, ...any)) (*PartitionResult, error) {
-	res := &PartitionResult{Bounds: env.HubHelp("keepalive", "heartbeat"),
+	res := &PartitionResult{
 		HeartbeatBound: time.Duration(hub.DefaultMissedHeartbeats) * hub.DefaultHeartbeatInterval,
-		KeepaliveBound: hub.DefaultKeepaliveTime + hub.DefaultKeepaliveTimeout}
+		KeepaliveBound: hub.DefaultKeepaliveTime + hub.DefaultKeepaliveTimeout,
+	}
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
 		return nil, err
