@@ -12,10 +12,7 @@ import (
 func TestRunDispatchSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := NewEnv(ctx, testAMQPURL(), "..", t.TempDir(), "warn")
-	if err != nil {
-		t.Fatalf("NewEnv() = %v", err)
-	}
+	env := testEnv(ctx, t)
 	cfg := DispatchConfig{
 		Jobs:         300,
 		Prefetch:     8,

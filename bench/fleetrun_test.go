@@ -14,16 +14,23 @@ func testAMQPURL() string {
 	return "amqp://guest:guest@127.0.0.1:5672/"
 }
 
+// testEnv builds the hub and worker binaries into a temporary directory.
+func testEnv(ctx context.Context, t *testing.T) *Env {
+	t.Helper()
+	env, err := NewEnv(ctx, testAMQPURL(), "..", t.TempDir(), "warn")
+	if err != nil {
+		t.Fatalf("NewEnv() = %v", err)
+	}
+	return env
+}
+
 // TestRunFleetSmall runs the fleet scenario end to end at a small scale:
 // the real hub binary, a real broker, 20 fleet workers and a reference of
 // 5, the hub's heartbeat interval stretched by its rate limit.
 func TestRunFleetSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := NewEnv(ctx, testAMQPURL(), "..", t.TempDir(), "warn")
-	if err != nil {
-		t.Fatalf("NewEnv() = %v", err)
-	}
+	env := testEnv(ctx, t)
 	// Heartbeats every 500ms for up to 10 workers (20 a second), every
 	// second for the 20: the first 10 are sent HeartbeatInterval.
 	env.HubEnv = []string{"BLACKTREE_HEARTBEAT_INTERVAL=500ms", "BLACKTREE_MAX_HEARTBEAT_RATE=20"}

@@ -13,10 +13,7 @@ import (
 func TestRunLogsSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := NewEnv(ctx, testAMQPURL(), "..", t.TempDir(), "warn")
-	if err != nil {
-		t.Fatalf("NewEnv() = %v", err)
-	}
+	env := testEnv(ctx, t)
 	cfg := LogsConfig{Workers: 1, Slots: 2, Lines: 100, JobLength: 500 * time.Millisecond,
 		Window: 1500 * time.Millisecond, Warmup: 500 * time.Millisecond, Rounds: 1}
 	res, err := RunLogs(ctx, env, cfg, t.Logf)
