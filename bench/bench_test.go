@@ -352,3 +352,13 @@ func TestWriteJSON(t *testing.T) {
 		t.Errorf("WriteJSON() has a Fleet without a fleet run:\n%s", b.String())
 	}
 }
+
+// TestShown: the report's command lines carry no scratch directory and no
+// broker password.
+func TestShown(t *testing.T) {
+	e := &Env{AMQPURL: "amqp://guest:secret@127.0.0.1:5672/", Dir: "/tmp/btbench-123"}
+	got := strings.Join(e.Shown([]string{"--amqp-url", e.AMQPURL, "--state-dir", "/tmp/btbench-123/state-w0"}), " ")
+	if want := "--amqp-url amqp://guest:***@127.0.0.1:5672/ --state-dir $DIR/state-w0"; got != want {
+		t.Errorf("Shown() = %q, want %q", got, want)
+	}
+}

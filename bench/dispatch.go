@@ -338,8 +338,8 @@ func latency(ctx context.Context, url string, cfg DispatchConfig, prefix string,
 func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(string, ...any)) (*DispatchResult, error) {
 	res := &DispatchResult{
 		Config:     cfg,
-		HubArgs:    env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>", cfg.hubArgs()...),
-		WorkerArgs: env.WorkerArgs("<name>", "<grpc>", cfg.Slots, 0),
+		HubArgs:    env.Shown(env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>", cfg.hubArgs()...)),
+		WorkerArgs: env.Shown(env.WorkerArgs("<name>", "<grpc>", cfg.Slots, 0)),
 	}
 	relay := func(q Queues) (*side, error) { return startRelay(env.AMQPURL, q, cfg) }
 	for r := range max(cfg.Rounds, 1) {

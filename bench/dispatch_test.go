@@ -14,7 +14,7 @@ func TestRunDispatchSmall(t *testing.T) {
 	defer cancel()
 	env := testEnv(ctx, t)
 	cfg := DispatchConfig{
-		Jobs:         300,
+		Jobs:         1000,
 		Prefetch:     8,
 		Workers:      2,
 		Slots:        4,
@@ -36,8 +36,14 @@ func TestRunDispatchSmall(t *testing.T) {
 				t.Errorf("round %d %s: %.0f jobs/s, %s; want > 0 and %d answered, clean", i+1, name, d.JobsPerSec, d.Account, cfg.Jobs)
 			}
 		}
-		if r.Blacktree.CPUPerJob["hub"] <= 0 {
-			t.Errorf("round %d: Blacktree's CPU per job %v, want the hub's", i+1, r.Blacktree.CPUPerJob)
+		// A short drain may take less CPU than /proc's tick: the roles
+		// must be there, the machine's total above zero.
+		cpu := r.Blacktree.CPUPerJob
+		if _, ok := cpu["hub"]; !ok || cpu["total"] <= 0 {
+			t.Errorf("round %d: Blacktree's CPU per job %v, want the hub's and a total", i+1, cpu)
+		}
+		if _, ok := cpu["workers"]; !ok {
+			t.Errorf("round %d: Blacktree's CPU per job %v, want the workers'", i+1, cpu)
 		}
 	}
 	for name, l := range map[string]*LatencyRun{"relay": res.BaselineLatency, "blacktree": res.BlacktreeLatency} {

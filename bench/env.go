@@ -18,6 +18,7 @@ import (
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/cluster"
+	"github.com/blacktree/blacktree/internal/rabbit"
 )
 
 // Env is where the Blacktree side of a run lives: the built binaries,
@@ -188,6 +189,19 @@ func WaitLiveWorkers(ctx context.Context, c blacktreev1.AdminServiceClient, n in
 		case <-tick.C:
 		}
 	}
+}
+
+// Shown is a command line as the report prints it: the run's scratch
+// directory as $DIR and the broker URL without its password.
+func (e *Env) Shown(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == e.AMQPURL {
+			a = rabbit.MaskURL(a)
+		}
+		out[i] = strings.ReplaceAll(a, e.Dir, "$DIR")
+	}
+	return out
 }
 
 // WorkerArgs returns a noop worker's command line.

@@ -201,7 +201,7 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 		return nil, err
 	}
 	defer func() { _ = q.Delete(env.AMQPURL) }()
-	res.HubArgs = env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>")
+	res.HubArgs = env.Shown(env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>"))
 	hub, err := env.StartHub(ctx, q)
 	if err != nil {
 		return nil, err

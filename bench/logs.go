@@ -113,7 +113,7 @@ func logsRun(ctx context.Context, env *Env, cfg LogsConfig, interval, prefix str
 	if interval != "default" {
 		extra = append(extra, "--log-flush-interval", interval)
 	}
-	args = append(env.WorkerArgs(prefix+"-w0", "<grpc>", cfg.Slots, cfg.JobLength), extra...)
+	args = env.Shown(append(env.WorkerArgs("<name>", "<grpc>", cfg.Slots, cfg.JobLength), extra...))
 	for i := range cfg.Workers {
 		wargs := append(env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, cfg.Slots, cfg.JobLength), extra...)
 		w, err := env.start("worker", env.Bins.Worker, wargs, env.WorkerEnv)
