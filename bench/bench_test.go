@@ -286,6 +286,7 @@ func TestWriteMarkdown(t *testing.T) {
 		return Drain{JobsPerSec: rate, CPUPerJob: map[string]float64{"hub": 100, "total": 300}, Account: Account{Published: 10, Answered: 10}}
 	}
 	lat := &LatencyRun{Rate: 450, Latency: Latency{N: 10, P99: 4 * time.Millisecond}, Account: Account{Published: 10, Answered: 10}}
+	slower := &LatencyRun{Rate: 450, Latency: Latency{N: 10, P50: time.Millisecond, P99: 6500 * time.Microsecond}}
 	tests := []struct {
 		name string
 		rep  Report
@@ -299,9 +300,9 @@ func TestWriteMarkdown(t *testing.T) {
 			Config:           DefaultDispatchConfig(),
 			Rounds:           []Round{{Baseline: drain(1000), Blacktree: drain(500)}, {Baseline: drain(1000), Blacktree: drain(700)}},
 			BaselineLatency:  lat,
-			BlacktreeLatency: lat,
-		}}, want: []string{"| 1 | 1000 | 500 | 0.50× | 10/10 clean; 10/10 clean |", "| **median** | | | **0.60×** | |",
-			"| 2 | hub 100, total 300 | hub 100, total 300 |", "both offered 450 jobs/s", "| p99 | 4.00ms | 4.00ms |"}},
+			BlacktreeLatency: slower,
+		}}, want: []string{"| Blacktree less the relay, p50 / p99 | | +1.00ms / +2.50ms |", "| 1 | 1000 | 500 | 0.50× | 10/10 clean; 10/10 clean |", "| **median** | | | **0.60×** | |",
+			"| 2 | hub 100, total 300 | hub 100, total 300 |", "both offered 450 jobs/s", "| p99 | 4.00ms | 6.50ms |"}},
 		{name: "errors listed", rep: Report{Errors: []string{"fleet: boom"}}, want: []string{"did not complete", "- fleet: boom"}},
 		{name: "failure", rep: Report{Failure: &FailureResult{
 			Kills:     []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 2010 * time.Millisecond, Error: "worker lost"}},

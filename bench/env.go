@@ -174,21 +174,17 @@ func LiveWorkers(ctx context.Context, c blacktreev1.AdminServiceClient) (int, er
 
 // WaitLiveWorkers polls ListWorkers until n workers are live.
 func WaitLiveWorkers(ctx context.Context, c blacktreev1.AdminServiceClient, n int, within time.Duration) error {
-	ctx2, cancel := context.WithTimeout(ctx, within)
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		got, err := LiveWorkers(ctx2, c)
-		if err == nil && got >= n {
-			return nil
-		}
-		select {
-		case <-ctx2.Done():
-			return fmt.Errorf("%d of %d workers live (last error %v): %w", got, n, err, ctx2.Err())
-		case <-tick.C:
-		}
+	var got int
+	var err error
+	if perr := cluster.Poll(ctx, 50*time.Millisecond, func() bool {
+		got, err = LiveWorkers(ctx, c)
+		return err == nil && got >= n
+	}); perr != nil {
+		return fmt.Errorf("%d of %d workers live (last error %v): %w", got, n, err, perr)
 	}
+	return nil
 }
 
 // Shown is a command line as the report prints it: the run's scratch

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
@@ -135,27 +134,19 @@ func RunKill(ctx context.Context, env *Env, grace time.Duration, logf func(strin
 func waitJobState(ctx context.Context, admin blacktreev1.AdminServiceClient, id string, want blacktreev1.JobState, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	last := "not listed"
-	for {
+	if err := cluster.Poll(ctx, 20*time.Millisecond, func() bool {
 		resp, err := admin.ListJobs(ctx, &blacktreev1.ListJobsRequest{})
-		if err == nil {
-			for _, j := range resp.GetJobs() {
-				if j.GetJobId() == id {
-					if j.GetState() == want {
-						return nil
-					}
-					last = j.GetState().String()
-				}
+		for _, j := range resp.GetJobs() {
+			if j.GetJobId() == id {
+				last = j.GetState().String()
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("job %s not %s (last %s, err %v): %w", id, want, last, err, ctx.Err())
-		case <-tick.C:
-		}
+		return err == nil && last == want.String()
+	}); err != nil {
+		return fmt.Errorf("job %s not %s (last %s): %w", id, want, last, err)
 	}
+	return nil
 }
 
 // RunPartition puts a silent TCP proxy between one noop worker and a hub,
@@ -197,30 +188,25 @@ func RunPartition(ctx context.Context, env *Env, logf func(string, ...any)) (*Pa
 	proxy.Partition()
 	t0 := time.Now()
 	const limit = 3 * time.Minute
-	deadline := time.NewTimer(limit)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := admin.ListWorkers(actx, &blacktreev1.ListWorkersRequest{})
-		if err == nil {
-			for _, wi := range resp.GetWorkers() {
-				if strings.HasPrefix(wi.GetName(), "island") || len(resp.GetWorkers()) == 1 {
-					if wi.GetState() == blacktreev1.WorkerState_WORKER_STATE_DEAD {
-						res.Dead = time.Since(t0)
-						logf("partition: worker dead after %s", res.Dead.Round(time.Millisecond))
-						return res, nil
-					}
-				}
+	pctx, cancel := context.WithTimeout(actx, limit)
+	defer cancel()
+	err = cluster.Poll(pctx, 50*time.Millisecond, func() bool {
+		resp, err := admin.ListWorkers(pctx, &blacktreev1.ListWorkersRequest{})
+		for _, wi := range resp.GetWorkers() {
+			if err == nil && wi.GetState() == blacktreev1.WorkerState_WORKER_STATE_DEAD {
+				return true
 			}
 		}
-		select {
-		case <-deadline.C:
-			res.TimedOut, res.Dead = true, limit
-			return res, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-tick.C:
-		}
+		return false
+	})
+	switch {
+	case err == nil:
+		res.Dead = time.Since(t0)
+		logf("partition: worker dead after %s", res.Dead.Round(time.Millisecond))
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		res.TimedOut, res.Dead = true, limit
 	}
+	return res, nil
 }

@@ -51,6 +51,9 @@ func perJob(m map[string]float64) string {
 	return strings.Join(parts, ", ")
 }
 
+// msf is d in milliseconds.
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 
 func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
@@ -160,6 +163,7 @@ func (d *DispatchResult) writeMarkdown(p func(string, ...any)) {
 		} {
 			p("| %s | %s | %s |", row.name, ms(row.get(b.Latency)), ms(row.get(t.Latency)))
 		}
+		p("| Blacktree less the relay, p50 / p99 | | %+.2fms / %+.2fms |", msf(t.Latency.P50-b.Latency.P50), msf(t.Latency.P99-b.Latency.P99))
 		p("| publish → worker started, p50 / p99 | — | %s / %s |", ms(t.ToWorker.P50), ms(t.ToWorker.P99))
 		p("| worker finished → status received, p50 / p99 | — | %s / %s |", ms(t.Back.P50), ms(t.Back.P99))
 		p("| CPU per job, µs | %s | %s |", perJob(b.CPUPerJob), perJob(t.CPUPerJob))
