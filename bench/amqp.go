@@ -83,25 +83,6 @@ func (q Queues) Delete(url string) error {
 	return errors.Join(errs...)
 }
 
-// Depth returns the ready-message count of a queue.
-func Depth(url, queue string) (int, error) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return 0, err
-	}
-	defer ch.Close()
-	st, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return 0, err
-	}
-	return st.Messages, nil
-}
-
 // Job returns a valid JobRequest (the noop executor accepts it).
 func Job(id string) *blacktreev1.JobRequest {
 	return &blacktreev1.JobRequest{JobId: id, RepoUrl: "user/reponame", Branch: "main",

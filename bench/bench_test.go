@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"runtime"
@@ -13,7 +14,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	DispatchFloorMain() // RunDispatchFloor re-executes this test binary
 	goleak.VerifyTestMain(m)
 }
 
@@ -204,7 +204,7 @@ func TestParseStatCPU(t *testing.T) {
 }
 
 // TestSyscallsCountsWrites: Syscalls follows this process's write system
-// calls, and syscallsPerJob divides by the jobs answered.
+// calls.
 func TestSyscallsCountsWrites(t *testing.T) {
 	f, err := os.CreateTemp(t.TempDir(), "sys")
 	if err != nil {
@@ -224,71 +224,97 @@ func TestSyscallsCountsWrites(t *testing.T) {
 	if err != nil || n1-n0 < 20 {
 		t.Errorf("Syscalls(self) after 20 writes = +%d, %v, want >= +20", n1-n0, err)
 	}
-	s := SideResult{DrainAccount: Account{Answered: 4}, DrainSyscalls: map[string]int64{"hub": 18, "broker": 10}}
-	if got, want := syscallsPerJob(s), "hub 4.5, broker 2.5"; got != want {
-		t.Errorf("syscallsPerJob() = %q, want %q", got, want)
-	}
-	if got := syscallsPerJob(SideResult{}); got != "—" {
-		t.Errorf("syscallsPerJob(nothing drained) = %q, want —", got)
-	}
 }
 
-// TestRoleFormats: the per-role rows print roles in roleOrder, skip
-// absent ones, and scale as their headers say.
-func TestRoleFormats(t *testing.T) {
-	cpu := map[string]float64{"hub": 0.3, "btbench": 0.1, "workers": 0.2}
-	if got, want := roles(cpu), "btbench 10%, hub 30%, workers 20%"; got != want {
-		t.Errorf("roles() = %q, want %q", got, want)
-	}
-	n := float64(runtime.NumCPU())
-	s := SideResult{Throughput: 1000, DrainMachineBusy: 1 / n, DrainCPU: cpu} // one core busy: 1000 µs per job
-	if got, want := perJob(s), "btbench 100, hub 300, workers 200, rest 400, **total 1000**"; got != want {
+// TestPerJob: the per-role figures print in roleOrder and skip absent
+// roles; cpuPerJob charges each role its processes' CPU over the jobs.
+func TestPerJob(t *testing.T) {
+	m := map[string]float64{"total": 20, "hub": 7, "broker": 5}
+	if got, want := perJob(m), "broker 5, hub 7, total 20"; got != want {
 		t.Errorf("perJob() = %q, want %q", got, want)
 	}
-	if got, want := rolesPerJob(map[string]float64{"broker": 5, "hub": 7, "total": 20}), "hub 7, broker 5, **total 20**"; got != want {
-		t.Errorf("rolesPerJob() = %q, want %q", got, want)
+	use := CPUUse{
+		Wall:        time.Second,
+		MachineBusy: 1 / float64(runtime.NumCPU()), // one core busy
+		Procs:       map[int]float64{10: 0.25, 11: 0.125, 12: 0.125},
+	}
+	got := cpuPerJob(use, map[string][]int{"hub": {10}, "workers": {11, 12}}, 1000)
+	want := map[string]float64{"total": 1000, "hub": 250, "workers": 250}
+	for k, v := range want {
+		if math.Abs(got[k]-v) > 1e-6 {
+			t.Errorf("cpuPerJob()[%q] = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if got := cpuPerJob(use, nil, 0); got != nil {
+		t.Errorf("cpuPerJob(no jobs) = %v, want nil", got)
 	}
 }
 
-func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
-	base := SideResult{Name: "baseline relay", Throughput: 1000,
-		Latency: []LatencyRun{{Rate: 500, Latency: Latency{N: 10, P99: 3 * time.Millisecond}}}}
-	bt := SideResult{Name: "blacktree", Throughput: 900,
-		Latency: []LatencyRun{{Rate: 500, Latency: Latency{N: 10, P99: 4 * time.Millisecond}}}}
+func TestDispatchRatioMedian(t *testing.T) {
+	round := func(base, bt float64) Round {
+		return Round{Baseline: Drain{JobsPerSec: base}, Blacktree: Drain{JobsPerSec: bt}}
+	}
+	tests := []struct {
+		name   string
+		rounds []Round
+		want   float64
+	}{
+		{name: "none", want: 0},
+		{name: "one round", rounds: []Round{round(1000, 400)}, want: 0.4},
+		{name: "odd", rounds: []Round{round(1000, 400), round(100, 90), round(100, 50)}, want: 0.5},
+		{name: "even", rounds: []Round{round(1000, 400), round(100, 60)}, want: 0.5},
+		{name: "failed baseline skipped", rounds: []Round{round(0, 300), round(1000, 400), round(100, 60)}, want: 0.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &DispatchResult{Rounds: tt.rounds}
+			if got := d.Ratio(); math.Abs(got-tt.want) > 1e-9 {
+				t.Errorf("Ratio() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	d := &DispatchResult{Rounds: []Round{round(1, 300), round(1, 100), round(1, 200)}}
+	if got := d.BlacktreeRate(); got != 200 {
+		t.Errorf("BlacktreeRate() = %v, want the median 200", got)
+	}
+}
+
+// TestWriteMarkdown: each scenario's section appears only when measured,
+// carries its figures, and the file has no splice marker or verdicts.
+func TestWriteMarkdown(t *testing.T) {
+	drain := func(rate float64) Drain {
+		return Drain{JobsPerSec: rate, CPUPerJob: map[string]float64{"hub": 100, "total": 300}, Account: Account{Published: 10, Answered: 10}}
+	}
+	lat := &LatencyRun{Rate: 450, Latency: Latency{N: 10, P99: 4 * time.Millisecond}, Account: Account{Published: 10, Answered: 10}}
+	slower := &LatencyRun{Rate: 450, Latency: Latency{N: 10, P50: time.Millisecond, P99: 6500 * time.Microsecond}}
 	tests := []struct {
 		name string
 		rep  Report
 		want []string
 		lack []string
 	}{
-		{name: "empty", rep: Report{Command: "btbench"}, want: []string{"# Benchmarks", "`btbench`"}},
-		{name: "baseline only", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base}, Rates: []float64{500}, RateLabels: []string{"half"}}},
-			want: []string{"| throughput (jobs/s) | 1000 |"}},
-		{name: "targets met", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, bt}, Rates: []float64{500}, RateLabels: []string{"half"}}},
-			want: []string{"Blacktree 0.90× — **met**", "+1.00 ms — **met**"},
-			lack: []string{"CPU budget"}}, // no CPU measured
-		{name: "cpu budget", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{cpuSide(1000, 1, 0.1), cpuSide(500, 1, 0.3)}}},
-			// Baseline: 1000 µs per job, so 0.8× allows 1250; Blacktree's side
-			// spends 2000 per job, 1200 of them in the hub and workers.
-			want: []string{"may spend at most 450 µs", "they spent **1200 µs**"}},
-		{name: "cpu budget exceeded outside the hub", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{cpuSide(1000, 1, 0.1), cpuSide(400, 1, 0.05)}}},
-			want: []string{"nothing is left for the hub and workers", "exceed the allowance by 1000 µs", "they spent **250 µs**"}},
-		{name: "median of rounds", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, bt},
-			Rounds: []Round{{Baseline: 1000, Blacktree: 500}, {Baseline: 2000, Blacktree: 1600}}}},
-			want: []string{"drain 3 times each", "Blacktree 0.80×, the median of 3 alternating rounds (900 / 1000 jobs/s = 0.90×; 500 / 1000 jobs/s = 0.50×; 1600 / 2000 jobs/s = 0.80×) — **met**"}},
-		{name: "binpack side and rounds", rep: Report{Dispatch: &DispatchResult{
-			Sides:  []SideResult{base, bt, {Name: sideOneWorker, Throughput: 700}, {Name: sideBinpack, Throughput: 950}},
-			Rounds: []Round{{Baseline: 1000, Blacktree: 500, Binpack: 610}, {Baseline: 2000, Blacktree: 1600}}}},
-			want: []string{"| baseline relay | blacktree | blacktree, one worker process | blacktree, binpack placement |",
-				"(one worker process: 0.70×)", "(binpack placement: 0.78×, the median of 0.95× and 0.61×)",
-				"as deployed (and with binpack placement) drain 3 times each"}},
-		{name: "hub publish leg", rep: Report{Dispatch: &DispatchResult{Sides: []SideResult{base, {Name: "blacktree", Throughput: 900,
-			Latency: []LatencyRun{{Rate: 500, Latency: Latency{N: 10}, HubPublish: Latency{N: 10, P50: 1500 * time.Microsecond, P99: 7 * time.Millisecond}}}}},
-			Rates: []float64{500}, RateLabels: []string{"half"}}},
-			want: []string{"| hub: JobResult → status confirmed by the broker (its histogram), p50 / p99 | — | 1.50ms / 7.00ms |"}},
+		{name: "empty", rep: Report{Command: "btbench"},
+			want: []string{"# Benchmarks", "- command: `btbench`", "## How to run", "BENCHMARKS-builds.md"},
+			lack: []string{"## Dispatch", "## Fleet", "## Failure", "## Log", "<!--", "met**", "missed**"}},
+		{name: "dispatch", rep: Report{Dispatch: &DispatchResult{
+			Config:           DefaultDispatchConfig(),
+			Rounds:           []Round{{Baseline: drain(1000), Blacktree: drain(500)}, {Baseline: drain(1000), Blacktree: drain(700)}},
+			BaselineLatency:  lat,
+			BlacktreeLatency: slower,
+		}}, want: []string{"| Blacktree less the relay, p50 / p99 | | +1.00ms / +2.50ms |", "| 1 | 1000 | 500 | 0.50× | 10/10 clean; 10/10 clean |", "| **median** | | | **0.60×** | |",
+			"| 2 | hub 100, total 300 | hub 100, total 300 |", "both offered 450 jobs/s", "| p99 | 4.00ms | 6.50ms |"}},
 		{name: "errors listed", rep: Report{Errors: []string{"fleet: boom"}}, want: []string{"did not complete", "- fleet: boom"}},
-		{name: "kill verdict", rep: Report{Failure: &FailureResult{Kills: []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 3500 * time.Millisecond}}}},
-			want: []string{"| 2s | 3.5s | 3s |", "**missed**"}},
+		{name: "failure", rep: Report{Failure: &FailureResult{
+			Kills:     []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 2010 * time.Millisecond, Error: "worker lost"}},
+			Partition: PartitionResult{Dead: 15 * time.Second, HeartbeatBound: 15 * time.Second, KeepaliveBound: 40 * time.Second},
+		}}, want: []string{"| 2s | 2.01s | +10ms | worker lost |", "| 15s | 15s | 40s |"}},
+		{name: "fleet", rep: Report{Fleet: &FleetResult{
+			Config:          FleetRunConfig{N: 100, SmallN: 10},
+			RSSBefore:       1 << 20,
+			RSSAfter:        1<<20 + 100*4096,
+			JobsPerSec:      900,
+			SmallJobsPerSec: 1000,
+		}}, want: []string{"## Fleet: 100 workers on one hub", "| 4.0 KiB |", "| ratio, 100 workers to 10 | **0.90×** |"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,127 +327,39 @@ func TestWriteMarkdownPartialAndVerdicts(t *testing.T) {
 			}
 			for _, w := range tt.lack {
 				if strings.Contains(b.String(), w) {
-					t.Errorf("WriteMarkdown() has %q, want it left out; got:\n%s", w, b.String())
+					t.Errorf("WriteMarkdown() has %q; got:\n%s", w, b.String())
 				}
 			}
 		})
 	}
 }
 
-// cpuSide is a drained side with the machine busy for cores and the hub
-// and workers each using share of a core.
-func cpuSide(jobsPerSec, cores, share float64) SideResult {
-	return SideResult{Throughput: jobsPerSec, DrainMachineBusy: cores / float64(runtime.NumCPU()),
-		DrainCPU: map[string]float64{"hub": share, "workers": share}}
-}
-
-func TestThroughputRatioMedian(t *testing.T) {
-	sides := []SideResult{{Throughput: 1000}, {Throughput: 400}}
-	tests := []struct {
-		name   string
-		rounds []Round
-		want   float64
-	}{
-		{name: "one round", want: 0.4},
-		{name: "odd", rounds: []Round{{Baseline: 100, Blacktree: 90}, {Baseline: 100, Blacktree: 50}}, want: 0.5},
-		{name: "even", rounds: []Round{{Baseline: 100, Blacktree: 60}}, want: 0.5},
-		{name: "failed round skipped", rounds: []Round{{}, {Baseline: 100, Blacktree: 60}}, want: 0.5},
+// TestWriteJSON: the JSON carries the figures and leaves out scenarios
+// that did not run.
+func TestWriteJSON(t *testing.T) {
+	rep := Report{Command: "btbench", Dispatch: &DispatchResult{Rounds: []Round{{Baseline: Drain{JobsPerSec: 1000}}}}}
+	var b strings.Builder
+	if err := rep.WriteJSON(&b); err != nil {
+		t.Fatalf("WriteJSON() = %v", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := &DispatchResult{Sides: sides, Rounds: tt.rounds}
-			if got := d.ThroughputRatio(); math.Abs(got-tt.want) > 1e-9 {
-				t.Errorf("ThroughputRatio() = %v, want %v", got, tt.want)
-			}
-		})
+	var back Report
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil {
+		t.Fatalf("the JSON does not read back: %v\n%s", err, b.String())
 	}
-	bp := &DispatchResult{Sides: append(sides, SideResult{Name: sideBinpack, Throughput: 700}),
-		Rounds: []Round{{Baseline: 100, Blacktree: 40, Binpack: 50}, {Baseline: 100, Blacktree: 40}}}
-	if got := bp.BinpackRatio(); math.Abs(got-0.6) > 1e-9 {
-		t.Errorf("BinpackRatio() = %v, want 0.6 (median of 0.7 and 0.5; the round without binpack left out)", got)
+	if back.Dispatch == nil || back.Dispatch.Rounds[0].Baseline.JobsPerSec != 1000 {
+		t.Errorf("read back Dispatch = %+v, want the round's 1000 jobs/s", back.Dispatch)
 	}
-	if got := (&DispatchResult{Sides: sides}).BinpackRatio(); got != 0 {
-		t.Errorf("BinpackRatio() without a binpack side = %v, want 0", got)
-	}
-	if got := (&DispatchResult{Sides: sides[:1]}).ThroughputRatio(); got != 0 {
-		t.Errorf("ThroughputRatio() of the baseline alone = %v, want 0", got)
+	if strings.Contains(b.String(), `"Fleet"`) {
+		t.Errorf("WriteJSON() has a Fleet without a fleet run:\n%s", b.String())
 	}
 }
 
-func TestPreserveFindings(t *testing.T) {
-	old := "# Benchmarks\nold numbers\n" + FindingsMarker + "\n## Findings\nkeep me\n"
-	if got, want := PreserveFindings(old), FindingsMarker+"\n## Findings\nkeep me\n"; got != want {
-		t.Errorf("PreserveFindings() = %q, want %q", got, want)
-	}
-	if got := PreserveFindings("no marker"); !strings.HasPrefix(got, FindingsMarker) {
-		t.Errorf("PreserveFindings(no marker) = %q, want a fresh marker", got)
-	}
-}
-
-// The floor server is given the interval the hub, with the same
-// environment, gives the fleet, and the same grid.
-func TestHubHeartbeats(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		env      []string
-		n        int
-		want     time.Duration
-		wantGrid time.Duration
-		wantErr  bool
-	}{
-		{name: "defaults, small fleet", n: 100, want: 5 * time.Second, wantGrid: 100 * time.Millisecond},
-		{name: "defaults, 10k", n: 10000, want: 10 * time.Second, wantGrid: 100 * time.Millisecond},
-		{name: "defaults, 50k: the cap", n: 50000, want: 20 * time.Second, wantGrid: 100 * time.Millisecond},
-		{name: "rate off", env: []string{"BLACKTREE_MAX_HEARTBEAT_RATE=0"}, n: 10000, want: 5 * time.Second, wantGrid: 100 * time.Millisecond},
-		{name: "own interval and rate", env: []string{"GOGC=50", "BLACKTREE_HEARTBEAT_INTERVAL=1s", "BLACKTREE_MAX_HEARTBEAT_RATE=100"}, n: 150, want: 2 * time.Second, wantGrid: 100 * time.Millisecond},
-		{name: "own cap", env: []string{"BLACKTREE_MAX_HEARTBEAT_INTERVAL=5s"}, n: 10000, want: 5 * time.Second, wantGrid: 100 * time.Millisecond},
-		{name: "own grid", env: []string{"BLACKTREE_HEARTBEAT_GRID=20ms"}, n: 10, want: 5 * time.Second, wantGrid: 20 * time.Millisecond},
-		{name: "grid off", env: []string{"BLACKTREE_HEARTBEAT_GRID=0"}, n: 10, want: 5 * time.Second},
-		{name: "bad value", env: []string{"BLACKTREE_HEARTBEAT_INTERVAL=soon"}, wantErr: true},
-		{name: "bad grid", env: []string{"BLACKTREE_HEARTBEAT_GRID=often"}, wantErr: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, grid, err := hubHeartbeats(tc.env, tc.n)
-			if (err != nil) != tc.wantErr || got != tc.want || grid != tc.wantGrid {
-				t.Errorf("hubHeartbeats(%q, %d) = %s, %s, %v; want %s, %s, error %v", tc.env, tc.n, got, grid, err, tc.want, tc.wantGrid, tc.wantErr)
-			}
-		})
-	}
-}
-
-func TestHelpFlags(t *testing.T) {
-	const help = `Usage: blacktree-hub [flags]
-
-A fleet past the rate gets a longer interval; --max-heartbeat-rate 0 keeps
---heartbeat-interval whatever the fleet's size.
-
-Flags:
-  --heartbeat-interval duration
-    	how often workers send heartbeats (default "5s")
-  --grpc-addr addr
-    	where workers connect (default ":7070")
-  --max-heartbeat-rate float
-    	most heartbeats per second
-    	the whole fleet sends (default "1000")
-`
-	tests := []struct {
-		name  string
-		words []string
-		want  []string
-	}{
-		{name: "flag lines only, descriptions joined", words: []string{"heartbeat"}, want: []string{
-			`--heartbeat-interval duration  how often workers send heartbeats (default "5s")`,
-			`--max-heartbeat-rate float  most heartbeats per second  the whole fleet sends (default "1000")`,
-		}},
-		{name: "a word in a description", words: []string{"connect"}, want: []string{`--grpc-addr addr  where workers connect (default ":7070")`}},
-		{name: "no match", words: []string{"tls"}, want: nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := helpFlags(help, tt.words...)
-			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
-				t.Errorf("helpFlags(%q) = %q, want %q", tt.words, got, tt.want)
-			}
-		})
+// TestShown: the report's command lines carry no scratch directory and no
+// broker password.
+func TestShown(t *testing.T) {
+	e := &Env{AMQPURL: "amqp://guest:secret@127.0.0.1:5672/", Dir: "/tmp/btbench-123"}
+	got := strings.Join(e.Shown([]string{"--amqp-url", e.AMQPURL, "--state-dir", "/tmp/btbench-123/state-w0"}), " ")
+	if want := "--amqp-url amqp://guest:***@127.0.0.1:5672/ --state-dir $DIR/state-w0"; got != want {
+		t.Errorf("Shown() = %q, want %q", got, want)
 	}
 }

@@ -8,157 +8,115 @@ import (
 	"time"
 
 	"github.com/blacktree/blacktree/internal/cluster"
+	"github.com/blacktree/blacktree/internal/rabbit"
 )
 
 // DispatchConfig configures the dispatch comparison.
 type DispatchConfig struct {
-	// Jobs is the backlog drained to measure saturation throughput.
+	// Jobs is the backlog each side drains in each round.
 	Jobs int
 	// Prefetch is the relay's prefetch and the hub's --prefetch.
 	Prefetch int
 	// Workers noop worker processes with Slots slots each serve the hub.
-	Workers, Slots int
-	// OneWorker also measures Blacktree with the same slots in a single
-	// worker process (Workers × Slots slots): what the per-process cost of
-	// several worker runtimes on the benchmark's shared cores adds.
-	OneWorker bool
-	// Binpack also measures Blacktree as deployed with the hub's
-	// --placement binpack (hub.PlacementBinpack), in the first drain and
-	// in every round.
-	Binpack bool
+	Workers int
+	Slots   int
+	// Rounds is how many times each side drains a backlog, alternating,
+	// on fresh processes and queues: one drain on a shared machine can be
+	// off by a third, so the ratio reported is the median of the rounds'.
+	Rounds int
 	// LatencyFor is how long each fixed-rate latency run publishes.
 	LatencyFor time.Duration
-	// LoadFraction of a saturation rate is the offered load of the
-	// latency runs (0.5: half saturation).
+	// LoadFraction of Blacktree's median drain rate is the rate both
+	// sides are offered in the latency runs.
 	LoadFraction float64
-	// LowLoadFraction, when positive, adds a latency run at this fraction
-	// of the baseline's saturation (a light load every side sustains).
-	LowLoadFraction float64
 	// Skip is the warm-up fraction dropped from throughput (Rate).
 	Skip float64
-	// Rounds is how many times the baseline and Blacktree (as deployed)
-	// each drain a backlog, alternating; rounds after the first run on
-	// fresh processes and queues. The throughput verdict is the median of
-	// the rounds' ratios: one drain on a shared machine can be off by a
-	// third.
-	Rounds int
-	// Floor also drains the backlog through the dispatch floor
-	// (dispatchfloor.go): bare grpc-go processes exchanging only the
-	// contract's four frames per job.
-	Floor bool
-	// ProfileDir, when set and the hub serves pprof, receives a CPU
-	// profile of the hub while it drains the backlog.
-	ProfileDir string
 }
 
-// LatencyRun is one fixed-rate latency measurement.
+// DefaultDispatchConfig is what `make bench` runs: the hub's default
+// prefetch, 4 workers whose slots fill it, 3 rounds.
+func DefaultDispatchConfig() DispatchConfig {
+	return DispatchConfig{
+		Jobs:         20000,
+		Prefetch:     rabbit.DefaultPrefetch,
+		Workers:      4,
+		Slots:        rabbit.DefaultPrefetch / 4,
+		Rounds:       3,
+		LatencyFor:   10 * time.Second,
+		LoadFraction: 0.5,
+		Skip:         0.1,
+	}
+}
+
+// Drain is one side's drain of a backlog.
+type Drain struct {
+	JobsPerSec float64
+	// CPUPerJob is each role's CPU per job drained, in µs of one core
+	// (roles: btbench, broker, hub, workers), and "total" the machine's
+	// busy time per job.
+	CPUPerJob map[string]float64
+	Account   Account
+}
+
+// Round is one alternating pair of drains.
+type Round struct {
+	Baseline  Drain
+	Blacktree Drain
+}
+
+// Ratio is Blacktree's drain rate over the baseline's (0 without one).
+func (r Round) Ratio() float64 {
+	if r.Baseline.JobsPerSec <= 0 {
+		return 0
+	}
+	return r.Blacktree.JobsPerSec / r.Baseline.JobsPerSec
+}
+
+// LatencyRun is one fixed-rate latency measurement of one side.
 type LatencyRun struct {
 	Rate    float64
 	Latency Latency
 	// ToWorker and Back split Latency where the status carries the
 	// worker's startedAt and finishedAt (Blacktree; empty for the relay):
 	// publish → started and finished → status received.
-	ToWorker, Back Latency
-	// HubPublish is the hub's blacktree_status_publish_seconds histogram
-	// over the run (Blacktree only): JobResult taken up → status confirmed
-	// by the broker. Not a part of Back: the collector may get a status
-	// before its confirm. Only N, P50 and P99 are set, interpolated within
-	// the histogram's doubling buckets.
-	HubPublish Latency
-	Account    Account
-	MaxLag     time.Duration // the publisher's largest lag behind schedule
-	// CPUPerJob is each role's CPU per job answered at this rate, in µs
-	// of one core, with "total" the whole machine's busy time per job
-	// (roles as in SideResult.DrainCPU).
+	ToWorker Latency
+	Back     Latency
+	// MaxLag is the publisher's largest lag behind its schedule.
+	MaxLag    time.Duration
 	CPUPerJob map[string]float64
-	// Skipped says why the run was not made (the offered rate exceeds
-	// what this side sustains: it would measure queue growth).
-	Skipped string
-}
-
-// SideResult is one side (baseline or a Blacktree variant).
-type SideResult struct {
-	Name         string
-	Throughput   float64 // jobs/s draining the backlog
-	DrainAccount Account
-	// DrainMachineBusy is the machine's busy fraction while draining;
-	// DrainCPU each role's CPU as a fraction of one core.
-	DrainMachineBusy float64
-	DrainCPU         map[string]float64
-	// DrainSyscalls is each role's read and write system calls while
-	// draining (roles whose /proc/<pid>/io was readable).
-	DrainSyscalls map[string]int64
-	// Latency holds one run per offered rate (DispatchResult.Rates).
-	Latency []LatencyRun
+	Account   Account
 }
 
 // DispatchResult is the dispatch comparison.
 type DispatchResult struct {
-	Config DispatchConfig
-	// Sides: [0] baseline, [1] Blacktree as deployed, then Blacktree with
-	// one worker process (sideOneWorker, when Config.OneWorker) and with
-	// binpack placement (sideBinpack, when Config.Binpack).
-	Sides []SideResult
-	// Rates are the offered loads of the latency runs: LoadFraction of the
-	// baseline's saturation, then of Blacktree's.
-	Rates      []float64
-	RateLabels []string
+	Config     DispatchConfig
 	HubArgs    []string
 	WorkerArgs []string
-	Profile    string // pprof -top of the hub during the drain, or why not
-	// ProfileOneWorker is the same for the one-worker drain.
-	ProfileOneWorker string
-	// Rounds are the drains after the first (DispatchConfig.Rounds).
-	Rounds []Round
-	// With DispatchConfig.Floor: Floor is the dispatch floor's drain,
-	// unpaced; FloorAtRate the floor paced at Blacktree's (as deployed)
-	// drain rate, the like-for-like comparison, since CPU per job depends
-	// on the rate; FloorAtTarget the floor paced at the target's rate
-	// (targetRatio × the baseline's); HubFloorClients the real hub's drain
-	// with the floor's clients as its workers; GRPCRelay the alternating
-	// pairs of the relay and the gRPC relay (grpcrelay.go) with the same
-	// clients.
-	Floor, FloorAtRate, FloorAtTarget *DispatchFloor
-	HubFloorClients                   *SideResult
-	GRPCRelay                         []GRPCRelayPair
+	Rounds     []Round
+	// BaselineLatency and BlacktreeLatency are each offered the same rate:
+	// Config.LoadFraction of Blacktree's median drain rate.
+	BaselineLatency  *LatencyRun
+	BlacktreeLatency *LatencyRun
 }
 
-// targetRatio is the throughput target: Blacktree's jobs/s over the
-// baseline's (issue #8).
-const targetRatio = 0.8
-
-// The names of the optional Blacktree sides (DispatchResult.Sides).
-const (
-	sideOneWorker = "blacktree, one worker process"
-	sideBinpack   = "blacktree, binpack placement"
-)
-
-// Round is one more alternating drain of both sides (DispatchConfig.Rounds).
-type Round struct {
-	Baseline, Blacktree float64 // jobs/s
-	Binpack             float64 // jobs/s with --placement binpack; 0: not measured
-}
-
-// side returns the side named name, or nil.
-func (d *DispatchResult) side(name string) *SideResult {
-	for i := range d.Sides {
-		if d.Sides[i].Name == name {
-			return &d.Sides[i]
+// Ratio is the median of the rounds' ratios.
+func (d *DispatchResult) Ratio() float64 {
+	var rs []float64
+	for _, r := range d.Rounds {
+		if x := r.Ratio(); x > 0 {
+			rs = append(rs, x)
 		}
 	}
-	return nil
+	return median(rs)
 }
 
-// ThroughputRatio is Blacktree's (as deployed) over the baseline's: the
-// median over the first drain and the extra rounds.
-func (d *DispatchResult) ThroughputRatio() float64 {
-	return median(d.RoundRatios())
-}
-
-// BinpackRatio is the same for Blacktree with binpack placement (0 when it
-// was not measured).
-func (d *DispatchResult) BinpackRatio() float64 {
-	return median(d.binpackRatios())
+// BlacktreeRate is the median of Blacktree's drain rates.
+func (d *DispatchResult) BlacktreeRate() float64 {
+	var rs []float64
+	for _, r := range d.Rounds {
+		rs = append(rs, r.Blacktree.JobsPerSec)
+	}
+	return median(rs)
 }
 
 func median(rs []float64) float64 {
@@ -167,108 +125,153 @@ func median(rs []float64) float64 {
 	}
 	sorted := slices.Clone(rs)
 	slices.Sort(sorted)
-	if n := len(sorted); n%2 == 0 {
+	n := len(sorted)
+	if n%2 == 0 {
 		return (sorted[n/2-1] + sorted[n/2]) / 2
 	}
-	return sorted[len(sorted)/2]
+	return sorted[n/2]
 }
 
-// RoundRatios lists Blacktree's ratio to the baseline in each round, the
-// first drain (Sides) first.
-func (d *DispatchResult) RoundRatios() []float64 {
-	var rs []float64
-	for _, r := range d.allRounds() {
-		rs = append(rs, r.Blacktree/r.Baseline)
-	}
-	return rs
+// side is one running consumer side: the relay, or a hub and its workers.
+type side struct {
+	q     Queues
+	roles func() map[string][]int // its processes by role, for CPU per job
+	stop  func()
 }
 
-// binpackRatios is RoundRatios for binpack placement, over the rounds that
-// measured it.
-func (d *DispatchResult) binpackRatios() []float64 {
-	var rs []float64
-	for _, r := range d.allRounds() {
-		if r.Binpack > 0 {
-			rs = append(rs, r.Binpack/r.Baseline)
-		}
-	}
-	return rs
-}
-
-// allRounds is the first drain (Sides) and the extra rounds, leaving out
-// any without a baseline rate.
-func (d *DispatchResult) allRounds() []Round {
-	if len(d.Sides) < 2 {
-		return nil
-	}
-	first := Round{Baseline: d.Sides[0].Throughput, Blacktree: d.Sides[1].Throughput}
-	if b := d.side(sideBinpack); b != nil {
-		first.Binpack = b.Throughput
-	}
-	var rs []Round
-	for _, r := range append([]Round{first}, d.Rounds...) {
-		if r.Baseline > 0 {
-			rs = append(rs, r)
-		}
-	}
-	return rs
-}
-
-// drain publishes a backlog, starts the consumer side and measures how
-// fast the statuses come back. start starts the consumer side.
-func drain(ctx context.Context, url string, q Queues, cfg DispatchConfig, prefix string, start func() error, pids func() map[string][]int, during func()) (SideResult, map[string][]int, error) {
-	var r SideResult
-	ledger := NewLedger()
-	pub, err := NewPublisher(url, q.Execute, ledger, 512)
+// startRelay starts the baseline relay on q.
+func startRelay(url string, q Queues, cfg DispatchConfig) (*side, error) {
+	relay, err := StartRelay(url, q, cfg.Prefetch)
 	if err != nil {
-		return r, nil, err
+		return nil, err
 	}
-	if _, err := pub.PublishBacklog(ctx, prefix, cfg.Jobs); err != nil {
-		pub.Close()
-		return r, nil, err
-	}
-	if err := pub.Close(); err != nil {
-		return r, nil, err
-	}
-	coll, err := NewCollector(url, q.Status, ledger)
+	return &side{
+		q:     q,
+		roles: func() map[string][]int { return nil }, // the relay runs in btbench
+		stop:  func() { _ = relay.Stop() },
+	}, nil
+}
+
+// hubArgs are the hub's flags in the dispatch comparison: its defaults
+// but the prefetch.
+func (cfg DispatchConfig) hubArgs() []string {
+	return []string{"--prefetch", fmt.Sprint(cfg.Prefetch)}
+}
+
+// startBlacktree starts a hub and cfg.Workers noop workers on q and
+// waits until the hub lists them live.
+func startBlacktree(ctx context.Context, env *Env, q Queues, cfg DispatchConfig, prefix string) (*side, error) {
+	hub, err := env.StartHub(ctx, q, cfg.hubArgs()...)
 	if err != nil {
-		return r, nil, err
+		return nil, err
 	}
-	defer coll.Close()
-	if err := start(); err != nil {
-		return r, nil, err
+	var workers []*cluster.Process
+	s := &side{
+		q: q,
+		roles: func() map[string][]int {
+			m := map[string][]int{"hub": {hub.Pid()}}
+			for _, w := range workers {
+				m["workers"] = append(m["workers"], w.Pid())
+			}
+			return m
+		},
+		stop: func() {
+			for _, w := range workers {
+				_ = w.Stop(20 * time.Second)
+			}
+			_ = hub.Stop(20 * time.Second)
+		},
 	}
+	for i := range cfg.Workers {
+		w, err := env.StartWorker(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, cfg.Slots, 0)
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		workers = append(workers, w)
+	}
+	admin, actx, closeAdmin, err := hub.Admin(ctx)
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	defer closeAdmin()
+	if err := WaitLiveWorkers(actx, admin, cfg.Workers, time.Minute); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// rolePIDs lists every followed process, this one as btbench.
+func rolePIDs(s *side) map[string][]int {
 	roles := map[string][]int{"btbench": {0}}
 	if b := BrokerPIDs(); len(b) > 0 {
 		roles["broker"] = b
 	}
-	if pids != nil {
-		for k, v := range pids() {
-			roles[k] = v
+	for k, v := range s.roles() {
+		roles[k] = v
+	}
+	return roles
+}
+
+// cpuPerJob turns a meter's reading into µs of CPU per job, by role.
+func cpuPerJob(use CPUUse, roles map[string][]int, jobs int) map[string]float64 {
+	if jobs == 0 {
+		return nil
+	}
+	perJob := func(coreFrac float64) float64 { return coreFrac * use.Wall.Seconds() * 1e6 / float64(jobs) }
+	out := map[string]float64{"total": perJob(use.MachineBusy * float64(runtime.NumCPU()))}
+	for role, pids := range roles {
+		for _, pid := range pids {
+			out[role] += perJob(use.Procs[pid])
 		}
 	}
-	meter := StartCPUMeter(allPIDs(roles)...)
-	if during != nil {
-		go during()
+	return out
+}
+
+// drain publishes a backlog to fresh queues, starts a side on them with
+// start and times the statuses; the side is stopped before it returns.
+func drain(ctx context.Context, url string, cfg DispatchConfig, prefix string, start func(Queues) (*side, error)) (Drain, error) {
+	var d Drain
+	q := NewQueues("btbench")
+	if err := q.Declare(url); err != nil {
+		return d, err
 	}
+	defer func() { _ = q.Delete(url) }()
+	ledger := NewLedger()
+	pub, err := NewPublisher(url, q.Execute, ledger, 512)
+	if err != nil {
+		return d, err
+	}
+	_, err = pub.PublishBacklog(ctx, prefix, cfg.Jobs)
+	if cerr := pub.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return d, err
+	}
+	coll, err := NewCollector(url, q.Status, ledger)
+	if err != nil {
+		return d, err
+	}
+	defer coll.Close()
+	s, err := start(q)
+	if err != nil {
+		return d, err
+	}
+	defer s.stop()
+	roles := rolePIDs(s)
+	meter := StartCPUMeter(allPIDs(roles)...)
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	if err := ledger.WaitAnswered(wctx, cfg.Jobs); err != nil {
-		return r, nil, fmt.Errorf("drain %s: %w", prefix, err)
+		return d, fmt.Errorf("drain %s: %w", prefix, err)
 	}
-	use := meter.Stop()
-	r.DrainMachineBusy, r.DrainCPU, r.DrainSyscalls = use.MachineBusy, map[string]float64{}, map[string]int64{}
-	for role, ps := range roles {
-		for _, pid := range ps {
-			r.DrainCPU[role] += use.Procs[pid]
-			if n, ok := use.Syscalls[pid]; ok {
-				r.DrainSyscalls[role] += n
-			}
-		}
-	}
-	r.Throughput = Rate(ledger.StatusTimes(), cfg.Skip)
-	r.DrainAccount = ledger.Account()
-	return r, roles, nil
+	d.CPUPerJob = cpuPerJob(meter.Stop(), roles, cfg.Jobs)
+	d.JobsPerSec = Rate(ledger.StatusTimes(), cfg.Skip)
+	d.Account = ledger.Account()
+	return d, nil
 }
 
 // allPIDs lists the processes of every role.
@@ -280,59 +283,45 @@ func allPIDs(roles map[string][]int) []int {
 	return all
 }
 
-// latency offers a fixed rate to an already-running consumer side whose
-// processes are roles.
-func latency(ctx context.Context, url string, s *side, cfg DispatchConfig, prefix string, rate float64) (LatencyRun, error) {
-	q, roles := s.q, s.roles
-	run := LatencyRun{Rate: rate}
-	var publishBefore Histogram
-	if s.hub != nil {
-		var err error
-		if publishBefore, err = s.hub.Histogram(ctx, statusPublishMetric); err != nil {
-			return run, err
-		}
+// latency starts a side on fresh queues and offers it a fixed rate for
+// cfg.LatencyFor.
+func latency(ctx context.Context, url string, cfg DispatchConfig, prefix string, rate float64, start func(Queues) (*side, error)) (*LatencyRun, error) {
+	run := &LatencyRun{Rate: rate}
+	q := NewQueues("btbench")
+	if err := q.Declare(url); err != nil {
+		return nil, err
 	}
+	defer func() { _ = q.Delete(url) }()
+	s, err := start(q)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
 	ledger := NewLedger()
 	coll, err := NewCollector(url, q.Status, ledger)
 	if err != nil {
-		return run, err
+		return nil, err
 	}
 	defer coll.Close()
 	pub, err := NewPublisher(url, q.Execute, ledger, 512)
 	if err != nil {
-		return run, err
+		return nil, err
 	}
+	roles := rolePIDs(s)
 	meter := StartCPUMeter(allPIDs(roles)...)
 	ids, lag, err := pub.PublishRate(ctx, prefix, rate, cfg.LatencyFor)
 	if cerr := pub.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return run, err
+		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := ledger.WaitAnswered(wctx, len(ids)); err != nil {
-		return run, fmt.Errorf("latency %s: %w", prefix, err)
+		return nil, fmt.Errorf("latency %s: %w", prefix, err)
 	}
-	use := meter.Stop()
-	if s.hub != nil {
-		after, err := s.hub.Histogram(ctx, statusPublishMetric)
-		if err != nil {
-			return run, err
-		}
-		h := after.Sub(publishBefore)
-		run.HubPublish = Latency{N: h.N(), P50: h.Quantile(0.5), P99: h.Quantile(0.99)}
-	}
-	if n := float64(len(ids)); n > 0 {
-		usPerJob := func(coreFrac float64) float64 { return coreFrac * use.Wall.Seconds() * 1e6 / n }
-		run.CPUPerJob = map[string]float64{"total": usPerJob(use.MachineBusy * float64(runtime.NumCPU()))}
-		for role, ps := range roles {
-			for _, pid := range ps {
-				run.CPUPerJob[role] += usPerJob(use.Procs[pid])
-			}
-		}
-	}
+	run.CPUPerJob = cpuPerJob(meter.Stop(), roles, len(ids))
 	run.MaxLag = lag
 	run.Latency = Summarize(ledger.Latencies())
 	toWorker, back := ledger.Legs()
@@ -341,309 +330,50 @@ func latency(ctx context.Context, url string, s *side, cfg DispatchConfig, prefi
 	return run, nil
 }
 
-// statusPublishMetric is the hub's histogram of JobResult → status
-// confirmed (hub/metrics.go).
-const statusPublishMetric = "blacktree_status_publish_seconds"
-
-// side is one running consumer side of the comparison.
-type side struct {
-	res   SideResult
-	q     Queues
-	roles map[string][]int // processes by role, for CPU per job
-	hub   *Hub             // Blacktree's hub (nil for the relay): its /metrics
-	stop  func()
-}
-
-// RunBaseline measures only the amqp091-go relay: backlog drain, then
-// latency at cfg.LoadFraction of its saturation.
-func RunBaseline(ctx context.Context, url string, cfg DispatchConfig, logf func(string, ...any)) (*DispatchResult, error) {
-	s, err := startBaseline(ctx, url, cfg, logf)
-	if err != nil {
-		return nil, err
-	}
-	defer s.stop()
-	rate := s.res.Throughput * cfg.LoadFraction
-	run, err := latency(ctx, url, s, cfg, "base-lat0", rate)
-	if err != nil {
-		return nil, err
-	}
-	s.res.Latency = []LatencyRun{run}
-	logf("baseline: at %.0f jobs/s %s", rate, run.Latency)
-	return &DispatchResult{Config: cfg, Sides: []SideResult{s.res}, Rates: []float64{rate},
-		RateLabels: []string{"half the baseline's saturation"}}, nil
-}
-
-func startBaseline(ctx context.Context, url string, cfg DispatchConfig, logf func(string, ...any)) (*side, error) {
-	q := NewQueues("btbench")
-	if err := q.Declare(url); err != nil {
-		return nil, err
-	}
-	var relay *Relay
-	stop := func() {
-		if relay != nil {
-			_ = relay.Stop()
-		}
-		_ = q.Delete(url)
-	}
-	logf("baseline: draining %d jobs through the amqp091 relay (prefetch %d)", cfg.Jobs, cfg.Prefetch)
-	res, roles, err := drain(ctx, url, q, cfg, "base", func() error {
-		var err error
-		relay, err = StartRelay(url, q, cfg.Prefetch)
-		return err
-	}, nil, nil)
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	res.Name = "baseline relay"
-	logf("baseline: %.0f jobs/s", res.Throughput)
-	return &side{res: res, q: q, roles: roles, stop: stop}, nil
-}
-
-// btSpec is one Blacktree side of the dispatch benchmark.
-type btSpec struct {
-	name, prefix   string // the side's name in the report; process and state-dir prefix
-	workers, slots int    // worker processes, slots each
-	hubArgs        []string
-	// floorClients: the workers are the dispatch floor's clients instead
-	// (bare grpc-go processes that answer every job at once,
-	// dispatchfloor.go): the hub's cost with workers that cost next to
-	// nothing.
-	floorClients bool
-	profile      func(*Hub) // called with the hub while it drains; may be nil
-}
-
-// asDeployed is the spec of Blacktree as deployed: cfg.Workers processes
-// of cfg.Slots slots, the hub's defaults.
-func asDeployed(cfg DispatchConfig, name, prefix string) btSpec {
-	return btSpec{name: name, prefix: prefix, workers: cfg.Workers, slots: cfg.Slots}
-}
-
-// asBinpack is asDeployed with the hub's --placement binpack.
-func asBinpack(cfg DispatchConfig, name, prefix string) btSpec {
-	sp := asDeployed(cfg, name, prefix)
-	sp.hubArgs = []string{"--placement", "binpack"}
-	return sp
-}
-
-// startBlacktree starts a hub and sp.workers noop workers of sp.slots slots
-// each on fresh queues and drains the backlog through them.
-func startBlacktree(ctx context.Context, env *Env, cfg DispatchConfig, sp btSpec, logf func(string, ...any)) (*side, []string, []string, error) {
-	q := NewQueues("btbench")
-	if err := q.Declare(env.AMQPURL); err != nil {
-		return nil, nil, nil, err
-	}
-	var hub *Hub
-	var procs []*cluster.Process
-	stop := func() {
-		for _, w := range procs {
-			_ = w.Stop(20 * time.Second)
-		}
-		if hub != nil {
-			_ = hub.Stop(20 * time.Second)
-		}
-		_ = q.Delete(env.AMQPURL)
-	}
-	prefetch := append([]string{"--prefetch", fmt.Sprint(cfg.Prefetch)}, sp.hubArgs...)
-	hubArgs := env.HubArgs(q, "<grpc>", "<http>", prefetch...)
-	workerArgs := env.WorkerArgs(sp.prefix+"-w0", "<grpc>", sp.slots, 0)
-	kind := "noop workers"
-	if sp.floorClients {
-		kind = "bare-grpc clients"
-	}
-	logf("%s: draining %d jobs through the hub and %d %s x %d slots", sp.name, cfg.Jobs, sp.workers, kind, sp.slots)
-	res, roles, err := drain(ctx, env.AMQPURL, q, cfg, sp.prefix, func() error {
-		var err error
-		if hub, err = env.StartHub(ctx, q, prefetch...); err != nil {
-			return err
-		}
-		for i := range sp.workers {
-			var w *cluster.Process
-			var err error
-			if sp.floorClients {
-				w, err = env.startFloorClient(hub.GRPCAddr, sp.slots)
-			} else {
-				args := env.WorkerArgs(fmt.Sprintf("%s-w%d", sp.prefix, i), hub.GRPCAddr, sp.slots, 0)
-				w, err = env.start("worker", env.Bins.Worker, args, env.WorkerEnv)
-			}
-			if err != nil {
-				return err
-			}
-			procs = append(procs, w)
-		}
-		return nil
-	}, func() map[string][]int {
-		m := map[string][]int{"hub": {hub.Pid()}}
-		for _, w := range procs {
-			m["workers"] = append(m["workers"], w.Pid())
-		}
-		return m
-	}, func() {
-		if sp.profile != nil {
-			sp.profile(hub)
-		}
-	})
-	if err != nil {
-		stop()
-		return nil, nil, nil, err
-	}
-	res.Name = sp.name
-	logf("%s: %.0f jobs/s", sp.name, res.Throughput)
-	return &side{res: res, q: q, roles: roles, hub: hub, stop: stop}, hubArgs, workerArgs, nil
-}
-
-// RunDispatch measures the baseline relay, then Blacktree (hub binary and
-// noop worker binaries, as deployed and optionally with all slots in one
-// worker process and with binpack placement), each draining the same backlog on fresh queues; then offers
-// every side the same fixed loads: LoadFraction of the baseline's
-// saturation and of Blacktree's. A side is not offered a load above 95%
-// of its own saturation (the latency would only measure queue growth).
+// RunDispatch drains cfg.Rounds backlogs through the baseline relay and
+// through Blacktree (the hub binary and noop worker binaries, as
+// deployed), alternating, each on fresh processes and queues; then offers
+// both the same fixed rate, cfg.LoadFraction of Blacktree's median drain
+// rate, and measures the latency.
 func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(string, ...any)) (*DispatchResult, error) {
-	res := &DispatchResult{Config: cfg}
-	base, err := startBaseline(ctx, env.AMQPURL, cfg, logf)
-	if err != nil {
-		return nil, err
+	res := &DispatchResult{
+		Config:     cfg,
+		HubArgs:    env.Shown(env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>", cfg.hubArgs()...)),
+		WorkerArgs: env.Shown(env.WorkerArgs("<name>", "<grpc>", cfg.Slots, 0)),
 	}
-	defer base.stop()
-	sides := []*side{base}
-
-	profCh := make(chan string, 1)
-	spec := asDeployed(cfg, "blacktree", "bt")
-	spec.profile = func(h *Hub) { profCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch", 5*time.Second) }
-	bt, hubArgs, workerArgs, err := startBlacktree(ctx, env, cfg, spec, logf)
-	if err != nil {
-		return nil, err
-	}
-	defer bt.stop()
-	res.HubArgs, res.WorkerArgs = hubArgs, workerArgs
-	res.Profile = "not captured: profiling did not finish"
-	select {
-	case res.Profile = <-profCh:
-	case <-time.After(30 * time.Second):
-	}
-	sides = append(sides, bt)
-	if cfg.OneWorker {
-		oneCh := make(chan string, 1)
-		one, _, _, err := startBlacktree(ctx, env, cfg, btSpec{name: sideOneWorker, prefix: "bt1", workers: 1, slots: cfg.Workers * cfg.Slots,
-			profile: func(h *Hub) { oneCh <- captureCPU(ctx, env, h, cfg.ProfileDir, "dispatch-one-worker", 5*time.Second) }}, logf)
+	relay := func(q Queues) (*side, error) { return startRelay(env.AMQPURL, q, cfg) }
+	for r := range max(cfg.Rounds, 1) {
+		var round Round
+		var err error
+		logf("dispatch round %d: draining %d jobs through the relay", r+1, cfg.Jobs)
+		if round.Baseline, err = drain(ctx, env.AMQPURL, cfg, fmt.Sprintf("base%d", r), relay); err != nil {
+			return res, fmt.Errorf("baseline: %w", err)
+		}
+		logf("dispatch round %d: draining %d jobs through the hub and %d workers x %d slots", r+1, cfg.Jobs, cfg.Workers, cfg.Slots)
+		prefix := fmt.Sprintf("bt%d", r)
+		round.Blacktree, err = drain(ctx, env.AMQPURL, cfg, prefix, func(q Queues) (*side, error) {
+			return startBlacktree(ctx, env, q, cfg, prefix)
+		})
 		if err != nil {
-			return nil, err
+			return res, fmt.Errorf("blacktree: %w", err)
 		}
-		defer one.stop()
-		res.ProfileOneWorker = "not captured: profiling did not finish"
-		select {
-		case res.ProfileOneWorker = <-oneCh:
-		case <-time.After(30 * time.Second):
-		}
-		sides = append(sides, one)
-	}
-	if cfg.Binpack {
-		bp, _, _, err := startBlacktree(ctx, env, cfg, asBinpack(cfg, sideBinpack, "btb"), logf)
-		if err != nil {
-			return nil, err
-		}
-		defer bp.stop()
-		sides = append(sides, bp)
-	}
-
-	res.Rates = []float64{cfg.LoadFraction * base.res.Throughput, cfg.LoadFraction * bt.res.Throughput}
-	res.RateLabels = []string{
-		fmt.Sprintf("%.0f%% of the baseline's saturation", 100*cfg.LoadFraction),
-		fmt.Sprintf("%.0f%% of Blacktree's saturation", 100*cfg.LoadFraction),
-	}
-	if cfg.LowLoadFraction > 0 {
-		res.Rates = append(res.Rates, cfg.LowLoadFraction*base.res.Throughput)
-		res.RateLabels = append(res.RateLabels, fmt.Sprintf("%.0f%% of the baseline's saturation", 100*cfg.LowLoadFraction))
-	}
-	for i, rate := range res.Rates {
-		for _, s := range sides {
-			if rate > 0.95*s.res.Throughput {
-				s.res.Latency = append(s.res.Latency, LatencyRun{Rate: rate,
-					Skipped: fmt.Sprintf("offered %.0f jobs/s > 95%% of this side's saturation (%.0f jobs/s)", rate, s.res.Throughput)})
-				logf("%s: skipping latency at %.0f jobs/s (saturates at %.0f)", s.res.Name, rate, s.res.Throughput)
-				continue
-			}
-			run, err := latency(ctx, env.AMQPURL, s, cfg, fmt.Sprintf("lat%d", i), rate)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", s.res.Name, err)
-			}
-			s.res.Latency = append(s.res.Latency, run)
-			logf("%s: at %.0f jobs/s %s", s.res.Name, rate, run.Latency)
-		}
-	}
-	for _, s := range sides {
-		res.Sides = append(res.Sides, s.res)
-	}
-	for r := 1; r < cfg.Rounds; r++ {
-		round, err := drainRound(ctx, env, cfg, r, logf)
-		if err != nil {
-			return nil, fmt.Errorf("round %d: %w", r+1, err)
-		}
+		logf("dispatch round %d: relay %.0f jobs/s, blacktree %.0f jobs/s (%.2fx)", r+1, round.Baseline.JobsPerSec, round.Blacktree.JobsPerSec, round.Ratio())
 		res.Rounds = append(res.Rounds, round)
 	}
-	if cfg.Floor {
-		if res.Floor, err = RunDispatchFloor(ctx, cfg, 0, logf); err != nil {
-			return nil, fmt.Errorf("dispatch floor: %w", err)
-		}
-		if res.FloorAtRate, err = RunDispatchFloor(ctx, cfg, bt.res.Throughput, logf); err != nil {
-			return nil, fmt.Errorf("dispatch floor at Blacktree's rate: %w", err)
-		}
-		if res.FloorAtTarget, err = RunDispatchFloor(ctx, cfg, targetRatio*base.res.Throughput, logf); err != nil {
-			return nil, fmt.Errorf("dispatch floor at the target's rate: %w", err)
-		}
-		spec := asDeployed(cfg, "blacktree hub, bare-grpc workers", "bthf")
-		spec.floorClients = true
-		hf, _, _, err := startBlacktree(ctx, env, cfg, spec, logf)
-		if err != nil {
-			return nil, fmt.Errorf("hub with the floor's clients: %w", err)
-		}
-		hf.stop()
-		res.HubFloorClients = &hf.res
-		if res.GRPCRelay, err = RunGRPCRelay(ctx, env, cfg, max(cfg.Rounds, 1), logf); err != nil {
-			return nil, fmt.Errorf("grpc relay: %w", err)
-		}
+	if cfg.LatencyFor <= 0 || cfg.LoadFraction <= 0 {
+		return res, nil
+	}
+	rate := cfg.LoadFraction * res.BlacktreeRate()
+	var err error
+	logf("dispatch: latency at %.0f jobs/s for %s, relay then blacktree", rate, cfg.LatencyFor)
+	if res.BaselineLatency, err = latency(ctx, env.AMQPURL, cfg, "baselat", rate, relay); err != nil {
+		return res, fmt.Errorf("baseline latency: %w", err)
+	}
+	res.BlacktreeLatency, err = latency(ctx, env.AMQPURL, cfg, "btlat", rate, func(q Queues) (*side, error) {
+		return startBlacktree(ctx, env, q, cfg, "btlat")
+	})
+	if err != nil {
+		return res, fmt.Errorf("blacktree latency: %w", err)
 	}
 	return res, nil
-}
-
-// drainRound drains a backlog through a fresh relay, then through a fresh
-// hub and workers as deployed, and stops both.
-func drainRound(ctx context.Context, env *Env, cfg DispatchConfig, r int, logf func(string, ...any)) (Round, error) {
-	base, err := startBaseline(ctx, env.AMQPURL, cfg, logf)
-	if err != nil {
-		return Round{}, err
-	}
-	base.stop()
-	bt, _, _, err := startBlacktree(ctx, env, cfg, asDeployed(cfg, fmt.Sprintf("blacktree, round %d", r+1), fmt.Sprintf("bt-r%d", r+1)), logf)
-	if err != nil {
-		return Round{}, err
-	}
-	bt.stop()
-	round := Round{Baseline: base.res.Throughput, Blacktree: bt.res.Throughput}
-	if cfg.Binpack {
-		bp, _, _, err := startBlacktree(ctx, env, cfg, asBinpack(cfg, fmt.Sprintf("%s, round %d", sideBinpack, r+1), fmt.Sprintf("btb-r%d", r+1)), logf)
-		if err != nil {
-			return Round{}, err
-		}
-		bp.stop()
-		round.Binpack = bp.res.Throughput
-	}
-	return round, nil
-}
-
-// captureCPU takes a CPU profile of the hub for d when it serves pprof and
-// returns its top, or a note saying why there is none. It runs
-// concurrently with the measurement (profiling costs the hub a little).
-func captureCPU(ctx context.Context, env *Env, hub *Hub, dir, name string, d time.Duration) string {
-	if dir == "" {
-		return "not captured (no --profile-dir)"
-	}
-	if hub == nil || !hub.PprofAvailable(ctx) {
-		return "not captured: the hub does not serve /debug/pprof/ on --http-addr"
-	}
-	path := dir + "/" + name + ".cpu.pprof"
-	if err := hub.Profile(ctx, "profile", fmt.Sprintf("seconds=%d", int(d.Seconds())), path); err != nil {
-		return "capture failed: " + err.Error()
-	}
-	return "profile " + path + "\n\n" + PprofTop(ctx, env.Bins.Hub, path, "-cum")
 }

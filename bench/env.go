@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/cluster"
+	"github.com/blacktree/blacktree/internal/rabbit"
 )
 
 // Env is where the Blacktree side of a run lives: the built binaries,
@@ -43,32 +43,25 @@ type Env struct {
 
 	logSeq                           atomic.Int64 // numbers the output files
 	tokensFile, tokenFile, adminFile string
-	hubErr                           error // the hub binary did not build
-	hubPprof                         bool  // the hub has --pprof
 }
 
 // NewEnv builds the hub and worker binaries from the module at root into
 // dir/bin and writes token files.
 func NewEnv(ctx context.Context, amqpURL, root, dir, logLevel string) (*Env, error) {
 	bins, err := cluster.Build(ctx, root, filepath.Join(dir, "bin"), false)
-	var hubErr error
 	if err != nil {
-		// The worker alone still serves the in-process profile scenario.
-		hubErr = err
-		bins = cluster.Binaries{Worker: filepath.Join(dir, "bin", "blacktree-worker")}
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bins.Worker, "./cmd/blacktree-worker")
-		cmd.Dir = root
-		if out, werr := cmd.CombinedOutput(); werr != nil {
-			return nil, fmt.Errorf("%w; worker alone: %v\n%s", err, werr, out)
-		}
+		return nil, err
 	}
-	e := &Env{hubErr: hubErr, AMQPURL: amqpURL, Bins: bins, Dir: dir, WorkerToken: "wt-" + randomHex(16),
-		AdminToken: "at-" + randomHex(16), LogLevel: logLevel,
-		tokensFile: filepath.Join(dir, "worker-tokens"), tokenFile: filepath.Join(dir, "worker-token"),
-		adminFile: filepath.Join(dir, "admin-token")}
-	if hubErr == nil {
-		help, _ := exec.Command(bins.Hub, "--help").CombinedOutput()
-		e.hubPprof = strings.Contains(string(help), "--pprof")
+	e := &Env{
+		AMQPURL:     amqpURL,
+		Bins:        bins,
+		Dir:         dir,
+		WorkerToken: "wt-" + randomHex(16),
+		AdminToken:  "at-" + randomHex(16),
+		LogLevel:    logLevel,
+		tokensFile:  filepath.Join(dir, "worker-tokens"),
+		tokenFile:   filepath.Join(dir, "worker-token"),
+		adminFile:   filepath.Join(dir, "admin-token"),
 	}
 	for path, content := range map[string]string{
 		e.tokensFile: "btbench:" + e.WorkerToken + "\n",
@@ -97,19 +90,11 @@ func (e *Env) HubArgs(q Queues, grpcAddr, httpAddr string, extra ...string) []st
 	if e.LogLevel != "" {
 		args = append(args, "--log-level", e.LogLevel)
 	}
-	if e.hubPprof {
-		// Serves /debug/pprof/ for captureCPU/captureHeap; costs nothing
-		// until a profile is taken.
-		args = append(args, "--pprof")
-	}
 	return append(args, extra...)
 }
 
 // StartHub starts a hub on free loopback ports and waits for /readyz.
 func (e *Env) StartHub(ctx context.Context, q Queues, extra ...string) (*Hub, error) {
-	if e.hubErr != nil {
-		return nil, fmt.Errorf("blacktree-hub unavailable: %w", e.hubErr)
-	}
 	grpcAddr, err := cluster.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -189,21 +174,30 @@ func LiveWorkers(ctx context.Context, c blacktreev1.AdminServiceClient) (int, er
 
 // WaitLiveWorkers polls ListWorkers until n workers are live.
 func WaitLiveWorkers(ctx context.Context, c blacktreev1.AdminServiceClient, n int, within time.Duration) error {
-	ctx2, cancel := context.WithTimeout(ctx, within)
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		got, err := LiveWorkers(ctx2, c)
-		if err == nil && got >= n {
-			return nil
-		}
-		select {
-		case <-ctx2.Done():
-			return fmt.Errorf("%d of %d workers live (last error %v): %w", got, n, err, ctx2.Err())
-		case <-tick.C:
-		}
+	var got int
+	var err error
+	if perr := cluster.Poll(ctx, 50*time.Millisecond, func() bool {
+		got, err = LiveWorkers(ctx, c)
+		return err == nil && got >= n
+	}); perr != nil {
+		return fmt.Errorf("%d of %d workers live (last error %v): %w", got, n, err, perr)
 	}
+	return nil
+}
+
+// Shown is a command line as the report prints it: the run's scratch
+// directory as $DIR and the broker URL without its password.
+func (e *Env) Shown(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == e.AMQPURL {
+			a = rabbit.MaskURL(a)
+		}
+		out[i] = strings.ReplaceAll(a, e.Dir, "$DIR")
+	}
+	return out
 }
 
 // WorkerArgs returns a noop worker's command line.
@@ -222,17 +216,6 @@ func (e *Env) StartWorker(name, hub string, slots int, delay time.Duration) (*cl
 	return e.start("worker "+name, e.Bins.Worker, e.WorkerArgs(name, hub, slots, delay), e.WorkerEnv)
 }
 
-// startFloorClient starts one of the dispatch floor's clients (this
-// binary, re-executed) as a worker of the hub at addr, registering slots.
-func (e *Env) startFloorClient(addr string, slots int) (*cluster.Process, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	env := []string{dispatchFloorEnv + "=client:" + addr, floorTokenEnv + "=" + e.WorkerToken, fmt.Sprintf("%s=%d", floorSlotsEnv, slots)}
-	return e.start("floor client", self, nil, env)
-}
-
 // start starts a process with its output tee'd to e.Tee, or else written
 // by the process to a file of its own in e.Dir.
 func (e *Env) start(name, bin string, args, env []string) (*cluster.Process, error) {
@@ -243,117 +226,23 @@ func (e *Env) start(name, bin string, args, env []string) (*cluster.Process, err
 	return cluster.StartToFile(name, bin, args, env, filepath.Join(e.Dir, file))
 }
 
-// HubHelp returns the flags of `blacktree-hub --help` whose name or
-// description mentions any of the words, one line each (to report the
-// defaults a measurement ran with).
-func (e *Env) HubHelp(words ...string) []string {
-	out, _ := exec.Command(e.Bins.Hub, "--help").CombinedOutput()
-	return helpFlags(string(out), words...)
-}
-
-// helpFlags picks from a --help text the flags (an indented "-name" line
-// and the more indented description lines under it, joined) that mention
-// any of the words. Prose at column 0 is skipped, even where it starts with
-// a flag's name.
-func helpFlags(help string, words ...string) []string {
-	var blocks []string
-	for _, l := range strings.Split(help, "\n") {
-		t := strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(t, "-") && (l[0] == ' ' || l[0] == '\t'):
-			blocks = append(blocks, t)
-		case t != "" && len(blocks) > 0 && (strings.HasPrefix(l, "    ") || strings.HasPrefix(l, "\t")):
-			blocks[len(blocks)-1] += "  " + t
-		}
-	}
-	var lines []string
-	for _, b := range blocks {
-		for _, w := range words {
-			if strings.Contains(b, w) {
-				lines = append(lines, b)
-				break
-			}
-		}
-	}
-	return lines
-}
-
-// PprofAvailable reports whether the hub serves net/http/pprof on its
-// HTTP address.
-func (h *Hub) PprofAvailable(ctx context.Context) bool {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTPAddr+"/debug/pprof/", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-// Profile saves /debug/pprof/<kind> (with query, e.g. "seconds=10") to
-// path.
-func (h *Hub) Profile(ctx context.Context, kind, query, path string) error {
-	url := "http://" + h.HTTPAddr + "/debug/pprof/" + kind
-	if query != "" {
-		url += "?" + query
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// PprofTop renders `go tool pprof -top` of a saved profile.
-func PprofTop(ctx context.Context, bin, profile string, extra ...string) string {
-	args := append([]string{"tool", "pprof", "-top", "-nodecount=40"}, extra...)
-	args = append(args, bin, profile)
-	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("pprof failed: %v\n%s", err, out)
-	}
-	return string(out)
-}
-
 // Metrics scrapes the hub's /metrics and returns the unlabelled samples
-// (e.g. go_goroutines, go_memstats_stack_inuse_bytes).
+// (e.g. go_goroutines, go_gc_duration_seconds_count).
 func (h *Hub) Metrics(ctx context.Context) (map[string]float64, error) {
-	text, err := h.metricsText(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return parseMetrics(text), nil
-}
-
-// metricsText scrapes the hub's /metrics.
-func (h *Hub) metricsText(ctx context.Context) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTPAddr+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("/metrics: %s", resp.Status)
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
 	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return string(b), nil
+	return parseMetrics(string(b)), nil
 }
 
 // parseMetrics reads unlabelled samples from Prometheus text format.
@@ -372,14 +261,4 @@ func parseMetrics(text string) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// PprofTags renders `go tool pprof -tags` of a saved profile: each pprof
-// label's share of the samples (here: side=hub / worker / fleet).
-func PprofTags(ctx context.Context, profile string) string {
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-tags", profile).CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("pprof -tags failed: %v", err)
-	}
-	return strings.TrimSpace(string(out))
 }

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
@@ -13,7 +12,7 @@ import (
 
 // KillResult is one kill -9 measurement.
 type KillResult struct {
-	Grace    time.Duration // the hub's --lost-worker-grace (DefaultGrace when not passed)
+	Grace    time.Duration // the hub's --lost-worker-grace
 	Flagged  bool          // grace passed as a flag
 	Detected time.Duration // kill -9 to the lost-job status arriving
 	Error    string        // the status's error text
@@ -23,12 +22,13 @@ type KillResult struct {
 // PartitionResult is the silent-partition measurement.
 type PartitionResult struct {
 	Dead     time.Duration // partition to ListWorkers showing dead
-	Bounds   []string      // the hub's keepalive/heartbeat flag lines
 	TimedOut bool
-	// HeartbeatBound is MissedHeartbeats x HeartbeatInterval (the hub's
-	// defaults): silence this long kills the session. KeepaliveBound is
-	// the gRPC keepalive Time + Timeout, the transport-level backstop.
-	HeartbeatBound, KeepaliveBound time.Duration
+	// HeartbeatBound is the hub's default missed heartbeats times its
+	// default interval: silence this long ends the session.
+	HeartbeatBound time.Duration
+	// KeepaliveBound is the hub's gRPC keepalive time plus timeout, the
+	// transport's backstop.
+	KeepaliveBound time.Duration
 }
 
 // FailureResult is the failure-detection scenario's outcome.
@@ -37,16 +37,32 @@ type FailureResult struct {
 	Partition PartitionResult
 }
 
-// DefaultGrace is the hub's documented default --lost-worker-grace.
-const DefaultGrace = 30 * time.Second
+// RunFailure times a kill -9 with a grace of short and with the hub's
+// default grace, then a silent partition.
+func RunFailure(ctx context.Context, env *Env, short time.Duration, logf func(string, ...any)) (*FailureResult, error) {
+	res := &FailureResult{}
+	for _, grace := range []time.Duration{short, 0} {
+		k, err := RunKill(ctx, env, grace, logf)
+		if err != nil {
+			return res, fmt.Errorf("kill -9 (grace %s): %w", grace, err)
+		}
+		res.Kills = append(res.Kills, *k)
+	}
+	p, err := RunPartition(ctx, env, logf)
+	if err != nil {
+		return res, fmt.Errorf("partition: %w", err)
+	}
+	res.Partition = *p
+	return res, nil
+}
 
 // RunKill starts a hub (with --lost-worker-grace grace unless grace is 0:
-// the default) and one noop worker whose job never ends, kills the worker
+// the hub's default) and one noop worker whose job never ends, kills the worker
 // with SIGKILL once the job runs, and times the lost-job status.
 func RunKill(ctx context.Context, env *Env, grace time.Duration, logf func(string, ...any)) (*KillResult, error) {
 	res := &KillResult{Grace: grace, Flagged: grace != 0}
 	if grace == 0 {
-		res.Grace = DefaultGrace
+		res.Grace = hub.DefaultLostWorkerGrace
 	}
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
@@ -118,36 +134,29 @@ func RunKill(ctx context.Context, env *Env, grace time.Duration, logf func(strin
 func waitJobState(ctx context.Context, admin blacktreev1.AdminServiceClient, id string, want blacktreev1.JobState, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	last := "not listed"
-	for {
+	if err := cluster.Poll(ctx, 20*time.Millisecond, func() bool {
 		resp, err := admin.ListJobs(ctx, &blacktreev1.ListJobsRequest{})
-		if err == nil {
-			for _, j := range resp.GetJobs() {
-				if j.GetJobId() == id {
-					if j.GetState() == want {
-						return nil
-					}
-					last = j.GetState().String()
-				}
+		for _, j := range resp.GetJobs() {
+			if j.GetJobId() == id {
+				last = j.GetState().String()
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("job %s not %s (last %s, err %v): %w", id, want, last, err, ctx.Err())
-		case <-tick.C:
-		}
+		return err == nil && last == want.String()
+	}); err != nil {
+		return fmt.Errorf("job %s not %s (last %s): %w", id, want, last, err)
 	}
+	return nil
 }
 
 // RunPartition puts a silent TCP proxy between one noop worker and a hub,
 // partitions it once the worker is live, and polls ListWorkers until the
 // hub shows the worker dead.
 func RunPartition(ctx context.Context, env *Env, logf func(string, ...any)) (*PartitionResult, error) {
-	res := &PartitionResult{Bounds: env.HubHelp("keepalive", "heartbeat"),
+	res := &PartitionResult{
 		HeartbeatBound: time.Duration(hub.DefaultMissedHeartbeats) * hub.DefaultHeartbeatInterval,
-		KeepaliveBound: hub.DefaultKeepaliveTime + hub.DefaultKeepaliveTimeout}
+		KeepaliveBound: hub.DefaultKeepaliveTime + hub.DefaultKeepaliveTimeout,
+	}
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
 		return nil, err
@@ -179,30 +188,25 @@ func RunPartition(ctx context.Context, env *Env, logf func(string, ...any)) (*Pa
 	proxy.Partition()
 	t0 := time.Now()
 	const limit = 3 * time.Minute
-	deadline := time.NewTimer(limit)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := admin.ListWorkers(actx, &blacktreev1.ListWorkersRequest{})
-		if err == nil {
-			for _, wi := range resp.GetWorkers() {
-				if strings.HasPrefix(wi.GetName(), "island") || len(resp.GetWorkers()) == 1 {
-					if wi.GetState() == blacktreev1.WorkerState_WORKER_STATE_DEAD {
-						res.Dead = time.Since(t0)
-						logf("partition: worker dead after %s", res.Dead.Round(time.Millisecond))
-						return res, nil
-					}
-				}
+	pctx, cancel := context.WithTimeout(actx, limit)
+	defer cancel()
+	err = cluster.Poll(pctx, 50*time.Millisecond, func() bool {
+		resp, err := admin.ListWorkers(pctx, &blacktreev1.ListWorkersRequest{})
+		for _, wi := range resp.GetWorkers() {
+			if err == nil && wi.GetState() == blacktreev1.WorkerState_WORKER_STATE_DEAD {
+				return true
 			}
 		}
-		select {
-		case <-deadline.C:
-			res.TimedOut, res.Dead = true, limit
-			return res, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-tick.C:
-		}
+		return false
+	})
+	switch {
+	case err == nil:
+		res.Dead = time.Since(t0)
+		logf("partition: worker dead after %s", res.Dead.Round(time.Millisecond))
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		res.TimedOut, res.Dead = true, limit
 	}
+	return res, nil
 }

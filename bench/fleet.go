@@ -15,6 +15,7 @@ import (
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/hbsched"
+	"github.com/blacktree/blacktree/workeragent"
 )
 
 // FleetConfig configures a fleet of in-process worker clients.
@@ -32,28 +33,16 @@ type FleetConfig struct {
 	// Prefix names the workers: <Prefix>-00000 ...
 	Prefix string
 	// KeepaliveTime and KeepaliveTimeout are the client keepalive
-	// parameters (the real worker's defaults: 30s and 10s).
+	// parameters (0: the worker agent's defaults).
 	KeepaliveTime, KeepaliveTimeout time.Duration
 	// Slots each worker registers with. Default 1.
 	Slots int
-	// AgentTransport dials with the worker agent's transport settings
-	// (grpc-go's default buffers, 1 MiB flow-control windows;
-	// workeragent/conn.go) instead of small buffers: for a fleet of one
-	// that stands for a real worker process (the dispatch floor's clients).
-	AgentTransport bool
-	// Hold is how many jobs each worker keeps running: it accepts its
-	// first Hold jobs and never answers them (long builds), and answers
-	// every later one at once. They fill Hold of its slots until the fleet
-	// closes.
-	Hold int
 }
 
 // Fleet is N lightweight workers speaking the worker protocol
 // (worker.proto): Register, Heartbeat every Registered.heartbeat_interval,
 // and for every RunJob an immediate JobAccepted followed by a successful
-// JobResult (a noop executor with zero delay), except the first
-// FleetConfig.Hold jobs of each worker, which it accepts and keeps. They do
-// not reconnect: a broken stream is counted in Stats.Disconnected.
+// JobResult (a noop executor with zero delay). They do not reconnect: a broken stream is counted in Stats.Disconnected.
 type Fleet struct {
 	cfg    FleetConfig
 	ctx    context.Context
@@ -62,7 +51,7 @@ type Fleet struct {
 	sem    chan struct{}
 
 	registered, disconnected, failed atomic.Int64
-	jobs, acks, heartbeats, held     atomic.Int64
+	jobs, acks, heartbeats           atomic.Int64
 	lastRegisteredNs                 atomic.Int64
 	intervalNs, intervalUpdates      atomic.Int64 // the last heartbeat interval a worker was given; HeartbeatInterval frames
 	gridNs                           atomic.Int64 // the last Registered.heartbeat_grid
@@ -76,8 +65,6 @@ type Fleet struct {
 // FleetStats are a fleet's counters.
 type FleetStats struct {
 	Registered, Failed, Disconnected, Jobs, Acks, Heartbeats int64
-	// Held counts the jobs accepted and kept running (FleetConfig.Hold).
-	Held int64
 	// LastRegistered is when the last worker got Registered.
 	LastRegistered time.Time
 	// Interval is the heartbeat interval a worker was given last
@@ -96,10 +83,10 @@ func StartFleet(cfg FleetConfig) *Fleet {
 		cfg.Parallel = 200
 	}
 	if cfg.KeepaliveTime == 0 {
-		cfg.KeepaliveTime = 30 * time.Second
+		cfg.KeepaliveTime = workeragent.DefaultKeepaliveTime
 	}
 	if cfg.KeepaliveTimeout == 0 {
-		cfg.KeepaliveTimeout = 10 * time.Second
+		cfg.KeepaliveTimeout = workeragent.DefaultKeepaliveTimeout
 	}
 	if cfg.Slots <= 0 {
 		cfg.Slots = 1
@@ -159,13 +146,11 @@ func (f *Fleet) run(id string) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: f.cfg.KeepaliveTime, Timeout: f.cfg.KeepaliveTimeout}),
-	}
-	if f.cfg.AgentTransport {
-		opts = append(opts, grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
-	} else {
 		// Small client buffers: this process holds thousands of
 		// connections; the hub's side is what is measured.
-		opts = append(opts, grpc.WithReadBufferSize(4<<10), grpc.WithWriteBufferSize(4<<10), grpc.WithSharedWriteBuffer(true))
+		grpc.WithReadBufferSize(4 << 10),
+		grpc.WithWriteBufferSize(4 << 10),
+		grpc.WithSharedWriteBuffer(true),
 	}
 	conn, err := grpc.NewClient(f.cfg.Addr, opts...)
 	if err != nil {
@@ -208,7 +193,7 @@ func (f *Fleet) run(id string) {
 	reg := first.GetRegistered()
 	interval := reg.GetHeartbeatInterval().AsDuration()
 	if interval <= 0 {
-		interval = 10 * time.Second
+		interval = workeragent.DefaultHeartbeatInterval
 	}
 	f.intervalNs.Store(int64(interval))
 	// Like the worker agent: a random phase on the hub's grid (so ten
@@ -243,7 +228,6 @@ func (f *Fleet) run(id string) {
 		timerMu.Unlock()
 	}()
 
-	held := 0
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -260,11 +244,6 @@ func (f *Fleet) run(id string) {
 				continue
 			}
 			f.jobs.Add(1)
-			if held < f.cfg.Hold {
-				held++
-				f.held.Add(1)
-				continue
-			}
 			_ = send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{
 				Response: &blacktreev1.JobResponse{JobId: jobID, Success: true, ImageUrl: fr.RunJob.GetJob().GetImageName(),
 					Logs: "noop: job " + jobID + " done\n", WorkerId: id, StartedAt: now, FinishedAt: timestamppb.Now()},
@@ -312,7 +291,7 @@ func (f *Fleet) Wait() { f.wg.Wait() }
 // Stats returns the counters.
 func (f *Fleet) Stats() FleetStats {
 	return FleetStats{Registered: f.registered.Load(), Failed: f.failed.Load(), Disconnected: f.disconnected.Load(),
-		Jobs: f.jobs.Load(), Acks: f.acks.Load(), Heartbeats: f.heartbeats.Load(), Held: f.held.Load(),
+		Jobs: f.jobs.Load(), Acks: f.acks.Load(), Heartbeats: f.heartbeats.Load(),
 		LastRegistered: time.Unix(0, f.lastRegisteredNs.Load()),
 		Interval:       time.Duration(f.intervalNs.Load()), IntervalUpdates: f.intervalUpdates.Load(), Grid: time.Duration(f.gridNs.Load())}
 }

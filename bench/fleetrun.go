@@ -3,236 +3,162 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
-
-	"github.com/blacktree/blacktree/hub"
-	"github.com/blacktree/blacktree/internal/cluster"
 )
 
 // FleetRunConfig configures the fleet-scale scenario.
 type FleetRunConfig struct {
 	// N workers connect, each on its own gRPC connection.
 	N int
+	// SmallN workers, on a hub of their own, take the same dispatch
+	// first: the same-run reference for the big fleet's rate (0: skip).
+	SmallN int
 	// Parallel bounds concurrent registrations.
 	Parallel int
 	// Settle is how long to wait after the last registration before
 	// reading the hub's RSS.
 	Settle time.Duration
-	// IdleWindow is the shortest window over which the hub's CPU and RSS
-	// are measured with the workers idle (heartbeating only); at least one
-	// heartbeat interval, better three.
+	// IdleWindow is how long the hub's CPU and RSS are followed while the
+	// fleet only heartbeats: at least one heartbeat interval, better three.
 	IdleWindow time.Duration
-	// SteadyGCs extends the idle window until the hub has completed this
-	// many garbage collections since the fleet settled, so that the
-	// window's RSS includes the heap's growth up to the GC goal and its CPU
-	// includes the collections (0: IdleWindow only).
-	SteadyGCs int
-	// SteadyMax bounds the idle window when SteadyGCs are slow to come.
-	SteadyMax time.Duration
 	// Jobs are dispatched with the fleet connected.
 	Jobs int
-	// SmallN, when positive, first measures the same dispatch with only
-	// SmallN workers on a hub of its own: the same-run reference.
-	SmallN int
-	// BusyHold, when positive, also measures the dispatch with N workers
-	// of BusySlots slots that each keep BusyHold jobs running (long builds)
-	// on a hub of its own: every worker partly busy, the case in which a
-	// hub must choose among thousands of partly busy workers per job
-	// (docs/BENCHMARKS.md G23).
-	BusySlots, BusyHold int
 	// Skip is the warm-up fraction dropped from throughput.
 	Skip float64
-	// ProfileDir receives hub profiles when the hub serves pprof.
-	ProfileDir string
-	// Floor, when set, first measures the same fleet on a bare grpc-go
-	// server (floor.go): the memory baseline of the same run.
-	Floor bool
+}
 
-	// The heartbeat interval the hub gives N workers, and its grid (0:
-	// none): the floor server gives the same.
-	floorInterval, floorGrid time.Duration
+// DefaultFleetRunConfig is what `make bench` runs.
+func DefaultFleetRunConfig() FleetRunConfig {
+	return FleetRunConfig{
+		N:          10000,
+		SmallN:     100,
+		Parallel:   200,
+		Settle:     5 * time.Second,
+		IdleWindow: 30 * time.Second,
+		Jobs:       5000,
+		Skip:       0.1,
+	}
+}
+
+// IdleWindow is what the hub did while the fleet only heartbeated.
+type IdleWindow struct {
+	Length time.Duration
+	// CPU is the hub's CPU over the window, a fraction of one core.
+	CPU float64
+	// Heartbeats the fleet sent in the window; GCs the hub ran in it.
+	Heartbeats int64
+	GCs        int
+	// RSSPeak is the hub's largest RSS, sampled every second.
+	RSSPeak int64
 }
 
 // FleetResult is the fleet-scale scenario's outcome.
 type FleetResult struct {
-	Config              FleetRunConfig
-	NoFileLimit         uint64
-	RSSBefore, RSSAfter int64
-	RSSPerWorker        float64 // bytes
-	RegisterAll         time.Duration
-	IdleCPUNoWorkers    float64 // fraction of one core, hub with no workers
-	IdleCPU             float64 // fraction of one core, hub with N idle workers
-	// Idle is the idle window: its length, the hub's garbage collections
-	// and heartbeats in it, and the hub's RSS sampled every second.
-	Idle         IdleWindowResult
+	Config  FleetRunConfig
+	HubArgs []string
+	// RegisterAll is from the first dial to the last Registered.
+	RegisterAll  time.Duration
 	HubListsLive int
-	Throughput   float64
-	SmallN       int
-	// SmallThroughput is the same dispatch with SmallN workers.
-	SmallThroughput float64
-	// Busy is the dispatch with every worker partly busy (BusyHold).
-	Busy                    *BusyFleetResult
-	DispatchAccount         Account
-	Stats                   FleetStats
-	HubArgs                 []string
-	CPUProfile, HeapProfile string
-	// MetricsBefore/After are the hub's Go runtime metrics (from /metrics)
-	// before the fleet connects and after it settled.
-	MetricsBefore, MetricsAfter map[string]float64
-	// Floor is the bare grpc-go server's result (Config.Floor).
-	Floor *FloorResult
+	// RSSBefore is the hub's RSS before the fleet connected, RSSAfter
+	// Config.Settle after the last registration.
+	RSSBefore int64
+	RSSAfter  int64
+	// GoroutinesPerWorker is the growth of the hub's go_goroutines per
+	// worker.
+	GoroutinesPerWorker float64
+	// IdleCPUNoWorkers is the hub's CPU with no worker, a fraction of one
+	// core.
+	IdleCPUNoWorkers float64
+	Idle             IdleWindow
+	// Stats are the fleet's counters at the end: the heartbeat interval
+	// and grid the hub gave it among them.
+	Stats FleetStats
+	// JobsPerSec is the dispatch with the fleet connected, SmallJobsPerSec
+	// the same with Config.SmallN workers.
+	JobsPerSec      float64
+	SmallJobsPerSec float64
+	Account         Account
 }
 
-// Runtime metrics reported per worker.
-var perWorkerMetrics = []string{"go_goroutines", "go_memstats_stack_inuse_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_sys_bytes"}
-
-// PerWorker returns (after-before)/N of a runtime metric.
-func (f *FleetResult) PerWorker(name string) float64 {
-	if f.Config.N == 0 {
-		return 0
-	}
-	return (f.MetricsAfter[name] - f.MetricsBefore[name]) / float64(f.Config.N)
-}
-
-// IdleWindowResult describes an idle window of the fleet scenario.
-type IdleWindowResult struct {
-	Length           time.Duration
-	GCs              int
-	RSSPeak, RSSEnd  int64
-	MetricsEnd       map[string]float64 // the hub's, after the window
-	SteadyGCsReached bool
-	// Allocated is the heap allocated during the window (bytes), and
-	// Heartbeats the fleet's heartbeats in it: the garbage per heartbeat.
-	Allocated  float64
-	Heartbeats int64
-	// CPU is the process's CPU over the window, a fraction of one core.
-	CPU float64
-}
-
-// CPUPerHeartbeat is the process's CPU time over the window per heartbeat
-// the fleet sent in it (everything else the process did included).
-func (r IdleWindowResult) CPUPerHeartbeat() time.Duration {
-	if r.Heartbeats == 0 {
-		return 0
-	}
-	return time.Duration(r.CPU * float64(r.Length) / float64(r.Heartbeats))
-}
-
-// AllocPerHeartbeat is the heap allocated per heartbeat in the window.
-func (r IdleWindowResult) AllocPerHeartbeat() float64 {
-	if r.Heartbeats == 0 {
-		return 0
-	}
-	return r.Allocated / float64(r.Heartbeats)
-}
-
-// perStream is the RSS growth from before to rss, per one of n streams.
-func perStream(rss, before int64, n int) float64 {
+// perWorker is the RSS growth from before to rss, per one of n workers.
+func perWorker(rss, before int64, n int) float64 {
 	if n == 0 {
 		return 0
 	}
 	return float64(rss-before) / float64(n)
 }
 
-// PeakPerWorker is the window's peak RSS, less the hub's RSS before the
-// fleet connected, per worker.
+// RSSPerWorker is the hub's RSS growth per worker Config.Settle after the
+// last registration, in bytes.
+func (f *FleetResult) RSSPerWorker() float64 { return perWorker(f.RSSAfter, f.RSSBefore, f.Config.N) }
+
+// PeakPerWorker is the same at the idle window's peak: the heap grows with
+// heartbeat garbage until a collection.
 func (f *FleetResult) PeakPerWorker() float64 {
-	return perStream(f.Idle.RSSPeak, f.RSSBefore, f.Config.N)
+	return perWorker(f.Idle.RSSPeak, f.RSSBefore, f.Config.N)
 }
 
-// EndPerWorker is like PeakPerWorker at the window's end.
-func (f *FleetResult) EndPerWorker() float64 {
-	return perStream(f.Idle.RSSEnd, f.RSSBefore, f.Config.N)
-}
-
-// describe names the window for the report: its length and GCs, and
-// whether they fell short of the asked-for number.
-func (r IdleWindowResult) describe(asked int) string {
-	d := fmt.Sprintf("%s, %d GCs", r.Length.Round(time.Second), r.GCs)
-	if !r.SteadyGCsReached {
-		d += fmt.Sprintf(", fewer than the %d asked for", asked)
+// CPUPerHeartbeat is the hub's CPU time over the idle window per heartbeat
+// the fleet sent in it (everything else the hub did included).
+func (f *FleetResult) CPUPerHeartbeat() time.Duration {
+	if f.Idle.Heartbeats == 0 {
+		return 0
 	}
-	return d
+	return time.Duration(f.Idle.CPU * float64(f.Idle.Length) / float64(f.Idle.Heartbeats))
 }
 
-// gcProbe reports a Go process's completed garbage collections and the
-// bytes it has allocated on the heap so far.
-type gcProbe func(context.Context) (gcs int, allocated float64, err error)
-
-// probeEvery: steadyWindow probes every this many seconds. A /metrics
-// scrape allocates on the hub's heap: scraping every second would add
-// garbage of its own to what the window measures.
-const probeEvery = 5
-
-// steadyWindow measures a process's CPU (fraction of one core) and
-// samples its RSS once a second while the fleet only heartbeats: for at
-// least cfg.IdleWindow, and until probe (every probeEvery seconds) reports
-// cfg.SteadyGCs more garbage collections than at the start, at most
-// cfg.SteadyMax. who names the process in progress lines.
-func steadyWindow(ctx context.Context, pid int, probe gcProbe, cfg FleetRunConfig, rssBefore int64, who string, logf func(string, ...any)) (float64, IdleWindowResult, error) {
-	var r IdleWindowResult
-	gc0, alloc0, err := probe(ctx)
-	if err != nil {
-		return 0, r, err
+// DispatchRatio is the big fleet's dispatch rate over the small one's (0
+// without the reference).
+func (f *FleetResult) DispatchRatio() float64 {
+	if f.SmallJobsPerSec <= 0 {
+		return 0
 	}
-	c0, err := CPUTime(pid)
+	return f.JobsPerSec / f.SmallJobsPerSec
+}
+
+// idleWindow follows the hub for cfg.IdleWindow: its CPU, its RSS every
+// second, its garbage collections (from /metrics, at both ends).
+func idleWindow(ctx context.Context, hub *Hub, d time.Duration) (IdleWindow, error) {
+	var w IdleWindow
+	m0, err := hub.Metrics(ctx)
 	if err != nil {
-		return 0, r, err
+		return w, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	c0, err := CPUTime(hub.Pid())
+	if err != nil {
+		return w, err
 	}
 	t0 := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for ticks := 1; ; ticks++ {
+	for time.Since(t0) < d {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			return 0, r, ctx.Err()
+			return w, ctx.Err()
 		}
-		rss, err := RSS(pid)
+		rss, err := RSS(hub.Pid())
 		if err != nil {
-			return 0, r, err
+			return w, err
 		}
-		r.RSSPeak, r.RSSEnd = max(r.RSSPeak, rss), rss
-		if ticks%probeEvery != 0 {
-			continue
-		}
-		n, alloc, err := probe(ctx)
-		if err != nil {
-			return 0, r, err
-		}
-		r.GCs, r.Allocated = n-gc0, alloc-alloc0
-		r.SteadyGCsReached = r.GCs >= cfg.SteadyGCs
-		el := time.Since(t0)
-		if el >= cfg.IdleWindow && (r.SteadyGCsReached || el >= cfg.SteadyMax) {
-			break
-		}
-		if ticks%30 == 0 {
-			logf("fleet: %s idle for %s, %d of %d GCs, RSS per worker %.1f KiB", who, el.Round(time.Second), r.GCs, cfg.SteadyGCs,
-				perStream(rss, rssBefore, cfg.N)/1024)
-		}
+		w.RSSPeak = max(w.RSSPeak, rss)
 	}
-	c1, err := CPUTime(pid)
+	c1, err := CPUTime(hub.Pid())
 	if err != nil {
-		return 0, r, err
+		return w, err
 	}
-	r.Length = time.Since(t0)
-	r.CPU = float64(c1-c0) / float64(r.Length)
-	return r.CPU, r, nil
+	w.Length = time.Since(t0)
+	w.CPU = float64(c1-c0) / float64(w.Length)
+	m1, err := hub.Metrics(ctx)
+	if err != nil {
+		return w, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	w.GCs = int(m1[gcCountMetric] - m0[gcCountMetric])
+	return w, nil
 }
 
-// hubProbe reads the hub's garbage collections and allocated bytes from
-// /metrics.
-func hubProbe(hub *Hub) gcProbe {
-	return func(ctx context.Context) (int, float64, error) {
-		m, err := hub.Metrics(ctx)
-		if err != nil {
-			return 0, 0, fmt.Errorf("scrape /metrics: %w", err)
-		}
-		return int(m["go_gc_duration_seconds_count"]), m["go_memstats_alloc_bytes_total"], nil
-	}
-}
+// gcCountMetric counts the Go runtime's completed collections.
+const gcCountMetric = "go_gc_duration_seconds_count"
 
 // cpuOver measures a process's CPU use over d as a fraction of one core.
 func cpuOver(ctx context.Context, pid int, d time.Duration) (float64, error) {
@@ -254,61 +180,44 @@ func cpuOver(ctx context.Context, pid int, d time.Duration) (float64, error) {
 }
 
 // RunFleet connects cfg.N in-process workers to one hub binary and
-// measures memory, heartbeat CPU, registration time and dispatch
-// throughput.
+// measures registration time, memory, heartbeat CPU and dispatch rate.
 func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(string, ...any)) (*FleetResult, error) {
-	res := &FleetResult{Config: cfg, SmallN: cfg.SmallN}
-	var err error
-	if res.NoFileLimit, err = RaiseNoFile(); err != nil {
+	res := &FleetResult{Config: cfg}
+	limit, err := RaiseNoFile()
+	if err != nil {
 		return nil, fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
 	}
-	if res.NoFileLimit < uint64(cfg.N)+512 {
-		return nil, fmt.Errorf("open-files limit %d is too low for %d workers (need about %d; raise the hard limit)", res.NoFileLimit, cfg.N, cfg.N+512)
+	if limit < uint64(cfg.N)+512 {
+		return nil, fmt.Errorf("open-files limit %d is too low for %d workers (need about %d; raise the hard limit)", limit, cfg.N, cfg.N+512)
 	}
 	if cfg.SmallN > 0 {
-		if res.SmallThroughput, err = smallFleetDispatch(ctx, env, cfg, cfg.SmallN); err != nil {
+		if res.SmallJobsPerSec, err = smallFleetDispatch(ctx, env, cfg); err != nil {
 			return nil, fmt.Errorf("reference dispatch with %d workers: %w", cfg.SmallN, err)
 		}
-		logf("fleet: reference: %.0f jobs/s with %d workers connected", res.SmallThroughput, cfg.SmallN)
-	}
-	if cfg.BusyHold > 0 {
-		if res.Busy, err = busyFleetDispatch(ctx, env, cfg, logf); err != nil {
-			return nil, fmt.Errorf("dispatch to a partly busy fleet: %w", err)
-		}
-	}
-	if cfg.Floor {
-		if cfg.floorInterval, cfg.floorGrid, err = hubHeartbeats(env.HubEnv, cfg.N); err != nil {
-			return nil, err
-		}
-		logf("fleet: memory floor: %d workers on a bare grpc-go server, heartbeats every %s on a grid of %s", cfg.N, cfg.floorInterval, cfg.floorGrid)
-		if res.Floor, err = runFloor(ctx, cfg, logf); err != nil {
-			return nil, fmt.Errorf("grpc floor: %w", err)
-		}
-		logf("fleet: bare grpc-go server: %.1f KiB RSS per stream, %.1f KiB at the peak of its idle window (%s, %d GCs)",
-			res.Floor.RSSPerStream/1024, res.Floor.PeakPerStream()/1024, res.Floor.Idle.Length.Round(time.Second), res.Floor.Idle.GCs)
+		logf("fleet: reference: %.0f jobs/s with %d workers connected", res.SmallJobsPerSec, cfg.SmallN)
 	}
 	q := NewQueues("btbench")
 	if err := q.Declare(env.AMQPURL); err != nil {
 		return nil, err
 	}
-	defer q.Delete(env.AMQPURL)
-	res.HubArgs = env.HubArgs(q, "<grpc>", "<http>")
+	defer func() { _ = q.Delete(env.AMQPURL) }()
+	res.HubArgs = env.Shown(env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>"))
 	hub, err := env.StartHub(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	defer hub.Stop(30 * time.Second)
-
+	defer func() { _ = hub.Stop(30 * time.Second) }()
 	if res.IdleCPUNoWorkers, err = cpuOver(ctx, hub.Pid(), 3*time.Second); err != nil {
 		return nil, err
 	}
 	if res.RSSBefore, err = RSS(hub.Pid()); err != nil {
 		return nil, err
 	}
-	if res.MetricsBefore, err = hub.Metrics(ctx); err != nil {
+	before, err := hub.Metrics(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("scrape /metrics: %w", err)
 	}
-	logf("fleet: hub RSS %.1f MiB before; connecting %d workers (%d at a time)", mib(res.RSSBefore), cfg.N, cfg.Parallel)
+	logf("fleet: connecting %d workers (%d at a time)", cfg.N, cfg.Parallel)
 	t0 := time.Now()
 	fleet := StartFleet(FleetConfig{Addr: hub.GRPCAddr, Token: env.WorkerToken, N: cfg.N, Parallel: cfg.Parallel, Prefix: "fleet"})
 	defer fleet.Close()
@@ -319,7 +228,6 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 		return nil, err
 	}
 	res.RegisterAll = fleet.Stats().LastRegistered.Sub(t0)
-	logf("fleet: %d registered in %s; settling %s", cfg.N, res.RegisterAll.Round(time.Millisecond), cfg.Settle)
 	select {
 	case <-time.After(cfg.Settle):
 	case <-ctx.Done():
@@ -328,9 +236,12 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 	if res.RSSAfter, err = RSS(hub.Pid()); err != nil {
 		return nil, err
 	}
-	res.RSSPerWorker = perStream(res.RSSAfter, res.RSSBefore, cfg.N)
-	if res.MetricsAfter, err = hub.Metrics(ctx); err != nil {
+	after, err := hub.Metrics(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	if cfg.N > 0 {
+		res.GoroutinesPerWorker = (after["go_goroutines"] - before["go_goroutines"]) / float64(cfg.N)
 	}
 	admin, actx, closeAdmin, err := hub.Admin(ctx)
 	if err != nil {
@@ -341,32 +252,20 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 	if err != nil {
 		return nil, fmt.Errorf("ListWorkers: %w", err)
 	}
-	logf("fleet: hub RSS %.1f MiB after (%.1f KiB per worker); hub lists %d live; measuring while idle for at least %s and %d hub GCs (at most %s)",
-		mib(res.RSSAfter), res.RSSPerWorker/1024, res.HubListsLive, cfg.IdleWindow, cfg.SteadyGCs, cfg.SteadyMax)
-
+	logf("fleet: %d registered in %s, %.1f KiB RSS per worker; idle for %s", cfg.N, res.RegisterAll.Round(time.Millisecond),
+		res.RSSPerWorker()/1024, cfg.IdleWindow)
 	hb0 := fleet.Stats().Heartbeats
-	if res.IdleCPU, res.Idle, err = steadyWindow(ctx, hub.Pid(), hubProbe(hub), cfg, res.RSSBefore, "hub", logf); err != nil {
+	if res.Idle, err = idleWindow(ctx, hub, cfg.IdleWindow); err != nil {
 		return nil, err
 	}
-	if res.Idle.MetricsEnd, err = hub.Metrics(ctx); err != nil {
-		return nil, fmt.Errorf("scrape /metrics: %w", err)
-	}
 	res.Idle.Heartbeats = fleet.Stats().Heartbeats - hb0
-	logf("fleet: idle window %s, %d hub GCs: RSS per worker %.1f KiB at the end, %.1f KiB at the peak",
-		res.Idle.Length.Round(time.Second), res.Idle.GCs, res.EndPerWorker()/1024, res.PeakPerWorker()/1024)
-	// Profiled after the CPU window, so profiling does not count in it.
-	res.CPUProfile = captureCPU(ctx, env, hub, cfg.ProfileDir, "fleet-idle", max(cfg.IdleWindow/3, 5*time.Second))
-	res.HeapProfile = captureHeap(ctx, env, hub, cfg.ProfileDir, "fleet")
-	logf("fleet: hub CPU %.1f%% of a core with %d idle workers (%d heartbeats in window)", 100*res.IdleCPU, cfg.N, res.Idle.Heartbeats)
-
-	if res.Throughput, res.DispatchAccount, err = fleetDispatch(ctx, env, q, cfg); err != nil {
+	logf("fleet: hub CPU %.1f%% of a core for %d heartbeats; peak %.1f KiB RSS per worker", 100*res.Idle.CPU, res.Idle.Heartbeats,
+		res.PeakPerWorker()/1024)
+	if res.JobsPerSec, res.Account, err = fleetDispatch(ctx, env, q, cfg); err != nil {
 		return nil, err
 	}
 	res.Stats = fleet.Stats()
-	logf("fleet: %.0f jobs/s with %d workers connected (%s)", res.Throughput, cfg.N, res.DispatchAccount)
-	if res.SmallN > 0 && res.SmallThroughput > 0 {
-		logf("fleet: %.2fx the throughput with %d workers", res.Throughput/res.SmallThroughput, res.SmallN)
-	}
+	logf("fleet: %.0f jobs/s with %d workers connected (%s)", res.JobsPerSec, cfg.N, res.Account)
 	return res, nil
 }
 
@@ -398,146 +297,27 @@ func fleetDispatch(ctx context.Context, env *Env, q Queues, cfg FleetRunConfig) 
 	return Rate(ledger.StatusTimes(), cfg.Skip), ledger.Account(), nil
 }
 
-// smallFleetDispatch measures the same dispatch with only n workers, on
-// a hub of its own: the same-run reference for the big fleet's figure.
-func smallFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig, n int) (float64, error) {
-	q, _, stop, err := fleetOnOwnHub(ctx, env, FleetConfig{N: n, Parallel: cfg.Parallel, Prefix: "small"})
+// smallFleetDispatch measures the same dispatch with cfg.SmallN workers on
+// a hub of its own.
+func smallFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig) (float64, error) {
+	q := NewQueues("btbench")
+	if err := q.Declare(env.AMQPURL); err != nil {
+		return 0, err
+	}
+	defer func() { _ = q.Delete(env.AMQPURL) }()
+	hub, err := env.StartHub(ctx, q)
 	if err != nil {
 		return 0, err
 	}
-	defer stop()
-	rate, _, err := fleetDispatch(ctx, env, q, cfg)
-	return rate, err
-}
-
-// fleetOnOwnHub starts a hub on fresh queues and connects fc's fleet to it
-// (fc.Addr and fc.Token are filled in); stop closes all three.
-func fleetOnOwnHub(ctx context.Context, env *Env, fc FleetConfig) (Queues, *Fleet, func(), error) {
-	q := NewQueues("btbench")
-	if err := q.Declare(env.AMQPURL); err != nil {
-		return q, nil, nil, err
-	}
-	hub, err := env.StartHub(ctx, q)
-	if err != nil {
-		_ = q.Delete(env.AMQPURL)
-		return q, nil, nil, err
-	}
-	fc.Addr, fc.Token = hub.GRPCAddr, env.WorkerToken
-	fleet := StartFleet(fc)
-	stop := func() {
-		fleet.Close()
-		_ = hub.Stop(30 * time.Second)
-		_ = q.Delete(env.AMQPURL)
-	}
+	defer func() { _ = hub.Stop(30 * time.Second) }()
+	fleet := StartFleet(FleetConfig{Addr: hub.GRPCAddr, Token: env.WorkerToken, N: cfg.SmallN, Parallel: cfg.Parallel, Prefix: "small"})
+	defer fleet.Close()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = fleet.WaitRegistered(rctx)
 	cancel()
 	if err != nil {
-		stop()
-		return q, nil, nil, err
+		return 0, err
 	}
-	return q, fleet, stop, nil
-}
-
-// BusyFleetResult is the dispatch to a fleet whose every worker is partly
-// busy (FleetRunConfig.BusyHold).
-type BusyFleetResult struct {
-	N, Slots, Hold int
-	// Held is how many jobs the workers keep running; HoldRate how fast
-	// the hub placed them (jobs/s, from the publish of the first to the
-	// fleet's acceptance of the last).
-	Held     int
-	HoldRate float64
-	// Throughput is the timed dispatch that follows, every worker holding
-	// its jobs; Account its ledger.
-	Throughput float64
-	Account    Account
-}
-
-// busyFleetDispatch connects cfg.N workers of cfg.BusySlots slots to a hub
-// of its own, has each accept and keep cfg.BusyHold jobs, then times the
-// usual dispatch: every pick now chooses among N partly busy workers.
-func busyFleetDispatch(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(string, ...any)) (*BusyFleetResult, error) {
-	res := &BusyFleetResult{N: cfg.N, Slots: cfg.BusySlots, Hold: cfg.BusyHold, Held: cfg.N * cfg.BusyHold}
-	if cfg.BusyHold >= cfg.BusySlots {
-		return nil, fmt.Errorf("%d held jobs leave no free slot of %d", cfg.BusyHold, cfg.BusySlots)
-	}
-	q, fleet, stop, err := fleetOnOwnHub(ctx, env, FleetConfig{N: cfg.N, Parallel: cfg.Parallel, Prefix: "busy",
-		Slots: cfg.BusySlots, Hold: cfg.BusyHold})
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
-	logf("fleet: busy: %d workers of %d slots registered; placing %d jobs they keep", cfg.N, cfg.BusySlots, res.Held)
-	pub, err := NewPublisher(env.AMQPURL, q.Execute, NewLedger(), 512)
-	if err != nil {
-		return nil, err
-	}
-	start := time.Now()
-	_, err = pub.PublishBacklog(ctx, "holdjob", res.Held)
-	if cerr := pub.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	err = cluster.Poll(hctx, 20*time.Millisecond, func() bool { return fleet.Stats().Held >= int64(res.Held) })
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("%d of %d held jobs placed: %w", fleet.Stats().Held, res.Held, err)
-	}
-	res.HoldRate = float64(res.Held) / time.Since(start).Seconds()
-	logf("fleet: busy: %d held jobs placed at %.0f jobs/s; timing the dispatch", res.Held, res.HoldRate)
-	if res.Throughput, res.Account, err = fleetDispatch(ctx, env, q, cfg); err != nil {
-		return nil, err
-	}
-	logf("fleet: busy: %.0f jobs/s with every worker holding %d jobs (%s)", res.Throughput, cfg.BusyHold, res.Account)
-	return res, nil
-}
-
-func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
-// captureHeap saves the hub's heap profile (inuse_space) and returns its
-// top, or why there is none.
-func captureHeap(ctx context.Context, env *Env, hub *Hub, dir, name string) string {
-	if dir == "" {
-		return "not captured (no --profile-dir)"
-	}
-	if !hub.PprofAvailable(ctx) {
-		return "not captured: the hub does not serve /debug/pprof/ on --http-addr"
-	}
-	path := dir + "/" + name + ".heap.pprof"
-	if err := hub.Profile(ctx, "heap", "gc=1", path); err != nil {
-		return "capture failed: " + err.Error()
-	}
-	return "profile " + path + "\n\n" + PprofTop(ctx, env.Bins.Hub, path, "-sample_index=inuse_space")
-}
-
-// hubHeartbeats is the heartbeat interval the hub, run with hubEnv (its
-// flags' BLACKTREE_* fallbacks), gives a fleet of n workers, and the grid
-// it gives them for their heartbeats' phases (0: none).
-func hubHeartbeats(hubEnv []string, n int) (interval, grid time.Duration, err error) {
-	var cfg hub.Config
-	grid = hub.DefaultHeartbeatGrid
-	for _, kv := range hubEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "BLACKTREE_HEARTBEAT_INTERVAL":
-			cfg.HeartbeatInterval, err = time.ParseDuration(v)
-		case "BLACKTREE_MAX_HEARTBEAT_INTERVAL":
-			cfg.MaxHeartbeatInterval, err = time.ParseDuration(v)
-		case "BLACKTREE_HEARTBEAT_GRID":
-			grid, err = time.ParseDuration(v) // the flag's 0 is off, as here
-		case "BLACKTREE_MAX_HEARTBEAT_RATE":
-			if cfg.MaxHeartbeatRate, err = strconv.ParseFloat(v, 64); err == nil && cfg.MaxHeartbeatRate == 0 {
-				cfg.MaxHeartbeatRate = -1 // the flag's 0 is off
-			}
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("hub environment %s: %w", kv, err)
-		}
-	}
-	interval, err = hub.FleetHeartbeatInterval(cfg, n)
-	return interval, max(grid, 0), err
+	rate, _, err := fleetDispatch(ctx, env, q, cfg)
+	return rate, err
 }

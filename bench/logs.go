@@ -24,6 +24,21 @@ type LogsConfig struct {
 	Rounds int
 }
 
+// DefaultLogsConfig is what `make bench` runs: the dispatch comparison's
+// workers and slots, jobs of a second that print 200 lines each.
+func DefaultLogsConfig() LogsConfig {
+	d := DefaultDispatchConfig()
+	return LogsConfig{
+		Workers:   d.Workers,
+		Slots:     d.Slots,
+		Lines:     200,
+		JobLength: time.Second,
+		Window:    8 * time.Second,
+		Warmup:    2 * time.Second,
+		Rounds:    2,
+	}
+}
+
 // LogsRun is one measurement with one --log-flush-interval.
 type LogsRun struct {
 	Interval string // the workers' --log-flush-interval
@@ -40,8 +55,8 @@ type LogsResult struct {
 	WorkerArgs []string // one worker's command line
 }
 
-// logsIntervals are the two settings compared: every write at once (0,
-// the behaviour before the flag existed) and the default.
+// logsIntervals are the two settings compared: every write at once (0)
+// and the default.
 var logsIntervals = []string{"0", "default"}
 
 // RunLogs measures the hub's and workers' CPU while every slot runs a job
@@ -98,7 +113,7 @@ func logsRun(ctx context.Context, env *Env, cfg LogsConfig, interval, prefix str
 	if interval != "default" {
 		extra = append(extra, "--log-flush-interval", interval)
 	}
-	args = append(env.WorkerArgs(prefix+"-w0", "<grpc>", cfg.Slots, cfg.JobLength), extra...)
+	args = env.Shown(append(env.WorkerArgs("<name>", "<grpc>", cfg.Slots, cfg.JobLength), extra...))
 	for i := range cfg.Workers {
 		wargs := append(env.WorkerArgs(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, cfg.Slots, cfg.JobLength), extra...)
 		w, err := env.start("worker", env.Bins.Worker, wargs, env.WorkerEnv)

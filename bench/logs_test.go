@@ -13,15 +13,12 @@ import (
 func TestRunLogsSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := NewEnv(ctx, testAMQPURL(), "..", t.TempDir(), "warn")
-	if err != nil {
-		t.Fatalf("NewEnv() = %v", err)
-	}
+	env := testEnv(ctx, t)
 	cfg := LogsConfig{Workers: 1, Slots: 2, Lines: 100, JobLength: 500 * time.Millisecond,
 		Window: 1500 * time.Millisecond, Warmup: 500 * time.Millisecond, Rounds: 1}
 	res, err := RunLogs(ctx, env, cfg, t.Logf)
 	if err != nil {
-		t.Fatalf("RunLogs() = %v (is RabbitMQ running? bash ../shared/scripts/ensure-rabbitmq)", err)
+		t.Fatalf("RunLogs() = %v (is RabbitMQ running? bash scripts/ensure-rabbitmq)", err)
 	}
 	if len(res.Runs) != 2 || res.Runs[0].Interval != "0" || res.Runs[1].Interval != "default" {
 		t.Fatalf("RunLogs() runs = %+v, want one with interval 0, then one with the default", res.Runs)
@@ -34,7 +31,7 @@ func TestRunLogsSmall(t *testing.T) {
 	}
 	var b strings.Builder
 	(&Report{Logs: res}).WriteMarkdown(&b)
-	for _, want := range []string{"## 5. Log streaming", "| 1 | 0 |", "| 1 | default (100ms) |", "hub CPU, default / every write at once", "--noop-log-lines 100"} {
+	for _, want := range []string{"## Log streaming", "| 1 | 0 |", "| 1 | default |", "**median ratio**, default to 0", "--noop-log-lines 100"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("WriteMarkdown() lacks %q; got:\n%s", want, b.String())
 		}

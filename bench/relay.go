@@ -16,7 +16,7 @@ import (
 // delivery guarantees — consume with a prefetch window, decode the
 // request, publish a response with publisher confirms (persistent), and
 // ack the request only after the confirm. Consumer and publisher use
-// separate connections (DESIGN §10). Nothing else: no gRPC, no worker, no
+// separate connections, as the hub's do (docs/protocol.md). Nothing else: no gRPC, no worker, no
 // bookkeeping. It is the floor a broker-bound dispatcher cannot beat.
 type Relay struct {
 	consume, publish *amqp.Connection

@@ -38,8 +38,7 @@ func newMetrics() *metrics {
 			Help: "Time from delivery to JobAccepted.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
 		// The result leg's share in the hub and the broker: a slow or
 		// flow-controlled broker shows here first. Doubling buckets from
-		// 0.25 ms to 32 s, fine enough for a benchmark to read
-		// percentiles from (btbench does).
+		// 0.25 ms to 32 s, fine enough to read percentiles from.
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "blacktree", Name: "status_publish_seconds",
 			Help:    "Time from the hub taking up a status for publishing (a JobResult arrived, or a job was reported lost or invalid) to the broker's confirm, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 18)}),
