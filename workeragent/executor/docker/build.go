@@ -97,17 +97,26 @@ var (
 	layerRe = regexp.MustCompile(`^ ---> ([0-9a-f]{12,64})$`)
 )
 
+// newJobTag gives the build a tag of its own: ref's name with a random
+// tag starting with jobTagPrefix.
+func (b *buildRun) newJobTag(ref reference.NamedTagged) error {
+	jobTag, err := reference.WithTag(ref, jobTagPrefix+randomHex())
+	if err != nil {
+		return err
+	}
+	b.jobTag = jobTag.String()
+	return nil
+}
+
 // build sends the context and Dockerfile to the engine and streams the
 // engine's output as lines. An error message in the stream fails the
 // build, naming the Dockerfile line of the failing step when known.
 func (b *buildRun) build(ctx context.Context, r resolvedPaths, ref reference.NamedTagged, maxContext int64) error {
 	defer func() { b.interrupted = ctx.Err() != nil }()
-	suffix := randomHex()
-	jobTag, err := reference.WithTag(ref, "blacktree-"+suffix)
-	if err != nil {
+	if err := b.newJobTag(ref); err != nil {
 		return err
 	}
-	b.jobTag = jobTag.String()
+	suffix := strings.TrimPrefix(b.jobTag[strings.LastIndex(b.jobTag, ":")+1:], jobTagPrefix)
 	dfName, extraName := r.dockerfileInContext, ""
 	if dfName == "" {
 		dfName = ".blacktree-dockerfile-" + suffix
@@ -190,12 +199,15 @@ type stepState struct {
 func (b *buildRun) readStream(body io.Reader) (stepState, string, error) {
 	var st stepState
 	var pending strings.Builder
+	fromStep := false // the last step was a FROM: its " ---> id" is the base image
 	emit := func(line string) {
 		if m := stepRe.FindStringSubmatch(line); m != nil {
 			st.step, _ = strconv.Atoi(m[1])
 			st.stepText = m[2]
+			fromStep = strings.HasPrefix(strings.ToUpper(m[2]), "FROM ")
 		}
-		if m := layerRe.FindStringSubmatch(line); m != nil {
+		if m := layerRe.FindStringSubmatch(line); m != nil && !fromStep {
+			// Only the job's own images: never the base image a FROM names.
 			b.layers = append(b.layers, m[1])
 		}
 		b.out.write(line + "\n")

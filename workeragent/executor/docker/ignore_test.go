@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
@@ -183,25 +182,9 @@ func TestBuildHonoursDockerignore(t *testing.T) {
 // image at ref.
 func imageFiles(t *testing.T, imageURL string) map[string]bool {
 	t.Helper()
-	ref, opts := registryRef(t, imageURL)
-	img, err := remote.Image(ref, opts...)
-	if err != nil {
-		t.Fatalf("remote.Image(%s) = %v", ref, err)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatalf("Layers() = %v", err)
-	}
 	files := map[string]bool{}
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatalf("layer Uncompressed() = %v", err)
-		}
-		for _, name := range tarEntries(t, rc) {
-			files[name] = true
-		}
-		rc.Close()
+	for name := range imageFileContents(t, imageURL) {
+		files[name] = true
 	}
 	return files
 }
