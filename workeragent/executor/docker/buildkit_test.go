@@ -361,7 +361,6 @@ func assertTokenNotInImage(t *testing.T, imageURL string) {
 	}
 }
 
-
 // tarFiles reads a tar stream: every entry but directories, with the
 // content of regular files.
 func tarFiles(t *testing.T, r io.Reader) map[string][]byte {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
 
