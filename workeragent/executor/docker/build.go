@@ -387,22 +387,60 @@ func randomHex() string {
 // instruction counts, ARGs before FROM included) to the line where that
 // instruction starts, 0 when unknown.
 func dockerfileLine(path string, step int) int {
-	data, err := os.ReadFile(path)
-	if err != nil || len(data) > maxDockerfileBytes {
+	ins := dockerfileInstructions(path)
+	if step < 1 || step > len(ins) {
 		return 0
 	}
-	n, cont := 0, false
+	return ins[step-1].line
+}
+
+// instructionLine is the line where the one instruction whose text is
+// text (whitespace and keyword case aside) starts, 0 when none or several
+// match.
+func instructionLine(path, text string) int {
+	want := strings.Fields(text)
+	line := 0
+	for _, in := range dockerfileInstructions(path) {
+		got := strings.Fields(in.text)
+		if len(got) != len(want) || len(got) == 0 || !strings.EqualFold(got[0], want[0]) || strings.Join(got[1:], " ") != strings.Join(want[1:], " ") {
+			continue
+		}
+		if line != 0 {
+			return 0
+		}
+		line = in.line
+	}
+	return line
+}
+
+// instruction is one Dockerfile instruction: the line it starts on and its
+// text, continuation lines joined.
+type instruction struct {
+	line int
+	text string
+}
+
+// dockerfileInstructions lists the instructions of the Dockerfile at path
+// (nil if it cannot be read).
+func dockerfileInstructions(path string) []instruction {
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) > maxDockerfileBytes {
+		return nil
+	}
+	var ins []instruction
+	cont := false
 	for i, raw := range bytes.Split(data, []byte("\n")) {
 		line := strings.TrimSpace(string(raw))
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if !cont {
-			if n++; n == step {
-				return i + 1
-			}
+		part := strings.TrimSuffix(line, "\\")
+		if cont {
+			ins[len(ins)-1].text += " " + part
+		} else {
+			ins = append(ins, instruction{line: i + 1, text: part})
 		}
 		cont = strings.HasSuffix(line, "\\")
 	}
-	return 0
+	return ins
 }

@@ -19,6 +19,7 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/tonistiigi/fsutil"
 )
 
@@ -98,7 +99,11 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 	if err != nil {
 		return stepCount{}, err
 	}
-	bounded := &boundedFS{FS: contextFS, max: j.maxContext}
+	// An oversized context cancels the solve: the session would otherwise
+	// wait for the context it failed to send.
+	solveCtx, cancelSolve := context.WithCancelCause(ctx)
+	defer cancelSolve(nil)
+	bounded := &boundedFS{FS: contextFS, max: j.maxContext, onExceed: cancelSolve}
 	dockerfileFS, err := fsutil.NewFS(filepath.Dir(r.dockerfile))
 	if err != nil {
 		return stepCount{}, fmt.Errorf("reading Dockerfile: %w", unwrapPathError(err))
@@ -134,7 +139,7 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 		defer wg.Done()
 		prog.run(status) // returns once Solve closes status
 	}()
-	_, solveErr := j.client.Solve(ctx, nil, opt, status)
+	_, solveErr := j.client.Solve(solveCtx, nil, opt, status)
 	wg.Wait()
 	steps := prog.steps()
 	if solveErr == nil {
@@ -149,12 +154,36 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 	}
 	msg := strings.TrimSpace(solveErr.Error())
 	if name, failed := prog.failedStep(); failed {
+		instruction := dockerfileStepRe.ReplaceAllString(name, "$1")
+		line := sourceLine(solveErr)
+		if line == 0 {
+			line = instructionLine(r.dockerfile, instruction)
+		}
+		if line > 0 {
+			return steps, fmt.Errorf("Dockerfile line %d (%s): %s", line, instruction, msg)
+		}
 		return steps, fmt.Errorf("step %s: %s", name, msg)
+	}
+	if !prog.started() {
+		return steps, fmt.Errorf("engine refused the build: %s", msg)
 	}
 	if syntax := syntaxDirective(r.dockerfile); syntax != "" {
 		return steps, fmt.Errorf("%w: %q (from the Dockerfile's `# syntax=` line) could not be pulled by the engine: %s", ErrFrontendUnavailable, syntax, msg)
 	}
 	return steps, errors.New(msg)
+}
+
+// sourceLine is the Dockerfile line a solve error points at (BuildKit
+// attaches source locations to step errors), 0 when it names none.
+func sourceLine(err error) int {
+	for _, src := range errdefs.Sources(err) {
+		for _, r := range src.GetRanges() {
+			if l := r.GetStart().GetLine(); l > 0 {
+				return int(l)
+			}
+		}
+	}
+	return 0
 }
 
 // syntaxDirective returns the frontend image a Dockerfile names on a
@@ -188,9 +217,10 @@ func syntaxDirective(path string) string {
 // content have been read from it.
 type boundedFS struct {
 	fsutil.FS
-	max  int64
-	read atomic.Int64
-	over atomic.Bool
+	max      int64
+	onExceed context.CancelCauseFunc
+	read     atomic.Int64
+	over     atomic.Bool
 }
 
 func (f *boundedFS) Open(p string) (io.ReadCloser, error) {
@@ -212,6 +242,7 @@ func (r *boundedReader) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
 	if r.fs.read.Add(int64(n)) > r.fs.max {
 		r.fs.over.Store(true)
+		r.fs.onExceed(ErrContextTooLarge)
 		return n, fmt.Errorf("%w: more than %d bytes", ErrContextTooLarge, r.fs.max)
 	}
 	return n, err

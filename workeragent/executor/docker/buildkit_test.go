@@ -172,7 +172,7 @@ func TestBuildKitFailingStep(t *testing.T) {
 	if resp.GetSuccess() || resp.GetFailedStage() != blacktreev1.JobStage_JOB_STAGE_BUILD {
 		t.Fatalf("Run() = success %v stage %v error %q, want failure at BUILD", resp.GetSuccess(), resp.GetFailedStage(), resp.GetError())
 	}
-	if want := "build: step [2/2] RUN echo output-before-failure && exit 3: "; !strings.HasPrefix(resp.GetError(), want) {
+	if want := "build: Dockerfile line 2 (RUN echo output-before-failure && exit 3): "; !strings.HasPrefix(resp.GetError(), want) {
 		t.Errorf("Run().Error = %q, want it to start with %q", resp.GetError(), want)
 	}
 	if !strings.Contains(resp.GetError(), "exit code: 3") {

@@ -137,7 +137,15 @@ func TestBadDockerignore(t *testing.T) {
 // pushed image back from the registry: excluded files are not in it, and a
 // COPY of an excluded file fails the build as it would with docker build.
 func TestBuildHonoursDockerignore(t *testing.T) {
-	e := newEnv(t, nil)
+	for _, builder := range []string{BuilderBuildKit, BuilderClassic} {
+		t.Run(builder, func(t *testing.T) { testBuildHonoursDockerignore(t, builder) })
+	}
+}
+
+// testBuildHonoursDockerignore: the classic builder applies .dockerignore
+// here (ignore.go); BuildKit's Dockerfile frontend applies it itself.
+func testBuildHonoursDockerignore(t *testing.T, builder string) {
+	e := newEnv(t, func(c *Config) { c.Builder = builder })
 	e.git.addRepo(t, "acme/ignoring", repoFiles{files: map[string]string{
 		"Dockerfile":             "FROM scratch\nCOPY . /ctx/\n",
 		".dockerignore":          "# keep secrets and dependencies out\n*.env\nnode_modules\n!node_modules/keep.txt\n",
@@ -153,7 +161,7 @@ func TestBuildHonoursDockerignore(t *testing.T) {
 	if !resp.GetSuccess() {
 		t.Fatalf("Run() failed: error=%q stage=%v logs:\n%s", resp.GetError(), resp.GetFailedStage(), resp.GetLogs())
 	}
-	if !strings.Contains(resp.GetLogs(), ".dockerignore: 3 patterns") {
+	if builder == BuilderClassic && !strings.Contains(resp.GetLogs(), ".dockerignore: 3 patterns") {
 		t.Errorf("Run().Logs lacks the .dockerignore line:\n%s", resp.GetLogs())
 	}
 	got := imageFiles(t, resp.GetImageUrl())

@@ -115,6 +115,14 @@ func (p *progress) steps() stepCount {
 	return c
 }
 
+// started reports whether the solve got as far as a vertex: if not, the
+// engine refused the build before running any of it.
+func (p *progress) started() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.vertexes) > 0
+}
+
 // failedStep names the first Dockerfile step that failed for a reason of
 // its own (not because the solve was cancelled after another failure).
 func (p *progress) failedStep() (string, bool) {
