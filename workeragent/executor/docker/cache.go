@@ -68,10 +68,9 @@ func (e *Executor) CacheState(ctx context.Context) ([]string, uint64, error) {
 // more run after it, never a queue. It owns at most one goroutine, which
 // close waits for.
 type cachePruner struct {
-	docker  *client.Client
-	maxSize int64
-	log     hclog.Logger
-	ctx     context.Context // cancelled by close
+	prune  func(context.Context) error
+	log    hclog.Logger
+	ctx    context.Context // cancelled by close
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
@@ -81,9 +80,11 @@ type cachePruner struct {
 	closed  bool
 }
 
-func newCachePruner(docker *client.Client, maxSize int64, log hclog.Logger) *cachePruner {
+// newCachePruner returns a pruner that runs prune; engineCachePrune is
+// the one the executor uses.
+func newCachePruner(prune func(context.Context) error, log hclog.Logger) *cachePruner {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &cachePruner{docker: docker, maxSize: maxSize, log: log, ctx: ctx, cancel: cancel}
+	return &cachePruner{prune: prune, log: log, ctx: ctx, cancel: cancel}
 }
 
 // request asks for a prune soon; it never blocks.
@@ -118,23 +119,26 @@ func (p *cachePruner) loop() {
 	}
 }
 
-// prune removes build cache, least recently used first, until what is
-// left fits in maxSize. Images (the base images among them) are not build
-// cache: the engine keeps them and the layers they hold.
-func (p *cachePruner) prune(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, pruneTimeout)
-	defer cancel()
-	start := time.Now()
-	rep, err := p.docker.BuildCachePrune(ctx, build.CachePruneOptions{
-		All:          true,
-		KeepStorage:  p.maxSize, // engines before API 1.48
-		MaxUsedSpace: p.maxSize, // engines from API 1.48
-	})
-	if err != nil {
-		return err
+// engineCachePrune returns a prune of the engine's build cache, least
+// recently used first, until what is left fits in maxSize. Images (the
+// base images among them) are not build cache: the engine keeps them and
+// the layers they hold.
+func engineCachePrune(docker *client.Client, maxSize int64, log hclog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, pruneTimeout)
+		defer cancel()
+		start := time.Now()
+		rep, err := docker.BuildCachePrune(ctx, build.CachePruneOptions{
+			All:          true,
+			KeepStorage:  maxSize, // engines before API 1.48
+			MaxUsedSpace: maxSize, // engines from API 1.48
+		})
+		if err != nil {
+			return fmt.Errorf("build cache prune: %w", err)
+		}
+		log.Debug("build cache pruned", "reclaimed_bytes", rep.SpaceReclaimed, "records", len(rep.CachesDeleted), "took", time.Since(start))
+		return nil
 	}
-	p.log.Debug("build cache pruned", "reclaimed_bytes", rep.SpaceReclaimed, "records", len(rep.CachesDeleted), "took", time.Since(start))
-	return nil
 }
 
 // close stops a running prune and waits for it; later requests do nothing.

@@ -196,7 +196,7 @@ func New(cfg Config) (*Executor, error) {
 		}
 		e.buildKit = bk
 		if cfg.CacheMaxSize > 0 {
-			e.pruner = newCachePruner(e.docker, cfg.CacheMaxSize, cfg.Logger)
+			e.pruner = newCachePruner(engineCachePrune(e.docker, cfg.CacheMaxSize, cfg.Logger), cfg.Logger)
 		}
 	}
 	installGitTransport()
