@@ -71,8 +71,8 @@ type cachePruner struct {
 	prune  func(context.Context) error
 	log    hclog.Logger
 	ctx    context.Context // cancelled by close
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex // guards the following
 	running bool
