@@ -278,6 +278,24 @@ func withoutBaseLayers(logs string) string {
 	return strings.Join(keep, "\n")
 }
 
+// TestBuildKitBuildNetwork: with BuildNetwork none, RUN steps see only
+// the loopback interface; with the default they have the engine's network.
+func TestBuildKitBuildNetwork(t *testing.T) {
+	base := baseImage(t)
+	for network, want := range map[string]string{"none": "lo\n", "": "eth0\nlo\n"} {
+		t.Run("network="+network, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.BuildNetwork = network })
+			e.git.addRepo(t, "acme/net", repoFiles{files: map[string]string{
+				"Dockerfile": "FROM " + base + "\nRUN echo " + randomHex() + " && ls /sys/class/net > /nets\n",
+			}})
+			resp, _ := runOK(t, e, request("job-net", "acme/net"))
+			if got := string(imageFileContents(t, resp.GetImageUrl())["nets"]); got != want {
+				t.Errorf("interfaces a RUN step sees = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
 func TestBuildKitRefusesNamedNetwork(t *testing.T) {
 	_, err := New(Config{BuildNetwork: "my-net"})
 	if err == nil || !strings.Contains(err.Error(), `build network "my-net" is not supported by the BuildKit builder`) {
