@@ -1,11 +1,10 @@
 package docker
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
-	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,29 +40,9 @@ func contextEntries(t *testing.T, files map[string]string, ignore string) ([]str
 	if err := writeContextTar(&buf, r, "", 1<<20, ign); err != nil {
 		return nil, err
 	}
-	names := tarEntries(t, &buf)
+	names := slices.Collect(maps.Keys(tarFiles(t, &buf)))
 	slices.Sort(names)
 	return names, nil
-}
-
-// tarEntries lists the names of the entries of a tar stream that are not
-// directories, without a leading slash.
-func tarEntries(t *testing.T, r io.Reader) []string {
-	t.Helper()
-	var names []string
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names
-		}
-		if err != nil {
-			t.Fatalf("reading a tar stream: %v", err)
-		}
-		if h.Typeflag != tar.TypeDir {
-			names = append(names, strings.TrimPrefix(h.Name, "/"))
-		}
-	}
 }
 
 func TestContextHonoursDockerignore(t *testing.T) {
