@@ -167,7 +167,9 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 	if !prog.started() {
 		return steps, fmt.Errorf("engine refused the build: %s", msg)
 	}
-	if syntax := syntaxDirective(r.dockerfile); syntax != "" {
+	// The frontend a `# syntax=` line names runs as gateway.v0; a failure
+	// to fetch it shows there, before any step of the Dockerfile.
+	if syntax := syntaxDirective(r.dockerfile); syntax != "" && (strings.Contains(msg, "gateway.v0") || strings.Contains(msg, syntax)) {
 		return steps, fmt.Errorf("%w: %q (from the Dockerfile's `# syntax=` line) could not be pulled by the engine: %s", ErrFrontendUnavailable, syntax, msg)
 	}
 	return steps, errors.New(msg)
