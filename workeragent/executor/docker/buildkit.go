@@ -152,7 +152,6 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 	case ctx.Err() != nil:
 		return steps, ctx.Err()
 	}
-	msg := strings.TrimSpace(solveErr.Error())
 	if name, failed := prog.failedStep(); failed {
 		instruction := dockerfileStepRe.ReplaceAllString(name, "$1")
 		line := sourceLine(solveErr)
@@ -160,19 +159,20 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 			line = instructionLine(r.dockerfile, instruction)
 		}
 		if line > 0 {
-			return steps, fmt.Errorf("Dockerfile line %d (%s): %s", line, instruction, msg)
+			return steps, fmt.Errorf("Dockerfile line %d (%s): %w", line, instruction, solveErr)
 		}
-		return steps, fmt.Errorf("step %s: %s", name, msg)
-	}
-	if !prog.started() {
-		return steps, fmt.Errorf("engine refused the build: %s", msg)
+		return steps, fmt.Errorf("step %s: %w", name, solveErr)
 	}
 	// The frontend a `# syntax=` line names runs as gateway.v0; a failure
 	// to fetch it shows there, before any step of the Dockerfile.
+	msg := solveErr.Error()
 	if syntax := syntaxDirective(r.dockerfile); syntax != "" && (strings.Contains(msg, "gateway.v0") || strings.Contains(msg, syntax)) {
-		return steps, fmt.Errorf("%w: %q (from the Dockerfile's `# syntax=` line) could not be pulled by the engine: %s", ErrFrontendUnavailable, syntax, msg)
+		return steps, fmt.Errorf("%w: %q (from the Dockerfile's `# syntax=` line) could not be pulled by the engine: %w", ErrFrontendUnavailable, syntax, solveErr)
 	}
-	return steps, errors.New(msg)
+	if !prog.started() {
+		return steps, fmt.Errorf("engine refused the build: %w", solveErr)
+	}
+	return steps, solveErr
 }
 
 // sourceLine is the Dockerfile line a solve error points at (BuildKit
