@@ -124,6 +124,10 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 			"dockerfile": dockerfileFS,
 		},
 		Session: attachables,
+		// A key of the job's own: solves sharing a key share the engine's
+		// copy of "context", and concurrent jobs could build from each
+		// other's files. Every job has a fresh clone, so nothing is lost.
+		SharedKey: b.jobTag,
 		Exports: []bkclient.ExportEntry{{
 			Type:  "moby",
 			Attrs: map[string]string{"name": b.jobTag},
