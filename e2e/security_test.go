@@ -288,9 +288,10 @@ func TestSecuritySentinelToken(t *testing.T) {
 		t.Fatalf("CreateRepo() = %v", err)
 	}
 	if err := git.CreateRepo("user/leaky", "main", map[string]string{
-		// The build output echoes each step; the engine's error for a
+		// The build output echoes each step (BuildKit names the COPY,
+		// the classic builder every step); the engine's error for a
 		// missing COPY source prints its path.
-		"Dockerfile": "FROM scratch\nLABEL leak=" + sentinel + " leak64=" + b64([]byte(sentinel)) + "\nCOPY " + sentinel + ".txt /x\n",
+		"Dockerfile": "FROM scratch\nLABEL leak=" + sentinel + " leak64=" + b64([]byte(sentinel)) + "\nCOPY " + sentinel + ".txt /" + b64([]byte(sentinel)) + "/x\n",
 		"present":    "x\n",
 	}); err != nil {
 		t.Fatalf("CreateRepo() = %v", err)
@@ -340,7 +341,7 @@ func TestSecuritySentinelToken(t *testing.T) {
 				{req: mk("sentinel-clone-refused", "user/ok", sentinel+"X", "docker"), errHas: "clone: authentication failed",
 					stageWant: blacktreev1.JobStage_JOB_STAGE_CLONE},
 				{req: mk("sentinel-build", "user/leaky", sentinel, "docker"), errHas: "build: Dockerfile line 3",
-					logsHas: "LABEL leak=[REDACTED] leak64=[REDACTED]", stageWant: blacktreev1.JobStage_JOB_STAGE_BUILD},
+					logsHas: "COPY [REDACTED].txt /[REDACTED]/x", stageWant: blacktreev1.JobStage_JOB_STAGE_BUILD},
 			}
 			lost := mk("sentinel-lost", "user/ok", sentinel, "victim")
 			start := time.Now()

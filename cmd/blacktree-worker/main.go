@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/blacktree/blacktree/internal/cliflags"
@@ -48,7 +49,7 @@ func main() {
 type options struct {
 	hubs, tokenFile, name, labels, executor, gitBaseURL, allowedGitHosts string
 	registry, stateDir, workDir, tlsCA, tlsCert, tlsKey, tlsServerName   string
-	buildNetwork                                                         string
+	buildNetwork, builder, cacheMaxSize                                  string
 	logLevel                                                             string
 	slots, noopLines                                                     int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
@@ -80,6 +81,19 @@ Every flag, its default and when to change it: docs/configuration.md.
 Flags:
 `
 
+// cacheMaxBytes parses --cache-max-size (binary units: 20GiB, 512m);
+// 0 means never prune, which executor.Options spells as a negative size.
+func cacheMaxBytes(v string) (int64, error) {
+	n, err := units.RAMInBytes(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("--cache-max-size %q: want a size such as 20GiB or 0", v)
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n, nil
+}
+
 func defaultStateDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/blacktree-worker"
@@ -106,6 +120,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.allowedGitHosts, "allowed-git-hosts", "", "more `hosts` https repoUrls may name, comma-separated")
 	fs.BoolVar(&o.allowPrivateGitHosts, "allow-private-git-hosts", false, "let git hosts be loopback or private addresses (on-prem git, tests)")
 	fs.StringVar(&o.buildNetwork, "build-network", "", "docker `network` for RUN steps, e.g. none (default: the engine's)")
+	fs.StringVar(&o.builder, "builder", "buildkit", "builder: buildkit (the engine's embedded BuildKit) or classic")
+	fs.StringVar(&o.cacheMaxSize, "cache-max-size", "20GiB", "`size` the engine's build cache is pruned to after jobs (0: never)")
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
 	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
@@ -243,6 +259,10 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 	if err != nil {
 		return cfg, nil, nil, err
 	}
+	cacheMax, err := cacheMaxBytes(o.cacheMaxSize)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
 	exec, err := executor.New(o.executor, executor.Options{
 		Logger:          logger.Named("executor"),
 		NoopDelay:       o.noopDelay,
@@ -250,6 +270,8 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 		GitBaseURL:      o.gitBaseURL,
 		AllowedGitHosts: splitList(o.allowedGitHosts),
 		BuildNetwork:    o.buildNetwork,
+		Builder:         o.builder,
+		CacheMaxSize:    cacheMax,
 
 		AllowPrivateGitHosts: o.allowPrivateGitHosts,
 		Registry:             o.registry,

@@ -44,6 +44,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{name: "insecure with tls", args: []string{"--insecure", "--tls-ca", "ca.pem", "--executor", "noop"}, want: "--insecure cannot"},
 		{name: "missing token file", args: []string{"--insecure", "--executor", "noop", "--token-file", "/nonexistent/token"}, want: "--token-file"},
 		{name: "stray argument", args: []string{"extra"}, want: "unexpected argument"},
+		{name: "bad cache size", args: []string{"--insecure", "--executor", "noop", "--cache-max-size", "lots"}, want: "--cache-max-size"},
+		{name: "unknown builder", args: []string{"--insecure", "--builder", "kaniko"}, want: `unknown builder "kaniko"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,12 +60,31 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
+func TestCacheMaxBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{in: "20GiB", want: 20 << 30},
+		{in: "512m", want: 512 << 20},
+		{in: "0", want: -1}, // never prune
+	}
+	for _, tt := range tests {
+		if got, err := cacheMaxBytes(tt.in); err != nil || got != tt.want {
+			t.Errorf("cacheMaxBytes(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := cacheMaxBytes("-1GiB"); err == nil {
+		t.Errorf("cacheMaxBytes(-1GiB) = nil error, want a refusal")
+	}
+}
+
 func TestHelp(t *testing.T) {
 	var stderr bytes.Buffer
 	if got := run([]string{"--help"}, &stderr); got != exitOK {
 		t.Errorf("run(--help) = %d, want 0", got)
 	}
-	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER", "--log-flush-interval", "BLACKTREE_LOG_FLUSH_INTERVAL", "--log-write-interval", "BLACKTREE_LOG_WRITE_INTERVAL"} {
+	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER", "--log-flush-interval", "BLACKTREE_LOG_FLUSH_INTERVAL", "--log-write-interval", "BLACKTREE_LOG_WRITE_INTERVAL", "--builder", "--cache-max-size"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--help output does not mention %q", want)
 		}

@@ -60,6 +60,12 @@ type Options struct {
 	// BuildNetwork is the network RUN steps of a build use (e.g. "none" to
 	// cut untrusted builds off the network). Empty is the engine's default.
 	BuildNetwork string
+	// Builder selects the docker executor's builder: "buildkit" (the
+	// default) or "classic".
+	Builder string
+	// CacheMaxSize bounds the build cache in bytes; 0 is the executor's
+	// default, negative never prunes.
+	CacheMaxSize int64
 	// Registry is the prefix images are pushed under, e.g.
 	// `registry.example.com/team`. Empty pushes imageName as given.
 	Registry string

@@ -97,17 +97,26 @@ var (
 	layerRe = regexp.MustCompile(`^ ---> ([0-9a-f]{12,64})$`)
 )
 
+// newJobTag gives the build a tag of its own: ref's name with a random
+// tag starting with jobTagPrefix.
+func (b *buildRun) newJobTag(ref reference.NamedTagged) error {
+	jobTag, err := reference.WithTag(ref, jobTagPrefix+randomHex())
+	if err != nil {
+		return err
+	}
+	b.jobTag = jobTag.String()
+	return nil
+}
+
 // build sends the context and Dockerfile to the engine and streams the
 // engine's output as lines. An error message in the stream fails the
 // build, naming the Dockerfile line of the failing step when known.
 func (b *buildRun) build(ctx context.Context, r resolvedPaths, ref reference.NamedTagged, maxContext int64) error {
 	defer func() { b.interrupted = ctx.Err() != nil }()
-	suffix := randomHex()
-	jobTag, err := reference.WithTag(ref, "blacktree-"+suffix)
-	if err != nil {
+	if err := b.newJobTag(ref); err != nil {
 		return err
 	}
-	b.jobTag = jobTag.String()
+	suffix := strings.TrimPrefix(b.jobTag[strings.LastIndex(b.jobTag, ":")+1:], jobTagPrefix)
 	dfName, extraName := r.dockerfileInContext, ""
 	if dfName == "" {
 		dfName = ".blacktree-dockerfile-" + suffix
@@ -190,12 +199,15 @@ type stepState struct {
 func (b *buildRun) readStream(body io.Reader) (stepState, string, error) {
 	var st stepState
 	var pending strings.Builder
+	fromStep := false // the last step was a FROM: its " ---> id" is the base image
 	emit := func(line string) {
 		if m := stepRe.FindStringSubmatch(line); m != nil {
 			st.step, _ = strconv.Atoi(m[1])
 			st.stepText = m[2]
+			fromStep = strings.HasPrefix(strings.ToUpper(m[2]), "FROM ")
 		}
-		if m := layerRe.FindStringSubmatch(line); m != nil {
+		if m := layerRe.FindStringSubmatch(line); m != nil && !fromStep {
+			// Only the job's own images: never the base image a FROM names.
 			b.layers = append(b.layers, m[1])
 		}
 		b.out.write(line + "\n")
@@ -375,22 +387,60 @@ func randomHex() string {
 // instruction counts, ARGs before FROM included) to the line where that
 // instruction starts, 0 when unknown.
 func dockerfileLine(path string, step int) int {
-	data, err := os.ReadFile(path)
-	if err != nil || len(data) > maxDockerfileBytes {
+	ins := dockerfileInstructions(path)
+	if step < 1 || step > len(ins) {
 		return 0
 	}
-	n, cont := 0, false
+	return ins[step-1].line
+}
+
+// instructionLine is the line where the one instruction whose text is
+// text (whitespace and keyword case aside) starts, 0 when none or several
+// match.
+func instructionLine(path, text string) int {
+	want := strings.Fields(text)
+	line := 0
+	for _, in := range dockerfileInstructions(path) {
+		got := strings.Fields(in.text)
+		if len(got) != len(want) || len(got) == 0 || !strings.EqualFold(got[0], want[0]) || strings.Join(got[1:], " ") != strings.Join(want[1:], " ") {
+			continue
+		}
+		if line != 0 {
+			return 0
+		}
+		line = in.line
+	}
+	return line
+}
+
+// instruction is one Dockerfile instruction: the line it starts on and its
+// text, continuation lines joined.
+type instruction struct {
+	line int
+	text string
+}
+
+// dockerfileInstructions lists the instructions of the Dockerfile at path
+// (nil if it cannot be read).
+func dockerfileInstructions(path string) []instruction {
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) > maxDockerfileBytes {
+		return nil
+	}
+	var ins []instruction
+	cont := false
 	for i, raw := range bytes.Split(data, []byte("\n")) {
 		line := strings.TrimSpace(string(raw))
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if !cont {
-			if n++; n == step {
-				return i + 1
-			}
+		part := strings.TrimSuffix(line, "\\")
+		if cont {
+			ins[len(ins)-1].text += " " + part
+		} else {
+			ins = append(ins, instruction{line: i + 1, text: part})
 		}
 		cont = strings.HasSuffix(line, "\\")
 	}
-	return 0
+	return ins
 }

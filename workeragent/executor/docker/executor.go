@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/go-hclog"
+	bkclient "github.com/moby/buildkit/client"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
@@ -74,6 +75,14 @@ type Config struct {
 	// NetworkMode), e.g. "none" to cut untrusted builds off the network.
 	// Empty means the engine's default (bridge).
 	BuildNetwork string
+	// Builder is BuilderBuildKit (the default: the BuildKit embedded in
+	// the engine) or BuilderClassic (the engine's classic builder, for
+	// engines without BuildKit).
+	Builder string
+	// CacheMaxSize bounds the engine's build cache in bytes (BuildKit
+	// builder): after jobs, the least recently used cache is pruned down
+	// to it. Zero is DefaultCacheMaxSize; negative never prunes.
+	CacheMaxSize int64
 	// Docker is the engine client to use; nil makes one from the
 	// environment (DOCKER_HOST etc.) with API version negotiation, which
 	// Close then closes.
@@ -92,6 +101,8 @@ func ConfigFromOptions(o executor.Options) Config {
 		LogTailBytes:         o.LogTailBytes,
 		JobTimeout:           o.JobTimeout,
 		BuildNetwork:         o.BuildNetwork,
+		Builder:              o.Builder,
+		CacheMaxSize:         o.CacheMaxSize,
 	}
 }
 
@@ -105,6 +116,9 @@ type Executor struct {
 	ownsDocker bool
 	log        hclog.Logger
 	pushLocks  keyedLock
+	buildKit   *bkclient.Client  // nil with the classic builder
+	bkAttrs    map[string]string // frontend attributes of every build
+	pruner     *cachePruner      // nil when the cache is never pruned
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -133,7 +147,25 @@ func New(cfg Config) (*Executor, error) {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = os.TempDir()
 	}
+	if cfg.Builder == "" {
+		cfg.Builder = BuilderBuildKit
+	}
+	if cfg.CacheMaxSize == 0 {
+		cfg.CacheMaxSize = DefaultCacheMaxSize
+	}
 	cfg.Registry = strings.TrimSuffix(cfg.Registry, "/")
+	var bkAttrs map[string]string
+	switch cfg.Builder {
+	case BuilderClassic:
+	case BuilderBuildKit:
+		attrs, err := networkAttrs(cfg.BuildNetwork)
+		if err != nil {
+			return nil, fmt.Errorf("docker executor: %w", err)
+		}
+		bkAttrs = attrs
+	default:
+		return nil, fmt.Errorf("docker executor: unknown builder %q (want %s or %s)", cfg.Builder, BuilderBuildKit, BuilderClassic)
+	}
 	base, err := parseBaseURL(cfg.GitBaseURL)
 	if err != nil {
 		return nil, err
@@ -143,7 +175,7 @@ func New(cfg Config) (*Executor, error) {
 			return nil, fmt.Errorf("docker executor: registry prefix %q is not a valid image name prefix", cfg.Registry)
 		}
 	}
-	e := &Executor{cfg: cfg, base: base, log: cfg.Logger}
+	e := &Executor{cfg: cfg, base: base, log: cfg.Logger, bkAttrs: bkAttrs}
 	e.policy = jobspec.Policy{
 		AllowedHosts:      append([]string{strings.ToLower(base.Host)}, cfg.AllowedGitHosts...),
 		AllowPrivateHosts: cfg.AllowPrivateGitHosts,
@@ -155,6 +187,17 @@ func New(cfg Config) (*Executor, error) {
 			return nil, fmt.Errorf("docker executor: docker client: %w", err)
 		}
 		e.docker, e.ownsDocker = c, true
+	}
+	if cfg.Builder == BuilderBuildKit {
+		bk, err := newBuildKitClient(e.docker)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("docker executor: BuildKit client: %w", err)
+		}
+		e.buildKit = bk
+		if cfg.CacheMaxSize > 0 {
+			e.pruner = newCachePruner(engineCachePrune(e.docker, cfg.CacheMaxSize, cfg.Logger), cfg.Logger)
+		}
 	}
 	installGitTransport()
 	return e, nil
@@ -171,10 +214,16 @@ func (e *Executor) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the engine client if New made it, and idle git
-// connections.
+// Close stops a running cache prune, releases the BuildKit client, the
+// engine client if New made it, and idle git connections.
 func (e *Executor) Close() error {
 	closeIdleGitConns()
+	if e.pruner != nil {
+		e.pruner.close()
+	}
+	if e.buildKit != nil {
+		_ = e.buildKit.Close() // its connections only; nothing to report
+	}
 	if e.ownsDocker {
 		return e.docker.Close()
 	}
@@ -224,6 +273,7 @@ func fail(ctx context.Context, stage blacktreev1.JobStage, err error) error {
 // result is what a successful pipeline produces.
 type result struct {
 	imageURL, digest string
+	steps            stepCount
 }
 
 // Run implements executor.Executor.
@@ -240,6 +290,8 @@ func (e *Executor) Run(ctx context.Context, req *blacktreev1.JobRequest, logs io
 	defer cancel()
 
 	res, err := e.run(ctx, req, out, log)
+	resp.CachedSteps = uint32(res.steps.cached)
+	resp.TotalSteps = uint32(res.steps.total)
 	if err != nil {
 		msg := strings.ToValidUTF8(out.scrub(err.Error()), "\uFFFD")
 		out.printf("%s\n", msg)
@@ -304,14 +356,29 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 		return result{}, &stageError{validate, err}
 	}
 
+	if e.pruner != nil {
+		defer e.pruner.request() // deferred first, so it runs after cleanup
+	}
 	b := &buildRun{docker: e.docker, out: out, log: log, network: e.cfg.BuildNetwork}
 	defer b.cleanup(context.WithoutCancel(ctx))
-	if err := b.build(ctx, resolved, ref, e.cfg.MaxContextBytes); err != nil {
-		return result{}, fail(ctx, build, err)
+	var res result
+	if e.buildKit != nil {
+		res.steps, err = b.buildKit(ctx, buildKitJob{
+			client:     e.buildKit,
+			token:      req.GetGithubToken(),
+			attrs:      e.bkAttrs,
+			maxContext: e.cfg.MaxContextBytes,
+		}, resolved, ref)
+	} else {
+		err = b.build(ctx, resolved, ref, e.cfg.MaxContextBytes)
 	}
-	digest, err := b.push(ctx, &e.pushLocks, ref)
 	if err != nil {
-		return result{}, fail(ctx, push, err)
+		return res, fail(ctx, build, err)
 	}
-	return result{imageURL: ref.String(), digest: digest}, nil
+	res.digest, err = b.push(ctx, &e.pushLocks, ref)
+	if err != nil {
+		return res, fail(ctx, push, err)
+	}
+	res.imageURL = ref.String()
+	return res, nil
 }

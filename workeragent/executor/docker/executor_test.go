@@ -26,7 +26,17 @@ func request(jobID, repo string) *blacktreev1.JobRequest {
 }
 
 func TestBuildAndPush(t *testing.T) {
-	e := newEnv(t, nil)
+	for _, builder := range []string{BuilderBuildKit, BuilderClassic} {
+		t.Run(builder, func(t *testing.T) { testBuildAndPush(t, builder) })
+	}
+}
+
+func testBuildAndPush(t *testing.T, builder string) {
+	e := newEnv(t, func(c *Config) { c.Builder = builder })
+	stepLine := map[string]string{
+		BuilderBuildKit: "[1/1] COPY hello.txt",
+		BuilderClassic:  "Step 2/2 : COPY hello.txt",
+	}[builder]
 	e.git.addRepo(t, "acme/app", repoFiles{files: map[string]string{
 		"app/Dockerfile":    "FROM scratch\nCOPY hello.txt /hello.txt\n",
 		"app/hello.txt":     "hello\n",
@@ -63,7 +73,7 @@ func TestBuildAndPush(t *testing.T) {
 			if !strings.HasPrefix(resp.GetImageDigest(), "sha256:") {
 				t.Errorf("Run().ImageDigest = %q, want sha256:...", resp.GetImageDigest())
 			}
-			if !strings.Contains(resp.GetLogs(), "Step 2/2") || !strings.Contains(logs.String(), "Step 2/2") {
+			if !strings.Contains(resp.GetLogs(), stepLine) || !strings.Contains(logs.String(), stepLine) {
 				t.Errorf("Run().Logs lacks the build steps:\n%s", resp.GetLogs())
 			}
 			if resp.GetStartedAt() == nil || resp.GetFinishedAt() == nil {

@@ -26,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+
+	"github.com/blacktree/blacktree/internal/devenv"
 )
 
 const gitHTTPBackend = "/usr/lib/git-core/git-http-backend"
@@ -302,4 +304,24 @@ func registryRef(t *testing.T, s string) (name.Reference, []remote.Option) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)
 	return ref, []remote.Option{remote.WithTransport(tr), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+}
+
+// baseImage makes sure the engine holds the offline busybox base image
+// (scripts/import-base-image) and returns its reference.
+func baseImage(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := devenv.ImportBaseImage(ctx, devenv.BaseImage); err != nil {
+		t.Fatalf("ImportBaseImage() = %v", err)
+	}
+	return devenv.BaseImage
+}
+
+// assertImagePresent checks that the engine still holds ref.
+func assertImagePresent(t *testing.T, e *env, ref string) {
+	t.Helper()
+	if _, err := e.exec.docker.ImageInspect(context.Background(), ref); err != nil {
+		t.Errorf("ImageInspect(%s) = %v, want the image kept after the job", ref, err)
+	}
 }

@@ -23,8 +23,10 @@ func slowDockerfile(steps int) string {
 	return b.String()
 }
 
+// The classic builder's interrupted builds leave images to clean up;
+// TestBuildKitCancelStopsPromptly covers BuildKit.
 func TestTimeoutAndCancelStopPromptly(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(c *Config) { c.Builder = BuilderClassic })
 	e.git.addRepo(t, "acme/slow", repoFiles{files: map[string]string{"Dockerfile": slowDockerfile(100), "f.txt": strings.Repeat("slow\n", 1<<20)}})
 	const bound = 20 * time.Second // generous: the job would take far longer
 

@@ -61,7 +61,7 @@ func TestBrokenDockerfileFailsBuild(t *testing.T) {
 		if !strings.HasPrefix(resp.GetError(), "build: Dockerfile line 4 (COPY missing.txt /m): ") {
 			t.Errorf("Run().Error = %q, want it to name Dockerfile line 4", resp.GetError())
 		}
-		if !strings.Contains(resp.GetLogs(), "Step 3/3 : COPY missing.txt /m") {
+		if !strings.Contains(resp.GetLogs(), "[2/2] COPY missing.txt /m\n") {
 			t.Errorf("Run().Logs lacks the build output:\n%s", resp.GetLogs())
 		}
 		if resp.GetImageUrl() != "" {
