@@ -86,12 +86,7 @@ func (r *Result) WriteMarkdown(w io.Writer) {
 }
 
 func (r *Result) writeRebuild(p func(string, ...any)) {
-	p("## Cold and warm rebuild: one worker against the hand-run")
-	p("")
-	if len(r.Rebuild) == 0 {
-		p("| not run |")
-		p("| --- |")
-		p("")
+	if !section(p, "Cold and warm rebuild: one worker against the hand-run", len(r.Rebuild) > 0) {
 		return
 	}
 	s := r.RebuildSummary()
@@ -116,22 +111,16 @@ func (r *Result) writeRebuild(p func(string, ...any)) {
 			}
 			row[b.Side+"/"+b.Kind] = b
 		}
-		warm := row[SideBlacktree+"/"+KindWarm]
-		p("| %d | %s first | %s | %s | %s | %s | %d/%d |", round, first,
+		p("| %d | %s first | %s | %s | %s | %s | %s |", round, first,
 			buildSecs(row, SideBlacktree+"/"+KindCold), buildSecs(row, SideBlacktree+"/"+KindWarm),
 			buildSecs(row, SideHand+"/"+KindCold), buildSecs(row, SideHand+"/"+KindWarm),
-			warm.CachedSteps, warm.TotalSteps)
+			stepCell(countHits([]Build{row[SideBlacktree+"/"+KindWarm]})))
 	}
 	p("")
 }
 
 func (r *Result) writeFleet(p func(string, ...any)) {
-	p("## Fleet: cache affinity against spread")
-	p("")
-	if len(r.Fleet) == 0 {
-		p("| not run |")
-		p("| --- |")
-		p("")
+	if !section(p, "Fleet: cache affinity against spread", len(r.Fleet) > 0) {
 		return
 	}
 	p("%d workers, each on a Docker engine of its own; %d repositories × %d rounds of change-then-rebuild,", r.Setup.FleetWorkers, r.Setup.FleetRepos, r.Setup.FleetRounds)
@@ -143,17 +132,30 @@ func (r *Result) writeFleet(p func(string, ...any)) {
 	for _, m := range r.Fleet {
 		s := m.Summary()
 		medians = append(medians, s.Spread)
-		flags := strings.Join(m.HubFlags, " ")
-		if flags == "" {
-			flags = "(hub default)"
+		flags := "`" + strings.Join(m.HubFlags, " ") + "`"
+		if len(m.HubFlags) == 0 {
+			flags = "none: the hub has no --cache-affinity"
 		}
-		p("| %s | `%s` | %d | %s | %s | %s | %s | %.1f |", m.Mode, flags, s.N, secs(s.Median), secs(s.P90),
+		p("| %s | %s | %d | %s | %s | %s | %s | %.1f |", m.Mode, flags, s.N, secs(s.Median), secs(s.P90),
 			hitCell(s.Hits), stepCell(s.Hits), s.WorkersPerRepo)
 	}
 	if len(medians) == 2 {
 		p("| spread ÷ affinity | | | %.2f | %.2f | | | |", ratio(medians[1].Median, medians[0].Median), ratio(medians[1].P90, medians[0].P90))
 	}
 	p("")
+}
+
+// section starts a section titled title; one that did not run gets a
+// one-cell table saying so, and section returns false.
+func section(p func(string, ...any), title string, ran bool) bool {
+	p("## %s", title)
+	p("")
+	if !ran {
+		p("| not run |")
+		p("| --- |")
+		p("")
+	}
+	return ran
 }
 
 // rounds lists the round numbers of builds in order of appearance.

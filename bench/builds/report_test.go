@@ -115,3 +115,11 @@ func TestJSONRoundTrips(t *testing.T) {
 		t.Errorf("JSON round trip changed the result:\n%+v\nwant\n%+v", back, r)
 	}
 }
+
+func TestMarkdownSaysWhichScenariosDidNotRun(t *testing.T) {
+	var buf bytes.Buffer
+	(&Result{}).WriteMarkdown(&buf)
+	if n := strings.Count(buf.String(), "| not run |"); n != 2 {
+		t.Errorf("Markdown of a run without scenarios has %d 'not run' tables, want 2:\n%s", n, buf.String())
+	}
+}
