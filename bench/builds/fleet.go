@@ -36,6 +36,25 @@ func (s *services) stopFleet(ctx context.Context) error {
 	return nil
 }
 
+// checkMainEngineRuns builds a RUN step on the machine's engine with its
+// default network: an extra engine that took docker0 with it would make
+// it fail ("could not find bridge docker0").
+func (s *services) checkMainEngineRuns(ctx context.Context) error {
+	if err := s.ensureBase(ctx, ""); err != nil {
+		return err
+	}
+	tag := "bench-check:" + randomHex(4)
+	cmd := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, "-")
+	cmd.Env = append(engineEnv(""), "DOCKER_BUILDKIT=0")
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("FROM %s\nRUN echo check > /check\n", s.cfg.BaseImage))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("the main engine cannot run a RUN step after the fleet stopped: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	_ = exec.CommandContext(ctx, "docker", "rmi", tag).Run()
+	return nil
+}
+
 // placementFlags are the hub flags of a fleet mode: --cache-affinity
 // (and --affinity-wait when configured) where the hub has them, nothing
 // where it does not.
@@ -58,7 +77,11 @@ func (s *services) runFleet(ctx context.Context, res *Result) (err error) {
 	s.cfg.Logf("starting %d extra Docker engines", s.cfg.FleetWorkers)
 	hosts, err := s.startFleet(ctx, s.cfg.FleetWorkers)
 	defer func() {
-		if stopErr := s.stopFleet(ctx); err == nil {
+		stopErr := s.stopFleet(ctx)
+		if stopErr == nil {
+			stopErr = s.checkMainEngineRuns(context.WithoutCancel(ctx))
+		}
+		if err == nil {
 			err = stopErr
 		}
 	}()
