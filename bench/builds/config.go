@@ -34,6 +34,9 @@ type Config struct {
 	// Builder is passed to the workers as --builder when set (buildkit
 	// or classic); empty leaves the worker's default and passes nothing.
 	Builder string
+	// WorkerArgs are added to every worker's command line, e.g. a cache
+	// bound.
+	WorkerArgs []string
 	// AffinityWait is passed to the hub as --affinity-wait in the
 	// affinity mode when positive and the hub has the flag.
 	AffinityWait time.Duration

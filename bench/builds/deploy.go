@@ -119,7 +119,7 @@ func (s *services) workerArgs(name, hub string) []string {
 	if s.cfg.Builder != "" {
 		args = append(args, "--builder", s.cfg.Builder)
 	}
-	return args
+	return append(args, s.cfg.WorkerArgs...)
 }
 
 // close stops the workers and the hub and deletes the queues.

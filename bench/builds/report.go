@@ -39,6 +39,9 @@ func (r *Result) WriteMarkdown(w io.Writer) {
 	p("| host | %s |", r.Host)
 	p("| Docker engine | %s |", r.Setup.Engine)
 	p("| Blacktree worker's builder | %s |", r.Setup.WorkerBuilder)
+	if len(r.Setup.WorkerArgs) > 0 {
+		p("| workers' extra arguments | `%s` |", strings.Join(r.Setup.WorkerArgs, " "))
+	}
 	p("| hand-run's builder | %s |", r.Setup.HandBuilder)
 	p("| hub has --cache-affinity | %s |", met(r.Setup.HubAffinityFlag))
 	p("| Dockerfile | `%s` |", strings.ReplaceAll(strings.TrimSpace(r.Setup.Dockerfile), "\n", "` / `"))

@@ -14,7 +14,13 @@ func sampleResult() *Result {
 	r := &Result{
 		Command: "btbench-builds --rounds 2",
 		Started: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
-		Setup:   Setup{Dockerfile: "FROM a\nRUN b\n", FleetWorkers: 3, FleetRepos: 1, FleetRounds: 10},
+		Setup: Setup{
+			Dockerfile:   "FROM a\nRUN b\n",
+			WorkerArgs:   []string{"--cache-max-size=1GB"},
+			FleetWorkers: 3,
+			FleetRepos:   1,
+			FleetRounds:  10,
+		},
 	}
 	for round := 1; round <= 2; round++ {
 		r.Rebuild = append(r.Rebuild,
@@ -92,6 +98,7 @@ func TestMarkdownHasTheTablesAndEscapesErrors(t *testing.T) {
 		"| affinity | `--cache-affinity=true` | 10 | 1.00 s | 1.00 s | 90% (9 of 10) | 9/20 | 1.0 |",
 		"| spread ÷ affinity | | | 4.00 | 4.00 | | | |",
 		"| Dockerfile | `FROM a` / `RUN b` |",
+		"| workers' extra arguments | `--cache-max-size=1GB` |",
 		`| fleet: a \| b second line |`,
 		"make bench-builds",
 	} {

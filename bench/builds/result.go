@@ -47,7 +47,9 @@ type FleetMode struct {
 type Setup struct {
 	Engine        string `json:"engine"`
 	WorkerBuilder string `json:"workerBuilder"`
-	HandBuilder   string `json:"handBuilder"`
+	// WorkerArgs are the workers' extra arguments (Config.WorkerArgs).
+	WorkerArgs  []string `json:"workerArgs,omitempty"`
+	HandBuilder string   `json:"handBuilder"`
 	// HubAffinityFlag says whether the hub has --cache-affinity; without
 	// it both fleet modes run the hub's only placement.
 	HubAffinityFlag bool    `json:"hubAffinityFlag"`

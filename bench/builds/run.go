@@ -28,6 +28,7 @@ func Run(ctx context.Context, c Config, command string) (*Result, error) {
 			FleetRounds:  cfg.FleetRounds,
 			Dockerfile:   dockerfile(cfg.BaseImage, "<nonce>", cfg.DepsSleep),
 			DepsSleep:    cfg.DepsSleep.Seconds(),
+			WorkerArgs:   cfg.WorkerArgs,
 		},
 	}
 	s, err := startServices(ctx, cfg)

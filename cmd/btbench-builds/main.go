@@ -50,6 +50,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.cfg.FleetRepos, "fleet-repos", 3, "repositories the fleet rebuilds each round")
 	fs.IntVar(&o.cfg.FleetRounds, "fleet-rounds", 10, "change-then-rebuild rounds of each placement mode")
 	fs.StringVar(&o.cfg.Builder, "builder", "", "worker --builder (buildkit or classic); empty passes none")
+	fs.Func("worker-arg", "argument added to every worker's command line, e.g. --cache-max-size=100MB (repeatable)", func(v string) error {
+		o.cfg.WorkerArgs = append(o.cfg.WorkerArgs, v)
+		return nil
+	})
 	fs.DurationVar(&o.cfg.AffinityWait, "affinity-wait", 0, "hub --affinity-wait in the affinity mode (0: passes none)")
 	fs.StringVar(&o.cfg.HandDocker, "hand-docker", "", "docker CLI of the hand-run (default: the first that builds with BuildKit)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this `file`")
