@@ -65,7 +65,7 @@ fuzz:
 bench:
 	$(GO) run ./cmd/btbench --out docs/BENCHMARKS.md $(BENCHFLAGS)
 
-## bench-builds: time to image against a hand-run docker build, cache affinity against spread on a fleet of engines (scripts/dockerd-fleet); rewrites docs/BENCHMARKS-builds.md and docs/bench/builds.json (needs root, RabbitMQ, Docker; ~8 min; BENCHFLAGS adds btbench-builds flags)
+## bench-builds: time to image against a hand-run docker build, cache affinity against spread on a fleet of engines (scripts/dockerd-fleet); rewrites docs/BENCHMARKS-builds.md and docs/bench/builds.json (needs root, RabbitMQ, Docker; ~6 min; BENCHFLAGS adds btbench-builds flags)
 bench-builds: services
 	mkdir -p docs/bench
 	$(GO) run ./cmd/btbench-builds --json docs/bench/builds.json --out docs/BENCHMARKS-builds.md $(BENCHFLAGS)
