@@ -5,7 +5,7 @@ BIN       ?= bin
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: services all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo bench clean
+.PHONY: services all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo bench bench-builds clean
 
 all: build
 
@@ -64,6 +64,11 @@ fuzz:
 ## bench: dispatch path vs. raw RabbitMQ, a 10,000-worker fleet, failure detection, log streaming; rewrites docs/BENCHMARKS.md (needs RabbitMQ; a few minutes; BENCHFLAGS adds btbench flags)
 bench:
 	$(GO) run ./cmd/btbench --out docs/BENCHMARKS.md $(BENCHFLAGS)
+
+## bench-builds: time to image against a hand-run docker build, cache affinity against spread on a fleet of engines (scripts/dockerd-fleet); rewrites docs/BENCHMARKS-builds.md and docs/bench/builds.json (needs root, RabbitMQ, Docker; ~6 min; BENCHFLAGS adds btbench-builds flags)
+bench-builds: services
+	mkdir -p docs/bench
+	$(GO) run ./cmd/btbench-builds --json docs/bench/builds.json --out docs/BENCHMARKS-builds.md $(BENCHFLAGS)
 
 ## ci: everything .ci/run checks after starting services
 ci: lint breaking check-generated vet test
