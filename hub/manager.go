@@ -69,6 +69,10 @@ type workerEntry struct {
 
 	list       *entryList   // the idle list or the load index bucket e is in; nil if neither
 	prev, next *workerEntry // links in list
+
+	cache     cacheSummary // what the session's build cache holds, as it last said
+	inHolders bool         // filed under cache.keys in warm.holders
+	inFree    bool         // filed under cache.keys in warm.free
 }
 
 func (e *workerEntry) stateLocked() WorkerState {
@@ -103,7 +107,10 @@ type WorkerManager struct {
 	// an entry.
 	idle    entryList
 	partial loadIndex
-	closed  bool
+	// warm indexes the live entries by the build keys their caches hold,
+	// for cache-aware placement (warmindex.go).
+	warm   warmIndex
+	closed bool
 	// nLive counts the current sessions that are not dead; hb picks the
 	// heartbeat interval for that many (heartbeat.go).
 	nLive int
@@ -112,16 +119,18 @@ type WorkerManager struct {
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
 	return &WorkerManager{missed: cfg.MissedHeartbeats, retention: cfg.DeadRetention, placement: cfg.Placement, log: log,
-		workers: map[string]*workerEntry{},
-		hb:      heartbeatScale{base: cfg.HeartbeatInterval, max: cfg.MaxHeartbeatInterval, rate: cfg.MaxHeartbeatRate}}
+		workers: map[string]*workerEntry{}, warm: newWarmIndex(),
+		hb: heartbeatScale{base: cfg.HeartbeatInterval, max: cfg.MaxHeartbeatInterval, rate: cfg.MaxHeartbeatRate}}
 }
 
 // indexLocked files e under idle or partial when it is its worker's current
-// entry and free, and removes it from both otherwise.
+// entry and free, and removes it from both otherwise; and in the warm index
+// as live and free say.
 // An entry that stays idle keeps its place in idle (the order is when it
 // became idle), and one whose load did not change its place in partial.
 func (m *WorkerManager) indexLocked(e *workerEntry) {
 	free := e.current && e.stateLocked() == StateFree
+	m.warm.sync(e, e.current && !e.dead, free)
 	switch {
 	case free && len(e.jobs) == 0:
 		m.partial.remove(e)
@@ -261,33 +270,96 @@ func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo,
 	return m.infoLocked(e), true
 }
 
-// pick reserves a slot for jobID on a free worker whose labels include
-// every wanted label, skipping the excluded ids: the least loaded one, or
-// with PlacementBinpack the most loaded one.
-func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[string]bool) *Worker {
+// pickRequest is what pick needs to know of a job.
+type pickRequest struct {
+	jobID   string
+	labels  map[string]string // workerLabels: each must be among the worker's
+	exclude map[string]bool   // worker ids not to offer it to
+	// cacheKey is the job's build key (jobspec.CacheKey); "" for none.
+	cacheKey string
+	// preferWarm: a free worker whose cache holds cacheKey comes first.
+	preferWarm bool
+	// waitForWarm: when no free worker holds cacheKey but a busy one
+	// does, pick no cold worker (Config.AffinityWait).
+	waitForWarm bool
+}
+
+// pickResult is where pick placed a job.
+type pickResult struct {
+	w *Worker // nil when no worker took it
+	// warm: w's cache holds the job's build key.
+	warm bool
+	// waiting: w is nil because a busy worker holds the key and the
+	// request asked to wait for one.
+	waiting bool
+}
+
+// pick reserves a slot for a job on a free worker whose labels include
+// every wanted label, skipping the excluded ids. With preferWarm it first
+// looks for one whose cache holds the job's build key (the least loaded
+// of them, or with PlacementBinpack the most loaded); otherwise, or when
+// none is free, the least loaded worker, or with PlacementBinpack the most
+// loaded one.
+func (m *WorkerManager) pick(req pickRequest) pickResult {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ok := func(e *workerEntry) bool { return !exclude[e.w.id] && labelsMatch(e.w.labels, want) }
+	ok := func(e *workerEntry) bool { return !req.exclude[e.w.id] && labelsMatch(e.w.labels, req.labels) }
 	var best *workerEntry
-	if m.placement == PlacementBinpack {
-		best = m.partial.best(true, ok)
-		if best == nil {
-			best = m.idle.newestMatch(ok)
-		}
-	} else {
-		// Any idle match is least loaded (load 0): take the one that became
-		// idle last (entrylist.go); usually the first one looked at.
-		best = m.idle.newestMatch(ok)
-		if best == nil {
-			best = m.partial.best(false, ok)
+	if req.preferWarm && req.cacheKey != "" {
+		best = m.warm.bestFree(req.cacheKey, m.placement == PlacementBinpack, ok)
+		if best == nil && req.waitForWarm && m.warm.busyHolder(req.cacheKey, ok) {
+			return pickResult{waiting: true}
 		}
 	}
 	if best == nil {
-		return nil
+		best = m.pickAnyLocked(ok)
 	}
-	best.jobs[jobID] = struct{}{}
+	if best == nil {
+		return pickResult{}
+	}
+	warm := best.cache.holds(req.cacheKey)
+	best.jobs[req.jobID] = struct{}{}
 	m.indexLocked(best)
-	return best.w
+	return pickResult{w: best.w, warm: warm}
+}
+
+// pickAnyLocked returns the free entry ok accepts that the placement puts
+// first, or nil.
+func (m *WorkerManager) pickAnyLocked(ok func(*workerEntry) bool) *workerEntry {
+	if m.placement == PlacementBinpack {
+		if best := m.partial.best(true, ok); best != nil {
+			return best
+		}
+		return m.idle.newestMatch(ok)
+	}
+	// Any idle match is least loaded (load 0): take the one that became
+	// idle last (entrylist.go); usually the first one looked at.
+	if best := m.idle.newestMatch(ok); best != nil {
+		return best
+	}
+	return m.partial.best(false, ok)
+}
+
+// setCache records what w's build cache holds now (the summary of its
+// Register, or of a Heartbeat that carried one).
+func (m *WorkerManager) setCache(w *Worker, cs cacheSummary) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.currentLocked(w)
+	if e == nil {
+		return
+	}
+	held, free := e.inHolders, e.inFree
+	m.warm.sync(e, false, false) // out under the old keys
+	e.cache = cs
+	m.warm.sync(e, held, free)
+}
+
+// cacheBytes is the build cache the live workers report, in bytes.
+func (m *WorkerManager) cacheBytes() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.warm.bytes
 }
 
 func labelsMatch(have, want map[string]string) bool {
