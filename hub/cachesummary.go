@@ -7,7 +7,7 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
 
-// Bounds on a worker's CacheSummary (docs/protocol.md). A summary over
+// Bounds on a worker's CacheSummary (worker.proto). A summary over
 // them is trimmed, not rejected: the worker keeps its session and the hub
 // keeps the entries it accepts.
 const (
