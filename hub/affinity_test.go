@@ -50,6 +50,11 @@ func TestAffinityPicksWarmWorker(t *testing.T) {
 				ws["w2"].send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{Cache: warmFor(4000)}}})
 				eventually(t, 5*time.Second, "w2's heartbeat summary recorded", func() bool { return h.manager.cacheBytes() == 5000 })
 			}
+			for _, info := range h.manager.list() {
+				if got := len(info.GetCache().GetBuildKeys()); info.GetWorkerId() == "w2" && got != 2 {
+					t.Errorf("WorkerInfo of w2 shows %d build keys, want 2", got)
+				}
+			}
 			// The newest idle worker, which placement without caches takes.
 			ws["w3"] = dialWorker(t, addr, &blacktreev1.Register{WorkerId: "w3"}, false)
 

@@ -449,11 +449,15 @@ func (m *WorkerManager) infoLocked(e *workerEntry) *blacktreev1.WorkerInfo {
 	for k, v := range e.w.labels {
 		labels[k] = v
 	}
-	return &blacktreev1.WorkerInfo{
+	info := &blacktreev1.WorkerInfo{
 		WorkerId: e.w.id, Name: e.w.name, State: e.stateLocked().proto(), Labels: labels,
 		Slots: uint32(e.w.slots), RunningJobIds: jobs, ConnectedSince: timestamppb.New(e.w.connected),
 		LastHeartbeat: timestamppb.New(e.lastSeen), Address: e.w.addr, Version: e.w.version, SessionId: e.w.sessionID,
 	}
+	if c := &e.cache; len(c.keys) > 0 || len(c.images) > 0 || c.bytes > 0 {
+		info.Cache = c.proto()
+	}
+	return info
 }
 
 // close stops every timer; later registrations arm none.
