@@ -106,7 +106,7 @@ func (x *warmIndex) sync(e *workerEntry, held, free bool) {
 
 // bestFree returns the free entry ok accepts that holds key, among the
 // first warmScanLimit filed under it (the newest first): the least loaded
-// one, or with most the most loaded one; nil if none.
+// one (the first idle one), or with most the most loaded one; nil if none.
 func (x *warmIndex) bestFree(key string, most bool, ok func(*workerEntry) bool) *workerEntry {
 	s := x.free[key]
 	if s == nil {
@@ -117,6 +117,9 @@ func (x *warmIndex) bestFree(key string, most bool, ok func(*workerEntry) bool) 
 		e := s.list[i]
 		if ok(e) && (best == nil || loadBefore(e, best, most)) {
 			best = e
+			if !most && len(e.jobs) == 0 {
+				break // idle: none is less loaded
+			}
 		}
 	}
 	return best
