@@ -78,13 +78,7 @@ func newWarmIndex() warmIndex {
 // either changed.
 func (x *warmIndex) sync(e *workerEntry, held, free bool) {
 	if held != e.inHolders {
-		for _, k := range e.cache.keys {
-			if held {
-				setAdd(x.holders, k, e)
-			} else {
-				setRemove(x.holders, k, e)
-			}
-		}
+		fileKeys(x.holders, e, held)
 		if held {
 			x.bytes += e.cache.bytes
 		} else {
@@ -93,14 +87,20 @@ func (x *warmIndex) sync(e *workerEntry, held, free bool) {
 		e.inHolders = held
 	}
 	if free != e.inFree {
-		for _, k := range e.cache.keys {
-			if free {
-				setAdd(x.free, k, e)
-			} else {
-				setRemove(x.free, k, e)
-			}
-		}
+		fileKeys(x.free, e, free)
 		e.inFree = free
+	}
+}
+
+// fileKeys adds e to the set of each of its keys in sets, or with add
+// false removes it from them.
+func fileKeys(sets map[string]*entrySet, e *workerEntry, add bool) {
+	for _, k := range e.cache.keys {
+		if add {
+			setAdd(sets, k, e)
+		} else {
+			setRemove(sets, k, e)
+		}
 	}
 }
 
@@ -115,7 +115,7 @@ func (x *warmIndex) bestFree(key string, most bool, ok func(*workerEntry) bool) 
 	var best *workerEntry
 	for i, n := len(s.list)-1, 0; i >= 0 && n < warmScanLimit; i, n = i-1, n+1 {
 		e := s.list[i]
-		if ok(e) && (best == nil || loadBefore(e, best, most)) {
+		if ok(e) && (best == nil || loadAhead(len(e.jobs), e.w.slots, len(best.jobs), best.w.slots, most)) {
 			best = e
 			if !most && len(e.jobs) == 0 {
 				break // idle: none is less loaded
@@ -139,17 +139,4 @@ func (x *warmIndex) busyHolder(key string, ok func(*workerEntry) bool) bool {
 		}
 	}
 	return false
-}
-
-// loadBefore orders a ahead of b: a lower load ratio (jobs/slots), then
-// fewer jobs; reversed when most.
-func loadBefore(a, b *workerEntry, most bool) bool {
-	ra, rb := len(a.jobs)*b.w.slots, len(b.jobs)*a.w.slots
-	if ra == rb {
-		ra, rb = len(a.jobs), len(b.jobs)
-	}
-	if most {
-		return ra > rb
-	}
-	return ra < rb
 }
