@@ -105,7 +105,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.allowPrivateGitHosts, "allow-private-git-hosts", false, "let allowed git hosts be loopback/private addresses (on-prem git, tests)")
 	fs.StringVar(&o.buildNetwork, "build-network", "", "docker `network` for RUN steps of builds, e.g. none (default: the engine's)")
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
-	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id, unacknowledged results and the build keys of recent builds")
 	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
 		"write a finished job's result to --state-dir only if the hub has not acknowledged it within this (also when the hub session ends and on exit); 0 writes every result before sending it (survives kill -9, costs a file write per job)")
 	fs.DurationVar(&o.logFlushInterval, "log-flush-interval", workeragent.DefaultLogFlushInterval,
