@@ -45,6 +45,7 @@ type Agent struct {
 	cache    *buildCache // build keys and the executor's cache state (cache.go)
 
 	flushTimeout time.Duration // finalFlushTimeout; tests shorten it
+	inspectGap   time.Duration // cacheInspectGap; tests shorten it
 
 	jobsCtx    context.Context // parent of every job's context
 	jobsCancel context.CancelCauseFunc
@@ -138,6 +139,7 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		tasks: taskpool.New(2 * cfg.Slots),
 
 		flushTimeout: finalFlushTimeout,
+		inspectGap:   cacheInspectGap,
 	}
 	a.jobsCtx, a.jobsCancel = context.WithCancelCause(context.Background())
 	if cfg.StateDir == "" {
@@ -184,7 +186,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if inspector, ok := a.exec.(executor.CacheInspector); ok {
 		go func() {
 			defer close(inspectDone)
-			a.inspectCacheLoop(inspectCtx, inspector, a.log.Named("cache"))
+			a.inspectCacheLoop(inspectCtx, inspector, a.inspectGap, a.log.Named("cache"))
 		}()
 	} else {
 		close(inspectDone)

@@ -43,6 +43,11 @@ const (
 	maxBaseImageLen = 256
 	// cacheInspectTimeout bounds one executor.CacheInspector call.
 	cacheInspectTimeout = 10 * time.Second
+	// cacheInspectGap is the least time between the starts of two calls:
+	// asking an engine for its disk usage is not free, and a worker
+	// finishing short jobs back to back would otherwise ask without a
+	// pause. The hub places by build keys, which never wait for it.
+	cacheInspectGap = 5 * time.Second
 )
 
 // buildCache is the agent's cache summary. Guarded by mu; writeMu
@@ -201,11 +206,20 @@ func (a *Agent) afterBuild(j *job, changed bool) {
 }
 
 // inspectCacheLoop asks the executor for its cache's state at start and
-// after jobs finish (inspectKick; kicks while it asks fold into one more
-// ask), each ask bounded by cacheInspectTimeout, until ctx ends. A change
-// of the base images is sent to the hub at once. Run owns it.
-func (a *Agent) inspectCacheLoop(ctx context.Context, inspector executor.CacheInspector, log hclog.Logger) {
+// after builds finish (inspectKick; kicks meanwhile fold into one more
+// ask), each ask bounded by cacheInspectTimeout and at least gap after the
+// previous one, until ctx ends. A change of the base images is sent to the
+// hub at once. Run owns it.
+func (a *Agent) inspectCacheLoop(ctx context.Context, inspector executor.CacheInspector, gap time.Duration, log hclog.Logger) {
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
+		}
+		pause.Reset(gap) // drained above: the next ask waits for it
 		ictx, cancel := context.WithTimeout(ctx, cacheInspectTimeout)
 		images, size, err := inspector.CacheState(ictx)
 		cancel()

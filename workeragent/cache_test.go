@@ -185,7 +185,7 @@ func TestCacheInspector(t *testing.T) {
 	hub := fakehub.Start(t, fakehub.Options{HeartbeatInterval: time.Hour})
 	ex := &cacheExec{}
 	ex.setImages("local/busybox:1")
-	startAgent(t, Config{HubAddrs: []string{hub.Addr}}, ex)
+	startAgent(t, Config{HubAddrs: []string{hub.Addr}}, ex, func(a *Agent) { a.inspectGap = 10 * time.Millisecond })
 	s := hub.NextStream(t, wait)
 	// Asked at start; Register may or may not have the answer yet, a
 	// heartbeat follows when it did not.

@@ -45,9 +45,9 @@
 // Concurrency: Agent.mu guards the job table, the held results, the draining
 // flag and the current session; Agent.filesMu serialises result-file I/O
 // (taken before mu, never under it). buildCache.mu guards the cache
-// summary and its writeMu the keys file (taken before its mu); a
-// session's hbMu orders its heartbeats (taken before Agent.mu and
-// buildCache.mu). Each session has exactly one goroutine that
+// summary (taken under Agent.mu by registerFrame, never the reverse) and
+// its writeMu the keys file (taken before its mu); a session's hbMu
+// orders its heartbeats (taken before Agent.mu and buildCache.mu). Each session has exactly one goroutine that
 // calls Send on the stream (fed by two bounded channels, control frames
 // before log frames) and one that calls Recv.
 package workeragent
