@@ -54,9 +54,10 @@ func boundEntries(in []string, maxLen int) (out []string, trimmed bool) {
 	return out, trimmed
 }
 
-// holds reports whether the summary names build key key.
+// holds reports whether the summary names build key key; a nil summary
+// names none.
 func (s *cacheSummary) holds(key string) bool {
-	return key != "" && slices.Contains(s.keys, key)
+	return s != nil && key != "" && slices.Contains(s.keys, key)
 }
 
 // proto is the summary as the admin API shows it.

@@ -70,9 +70,9 @@ type workerEntry struct {
 	list       *entryList   // the idle list or the load index bucket e is in; nil if neither
 	prev, next *workerEntry // links in list
 
-	cache     cacheSummary // what the session's build cache holds, as it last said
-	inHolders bool         // filed under cache.keys in warm.holders
-	inFree    bool         // filed under cache.keys in warm.free
+	cache     *cacheSummary // what the session's build cache holds, as it last said; nil: never said
+	inHolders bool          // filed under cache.keys in warm.holders
+	inFree    bool          // filed under cache.keys in warm.free
 }
 
 func (e *workerEntry) stateLocked() WorkerState {
@@ -281,7 +281,7 @@ func (m *WorkerManager) setCache(w *Worker, cs cacheSummary) {
 	}
 	held, free := e.inHolders, e.inFree
 	m.warm.sync(e, false, false) // out under the old keys
-	e.cache = cs
+	e.cache = &cs
 	m.warm.sync(e, held, free)
 }
 
@@ -384,8 +384,8 @@ func (m *WorkerManager) infoLocked(e *workerEntry) *blacktreev1.WorkerInfo {
 		Slots: uint32(e.w.slots), RunningJobIds: jobs, ConnectedSince: timestamppb.New(e.w.connected),
 		LastHeartbeat: timestamppb.New(e.lastSeen), Address: e.w.addr, Version: e.w.version, SessionId: e.w.sessionID,
 	}
-	if c := &e.cache; len(c.keys) > 0 || len(c.images) > 0 || c.bytes > 0 {
-		info.Cache = c.proto()
+	if e.cache != nil {
+		info.Cache = e.cache.proto()
 	}
 	return info
 }

@@ -77,6 +77,10 @@ func newWarmIndex() warmIndex {
 // sync files e under its keys as held and free say, moving it only when
 // either changed.
 func (x *warmIndex) sync(e *workerEntry, held, free bool) {
+	if e.cache == nil {
+		e.inHolders, e.inFree = held, free // filed under no key: nothing to move
+		return
+	}
 	if held != e.inHolders {
 		fileKeys(x.holders, e, held)
 		if held {
