@@ -30,6 +30,7 @@ func usedShell(t testing.TB) *blacktreev1.WorkerMessage {
 	m := new(blacktreev1.WorkerMessage)
 	if err := proto.Unmarshal(wire(t, heartbeatFrame(&blacktreev1.Heartbeat{
 		SentAt: timestamppb.Now(), RunningJobIds: []string{"old-1", "old-2"}, Draining: true,
+		Cache: &blacktreev1.CacheSummary{BuildKeys: []string{"old-key"}, SizeBytes: 9},
 	})), m); err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +54,8 @@ func codecCases(t testing.TB) []struct {
 	inner := protowire.AppendVarint(protowire.AppendTag(nil, 77, protowire.VarintType), 5)
 	hbWithInner := protowire.AppendBytes(protowire.AppendTag(nil, protowire.Number(heartbeatFieldNumber(t)), protowire.BytesType), inner)
 	hbDraining := wire(t, heartbeatFrame(&blacktreev1.Heartbeat{Draining: true}))
+	hbCache := wire(t, heartbeatFrame(&blacktreev1.Heartbeat{Cache: &blacktreev1.CacheSummary{
+		BuildKeys: []string{"k1", "k2"}, BaseImages: []string{"debian:12"}, SizeBytes: 1 << 30}}))
 	cat := func(bs ...[]byte) []byte {
 		var out []byte
 		for _, b := range bs {
@@ -68,6 +71,8 @@ func codecCases(t testing.TB) []struct {
 		{name: "heartbeat", data: hb, reuses: true},
 		{name: "empty heartbeat", data: hbEmpty, reuses: true},
 		{name: "heartbeat with job ids only", data: hbIDs, reuses: true},
+		{name: "heartbeat with a cache summary", data: hbCache, reuses: true},
+		{name: "heartbeat, then one with a cache summary", data: cat(hb, hbCache), reuses: true},
 		{name: "two heartbeats merge", data: cat(hb, hbIDs), reuses: true},
 		{name: "heartbeat with an unknown field inside", data: hbWithInner, reuses: true},
 		{name: "heartbeat twice, the second with an unknown field inside", data: cat(hbDraining, hbWithInner), reuses: true},

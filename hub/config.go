@@ -112,6 +112,16 @@ type Config struct {
 	// PlacementSpread (the default, least loaded first) or PlacementBinpack
 	// (most loaded first).
 	Placement Placement
+	// DisableCacheAffinity places jobs without regard to the workers'
+	// build caches. By default, among the free workers that can take a
+	// job, one whose cache summary holds the job's build key
+	// (jobspec.CacheKey) comes first, whatever Placement says of the rest.
+	DisableCacheAffinity bool
+	// AffinityWait is how long a job whose build key only busy workers
+	// hold waits for one of them to free a slot before it goes to any free
+	// worker; HoldTimeout counts from then. Default 0: a job never waits
+	// for a warm worker while a cold one is free.
+	AffinityWait time.Duration
 	// PublishRetryMax caps the backoff between attempts to publish a
 	// result whose publish failed. Default 5s.
 	PublishRetryMax time.Duration
@@ -213,7 +223,7 @@ func (c Config) withDefaults() (Config, error) {
 		"HoldTimeout": c.HoldTimeout, "DeadRetention": c.DeadRetention, "DrainTimeout": c.DrainTimeout,
 		"KeepaliveTime": c.KeepaliveTime, "KeepaliveTimeout": c.KeepaliveTimeout,
 		"KeepaliveMinTime": c.KeepaliveMinTime, "PublishRetryMax": c.PublishRetryMax,
-		"MaxHeartbeatInterval": c.MaxHeartbeatInterval,
+		"MaxHeartbeatInterval": c.MaxHeartbeatInterval, "AffinityWait": c.AffinityWait,
 	} {
 		if d < 0 {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)

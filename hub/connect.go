@@ -175,6 +175,9 @@ func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
 			HeartbeatGrid: h.heartbeatGrid(),
 		}}})
 	})
+	if cs := reg.GetCache(); cs != nil {
+		h.noteCache(w, cs)
+	}
 	w.release()
 	if old != nil {
 		old.kill(ErrReplaced)
@@ -262,6 +265,9 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 		}
 		switch f := frame.(type) {
 		case *blacktreev1.WorkerMessage_Heartbeat:
+			if cs := f.Heartbeat.GetCache(); cs != nil {
+				h.noteCache(w, cs)
+			}
 			draining := f.Heartbeat.GetDraining()
 			if h.manager.heartbeat(w, draining) {
 				w.log.Info("worker draining changed", "draining", draining)
@@ -282,6 +288,20 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 		case *blacktreev1.WorkerMessage_Register:
 			return errors.New("protocol error: second Register on one stream")
 		}
+	}
+}
+
+// noteCache records the cache summary a Register or Heartbeat carried,
+// bounded (cachesummary.go).
+func (h *Hub) noteCache(w *Worker, cs *blacktreev1.CacheSummary) {
+	s, trimmed := boundCacheSummary(cs)
+	if trimmed {
+		w.log.Warn("cache summary over the hub's bounds; keeping what fits", "build_keys", len(cs.GetBuildKeys()),
+			"base_images", len(cs.GetBaseImages()), "max_entries", maxCacheEntries)
+	}
+	h.manager.setCache(w, s)
+	if w.log.IsDebug() {
+		w.log.Debug("cache summary", "build_keys", len(s.keys), "base_images", len(s.images), "bytes", s.bytes)
 	}
 }
 

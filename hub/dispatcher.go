@@ -41,19 +41,27 @@ const (
 
 // job is one in-flight job. Guarded by Dispatcher.mu.
 type job struct {
-	id       string
-	req      *blacktreev1.JobRequest // nil for jobs adopted from a Register
-	del      *broker.Delivery        // unsettled delivery; nil once acked
-	corrID   string
-	state    blacktreev1.JobState
-	w        *Worker         // session it is offered to / running on
-	lastWID  string          // worker id it last ran on (for lost reports)
-	tried    map[string]bool // worker ids that rejected or timed out
-	held     bool
-	received time.Time
-	accepted time.Time
-	timer    *time.Timer // hold, accept or grace timer
-	gen      int         // invalidates fired timers of an earlier arm
+	id      string
+	req     *blacktreev1.JobRequest // nil for jobs adopted from a Register
+	del     *broker.Delivery        // unsettled delivery; nil once acked
+	corrID  string
+	state   blacktreev1.JobState
+	w       *Worker         // session it is offered to / running on
+	lastWID string          // worker id it last ran on (for lost reports)
+	tried   map[string]bool // worker ids that rejected or timed out
+	held    bool
+	// cacheKey is the job's build key (jobspec.CacheKey), for
+	// cache-aware placement.
+	cacheKey string
+	// warmUntil is when the job stops waiting for a busy worker whose
+	// cache holds its build key (Config.AffinityWait); zero: it never
+	// waits. waitingWarm: it is held for one now, until warmUntil.
+	warmUntil   time.Time
+	waitingWarm bool
+	received    time.Time
+	accepted    time.Time
+	timer       *time.Timer // hold, accept or grace timer
+	gen         int         // invalidates fired timers of an earlier arm
 	// movedAway: another replica adopted the job from its worker while the
 	// session here had not ended yet; ending it drops the job.
 	movedAway bool
@@ -177,7 +185,10 @@ func (d *Dispatcher) handleDelivery(del broker.Delivery) {
 		return
 	default:
 		j := &job{id: req.GetJobId(), req: req, del: &del, corrID: del.CorrelationID, state: jobPending,
-			tried: map[string]bool{}, received: time.Now()}
+			tried: map[string]bool{}, received: time.Now(), cacheKey: jobspec.CacheKey(req)}
+		if d.cfg.AffinityWait > 0 && !d.cfg.DisableCacheAffinity {
+			j.warmUntil = j.received.Add(d.cfg.AffinityWait)
+		}
 		d.jobs[j.id] = j
 		d.log.Debug("job received", jobspec.LogFields(req)...)
 		d.assignLocked(j, &fx)
@@ -202,35 +213,70 @@ func safeID(s string) string {
 	return s
 }
 
-// assignLocked offers j to a free worker, or holds it.
+// assignLocked offers j to a free worker, or holds it: for a busy worker
+// whose cache is warm for it while its affinity wait lasts, else for any
+// free worker up to HoldTimeout.
 func (d *Dispatcher) assignLocked(j *job, fx *effects) {
 	if d.draining {
 		d.requeueLocked(j, fx, "hub draining")
 		return
 	}
-	w := d.m.pick(j.id, j.req.GetWorkerLabels(), j.tried)
-	if w == nil {
+	r := d.m.pick(pickRequest{
+		jobID:       j.id,
+		labels:      j.req.GetWorkerLabels(),
+		exclude:     j.tried,
+		cacheKey:    j.cacheKey,
+		preferWarm:  !d.cfg.DisableCacheAffinity,
+		waitForWarm: !j.warmUntil.IsZero() && time.Now().Before(j.warmUntil),
+	})
+	switch {
+	case r.waiting:
 		j.state, j.w = jobPending, nil
 		if !j.held {
 			j.held = true
 			d.held = append(d.held, j)
+		}
+		if !j.waitingWarm {
+			j.waitingWarm = true
+			d.armLocked(j, time.Until(j.warmUntil), d.affinityWaitExpiredLocked)
+			d.log.Debug("warm worker busy; holding job for it", "job_id", j.id, "until", j.warmUntil)
+		}
+		return
+	case r.w == nil:
+		j.state, j.w = jobPending, nil
+		if !j.held || j.waitingWarm {
+			if !j.held {
+				j.held = true
+				d.held = append(d.held, j)
+			}
+			j.waitingWarm = false
 			d.armLocked(j, d.cfg.HoldTimeout, d.holdExpiredLocked)
 			d.log.Debug("no free worker; holding job", "job_id", j.id)
 		}
 		return
 	}
+	w := r.w
 	d.unholdLocked(j)
+	d.met.placement(r.warm)
 	j.state, j.w, j.lastWID = jobOffered, w, w.id
 	d.armLocked(j, d.cfg.AcceptTimeout, d.acceptExpiredLocked)
 	w.send(runJobMsg(j.req))
-	d.log.Debug("job offered", "job_id", j.id, "worker_id", w.id)
+	d.log.Debug("job offered", "job_id", j.id, "worker_id", w.id, "warm", r.warm)
+}
+
+// affinityWaitExpiredLocked: no worker warm for j freed a slot within
+// Config.AffinityWait; offer it to any free worker, or hold it as usual.
+func (d *Dispatcher) affinityWaitExpiredLocked(j *job, fx *effects) {
+	if j.state == jobPending {
+		d.assignLocked(j, fx)
+	}
 }
 
 func (d *Dispatcher) unholdLocked(j *job) {
 	if !j.held {
 		return
 	}
-	j.held = false
+	j.held, j.waitingWarm = false, false
 	for i, h := range d.held {
 		if h == j {
 			d.held = append(d.held[:i], d.held[i+1:]...)

@@ -19,6 +19,17 @@
 //     blocked in Recv (grpc-go cannot end a server stream from outside).
 //   - manager.go: WorkerManager, the live set of workers and their states
 //     (free/busy/draining/dead), inferred from the streams.
+//   - placement.go: Placement (spread, binpack) and pick, which reserves
+//     a job's slot: a free warm worker first, then the placement's order
+//     over the idle list (entrylist.go) and the load index (loadindex.go).
+//   - cachesummary.go, warmindex.go: cache-aware placement. Each worker's
+//     CacheSummary (in Register, and in a Heartbeat when it changed) is
+//     bounded and kept on its entry; the warm index files live workers
+//     under the build keys they hold, the free ones apart, so that pick
+//     finds a free worker warm for a job (jobspec.CacheKey) by inspecting
+//     a bounded few, whatever the fleet's size. Config.AffinityWait lets
+//     a job wait for a busy warm worker; Config.DisableCacheAffinity
+//     places ignoring caches.
 //   - heartbeat.go: the missed-heartbeat timers, behind the manager's
 //     mutex, and the heartbeat interval, which doubles as the fleet grows
 //     past Config.MaxHeartbeatRate × interval workers (workers that take

@@ -122,8 +122,13 @@ func (x *loadIndex) best(most bool, ok func(*workerEntry) bool) *workerEntry {
 // ratio, then fewer jobs; reversed when most.
 func (x *loadIndex) before(a, b int, cur []int, most bool) bool {
 	ga, gb := x.groups[a], x.groups[b]
-	ja, jb := ga.jobs[cur[a]], gb.jobs[cur[b]]
-	ra, rb := ja*gb.slots, jb*ga.slots // ja/sa against jb/sb
+	return loadAhead(ga.jobs[cur[a]], ga.slots, gb.jobs[cur[b]], gb.slots, most)
+}
+
+// loadAhead orders a load of ja jobs on sa slots ahead of jb on sb: a
+// lower ratio, then fewer jobs; reversed when most.
+func loadAhead(ja, sa, jb, sb int, most bool) bool {
+	ra, rb := ja*sb, jb*sa // ja/sa against jb/sb
 	if ra == rb {
 		ra, rb = ja, jb
 	}

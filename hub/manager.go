@@ -70,6 +70,10 @@ type workerEntry struct {
 
 	list       *entryList   // the idle list or the load index bucket e is in; nil if neither
 	prev, next *workerEntry // links in list
+
+	cache     *cacheSummary // what the session's build cache holds, as it last said; nil: never said
+	inHolders bool          // filed under cache.keys in warm.holders
+	inFree    bool          // filed under cache.keys in warm.free
 }
 
 func (e *workerEntry) stateLocked() WorkerState {
@@ -104,7 +108,10 @@ type WorkerManager struct {
 	// an entry.
 	idle    entryList
 	partial loadIndex
-	closed  bool
+	// warm indexes the live entries by the build keys their caches hold,
+	// for cache-aware placement (warmindex.go).
+	warm   warmIndex
+	closed bool
 	// nLive counts the current sessions that are not dead; hb picks the
 	// heartbeat interval for that many (heartbeat.go).
 	nLive int
@@ -113,16 +120,18 @@ type WorkerManager struct {
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
 	return &WorkerManager{missed: cfg.MissedHeartbeats, retention: cfg.DeadRetention, placement: cfg.Placement, log: log,
-		workers: map[string]*workerEntry{},
-		hb:      heartbeatScale{base: cfg.HeartbeatInterval, max: cfg.MaxHeartbeatInterval, rate: cfg.MaxHeartbeatRate}}
+		workers: map[string]*workerEntry{}, warm: newWarmIndex(),
+		hb: heartbeatScale{base: cfg.HeartbeatInterval, max: cfg.MaxHeartbeatInterval, rate: cfg.MaxHeartbeatRate}}
 }
 
 // indexLocked files e under idle or partial when it is its worker's current
-// entry and free, and removes it from both otherwise.
+// entry and free, and removes it from both otherwise; and in the warm index
+// as live and free say.
 // An entry that stays idle keeps its place in idle (the order is when it
 // became idle), and one whose load did not change its place in partial.
 func (m *WorkerManager) indexLocked(e *workerEntry) {
 	free := e.current && e.stateLocked() == StateFree
+	m.warm.sync(e, e.current && !e.dead, free)
 	switch {
 	case free && len(e.jobs) == 0:
 		m.partial.remove(e)
@@ -262,33 +271,26 @@ func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo,
 	return m.infoLocked(e), true
 }
 
-// pick reserves a slot for jobID on a free worker whose labels include
-// every wanted label, skipping the excluded ids: the least loaded one, or
-// with PlacementBinpack the most loaded one.
-func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[string]bool) *Worker {
+// setCache records what w's build cache holds now (the summary of its
+// Register, or of a Heartbeat that carried one).
+func (m *WorkerManager) setCache(w *Worker, cs cacheSummary) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ok := func(e *workerEntry) bool { return !exclude[e.w.id] && labelsMatch(e.w.labels, want) }
-	var best *workerEntry
-	if m.placement == PlacementBinpack {
-		best = m.partial.best(true, ok)
-		if best == nil {
-			best = m.idle.newestMatch(ok)
-		}
-	} else {
-		// Any idle match is least loaded (load 0): take the one that became
-		// idle last (entrylist.go); usually the first one looked at.
-		best = m.idle.newestMatch(ok)
-		if best == nil {
-			best = m.partial.best(false, ok)
-		}
+	e := m.currentLocked(w)
+	if e == nil {
+		return
 	}
-	if best == nil {
-		return nil
-	}
-	best.jobs[jobID] = struct{}{}
-	m.indexLocked(best)
-	return best.w
+	held, free := e.inHolders, e.inFree
+	m.warm.sync(e, false, false) // out under the old keys
+	e.cache = &cs
+	m.warm.sync(e, held, free)
+}
+
+// cacheBytes is the build cache the live workers report, in bytes.
+func (m *WorkerManager) cacheBytes() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.warm.bytes
 }
 
 func labelsMatch(have, want map[string]string) bool {
@@ -378,11 +380,15 @@ func (m *WorkerManager) infoLocked(e *workerEntry) *blacktreev1.WorkerInfo {
 	for k, v := range e.w.labels {
 		labels[k] = v
 	}
-	return &blacktreev1.WorkerInfo{
+	info := &blacktreev1.WorkerInfo{
 		WorkerId: e.w.id, Name: e.w.name, State: e.stateLocked().proto(), Labels: labels,
 		Slots: uint32(e.w.slots), RunningJobIds: jobs, ConnectedSince: timestamppb.New(e.w.connected),
 		LastHeartbeat: timestamppb.New(e.lastSeen), Address: e.w.addr, Version: e.w.version, SessionId: e.w.sessionID,
 	}
+	if e.cache != nil {
+		info.Cache = e.cache.proto()
+	}
+	return info
 }
 
 // close stops every timer; later registrations arm none.

@@ -38,11 +38,11 @@ func TestManagerPickNewestIdle(t *testing.T) {
 		m.release(ws[id], "j-"+id)
 	}
 	for _, want := range []string{"b", "d", "a", "c"} {
-		if got := m.pick("next-"+want, nil, nil); got == nil || got.id != want {
+		if got := m.pick(pickRequest{jobID: "next-" + want}).w; got == nil || got.id != want {
 			t.Fatalf("pick() = %v, want %s (most recently idle first)", got, want)
 		}
 	}
-	if got := m.pick("none-left", nil, nil); got != nil {
+	if got := m.pick(pickRequest{jobID: "none-left"}).w; got != nil {
 		t.Errorf("pick() with every worker busy = %s, want nil", got.id)
 	}
 }
@@ -73,7 +73,7 @@ func TestManagerPick(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ""
-			if w := m.pick(tc.job, tc.want, tc.exclude); w != nil {
+			if w := m.pick(pickRequest{jobID: tc.job, labels: tc.want, exclude: tc.exclude}).w; w != nil {
 				got = w.id
 			}
 			if got != tc.wantID {
@@ -116,7 +116,7 @@ func TestManagerPickBinpack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ""
-			if w := m.pick("job-"+tc.name, tc.want, tc.exclude); w != nil {
+			if w := m.pick(pickRequest{jobID: "job-" + tc.name, labels: tc.want, exclude: tc.exclude}).w; w != nil {
 				got = w.id
 			}
 			if got != tc.wantID {
@@ -224,7 +224,7 @@ func testManagerFreeIndex(t *testing.T, placement Placement) {
 				}
 			}
 			loads, want := scanPick(m, placement, exclude)
-			got := m.pick(job, nil, exclude)
+			got := m.pick(pickRequest{jobID: job, exclude: exclude}).w
 			switch {
 			case want == nil && got != nil:
 				t.Fatalf("step %d: pick() = %s, want nil (no free worker)", i, got.id)
@@ -340,7 +340,7 @@ func BenchmarkPick(b *testing.B) {
 				}
 				b.ResetTimer()
 				for b.Loop() {
-					w := m.pick("job", nil, nil)
+					w := m.pick(pickRequest{jobID: "job"}).w
 					if w == nil {
 						b.Fatal("pick() = nil, want a worker")
 					}

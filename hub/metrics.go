@@ -3,6 +3,8 @@ package hub
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
 
 // metrics are the hub's Prometheus metrics, on a registry of its own.
@@ -18,6 +20,11 @@ type metrics struct {
 	requeued   prometheus.Counter
 	latency    prometheus.Histogram
 	publish    prometheus.Histogram
+	// Build caches: steps answered from a cache or run, by the results'
+	// cached_steps and total_steps; offers to a worker whose cache was
+	// warm or cold for the job.
+	cachedSteps, ranSteps  prometheus.Counter
+	warmPlaced, coldPlaced prometheus.Counter
 }
 
 func counter(name, help string) prometheus.Counter {
@@ -43,9 +50,34 @@ func newMetrics() *metrics {
 			Help:    "Time from the hub taking up a status for publishing (a JobResult arrived, or a job was reported lost or invalid) to the broker's confirm, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 18)}),
 	}
-	m.reg.MustRegister(m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
+	steps := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "build_steps_total",
+		Help: "Build steps in the jobs' results, by whether the builder's cache answered them (JobResponse cached_steps and total_steps)."},
+		[]string{"cached"})
+	m.cachedSteps, m.ranSteps = steps.WithLabelValues("true"), steps.WithLabelValues("false")
+	placements := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "placements_total",
+		Help: "Jobs offered to a worker, by whether its build cache held the job's build key (warm) or not (cold)."},
+		[]string{"cache"})
+	m.warmPlaced, m.coldPlaced = placements.WithLabelValues("warm"), placements.WithLabelValues("cold")
+	m.reg.MustRegister(steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// buildSteps counts a result's build steps.
+func (m *metrics) buildSteps(resp *blacktreev1.JobResponse) {
+	cached, total := resp.GetCachedSteps(), resp.GetTotalSteps()
+	cached = min(cached, total) // a worker's miscount is not a negative count
+	m.cachedSteps.Add(float64(cached))
+	m.ranSteps.Add(float64(total - cached))
+}
+
+// placement counts an offer to a worker warm or cold for the job.
+func (m *metrics) placement(warm bool) {
+	if warm {
+		m.warmPlaced.Inc()
+	} else {
+		m.coldPlaced.Inc()
+	}
 }
 
 // registerState adds the gauges that read the live state.
@@ -55,6 +87,9 @@ func (m *metrics) registerState(wm *WorkerManager, d *Dispatcher) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "heartbeat_interval_seconds",
 		Help: "Heartbeat interval the hub gives its fleet now (it grows with the fleet; --max-heartbeat-rate)."},
 		func() float64 { return wm.heartbeatInterval().Seconds() }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "worker_cache_bytes",
+		Help: "Bytes of build cache the live workers report holding, summed."},
+		func() float64 { return float64(wm.cacheBytes()) }))
 	m.reg.MustRegister(&stateCollector{m: wm, desc: prometheus.NewDesc("blacktree_workers",
 		"Workers known to this hub, by state.", []string{"state"}, nil)})
 }

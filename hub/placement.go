@@ -64,3 +64,73 @@ func (p *Placement) UnmarshalText(b []byte) error {
 	*p = v
 	return nil
 }
+
+// pickRequest is what pick needs to know of a job.
+type pickRequest struct {
+	jobID   string
+	labels  map[string]string // workerLabels: each must be among the worker's
+	exclude map[string]bool   // worker ids not to offer it to
+	// cacheKey is the job's build key (jobspec.CacheKey); "" for none.
+	cacheKey string
+	// preferWarm: a free worker whose cache holds cacheKey comes first.
+	preferWarm bool
+	// waitForWarm: when no free worker holds cacheKey but a busy one
+	// does, pick no cold worker (Config.AffinityWait).
+	waitForWarm bool
+}
+
+// pickResult is where pick placed a job.
+type pickResult struct {
+	w *Worker // nil when no worker took it
+	// warm: w's cache holds the job's build key.
+	warm bool
+	// waiting: w is nil because a busy worker holds the key and the
+	// request asked to wait for one.
+	waiting bool
+}
+
+// pick reserves a slot for a job on a free worker whose labels include
+// every wanted label, skipping the excluded ids. With preferWarm it first
+// looks for one whose cache holds the job's build key (the least loaded
+// of them, or with PlacementBinpack the most loaded); otherwise, or when
+// none is free, the least loaded worker, or with PlacementBinpack the most
+// loaded one.
+func (m *WorkerManager) pick(req pickRequest) pickResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ok := func(e *workerEntry) bool { return !req.exclude[e.w.id] && labelsMatch(e.w.labels, req.labels) }
+	var best *workerEntry
+	if req.preferWarm && req.cacheKey != "" {
+		best = m.warm.bestFree(req.cacheKey, m.placement == PlacementBinpack, ok)
+		if best == nil && req.waitForWarm && m.warm.busyHolder(req.cacheKey, ok) {
+			return pickResult{waiting: true}
+		}
+	}
+	if best == nil {
+		best = m.pickAnyLocked(ok)
+	}
+	if best == nil {
+		return pickResult{}
+	}
+	warm := best.cache.holds(req.cacheKey)
+	best.jobs[req.jobID] = struct{}{}
+	m.indexLocked(best)
+	return pickResult{w: best.w, warm: warm}
+}
+
+// pickAnyLocked returns the free entry ok accepts that the placement puts
+// first, or nil.
+func (m *WorkerManager) pickAnyLocked(ok func(*workerEntry) bool) *workerEntry {
+	if m.placement == PlacementBinpack {
+		if best := m.partial.best(true, ok); best != nil {
+			return best
+		}
+		return m.idle.newestMatch(ok)
+	}
+	// Any idle match is least loaded (load 0): take the one that became
+	// idle last (entrylist.go); usually the first one looked at.
+	if best := m.idle.newestMatch(ok); best != nil {
+		return best
+	}
+	return m.partial.best(false, ok)
+}

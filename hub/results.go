@@ -263,6 +263,7 @@ func (d *Dispatcher) published(jobID string, resp *blacktreev1.JobResponse, work
 	default:
 		d.met.failed.Inc()
 	}
+	d.met.buildSteps(resp)
 	if del != nil {
 		if err := del.Ack(); err != nil {
 			d.log.Debug("ack after publishing failed", "job_id", jobID, "error", err)

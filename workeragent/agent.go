@@ -42,8 +42,10 @@ type Agent struct {
 	log      hclog.Logger
 	workerID string
 	state    stateStore
+	cache    *buildCache // build keys and the executor's cache state (cache.go)
 
 	flushTimeout time.Duration // finalFlushTimeout; tests shorten it
+	inspectGap   time.Duration // cacheInspectGap; tests shorten it
 
 	jobsCtx    context.Context // parent of every job's context
 	jobsCancel context.CancelCauseFunc
@@ -53,7 +55,8 @@ type Agent struct {
 	// once jobsWG is done.
 	tasks *taskpool.Pool
 
-	hbKick         chan struct{} // cap 1: send a heartbeat now (draining started)
+	hbKick         chan struct{} // cap 1: send a heartbeat now (draining started, cache changed)
+	inspectKick    chan struct{} // cap 1: ask the executor's cache for its state (a build finished)
 	idle           chan struct{} // closed when shutting down and nothing is left
 	stopping       chan struct{} // closed by Run when sessions must end
 	abortCh        chan struct{} // closed when Shutdown's wait expires
@@ -112,11 +115,17 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 	if err != nil {
 		return nil, err
 	}
+	cache, err := openBuildCache(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
 		cfg:         cfg,
 		exec:        exec,
 		workerID:    id,
 		state:       st,
+		cache:       cache,
+		inspectKick: make(chan struct{}, 1),
 		log:         logger.With("worker_id", id),
 		hbKick:      make(chan struct{}, 1),
 		idle:        make(chan struct{}),
@@ -130,6 +139,7 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		tasks: taskpool.New(2 * cfg.Slots),
 
 		flushTimeout: finalFlushTimeout,
+		inspectGap:   cacheInspectGap,
 	}
 	a.jobsCtx, a.jobsCancel = context.WithCancelCause(context.Background())
 	if cfg.StateDir == "" {
@@ -170,6 +180,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.connectLoop(connCtx)
 	}()
 
+	inspectCtx, inspectCancel := context.WithCancel(context.Background())
+	defer inspectCancel()
+	inspectDone := make(chan struct{})
+	if inspector, ok := a.exec.(executor.CacheInspector); ok {
+		go func() {
+			defer close(inspectDone)
+			a.inspectCacheLoop(inspectCtx, inspector, a.inspectGap, a.log.Named("cache"))
+		}()
+	} else {
+		close(inspectDone)
+	}
+
 	var giveUp <-chan time.Time
 	if d := a.cfg.InitialConnectTimeout; d > 0 {
 		t := time.NewTimer(d)
@@ -201,6 +223,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.jobsCancel(errors.New("the worker is stopping"))
 	a.jobsWG.Wait()
 	a.tasks.Close() // every job and pump has returned; no more are submitted
+	inspectCancel()
+	<-inspectDone
 
 	a.stopOnce.Do(func() { close(a.stopping) })
 	t := time.NewTimer(sessionCloseGrace)

@@ -62,7 +62,9 @@ type Config struct {
 	// StateDir holds the stable worker id (file "worker-id", created on
 	// first run) and the results no hub has acknowledged yet (directory
 	// "results", one file per job, written atomically as PersistResultsAfter
-	// says and removed on ResultAck), so that a restart loses neither.
+	// says and removed on ResultAck), so that a restart loses neither; and
+	// the build keys of the latest builds (file "cache-keys"), which the
+	// hub places jobs by, since the engine's cache outlives the agent.
 	// Empty means ephemeral: a new id per process and results kept in
 	// memory only.
 	StateDir string

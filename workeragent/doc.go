@@ -24,6 +24,14 @@
 //     waits), so a chatty build costs one frame per interval, not one per
 //     line.
 //   - state.go: the state directory (worker id, unacknowledged results).
+//   - cache.go: the cache summary the hub places jobs by: the build keys
+//     (jobspec.CacheKey) of the latest 64 builds, kept in the state
+//     directory's cache-keys file, and, when the executor is an
+//     executor.CacheInspector, its base images and cache bytes, asked
+//     after builds by a goroutine Run owns (inspectCacheLoop), never on a
+//     job's path. The summary goes in Register, and in a Heartbeat when it
+//     changed: at once (before the job's JobResult) when a build adds a
+//     key or the base images change, else with the next heartbeat.
 //   - results.go: when a held result is written there (a late ResultAck,
 //     a session's end, Run's return) and how that races with the ack.
 //
@@ -36,7 +44,10 @@
 //
 // Concurrency: Agent.mu guards the job table, the held results, the draining
 // flag and the current session; Agent.filesMu serialises result-file I/O
-// (taken before mu, never under it). Each session has exactly one goroutine that
+// (taken before mu, never under it). buildCache.mu guards the cache
+// summary (taken under Agent.mu by registerFrame, never the reverse) and
+// its writeMu the keys file (taken before its mu); a session's hbMu
+// orders its heartbeats (taken before Agent.mu and buildCache.mu). Each session has exactly one goroutine that
 // calls Send on the stream (fed by two bounded channels, control frames
 // before log frames) and one that calls Recv.
 package workeragent

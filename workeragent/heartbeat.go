@@ -1,6 +1,7 @@
 package workeragent
 
 import (
+	"errors"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -64,18 +65,40 @@ func (a *Agent) heartbeatLoop(s *session, sched hbsched.Schedule) {
 			t.Reset(sched.Next(time.Now()))
 		case <-a.hbKick:
 		}
-		if err := s.sendCtrl(a.heartbeatFrame()); err != nil {
+		if err := a.sendHeartbeat(s, nil); err != nil {
 			return
 		}
 	}
 }
 
-func (a *Agent) heartbeatFrame() *blacktreev1.WorkerMessage {
+// sendHeartbeat queues a Heartbeat on s, with the cache summary when it
+// changed since the last one s carried (cache.go). s.hbMu keeps the
+// heartbeats of the loop and of a finishing job in the order their
+// summaries were read. It waits for room in the control queue until s
+// ends or giveUp closes; a summary that was not queued goes with the
+// next heartbeat.
+func (a *Agent) sendHeartbeat(s *session, giveUp <-chan struct{}) error {
+	s.hbMu.Lock()
+	defer s.hbMu.Unlock()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{
+	hb := &blacktreev1.Heartbeat{
 		SentAt:        timestamppb.Now(),
 		RunningJobIds: sortedKeys(a.jobs),
 		Draining:      a.draining,
-	}}}
+	}
+	a.mu.Unlock()
+	sent := s.cacheSent
+	hb.Cache, s.cacheSent = a.cache.summaryAfter(sent)
+	select {
+	case s.ctrl <- &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: hb}}:
+		return nil
+	case <-s.done:
+		return errSessionClosed
+	case <-giveUp:
+		s.cacheSent = sent
+		return errGaveUp
+	}
 }
+
+// errGaveUp: sendHeartbeat's giveUp closed before the frame was queued.
+var errGaveUp = errors.New("heartbeat not queued: giving up")

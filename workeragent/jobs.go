@@ -187,7 +187,15 @@ func (a *Agent) runJob(j *job) {
 	// every failure look cancelled.
 	resp = a.finishResponse(ctx, j, resp, secrets)
 	j.cancel(nil)
-	a.completeJob(j, resp)
+	built := reachedBuild(resp)
+	var sendNow, changed bool
+	if built {
+		sendNow, changed = a.cache.recordBuild(jobspec.CacheKey(j.req))
+	}
+	a.completeJob(j, resp, sendNow)
+	if built {
+		a.afterBuild(j, changed)
+	}
 }
 
 // execute validates the request and runs the executor, turning a panic or a
@@ -261,8 +269,10 @@ func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.Jo
 // current session, if any; otherwise the next Register carries it. The
 // result is written to the state dir first with PersistResultsBeforeSend,
 // at once when no session is there, else only if its ResultAck is late
-// (results.go).
-func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse) {
+// (results.go). With cacheChanged a Heartbeat carrying the new cache
+// summary goes first, so that the hub knows the job's key is warm here
+// before it sees the result (cache.go).
+func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse, cacheChanged bool) {
 	res := &blacktreev1.JobResult{Response: resp}
 	h := &heldResult{res: res}
 	syncWrite := a.cfg.PersistResultsBeforeSend && a.state.dir != ""
@@ -295,6 +305,11 @@ func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse) {
 		// No hub to acknowledge it soon: keep it for a restart now.
 		a.persistResult(j.id, h)
 		return
+	}
+	if cacheChanged {
+		// A control frame, so it leaves before the result queued below.
+		// Not when stopping with a stalled hub (see below).
+		_ = a.sendHeartbeat(s, a.jobsCtx.Done())
 	}
 	// Through the log queue, so the result follows the job's last JobLog
 	// chunks. On failure the next Register carries it (and the end of s

@@ -53,6 +53,9 @@ type session struct {
 	// one not yet taken.
 	schedule chan hbsched.Schedule
 	grid     time.Duration // Registered.heartbeat_grid: phases are its multiples; 0: any
+
+	hbMu      sync.Mutex // serialises sendHeartbeat; guards cacheSent
+	cacheSent uint64     // version of the cache summary last queued on the stream
 }
 
 // sendCtrl queues a control frame; it blocks while the queue is full and
@@ -257,6 +260,9 @@ func (a *Agent) registerFrame(s *session) *blacktreev1.WorkerMessage {
 		// heartbeatLoop applies HeartbeatInterval frames.
 		HeartbeatIntervalUpdates: true,
 	}
+	// Not yet shared: s.hbMu is not needed. The summary always goes in
+	// Register (versions start at 1).
+	reg.Cache, s.cacheSent = a.cache.summaryAfter(0)
 	for _, id := range sortedKeys(a.jobs) {
 		j := a.jobs[id]
 		reg.RunningJobs = append(reg.RunningJobs, &blacktreev1.RunningJob{JobId: id, StartedAt: timestamppb.New(j.started)})

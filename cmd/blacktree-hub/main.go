@@ -33,6 +33,8 @@ type options struct {
 	queueType                          string
 	prefetch                           int
 	placement                          hub.Placement
+	cacheAffinity                      bool
+	affinityWait                       time.Duration
 	holdTimeout, lostWorkerGrace       time.Duration
 	heartbeatInterval, drainTimeout    time.Duration
 	maxHeartbeatInterval               time.Duration
@@ -83,6 +85,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
 	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once")
 	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "which free worker gets a job: spread (least loaded first) or binpack (most loaded first)")
+	fs.BoolVar(&o.cacheAffinity, "cache-affinity", true, "among the free workers, prefer one whose build cache is warm for the job (false: place ignoring caches)")
+	fs.DurationVar(&o.affinityWait, "affinity-wait", 0, "how long a job waits for a busy worker with a warm cache before going to any free worker (0: never waits)")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", hub.DefaultHoldTimeout, "how long a delivery waits for a free worker before it is requeued")
 	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to return before its jobs are reported lost")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "heartbeat period of a small fleet; 3 missed = dead")
@@ -123,6 +127,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("--max-heartbeat-interval %v is shorter than --heartbeat-interval %v", o.maxHeartbeatInterval, o.heartbeatInterval)
 		}
 		o.maxHeartbeatInterval = o.heartbeatInterval // the default follows a longer --heartbeat-interval
+	}
+	if o.affinityWait < 0 {
+		return nil, fmt.Errorf("invalid --affinity-wait %v: want 0 (never wait) or more", o.affinityWait)
 	}
 	if o.heartbeatGrid < 0 {
 		return nil, fmt.Errorf("invalid --heartbeat-grid %v: want 0 (off) or more", o.heartbeatGrid)
@@ -173,6 +180,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	cfg := hub.Config{
 		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Pprof: o.pprof, HoldTimeout: o.holdTimeout, Placement: o.placement, LostWorkerGrace: o.lostWorkerGrace,
+		DisableCacheAffinity: !o.cacheAffinity, AffinityWait: o.affinityWait,
 		HeartbeatInterval: o.heartbeatInterval, DrainTimeout: o.drainTimeout,
 		MaxHeartbeatRate: o.maxHeartbeatRate, MaxHeartbeatInterval: o.maxHeartbeatInterval, HeartbeatGrid: o.heartbeatGrid,
 		StreamInterceptors: []grpc.StreamServerInterceptor{authn.StreamInterceptor()},

@@ -21,8 +21,11 @@ func TestParse(t *testing.T) {
 		{name: "defaults", check: func(o *options) bool {
 			return o.grpcAddr == ":7070" && o.httpAddr == ":7071" && o.executeQueue == "execute.queue" &&
 				o.statusQueue == "status.queue" && o.lostWorkerGrace == 30*time.Second && o.logLevel == "info" &&
-				o.placement == hub.PlacementSpread
+				o.placement == hub.PlacementSpread && o.cacheAffinity && o.affinityWait == 0
 		}},
+		{name: "cache affinity off", args: []string{"--cache-affinity=false", "--affinity-wait", "2s"},
+			check: func(o *options) bool { return !o.cacheAffinity && o.affinityWait == 2*time.Second }},
+		{name: "negative affinity wait", args: []string{"--affinity-wait", "-1s"}, wantErr: "--affinity-wait"},
 		{name: "env fallback", env: map[string]string{"BLACKTREE_AMQP_URL": "amqp://x@h:1/", "BLACKTREE_LOST_WORKER_GRACE": "5s"},
 			check: func(o *options) bool { return o.amqpURL == "amqp://x@h:1/" && o.lostWorkerGrace == 5*time.Second }},
 		{name: "flag wins over env", args: []string{"--prefetch", "7"}, env: map[string]string{"BLACKTREE_PREFETCH": "9"},

@@ -123,7 +123,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.builder, "builder", "buildkit", "builder: buildkit (the engine's embedded BuildKit) or classic")
 	fs.StringVar(&o.cacheMaxSize, "cache-max-size", "20GiB", "`size` the engine's build cache is pruned to after jobs (0: never)")
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
-	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id and unacknowledged results")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id, unacknowledged results and the build keys of recent builds")
 	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
 		"write a result to --state-dir when its ack is this late (0: before sending)")
 	fs.DurationVar(&o.logFlushInterval, "log-flush-interval", workeragent.DefaultLogFlushInterval,

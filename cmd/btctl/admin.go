@@ -151,14 +151,14 @@ func printJSON(w io.Writer, m proto.Message) error {
 
 func printWorkers(w io.Writer, workers []*blacktreev1.WorkerInfo, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tRUNNING\tLAST HEARTBEAT\tADDRESS")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLOTS\tRUNNING\tWARM KEYS\tLAST HEARTBEAT\tADDRESS")
 	for _, wk := range workers {
 		running := "-"
 		if ids := wk.GetRunningJobIds(); len(ids) > 0 {
 			running = fmt.Sprintf("%d: %s", len(ids), strings.Join(ids, ","))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", wk.GetWorkerId(), orDash(wk.GetName()), stateName(wk.GetState()),
-			wk.GetSlots(), running, ago(wk.GetLastHeartbeat(), now), orDash(wk.GetAddress()))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", wk.GetWorkerId(), orDash(wk.GetName()), stateName(wk.GetState()),
+			wk.GetSlots(), running, len(wk.GetCache().GetBuildKeys()), ago(wk.GetLastHeartbeat(), now), orDash(wk.GetAddress()))
 	}
 	_ = tw.Flush()
 	if len(workers) == 0 {

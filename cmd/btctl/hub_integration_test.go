@@ -27,7 +27,7 @@ func TestWithHubSubmitWaitAndAdmin(t *testing.T) {
 		if res.code != exitOK {
 			t.Fatalf("workers exit = %d; stderr %q", res.code, res.stderr)
 		}
-		if !strings.Contains(res.stdout, workerID) || !strings.Contains(res.stdout, "free") || !strings.Contains(res.stdout, "LAST HEARTBEAT") {
+		if !strings.Contains(res.stdout, workerID) || !strings.Contains(res.stdout, "free") || !strings.Contains(res.stdout, "LAST HEARTBEAT") || !strings.Contains(res.stdout, "WARM KEYS") {
 			t.Errorf("workers output lacks worker %s in state free:\n%s", workerID, res.stdout)
 		}
 		res = btctl(ctx, vars, "workers", "--insecure", "--json")

@@ -172,7 +172,10 @@ type WorkerInfo struct {
 	// Its agent version.
 	Version string `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
 	// Id of its current (or last) session.
-	SessionId     string `protobuf:"bytes,11,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId string `protobuf:"bytes,11,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// What its build cache holds, as it last reported (bounded by the hub).
+	// Absent when it reported nothing.
+	Cache         *CacheSummary `protobuf:"bytes,12,opt,name=cache,proto3" json:"cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +285,13 @@ func (x *WorkerInfo) GetSessionId() string {
 		return x.SessionId
 	}
 	return ""
+}
+
+func (x *WorkerInfo) GetCache() *CacheSummary {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
 }
 
 // ListWorkersRequest has no parameters yet.
@@ -655,7 +665,7 @@ var File_blacktree_v1_admin_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18blacktree/v1/admin.proto\x12\fblacktree.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x04\n" +
+	"\x18blacktree/v1/admin.proto\x12\fblacktree.v1\x1a\x19blacktree/v1/worker.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
 	"\n" +
 	"WorkerInfo\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
@@ -670,7 +680,8 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\n" +
 	" \x01(\tR\aversion\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\v \x01(\tR\tsessionId\x1a9\n" +
+	"session_id\x18\v \x01(\tR\tsessionId\x120\n" +
+	"\x05cache\x18\f \x01(\v2\x1a.blacktree.v1.CacheSummaryR\x05cache\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
@@ -741,29 +752,31 @@ var file_blacktree_v1_admin_proto_goTypes = []any{
 	(*DrainWorkerResponse)(nil),   // 9: blacktree.v1.DrainWorkerResponse
 	nil,                           // 10: blacktree.v1.WorkerInfo.LabelsEntry
 	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*CacheSummary)(nil),          // 12: blacktree.v1.CacheSummary
 }
 var file_blacktree_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: blacktree.v1.WorkerInfo.state:type_name -> blacktree.v1.WorkerState
 	10, // 1: blacktree.v1.WorkerInfo.labels:type_name -> blacktree.v1.WorkerInfo.LabelsEntry
 	11, // 2: blacktree.v1.WorkerInfo.connected_since:type_name -> google.protobuf.Timestamp
 	11, // 3: blacktree.v1.WorkerInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	2,  // 4: blacktree.v1.ListWorkersResponse.workers:type_name -> blacktree.v1.WorkerInfo
-	1,  // 5: blacktree.v1.JobInfo.state:type_name -> blacktree.v1.JobState
-	11, // 6: blacktree.v1.JobInfo.received_at:type_name -> google.protobuf.Timestamp
-	11, // 7: blacktree.v1.JobInfo.accepted_at:type_name -> google.protobuf.Timestamp
-	5,  // 8: blacktree.v1.ListJobsResponse.jobs:type_name -> blacktree.v1.JobInfo
-	2,  // 9: blacktree.v1.DrainWorkerResponse.worker:type_name -> blacktree.v1.WorkerInfo
-	3,  // 10: blacktree.v1.AdminService.ListWorkers:input_type -> blacktree.v1.ListWorkersRequest
-	6,  // 11: blacktree.v1.AdminService.ListJobs:input_type -> blacktree.v1.ListJobsRequest
-	8,  // 12: blacktree.v1.AdminService.DrainWorker:input_type -> blacktree.v1.DrainWorkerRequest
-	4,  // 13: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
-	7,  // 14: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
-	9,  // 15: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 4: blacktree.v1.WorkerInfo.cache:type_name -> blacktree.v1.CacheSummary
+	2,  // 5: blacktree.v1.ListWorkersResponse.workers:type_name -> blacktree.v1.WorkerInfo
+	1,  // 6: blacktree.v1.JobInfo.state:type_name -> blacktree.v1.JobState
+	11, // 7: blacktree.v1.JobInfo.received_at:type_name -> google.protobuf.Timestamp
+	11, // 8: blacktree.v1.JobInfo.accepted_at:type_name -> google.protobuf.Timestamp
+	5,  // 9: blacktree.v1.ListJobsResponse.jobs:type_name -> blacktree.v1.JobInfo
+	2,  // 10: blacktree.v1.DrainWorkerResponse.worker:type_name -> blacktree.v1.WorkerInfo
+	3,  // 11: blacktree.v1.AdminService.ListWorkers:input_type -> blacktree.v1.ListWorkersRequest
+	6,  // 12: blacktree.v1.AdminService.ListJobs:input_type -> blacktree.v1.ListJobsRequest
+	8,  // 13: blacktree.v1.AdminService.DrainWorker:input_type -> blacktree.v1.DrainWorkerRequest
+	4,  // 14: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
+	7,  // 15: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
+	9,  // 16: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_admin_proto_init() }
@@ -771,6 +784,7 @@ func file_blacktree_v1_admin_proto_init() {
 	if File_blacktree_v1_admin_proto != nil {
 		return
 	}
+	file_blacktree_v1_worker_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
