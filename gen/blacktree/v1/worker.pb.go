@@ -604,9 +604,12 @@ type RunningJob struct {
 	// The job's id.
 	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// When the worker started it.
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// RunJob.dispatch_ticket of the job, returned as it came. A hub that
+	// does not hold the job adopts it only with a valid ticket.
+	DispatchTicket string `protobuf:"bytes,3,opt,name=dispatch_ticket,json=dispatchTicket,proto3" json:"dispatch_ticket,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RunningJob) Reset() {
@@ -651,6 +654,13 @@ func (x *RunningJob) GetStartedAt() *timestamppb.Timestamp {
 		return x.StartedAt
 	}
 	return nil
+}
+
+func (x *RunningJob) GetDispatchTicket() string {
+	if x != nil {
+		return x.DispatchTicket
+	}
+	return ""
 }
 
 // Heartbeat reports that the worker is alive and how loaded it is.
@@ -914,10 +924,15 @@ func (x *JobLog) GetData() string {
 // JobResult carries the outcome of a job.
 type JobResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The response to publish on `status.queue`.
-	Response      *JobResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The response to publish on `status.queue`. The hub sets its worker_id
+	// itself; the worker's value is ignored.
+	Response *JobResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// RunJob.dispatch_ticket of the job, returned as it came. A hub that
+	// does not hold the job publishes the result only with a valid ticket of
+	// its deployment (docs/protocol.md#ownership).
+	DispatchTicket string `protobuf:"bytes,2,opt,name=dispatch_ticket,json=dispatchTicket,proto3" json:"dispatch_ticket,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobResult) Reset() {
@@ -957,6 +972,13 @@ func (x *JobResult) GetResponse() *JobResponse {
 	return nil
 }
 
+func (x *JobResult) GetDispatchTicket() string {
+	if x != nil {
+		return x.DispatchTicket
+	}
+	return ""
+}
+
 // Registered opens the session from the hub's side.
 type Registered struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -977,6 +999,11 @@ type Registered struct {
 	// the hub takes each group with one wake-up instead of one per
 	// heartbeat. Hub flag --heartbeat-grid. Unset: any phase.
 	HeartbeatGrid *durationpb.Duration `protobuf:"bytes,5,opt,name=heartbeat_grid,json=heartbeatGrid,proto3" json:"heartbeat_grid,omitempty"`
+	// The deployment the hub belongs to: hubs that share a broker and its
+	// queues share it. A worker re-sends a stored result only to hubs whose
+	// deployment_id is the one the job's dispatch_ticket names. Empty from
+	// hubs that predate it.
+	DeploymentId  string `protobuf:"bytes,6,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1046,6 +1073,13 @@ func (x *Registered) GetHeartbeatGrid() *durationpb.Duration {
 	return nil
 }
 
+func (x *Registered) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
 // HeartbeatInterval changes how often the worker sends Heartbeat. When its
 // fleet grows or shrinks past a step of its heartbeat budget (hub flag
 // --max-heartbeat-rate), the hub sends it in answer to each worker's next
@@ -1103,9 +1137,13 @@ func (x *HeartbeatInterval) GetInterval() *durationpb.Duration {
 type RunJob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job to run.
-	Job           *JobRequest `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Job *JobRequest `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// Opaque proof that this deployment dispatched the job to this worker
+	// (id and credential), "<deployment id>.<mac>". The worker returns it
+	// in RunningJob and JobResult, and stores it with a persisted result.
+	DispatchTicket string `protobuf:"bytes,2,opt,name=dispatch_ticket,json=dispatchTicket,proto3" json:"dispatch_ticket,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RunJob) Reset() {
@@ -1143,6 +1181,13 @@ func (x *RunJob) GetJob() *JobRequest {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *RunJob) GetDispatchTicket() string {
+	if x != nil {
+		return x.DispatchTicket
+	}
+	return ""
 }
 
 // ResultAck acknowledges a JobResult: the status message is durably
@@ -1342,12 +1387,13 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\vbase_images\x18\x02 \x03(\tR\n" +
 	"baseImages\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\"^\n" +
+	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\"\x87\x01\n" +
 	"\n" +
 	"RunningJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x129\n" +
 	"\n" +
-	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xb6\x01\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12'\n" +
+	"\x0fdispatch_ticket\x18\x03 \x01(\tR\x0edispatchTicket\"\xb6\x01\n" +
 	"\tHeartbeat\x123\n" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n" +
 	"\x0frunning_job_ids\x18\x02 \x03(\tR\rrunningJobIds\x12\x1a\n" +
@@ -1362,9 +1408,10 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x06JobLog\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\tR\x04data\"B\n" +
+	"\x04data\x18\x03 \x01(\tR\x04data\"k\n" +
 	"\tJobResult\x125\n" +
-	"\bresponse\x18\x01 \x01(\v2\x19.blacktree.v1.JobResponseR\bresponse\"\xef\x01\n" +
+	"\bresponse\x18\x01 \x01(\v2\x19.blacktree.v1.JobResponseR\bresponse\x12'\n" +
+	"\x0fdispatch_ticket\x18\x02 \x01(\tR\x0edispatchTicket\"\x94\x02\n" +
 	"\n" +
 	"Registered\x12\x1d\n" +
 	"\n" +
@@ -1373,11 +1420,13 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x06hub_id\x18\x03 \x01(\tR\x05hubId\x12\x1f\n" +
 	"\vworker_name\x18\x04 \x01(\tR\n" +
 	"workerName\x12@\n" +
-	"\x0eheartbeat_grid\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rheartbeatGrid\"J\n" +
+	"\x0eheartbeat_grid\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rheartbeatGrid\x12#\n" +
+	"\rdeployment_id\x18\x06 \x01(\tR\fdeploymentId\"J\n" +
 	"\x11HeartbeatInterval\x125\n" +
-	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"4\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"]\n" +
 	"\x06RunJob\x12*\n" +
-	"\x03job\x18\x01 \x01(\v2\x18.blacktree.v1.JobRequestR\x03job\"\"\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.blacktree.v1.JobRequestR\x03job\x12'\n" +
+	"\x0fdispatch_ticket\x18\x02 \x01(\tR\x0edispatchTicket\"\"\n" +
 	"\tResultAck\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\":\n" +
 	"\tCancelJob\x12\x15\n" +
