@@ -39,7 +39,7 @@ func TestAdoptionAnnouncedToReplicas(t *testing.T) {
 				eventually(t, 5*time.Second, "job orphaned on A", func() bool { return a.jobState("job-moved") == jobOrphaned })
 			}
 			w2 := dialWorker(t, b.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "mover",
-				RunningJobs: []*blacktreev1.RunningJob{{JobId: "job-moved"}}}, false)
+				RunningJobs: []*blacktreev1.RunningJob{{JobId: "job-moved", DispatchTicket: ticketOf("mover", "job-moved")}}}, false)
 			// B sends Registered before it adopts the reported jobs (RunJobs
 			// it dispatches at registration must follow Registered); the
 			// worker's own frames are read only after both.

@@ -2,9 +2,11 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -164,6 +166,21 @@ type Config struct {
 	// the credentials change (a token file reload), ends the sessions for
 	// which it returns false. nil: sessions are never re-checked.
 	Authorized func(ctx context.Context) bool
+	// Credential, when set, returns a stable key for the credential a
+	// worker stream was opened with (its token, or its certificate's
+	// identity): a worker id belongs to one credential while it has a
+	// live session or jobs at the hub, and dispatch tickets bind it. It
+	// must give the same key on every hub of the deployment. nil: every
+	// stream has the same credential.
+	Credential func(ctx context.Context) string
+	// DeploymentID names the deployment this hub belongs to (DeploymentID
+	// derives one from the broker and queues). Default: one of this hub's
+	// own, so that no other hub accepts its tickets.
+	DeploymentID string
+	// DispatchKey signs dispatch tickets; every hub of the deployment needs
+	// the same one. Default: random, so that tickets of this process are
+	// valid only until it stops.
+	DispatchKey []byte
 
 	// Policy is the validation policy for JobRequests.
 	Policy jobspec.Policy
@@ -183,6 +200,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HubID == "" {
 		c.HubID = "hub-" + newID()
+	}
+	if c.DeploymentID == "" {
+		c.DeploymentID = DeploymentID(c.HubID, "", "")
+	}
+	if strings.Contains(c.DeploymentID, ".") {
+		return c, errors.New("hub: DeploymentID may not contain '.'")
+	}
+	if len(c.DispatchKey) == 0 {
+		c.DispatchKey = make([]byte, 32)
+		if _, err := rand.Read(c.DispatchKey); err != nil {
+			return c, fmt.Errorf("hub: dispatch key: %w", err)
+		}
 	}
 	setDur(&c.HeartbeatInterval, DefaultHeartbeatInterval)
 	setDur(&c.MaxHeartbeatInterval, max(DefaultMaxHeartbeatInterval, c.HeartbeatInterval))

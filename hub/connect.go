@@ -127,6 +127,14 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 		held: true, // until register has made it the worker's session
 	}
 	w.log = h.log.Named("worker").With("worker_id", w.id, "session_id", w.sessionID)
+	if h.cfg.Credential != nil {
+		w.cred = h.cfg.Credential(ctx)
+	}
+	if err := h.claimIdentity(w); err != nil {
+		h.metrics.refused.WithLabelValues(refusedIdentity).Inc()
+		w.log.Warn("refusing a Register: the worker id belongs to another credential", "name", name, "address", addr, "error", err)
+		return status.Errorf(codes.PermissionDenied, "worker id %q: %v; every worker needs an id of its own (its own --state-dir)", w.id, err)
+	}
 	// endSession runs on its own goroutine the moment the session ends,
 	// whatever ends it (once registration is done, so that the fleet never
 	// sees the end before the start); the handler waits for it below.
@@ -171,7 +179,7 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
 	old := h.manager.register(w, reg.GetDraining(), func(interval time.Duration) {
 		w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
-			SessionId: w.sessionID, HeartbeatInterval: durationpb.New(interval), HubId: h.cfg.HubID, WorkerName: w.name,
+			SessionId: w.sessionID, HeartbeatInterval: durationpb.New(interval), HubId: h.cfg.HubID, WorkerName: w.name, DeploymentId: h.cfg.DeploymentID,
 			HeartbeatGrid: h.heartbeatGrid(),
 		}}})
 	})

@@ -71,9 +71,11 @@ func TestHubRestartMidJob(t *testing.T) {
 	w.kill()
 
 	b := e.startHub(func(c *Config) { c.LostWorkerGrace = 500 * time.Millisecond })
-	held := &blacktreev1.JobResult{Response: &blacktreev1.JobResponse{JobId: "job-done", Success: true, ImageUrl: "r/i:1"}}
+	held := &blacktreev1.JobResult{Response: &blacktreev1.JobResponse{JobId: "job-done", Success: true, ImageUrl: "r/i:1"},
+		DispatchTicket: ticketOf("w1", "job-done")}
 	w2 := dialWorker(t, b.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "w1", Slots: 2,
-		RunningJobs: []*blacktreev1.RunningJob{{JobId: "job-run"}}, UnackedResults: []*blacktreev1.JobResult{held}}, false)
+		RunningJobs:    []*blacktreev1.RunningJob{{JobId: "job-run", DispatchTicket: ticketOf("w1", "job-run")}},
+		UnackedResults: []*blacktreev1.JobResult{held}}, false)
 	w2.expectResultAck("job-done")
 	if got := b.jobState("job-run"); got != jobRunning {
 		t.Fatalf("adopted job state = %v, want RUNNING", got)

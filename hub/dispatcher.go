@@ -80,12 +80,13 @@ func (fx effects) run() {
 // Dispatcher moves jobs from the broker to workers and results back. State
 // has one owner: mu.
 type Dispatcher struct {
-	cfg Config
-	log hclog.Logger
-	b   Broker
-	ann Announcer // b's adoption announcements; nil when b has none
-	m   *WorkerManager
-	met *metrics
+	cfg     Config
+	log     hclog.Logger
+	b       Broker
+	ann     Announcer // b's adoption announcements; nil when b has none
+	tickets ticketer
+	m       *WorkerManager
+	met     *metrics
 
 	pubCtx    context.Context // ends at hard stop: publishes give up
 	pubCancel context.CancelFunc
@@ -104,7 +105,8 @@ func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, tasks *
 	ctx, cancel := context.WithCancel(context.Background())
 	ann, _ := b.(Announcer)
 	return &Dispatcher{cfg: cfg, log: log, b: b, ann: ann, m: m, met: met, pubCtx: ctx, pubCancel: cancel,
-		jobs: map[string]*job{}, changed: make(chan struct{}), tasks: tasks}
+		jobs: map[string]*job{}, changed: make(chan struct{}), tasks: tasks,
+		tickets: ticketer{deployment: cfg.DeploymentID, key: cfg.DispatchKey}}
 }
 
 // run consumes deliveries until ctx ends or the channel closes.
@@ -260,7 +262,7 @@ func (d *Dispatcher) assignLocked(j *job, fx *effects) {
 	d.met.placement(r.warm)
 	j.state, j.w, j.lastWID = jobOffered, w, w.id
 	d.armLocked(j, d.cfg.AcceptTimeout, d.acceptExpiredLocked)
-	w.send(runJobMsg(j.req))
+	w.send(runJobMsg(j.req, d.tickets.issue(w.id, w.cred, j.id)))
 	d.log.Debug("job offered", "job_id", j.id, "worker_id", w.id, "warm", r.warm)
 }
 

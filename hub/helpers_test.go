@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/cluster"
@@ -101,7 +103,9 @@ func (e *env) startHub(mutate func(*Config), rmutate ...func(*rabbit.Config)) *t
 	}
 	th := &testHub{rc: rc, runErr: make(chan error, 1), rcDone: make(chan struct{})}
 	go func() { defer close(th.rcDone); _ = rc.Run(context.Background()) }()
-	cfg := Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", HoldTimeout: time.Second, DrainTimeout: time.Second}
+	// The hubs of one env are one deployment: they share its id and key.
+	cfg := Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", HoldTimeout: time.Second, DrainTimeout: time.Second,
+		DeploymentID: DeploymentID(amqpURL(), e.execQ, e.statusQ), DispatchKey: []byte("test key " + e.id)}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -178,15 +182,30 @@ type fakeWorker struct {
 	auto   bool // accept every RunJob and answer it with a success at once
 	sendMu sync.Mutex
 	reg    *blacktreev1.Registered
+	err    error // why the stream ended; read after done is closed
 }
 
 func dialWorker(t *testing.T, addr string, reg *blacktreev1.Register, auto bool) *fakeWorker {
+	t.Helper()
+	f, err := dialWorkerAs(t, addr, "", reg, auto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// dialWorkerAs dials with cred in the call's credMetadata (see
+// credentialFromMetadata) and fails when no Registered comes.
+func dialWorkerAs(t *testing.T, addr, cred string, reg *blacktreev1.Register, auto bool) (*fakeWorker, error) {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatalf("grpc.NewClient() = %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if cred != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, credMetadata, cred)
+	}
 	stream, err := blacktreev1.NewWorkerServiceClient(conn).Connect(ctx)
 	if err != nil {
 		cancel()
@@ -207,11 +226,23 @@ func dialWorker(t *testing.T, addr string, reg *blacktreev1.Register, auto bool)
 			t.Fatalf("first frame = %v, want Registered", m)
 		}
 	case <-f.done:
-		t.Fatalf("stream ended before Registered")
+		return nil, fmt.Errorf("stream ended before Registered: %w", f.err)
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no Registered within 10s")
 	}
-	return f
+	return f, nil
+}
+
+// credMetadata carries a fake worker's credential key in tests; a hub
+// started with credentialFromMetadata binds worker ids to it.
+const credMetadata = "test-credential"
+
+func credentialFromMetadata(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(credMetadata); len(v) == 1 {
+		return v[0]
+	}
+	return ""
 }
 
 func (f *fakeWorker) recv() {
@@ -219,7 +250,11 @@ func (f *fakeWorker) recv() {
 	for {
 		m, err := f.stream.Recv()
 		if err != nil {
+			f.err = err
 			return
+		}
+		if rj := m.GetRunJob(); rj != nil {
+			tickets.Store(f.id+"/"+rj.GetJob().GetJobId(), rj.GetDispatchTicket())
 		}
 		if rj := m.GetRunJob(); rj != nil && f.auto {
 			id := rj.GetJob().GetJobId()
@@ -246,7 +281,18 @@ func (f *fakeWorker) accept(id string) {
 
 func (f *fakeWorker) result(id string, ok bool) {
 	f.send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobResult{JobResult: &blacktreev1.JobResult{Response: &blacktreev1.JobResponse{
-		JobId: id, Success: ok, Logs: "done", ImageUrl: "reg.example/img:1"}}}})
+		JobId: id, Success: ok, Logs: "done", ImageUrl: "reg.example/img:1"}, DispatchTicket: ticketOf(f.id, id)}}})
+}
+
+// tickets holds the dispatch ticket of every RunJob a fake worker got, by
+// "worker id/job id", so that a later session of that worker can claim
+// the job or re-send its result, as a real worker does.
+var tickets sync.Map
+
+func ticketOf(workerID, jobID string) string {
+	t, _ := tickets.Load(workerID + "/" + jobID)
+	s, _ := t.(string)
+	return s
 }
 
 // next waits for the next frame matching pick.

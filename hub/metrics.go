@@ -25,7 +25,18 @@ type metrics struct {
 	// warm or cold for the job.
 	cachedSteps, ranSteps  prometheus.Counter
 	warmPlaced, coldPlaced prometheus.Counter
+	// refused counts worker frames refused for identity or ownership
+	// (docs/protocol.md#ownership), by reason.
+	refused *prometheus.CounterVec
 }
+
+// Reasons of blacktree_worker_frames_refused_total.
+const (
+	refusedIdentity        = "identity_taken"   // Register of an id held by another credential
+	refusedNotOwner        = "not_owner"        // a job offered to or running on another session
+	refusedNeverDispatched = "never_dispatched" // a job this deployment did not dispatch to the worker
+	refusedOtherDeployment = "other_deployment" // a job of another deployment
+)
 
 func counter(name, help string) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "blacktree", Name: name, Help: help})
@@ -58,7 +69,13 @@ func newMetrics() *metrics {
 		Help: "Jobs offered to a worker, by whether its build cache held the job's build key (warm) or not (cold)."},
 		[]string{"cache"})
 	m.warmPlaced, m.coldPlaced = placements.WithLabelValues("warm"), placements.WithLabelValues("cold")
-	m.reg.MustRegister(steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "worker_frames_refused_total",
+		Help: "Worker frames refused: a Register of a worker id held by another credential, or a JobAccepted, JobRejected, JobResult or claimed running job for a job the worker does not hold, by reason."},
+		[]string{"reason"})
+	for _, r := range []string{refusedIdentity, refusedNotOwner, refusedNeverDispatched, refusedOtherDeployment} {
+		m.refused.WithLabelValues(r) // exported at 0 from the start
+	}
+	m.reg.MustRegister(m.refused, steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -14,25 +14,32 @@ import (
 )
 
 // accepted: w owns the job from now on; its delivery is acked
-// (docs/protocol.md#acknowledging-a-job).
+// (docs/protocol.md#acknowledging-a-job). Only the session the job was
+// offered to (or that runs it already) may accept it; any other
+// JobAccepted is refused and answered with CancelJob
+// (docs/protocol.md#ownership).
 func (d *Dispatcher) accepted(w *Worker, jobID string) {
 	d.mu.Lock()
 	var fx effects
 	j := d.jobs[jobID]
-	if j == nil {
-		// Accepted after the hub gave up on it (accept timeout, requeue):
-		// track it so its result is published and its loss reported.
-		w.log.Warn("worker accepted a job this hub no longer offers; tracking it", "job_id", jobID)
-		j = &job{id: jobID, tried: map[string]bool{}, received: time.Now()}
-		d.jobs[jobID] = j
+	switch {
+	case j != nil && j.state == jobPublishing:
+	case j != nil && j.w == w:
+		d.ownLocked(j, w, &fx)
+	default:
+		// Never offered to w, or offered elsewhere after w's accept
+		// timeout: the job stays where it is (or with the broker).
+		d.refuseLocked(w, jobID, "JobAccepted", refusedNotOwner)
+		w.send(cancelJobMsg(jobID, "not offered to this worker"))
 	}
-	if j.state == jobPublishing {
-		d.mu.Unlock()
-		return
-	}
-	d.ownLocked(j, w, &fx)
 	d.mu.Unlock()
 	fx.run()
+}
+
+// refuseLocked logs and counts a frame about a job that w does not hold.
+func (d *Dispatcher) refuseLocked(w *Worker, jobID, frame, reason string) {
+	d.met.refused.WithLabelValues(reason).Inc()
+	w.log.Warn("refusing a frame for a job this worker does not hold", "frame", frame, "job_id", jobID, "reason", reason)
 }
 
 // ownLocked makes j RUNNING on w and acks its delivery if still unacked.
@@ -66,7 +73,8 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 	}
 }
 
-// rejected: w declined the job; offer it elsewhere or hold it.
+// rejected: w declined the job; offer it elsewhere or hold it. Only the
+// session the job is offered to may decline it.
 func (d *Dispatcher) rejected(w *Worker, r *blacktreev1.JobRejected) {
 	d.mu.Lock()
 	var fx effects
@@ -78,30 +86,72 @@ func (d *Dispatcher) rejected(w *Worker, r *blacktreev1.JobRejected) {
 		d.m.release(w, j.id)
 		j.tried[w.id] = true
 		d.assignLocked(j, &fx)
+	} else if j == nil || j.w != w {
+		d.refuseLocked(w, r.GetJobId(), "JobRejected", refusedNotOwner)
 	}
 	d.mu.Unlock()
 	fx.run()
 }
 
+// ownsLocked decides whether w may report on j (nil: a job this hub does
+// not hold) carrying ticket: "" when it may, else the refusal's reason.
+// A hub holds its own record of who holds a job: the session it is
+// offered to or running on, or, for an orphaned job, the worker id it
+// ran on (that id belongs to the same credential, since Register checks
+// it). A job it does not hold, or holds unassigned (pending, back from
+// the broker), is w's only with a valid dispatch ticket: dispatched to
+// w's id and credential by a hub of this deployment, before a restart or
+// a move.
+func (d *Dispatcher) ownsLocked(w *Worker, j *job, id, ticket string) (reason string) {
+	if j != nil {
+		switch {
+		case j.w == w:
+			return ""
+		case j.w == nil && j.state == jobOrphaned && j.lastWID == w.id:
+			return ""
+		case j.w != nil || j.state == jobOrphaned:
+			return refusedNotOwner // held by another session or worker
+		}
+	}
+	switch d.tickets.check(ticket, w.id, w.cred, id) {
+	case ticketValid:
+		return ""
+	case ticketOtherDeploy:
+		return refusedOtherDeployment
+	}
+	return refusedNeverDispatched
+}
+
 // result publishes a job's response, then answers ResultAck
-// (docs/protocol.md#results).
-func (d *Dispatcher) result(w *Worker, res *blacktreev1.JobResult) {
+// (docs/protocol.md#results). A result from a worker that does not hold
+// the job is not published (docs/protocol.md#ownership): it is refused
+// with a ResultAck, so that the worker stops sending it, unless it
+// belongs to another deployment (the worker keeps it for a hub of that
+// one). It reports whether the result was taken up.
+func (d *Dispatcher) result(w *Worker, res *blacktreev1.JobResult) bool {
 	resp := res.GetResponse()
 	if resp == nil || jobspec.ValidJobID(resp.GetJobId()) != nil {
 		w.log.Warn("ignoring a result without a valid job id")
-		return
-	}
-	if resp.GetWorkerId() == "" {
-		resp.WorkerId = w.id
+		return false
 	}
 	id := resp.GetJobId()
 	d.mu.Lock()
 	var fx effects
 	j := d.jobs[id]
 	if j != nil && j.state == jobPublishing {
-		d.mu.Unlock() // the publish under way answers ResultAck when done
-		return
+		d.mu.Unlock()
+		if j.lastWID != w.id {
+			d.refuse(w, id, refusedNotOwner)
+		}
+		// else: the publish under way answers ResultAck when done
+		return false
 	}
+	if reason := d.ownsLocked(w, j, id, res.GetDispatchTicket()); reason != "" {
+		d.mu.Unlock()
+		d.refuse(w, id, reason)
+		return false
+	}
+	resp.WorkerId = w.id // the hub's record, never the worker's word
 	var del *broker.Delivery
 	corr := ""
 	if j == nil {
@@ -122,17 +172,26 @@ func (d *Dispatcher) result(w *Worker, res *blacktreev1.JobResult) {
 	fx.run()
 	w.log.Info("job finished", "job_id", id, "success", resp.GetSuccess())
 	d.goPublish(id, resp, corr, w.id, del)
+	return true
+}
+
+// refuse counts and logs a refused result and, unless it belongs to
+// another deployment, acks it so that the worker forgets it.
+func (d *Dispatcher) refuse(w *Worker, id, reason string) {
+	d.mu.Lock()
+	d.refuseLocked(w, id, "JobResult", reason)
+	d.mu.Unlock()
+	if reason != refusedOtherDeployment {
+		w.send(resultAckMsg(id))
+	}
 }
 
 // registered adopts a new session's running jobs and publishes its
-// unacknowledged results, and announces both to the other replicas.
+// unacknowledged results, and announces both to the other replicas. A
+// claimed job w does not hold (ownsLocked) is not adopted; unless it
+// belongs to another deployment, w is told to cancel it.
 func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
 	var adopted []string
-	for _, r := range reg.GetUnackedResults() {
-		if id := r.GetResponse().GetJobId(); jobspec.ValidJobID(id) == nil {
-			adopted = append(adopted, id)
-		}
-	}
 	d.mu.Lock()
 	var fx effects
 	for _, rj := range reg.GetRunningJobs() {
@@ -140,24 +199,35 @@ func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
 		if jobspec.ValidJobID(id) != nil {
 			continue
 		}
-		adopted = append(adopted, id)
 		j := d.jobs[id]
+		if j != nil && j.state == jobPublishing {
+			continue
+		}
+		if reason := d.ownsLocked(w, j, id, rj.GetDispatchTicket()); reason != "" {
+			// A job of another session stays there; a ticket of another
+			// deployment is not this hub's business.
+			if reason != refusedOtherDeployment {
+				d.refuseLocked(w, id, "Register.running_jobs", reason)
+				w.send(cancelJobMsg(id, "not dispatched to this worker"))
+			}
+			continue
+		}
 		if j == nil {
 			j = &job{id: id, tried: map[string]bool{}, received: time.Now()}
 			d.jobs[id] = j
 		}
-		if j.state == jobPublishing {
-			continue
-		}
+		adopted = append(adopted, id)
 		w.log.Info("adopting running job", "job_id", id, "was", j.state.String())
 		d.ownLocked(j, w, &fx)
 	}
 	d.mu.Unlock()
 	fx.run()
-	d.goAnnounce(adopted, w.id)
 	for _, r := range reg.GetUnackedResults() {
-		d.result(w, r)
+		if d.result(w, r) {
+			adopted = append(adopted, r.GetResponse().GetJobId())
+		}
 	}
+	d.goAnnounce(adopted, w.id)
 	d.retryHeld()
 }
 

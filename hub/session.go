@@ -61,8 +61,11 @@ type Worker struct {
 	name      string
 	version   string
 	addr      string
-	labels    map[string]string
-	slots     int
+	// cred is the key of the credential the stream was opened with
+	// (Config.Credential); the worker id belongs to it.
+	cred   string
+	labels map[string]string
+	slots  int
 	// intervalUpdates: the worker applies HeartbeatInterval frames.
 	intervalUpdates bool
 	connected       time.Time
@@ -306,8 +309,8 @@ func (w *Worker) flushSend(d time.Duration) {
 	}
 }
 
-func runJobMsg(req *blacktreev1.JobRequest) *blacktreev1.HubMessage {
-	return &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_RunJob{RunJob: &blacktreev1.RunJob{Job: req}}}
+func runJobMsg(req *blacktreev1.JobRequest, ticket string) *blacktreev1.HubMessage {
+	return &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_RunJob{RunJob: &blacktreev1.RunJob{Job: req, DispatchTicket: ticket}}}
 }
 
 func resultAckMsg(jobID string) *blacktreev1.HubMessage {

@@ -196,7 +196,7 @@ func TestSendQueueBound(t *testing.T) {
 			w.maxQueue = sendQueueBound(DefaultSendQueue, tc.slots)
 			for i := range tc.slots {
 				id := fmt.Sprintf("j%d", i)
-				if !w.send(runJobMsg(validJob(id))) || !w.send(resultAckMsg(id)) || !w.send(cancelJobMsg(id, "x")) {
+				if !w.send(runJobMsg(validJob(id), "")) || !w.send(resultAckMsg(id)) || !w.send(cancelJobMsg(id, "x")) {
 					t.Fatalf("send() of slot %d's frames = false, want true (bound %d)", i, w.maxQueue)
 				}
 			}
