@@ -27,6 +27,9 @@ type job struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	log     hclog.Logger
+	// ticket is RunJob.dispatch_ticket, returned to the hub in
+	// RunningJob and JobResult (docs/protocol.md#ownership).
+	ticket string
 }
 
 // ErrCancelled is the cause of a job cancelled by the hub's CancelJob.
@@ -41,7 +44,8 @@ func (e jobTimeoutError) Error() string { return fmt.Sprintf("timed out after %s
 // handleRunJob answers a RunJob: JobAccepted (and a new run, unless the job
 // is already running or its result is held — then it is only accepted
 // again) or JobRejected when every slot is taken or the agent is draining.
-func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
+func (a *Agent) handleRunJob(s *session, rj *blacktreev1.RunJob) {
+	req := rj.GetJob()
 	id := req.GetJobId()
 	if id == "" {
 		s.log.Warn("runjob without a job id; rejecting it")
@@ -66,7 +70,7 @@ func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
 		reason, detail = blacktreev1.RejectReason_REJECT_REASON_NO_CAPACITY, fmt.Sprintf("all %d slots are busy", a.cfg.Slots)
 	default:
 		ctx, cancel := context.WithCancelCause(a.jobsCtx)
-		j = &job{id: id, req: req, started: time.Now(), ctx: ctx, cancel: cancel, log: a.log.With("job_id", id)}
+		j = &job{id: id, req: req, started: time.Now(), ctx: ctx, cancel: cancel, log: a.log.With("job_id", id), ticket: rj.GetDispatchTicket()}
 		a.jobs[id] = j
 		a.jobsWG.Add(1)
 	}
@@ -273,7 +277,7 @@ func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.Jo
 // summary goes first, so that the hub knows the job's key is warm here
 // before it sees the result (cache.go).
 func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse, cacheChanged bool) {
-	res := &blacktreev1.JobResult{Response: resp}
+	res := &blacktreev1.JobResult{Response: resp, DispatchTicket: j.ticket}
 	h := &heldResult{res: res}
 	syncWrite := a.cfg.PersistResultsBeforeSend && a.state.dir != ""
 	if syncWrite {
@@ -291,6 +295,9 @@ func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse, cacheChanged 
 	delete(a.jobs, j.id)
 	a.results[j.id] = h
 	s := a.sess
+	if s != nil && !s.takes(res) {
+		s = nil // moved to a hub of another deployment: keep it for one of the job's
+	}
 	h.sentOn = s
 	if s != nil && !syncWrite && a.state.dir != "" {
 		a.armPersistLocked(j.id, h)

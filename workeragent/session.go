@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,9 @@ type session struct {
 	// one not yet taken.
 	schedule chan hbsched.Schedule
 	grid     time.Duration // Registered.heartbeat_grid: phases are its multiples; 0: any
+	// deployment is Registered.deployment_id: results go only to hubs of
+	// the deployment that dispatched their job (takes).
+	deployment string
 
 	hbMu      sync.Mutex // serialises sendHeartbeat; guards cacheSent
 	cacheSent uint64     // version of the cache summary last queued on the stream
@@ -126,6 +130,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 		return false, fmt.Errorf("hub answered Register with %T, want Registered", first.GetFrame())
 	}
 	s.grid = reg.GetHeartbeatGrid().AsDuration()
+	s.deployment = reg.GetDeploymentId()
 	sched := hbsched.New(heartbeatPeriod(reg.GetHeartbeatInterval()), s.grid)
 	a.everRegistered.Store(true)
 	s.log = s.log.With("session_id", reg.GetSessionId())
@@ -149,7 +154,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 	a.setSessionLocked(s)
 	var pending []*blacktreev1.WorkerMessage
 	for _, h := range a.results {
-		if h.sentOn != s {
+		if h.sentOn != s && s.takes(h.res) {
 			h.sentOn = s
 			pending = append(pending, resultFrame(h.res))
 		}
@@ -228,7 +233,7 @@ func (a *Agent) receiveLoop(s *session) error {
 		}
 		switch f := msg.GetFrame().(type) {
 		case *blacktreev1.HubMessage_RunJob:
-			a.handleRunJob(s, f.RunJob.GetJob())
+			a.handleRunJob(s, f.RunJob)
 		case *blacktreev1.HubMessage_ResultAck:
 			a.handleResultAck(s, f.ResultAck.GetJobId())
 		case *blacktreev1.HubMessage_CancelJob:
@@ -265,11 +270,16 @@ func (a *Agent) registerFrame(s *session) *blacktreev1.WorkerMessage {
 	reg.Cache, s.cacheSent = a.cache.summaryAfter(0)
 	for _, id := range sortedKeys(a.jobs) {
 		j := a.jobs[id]
-		reg.RunningJobs = append(reg.RunningJobs, &blacktreev1.RunningJob{JobId: id, StartedAt: timestamppb.New(j.started)})
+		reg.RunningJobs = append(reg.RunningJobs, &blacktreev1.RunningJob{JobId: id, StartedAt: timestamppb.New(j.started), DispatchTicket: j.ticket})
 	}
 	budget := registerResultBudget
 	for _, id := range sortedKeys(a.results) {
 		h := a.results[id]
+		if h.res.GetDispatchTicket() != "" {
+			// Which deployment the hub belongs to is known only from
+			// Registered: sent after it, to a hub of the job's deployment.
+			continue
+		}
 		if n := proto.Size(h.res); n <= budget {
 			budget -= n
 			h.sentOn = s
@@ -277,6 +287,25 @@ func (a *Agent) registerFrame(s *session) *blacktreev1.WorkerMessage {
 		}
 	}
 	return &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: reg}}
+}
+
+// takes reports whether a result may be sent on s: its job was dispatched
+// by a hub of s's deployment. A result without a ticket (from a hub that
+// predates them, or an older state directory), or a hub that does not say
+// its deployment, takes the old rule: any hub.
+func (s *session) takes(r *blacktreev1.JobResult) bool {
+	dep := ticketDeployment(r.GetDispatchTicket())
+	return dep == "" || s.deployment == "" || dep == s.deployment
+}
+
+// ticketDeployment is the deployment id a dispatch ticket names
+// ("<deployment id>.<mac>"), "" for none.
+func ticketDeployment(ticket string) string {
+	dep, _, ok := strings.Cut(ticket, ".")
+	if !ok {
+		return ""
+	}
+	return dep
 }
 
 func resultFrame(r *blacktreev1.JobResult) *blacktreev1.WorkerMessage {

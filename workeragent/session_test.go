@@ -391,3 +391,43 @@ func TestLabelMismatchRejected(t *testing.T) {
 		t.Errorf("JobRejected.reason = %v, want UNSUPPORTED", got)
 	}
 }
+
+// docs/protocol.md#ownership: a result goes back with its job's dispatch
+// ticket, and only to hubs of the deployment the ticket names.
+func TestResultsStayInTheirDeployment(t *testing.T) {
+	hub := fakehub.Start(t, fakehub.Options{HeartbeatInterval: 50 * time.Millisecond, DeploymentID: "dep-a"})
+	startAgent(t, Config{HubAddrs: []string{hub.Addr}, Name: "w1", Slots: 1, StateDir: t.TempDir()}, executor.Noop{})
+	s := hub.NextStream(t, wait)
+	const ticket = "dep-a.bWFj"
+	s.Send(t, fakehub.RunJobTicket(jobReq("job-1"), ticket))
+	res := s.WaitFor(t, wait, "JobResult", fakehub.IsResult("job-1")).GetJobResult()
+	if got := res.GetDispatchTicket(); got != ticket {
+		t.Fatalf("JobResult.dispatch_ticket = %q, want %q", got, ticket)
+	}
+
+	// Unacknowledged, then the worker reaches a hub of another deployment:
+	// the result stays with the worker.
+	hub.SetDeploymentID("dep-b")
+	s.Kill()
+	s2 := hub.NextStream(t, wait)
+	if got := s2.Register.GetUnackedResults(); len(got) != 0 {
+		t.Fatalf("Register.unacked_results to another deployment = %v, want none", got)
+	}
+	for range 3 { // a few heartbeats: the result would have been queued before them
+		s2.WaitFor(t, wait, "heartbeat", func(m *blacktreev1.WorkerMessage) bool {
+			if fakehub.IsResult("job-1")(m) {
+				t.Fatalf("job-1's result sent to a hub of another deployment")
+			}
+			return m.GetHeartbeat() != nil
+		})
+	}
+
+	// Back to its own deployment: re-sent there, ticket and all.
+	hub.SetDeploymentID("dep-a")
+	s2.Kill()
+	s3 := hub.NextStream(t, wait)
+	res = s3.WaitFor(t, wait, "JobResult", fakehub.IsResult("job-1")).GetJobResult()
+	if got := res.GetDispatchTicket(); got != ticket {
+		t.Errorf("re-sent JobResult.dispatch_ticket = %q, want %q", got, ticket)
+	}
+}

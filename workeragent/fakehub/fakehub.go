@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ type Hub struct {
 	heartbeat time.Duration
 	grid      time.Duration // Registered.heartbeat_grid; 0: unset
 	token     string
+	deploy    atomic.Pointer[string] // Registered.deployment_id
 	srv       *grpc.Server
 	lis       net.Listener
 	done      chan struct{}
@@ -57,6 +59,8 @@ type Options struct {
 	Token string
 	// TLS, when set, makes the hub serve TLS.
 	TLS *tls.Config
+	// DeploymentID is sent in Registered (SetDeploymentID changes it).
+	DeploymentID string
 }
 
 // Start starts a hub and stops it in t.Cleanup.
@@ -90,6 +94,7 @@ func Start(t testing.TB, o Options) *Hub {
 		done:      make(chan struct{}),
 		serveErr:  make(chan error, 1),
 	}
+	h.SetDeploymentID(o.DeploymentID)
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		// Fixed, small flow-control windows: a paused stream (Stream.Pause)
@@ -106,6 +111,10 @@ func Start(t testing.TB, o Options) *Hub {
 	t.Cleanup(h.Stop)
 	return h
 }
+
+// SetDeploymentID sets the deployment id later streams are told in
+// Registered.
+func (h *Hub) SetDeploymentID(id string) { h.deploy.Store(&id) }
 
 // Stop stops the server at once, breaking every stream. Idempotent.
 func (h *Hub) Stop() {
@@ -144,7 +153,7 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[blacktreev1.WorkerMessage,
 	close(s.gate)
 	if err := stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
 		SessionId: fmt.Sprintf("sess-%p", s), HeartbeatInterval: durationpb.New(h.heartbeat), HubId: "fakehub", WorkerName: reg.GetName(),
-		HeartbeatGrid: optDuration(h.grid),
+		HeartbeatGrid: optDuration(h.grid), DeploymentId: *h.deploy.Load(),
 	}}}); err != nil {
 		return err
 	}
@@ -284,6 +293,11 @@ func (h *Hub) NextStream(t testing.TB, d time.Duration) *Stream {
 		t.Fatalf("fakehub: no worker registered within %s", d)
 		return nil
 	}
+}
+
+// RunJobTicket is RunJob with a dispatch ticket.
+func RunJobTicket(req *blacktreev1.JobRequest, ticket string) *blacktreev1.HubMessage {
+	return &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_RunJob{RunJob: &blacktreev1.RunJob{Job: req, DispatchTicket: ticket}}}
 }
 
 // RunJob builds a RunJob frame.
