@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,10 @@ type Agent struct {
 	log      hclog.Logger
 	workerID string
 	state    stateStore
-	cache    *buildCache // build keys and the executor's cache state (cache.go)
+	// stateLock holds the state directory's lock (statelock.go) from New
+	// until Run returns; nil without a state directory.
+	stateLock *os.File
+	cache     *buildCache // build keys and the executor's cache state (cache.go)
 
 	flushTimeout time.Duration // finalFlushTimeout; tests shorten it
 	inspectGap   time.Duration // cacheInspectGap; tests shorten it
@@ -96,7 +100,8 @@ type heldResult struct {
 // New validates cfg, applies defaults and opens the state directory (the
 // worker id is created there on first use; results persisted by an earlier
 // run are loaded and will be delivered after Register). It does no network
-// I/O.
+// I/O. It locks the state directory until Run returns: a directory another
+// Agent holds fails with ErrStateDirLocked.
 func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -110,13 +115,19 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 	}
 	cfg.HubAddrs = slices.Clone(cfg.HubAddrs)
 	cfg.Labels = maps.Clone(cfg.Labels)
+	lock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	st := stateStore{dir: cfg.StateDir}
 	id, err := st.open()
 	if err != nil {
+		unlockStateDir(lock)
 		return nil, err
 	}
 	cache, err := openBuildCache(cfg.StateDir)
 	if err != nil {
+		unlockStateDir(lock)
 		return nil, err
 	}
 	a := &Agent{
@@ -124,6 +135,7 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		exec:        exec,
 		workerID:    id,
 		state:       st,
+		stateLock:   lock,
 		cache:       cache,
 		inspectKick: make(chan struct{}, 1),
 		log:         logger.With("worker_id", id),
@@ -244,6 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.filesClosed = true
 	a.mu.Unlock()
 	a.filesMu.Unlock()
+	unlockStateDir(a.stateLock) // nothing writes to the directory any more
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,10 +21,16 @@ func TestWorkerIDStable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
+	// a1 holds the directory until its Run returns (never run here).
+	if _, err := New(cfg, executor.Noop{}, nil); !errors.Is(err, ErrStateDirLocked) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second New() on a held state dir error = %v, want ErrStateDirLocked naming %s", err, dir)
+	}
+	unlockStateDir(a1.stateLock)
 	a2, err := New(cfg, executor.Noop{}, nil)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
+	defer unlockStateDir(a2.stateLock)
 	if a1.WorkerID() == "" || a1.WorkerID() != a2.WorkerID() {
 		t.Errorf("WorkerID() = %q then %q, want the same non-empty id", a1.WorkerID(), a2.WorkerID())
 	}
@@ -32,6 +39,7 @@ func TestWorkerIDStable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
+	defer unlockStateDir(a3.stateLock)
 	if a3.WorkerID() == a1.WorkerID() {
 		t.Errorf("WorkerID() in another state dir = %q, want a different id", a3.WorkerID())
 	}
@@ -125,9 +133,11 @@ func TestShutdownTimeoutAborts(t *testing.T) {
 func TestCorruptStateIgnored(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{HubAddrs: []string{"h:1"}, Insecure: true, StateDir: dir}
-	if _, err := New(cfg, executor.Noop{}, nil); err != nil {
+	a0, err := New(cfg, executor.Noop{}, nil)
+	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
+	unlockStateDir(a0.stateLock)
 	res := filepath.Join(dir, resultsDir)
 	for name, body := range map[string]string{"bad" + resultFileExt: "\xff\xff not a proto", ".tmp-123": "half written"} {
 		if err := os.WriteFile(filepath.Join(res, name), []byte(body), 0o600); err != nil {
@@ -138,6 +148,7 @@ func TestCorruptStateIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New() with a corrupt result file error = %v, want nil", err)
 	}
+	defer unlockStateDir(a.stateLock)
 	if got := len(a.results); got != 0 {
 		t.Errorf("results loaded = %d, want 0", got)
 	}

@@ -344,6 +344,10 @@ func run(args []string, stderr io.Writer) int {
 	}
 
 	agent, err := workeragent.New(cfg, exec, logger)
+	if errors.Is(err, workeragent.ErrStateDirLocked) {
+		fmt.Fprintf(stderr, "blacktree-worker: %v; give each worker on this host its own --state-dir\n", err)
+		return exitFailure
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "blacktree-worker: %v\n", err)
 		if errors.Is(err, workeragent.ErrConfig) {

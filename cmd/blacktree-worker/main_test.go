@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -363,5 +364,54 @@ func TestBinaryPlaintextAgainstTLSHub(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "drop --insecure and pass --tls-ca") {
 		t.Errorf("stderr = %q, want the plaintext hint", stderr.String())
+	}
+}
+
+// Two worker processes on one state directory would share a worker id:
+// the second exits 1 at once, with one line naming the directory and the
+// flag to change, and the first keeps its session.
+func TestBinaryStateDirLocked(t *testing.T) {
+	bin := buildWorker(t)
+	hub := fakehub.Start(t, fakehub.Options{})
+	dir := t.TempDir()
+	args := []string{"--hub", hub.Addr, "--insecure", "--executor", "noop", "--state-dir", dir}
+	first := exec.Command(bin, args...)
+	firstErr := &syncBuffer{}
+	first.Stderr = firstErr
+	if err := first.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(func() { _ = first.Process.Kill() })
+	s := hub.NextStream(t, wait)
+
+	second := exec.Command(bin, args...)
+	secondErr := &syncBuffer{}
+	second.Stderr = secondErr
+	if err := second.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(func() { _ = second.Process.Kill() })
+	if got := exitCode(t, second, secondErr); got != exitFailure {
+		t.Fatalf("second worker exit code = %d, want %d; stderr:\n%s", got, exitFailure, secondErr.String())
+	}
+	// The start-up warnings (no token, plaintext) come before it.
+	lines := strings.Split(strings.TrimSpace(secondErr.String()), "\n")
+	out := lines[len(lines)-1]
+	want := fmt.Sprintf("blacktree-worker: state directory is in use by another worker (pid %d): %s; give each worker on this host its own --state-dir", first.Process.Pid, dir)
+	if out != want {
+		t.Errorf("second worker's last line = %q, want %q", out, want)
+	}
+	select {
+	case <-s.Done:
+		t.Errorf("the first worker's stream ended when the second started")
+	case s2 := <-hub.Streams:
+		t.Errorf("a second worker registered (id %s)", s2.Register.GetWorkerId())
+	default:
+	}
+	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	if got := exitCode(t, first, firstErr); got != exitOK {
+		t.Errorf("first worker exit code = %d, want 0; stderr:\n%s", got, firstErr.String())
 	}
 }
