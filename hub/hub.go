@@ -173,7 +173,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.bgWG.Go(func() { h.conns.sweepEvery(time.Minute, h.stopped) })
 	h.serving.Store(true)
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	h.log.Info("hub serving", "grpc_addr", h.grpcAddr.String(), "http_addr", fmt.Sprint(h.httpAddr), "hub_id", h.cfg.HubID,
+	h.log.Info("hub serving", "grpc_addr", h.grpcAddr.String(), "http_addr", fmt.Sprint(h.httpAddr), "hub_id", h.cfg.HubID, "deployment_id", h.cfg.DeploymentID,
 		"placement", h.cfg.Placement.String())
 
 	var runErr error

@@ -41,6 +41,7 @@ type options struct {
 	heartbeatGrid                      time.Duration
 	maxHeartbeatRate                   float64
 	workerTokens, adminTokenFile       string
+	dispatchKeyFile                    string
 	insecureNoAuth, pprof              bool
 	tlsCert, tlsKey, tlsClientCA       string
 	logJSON                            bool
@@ -96,6 +97,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", hub.DefaultDrainTimeout, "how long SIGTERM waits for running jobs")
 	fs.StringVar(&o.workerTokens, "worker-tokens", "", "`file` of worker tokens, one per line, `name:token` allowed")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")
+	fs.StringVar(&o.dispatchKeyFile, "dispatch-key-file", "", "`file` with the key that signs dispatch tickets, shared by the hubs of a deployment (default: derived from --amqp-url and the queues)")
 	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "accept callers without credentials (development only)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate `file` for the gRPC listener")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key `file` for the gRPC listener")
@@ -172,6 +174,10 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(2, err)
 	}
+	deploymentID, dispatchKey, err := deployment(o)
+	if err != nil {
+		return fail(2, err)
+	}
 	if o.maxHeartbeatRate == 0 {
 		o.maxHeartbeatRate = -1 // hub.Config: negative is off, zero the default
 	}
@@ -190,6 +196,12 @@ func run(args []string, stderr io.Writer) int {
 			return id.Name, ok && id.Name != ""
 		},
 		Authorized: authn.StillAuthorized,
+		Credential: func(ctx context.Context) string {
+			id, _ := auth.IdentityFromContext(ctx)
+			return credentialKey(id)
+		},
+		DeploymentID: deploymentID,
+		DispatchKey:  dispatchKey,
 	}
 	if o.tlsCert != "" {
 		if cfg.TLS, err = tlsutil.ServerConfig(o.tlsCert, o.tlsKey, o.tlsClientCA); err != nil {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blacktree/blacktree/internal/redact"
+	"github.com/blacktree/blacktree/internal/tlsutil"
 )
 
 // Method prefixes and their policies.
@@ -205,7 +206,8 @@ func bearer(ctx context.Context) (secret string, present, malformed bool) {
 	return secret, true, false
 }
 
-// mtlsIdentity names the caller by its verified client certificate.
+// mtlsIdentity names the caller by its verified client certificate, when
+// the certificate carries the worker role (tlsutil.WorkerRoleURI).
 func mtlsIdentity(ctx context.Context) (Identity, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -217,7 +219,7 @@ func mtlsIdentity(ctx context.Context) (Identity, bool) {
 	}
 	leaf := info.State.VerifiedChains[0][0]
 	name := certName(leaf)
-	if name == "" {
+	if name == "" || !tlsutil.HasWorkerRole(leaf) {
 		return Identity{}, false
 	}
 	sum := sha256.Sum256(leaf.Raw)

@@ -3,6 +3,7 @@ package tlsutil
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -262,5 +263,26 @@ func TestIsLoopback(t *testing.T) {
 				t.Errorf("IsLoopback(%q) = %v, want %v", tt.addr, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestWorkerRole(t *testing.T) {
+	if tlstest.WorkerRoleURI != WorkerRoleURI {
+		t.Fatalf("tlstest.WorkerRoleURI = %q, want %q", tlstest.WorkerRoleURI, WorkerRoleURI)
+	}
+	p := tlstest.Generate(t, t.TempDir())
+	opCert, _ := tlstest.IssueOperatorClient(t, p, "operator")
+	for file, want := range map[string]bool{p.ClientCert: true, opCert: false, p.ServerCert: false} {
+		pair, err := tls.LoadX509KeyPair(file, strings.TrimSuffix(file, ".crt")+".key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := HasWorkerRole(leaf); got != want {
+			t.Errorf("HasWorkerRole(%s) = %v, want %v", filepath.Base(file), got, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package tlstest writes a throw-away certificate authority and
 // certificates for tests: a server certificate for 127.0.0.1, ::1 and
-// localhost, a client certificate signed by the same CA, and a client
+// localhost, a worker's client certificate (with the worker role URI SAN)
+// signed by the same CA, and a client
 // certificate signed by another CA (which the hub must refuse). Keys are
 // ECDSA P-256; certificates are valid from an hour ago for a day.
 package tlstest
@@ -14,6 +15,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,6 +25,10 @@ import (
 // ClientName is the CN (and DNS SAN) of the client certificate Generate
 // writes.
 const ClientName = "worker-1"
+
+// WorkerRoleURI is tlsutil.WorkerRoleURI (tlsutil's tests import this
+// package, so it cannot import tlsutil; TestWorkerRole checks they agree).
+const WorkerRoleURI = "blacktree:role:worker"
 
 // ServerName is the DNS name in the server certificate (besides 127.0.0.1
 // and ::1).
@@ -65,18 +71,34 @@ func Generate(t testing.TB, dir string) Paths {
 	return p
 }
 
-// IssueClient writes a client certificate for name (CN and DNS SAN),
-// signed by p's CA, and returns its certificate and key files.
+// IssueClient writes a worker's client certificate for name (CN and DNS
+// SAN, and the worker role URI SAN tlsutil.WorkerRoleURI), signed by p's
+// CA, and returns its certificate and key files.
 func IssueClient(t testing.TB, p Paths, name string) (certFile, keyFile string) {
 	t.Helper()
 	ca, caKey := loadCA(t, p)
 	return issue(t, p.Dir, "client-"+name, clientTemplate(t, name), ca, caKey)
 }
 
+// IssueOperatorClient is IssueClient without the worker role: an
+// operator's or btctl's certificate, which is no worker identity.
+func IssueOperatorClient(t testing.TB, p Paths, name string) (certFile, keyFile string) {
+	t.Helper()
+	ca, caKey := loadCA(t, p)
+	c := clientTemplate(t, name)
+	c.URIs = nil
+	return issue(t, p.Dir, "operator-"+name, c, ca, caKey)
+}
+
 func clientTemplate(t testing.TB, name string) *x509.Certificate {
 	c := template(t, name)
 	c.DNSNames = []string{name}
 	c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	role, err := url.Parse(WorkerRoleURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.URIs = []*url.URL{role}
 	return c
 }
 
