@@ -49,6 +49,15 @@
 //     internal/taskpool Pool the Hub owns: a task never waits behind
 //     another; finished goroutines (up to 64) wait for the next task with
 //     their grown stacks. The Hub closes it last.
+//   - identity.go: who a worker is and what it owns. claimIdentity binds a
+//     worker id to the credential (Config.Credential) of its session while
+//     the id has a live session or running or orphaned jobs; ticketer
+//     issues and checks dispatch tickets (an HMAC under
+//     Config.DispatchKey over Config.DeploymentID, worker id, credential
+//     and job id), by which a job this hub does not hold is claimed or
+//     reported after a hub restart or a move. The Dispatcher's ownsLocked
+//     (results.go) applies both to JobAccepted, JobRejected, JobResult and
+//     a Register's running jobs (docs/protocol.md#ownership).
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Dispatcher's mu and the WorkerManager's mu each guard their

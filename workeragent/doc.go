@@ -24,6 +24,8 @@
 //     waits), so a chatty build costs one frame per interval, not one per
 //     line.
 //   - state.go: the state directory (worker id, unacknowledged results).
+//     statelock.go: the directory's flock, held from New until Run
+//     returns, so that two processes never share a worker id.
 //   - cache.go: the cache summary the hub places jobs by: the build keys
 //     (jobspec.CacheKey) of the latest 64 builds, kept in the state
 //     directory's cache-keys file, and, when the executor is an
@@ -34,6 +36,9 @@
 //     key or the base images change, else with the next heartbeat.
 //   - results.go: when a held result is written there (a late ResultAck,
 //     a session's end, Run's return) and how that races with the ack.
+//     Each result carries its job's dispatch ticket (from RunJob); a
+//     session takes it only when the hub's Registered.deployment_id is the
+//     ticket's (session.takes), so results stay in their deployment.
 //
 // Secrets: each job's githubToken is scrubbed (internal/redact, including
 // its common encodings) from every JobLog chunk, even when split across

@@ -6,8 +6,10 @@
 // admin token from --admin-token-file. The two sets are separate: a worker
 // token never opens the admin API and the admin token never opens Connect.
 // With Config.AllowMTLSIdentity a worker may instead present a client
-// certificate that the TLS layer verified (see internal/tlsutil); its
-// Common Name (or first DNS SAN) names it. grpc.health.v1 and server
+// certificate that the TLS layer verified (see internal/tlsutil) and that
+// carries the worker role (the URI SAN tlsutil.WorkerRoleURI); its Common
+// Name (or first DNS SAN) names it. A certificate without the role (an
+// operator's) is no worker identity. grpc.health.v1 and server
 // reflection are open. Any other method needs the admin token.
 //
 // Token comparison is constant time: the presented token and every

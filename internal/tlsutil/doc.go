@@ -11,6 +11,8 @@
 //     turned away in the handshake, before it can reach any RPC.
 //   - ClientConfig: verifies the hub against a CA file (or the system
 //     roots), optionally presenting a client certificate.
+//   - WorkerRoleURI, HasWorkerRole (role.go): the URI SAN that makes a
+//     client certificate a worker's identity (docs/SECURITY.md#identity).
 //   - IsLoopback: whether a listen address is loopback-only, for the hub's
 //     "listening on a non-loopback address without TLS" warning.
 //
