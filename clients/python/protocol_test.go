@@ -46,9 +46,14 @@ func TestWorkerProtocol(t *testing.T) {
 	s.WaitFor(t, 10*time.Second, "heartbeat", func(m *blacktreev1.WorkerMessage) bool { return m.GetHeartbeat() != nil })
 
 	job := &blacktreev1.JobRequest{JobId: "j-1", RepoUrl: "acme/api", ImageName: "acme/api:7"}
-	s.Send(t, fakehub.RunJob(job))
+	const ticket = "dep-x.bWFj"
+	s.Send(t, fakehub.RunJobTicket(job, ticket))
 	s.WaitFor(t, 10*time.Second, "JobAccepted j-1", fakehub.IsAccepted("j-1"))
-	res := s.WaitFor(t, 10*time.Second, "JobResult j-1", fakehub.IsResult("j-1")).GetJobResult().GetResponse()
+	result := s.WaitFor(t, 10*time.Second, "JobResult j-1", fakehub.IsResult("j-1")).GetJobResult()
+	if got := result.GetDispatchTicket(); got != ticket {
+		t.Errorf("JobResult.dispatch_ticket = %q, want RunJob's %q", got, ticket)
+	}
+	res := result.GetResponse()
 	if !res.GetSuccess() || res.GetImageUrl() != "acme/api:7" || res.GetLogs() != "python worker" || res.GetWorkerId() != "py-proto" || res.GetError() != "" {
 		t.Errorf("JobResult = %v, want success, image acme/api:7, logs \"python worker\", worker py-proto", res)
 	}
@@ -66,7 +71,7 @@ func TestWorkerProtocol(t *testing.T) {
 	// the result in Register.
 	s.Kill()
 	s2 := hub.NextStream(t, 30*time.Second)
-	if got := s2.Register.GetUnackedResults(); len(got) != 1 || !proto.Equal(got[0].GetResponse(), res) {
+	if got := s2.Register.GetUnackedResults(); len(got) != 1 || !proto.Equal(got[0].GetResponse(), res) || got[0].GetDispatchTicket() != ticket {
 		t.Fatalf("Register.unacked_results after reconnect = %v, want the j-1 result", got)
 	}
 	s2.Send(t, fakehub.Ack("j-1"))

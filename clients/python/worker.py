@@ -147,7 +147,7 @@ class Worker:
             version=VERSION,
             labels={"lang": "python"},
             slots=1,
-            unacked_results=[worker_pb2.JobResult(response=r) for r in self.unacked.values()],
+            unacked_results=list(self.unacked.values()),
             draining=self.draining,
         )))
         metadata = (("authorization", "Bearer " + self.token),)
@@ -162,7 +162,7 @@ class Worker:
                              self.worker_id, msg.registered.session_id, msg.registered.hub_id, interval)
                     threading.Thread(target=self.heartbeats, args=(out, hb_stop, interval), daemon=True).start()
                 elif kind == "run_job":
-                    self.on_run_job(out, msg.run_job.job)
+                    self.on_run_job(out, msg.run_job)
                 elif kind == "result_ack":
                     job_id = msg.result_ack.job_id
                     if self.unacked.pop(job_id, None) is not None:
@@ -199,12 +199,13 @@ class Worker:
         while not stop.wait(interval):
             out.put(self.heartbeat())
 
-    def on_run_job(self, out, job):
+    def on_run_job(self, out, run_job):
+        job = run_job.job
         log.info("run job: job_id=%s repo_url=%s image_name=%s", job.job_id, job.repo_url, job.image_name)
         if job.job_id in self.unacked:
             # Idempotent RunJob: accept again, do not run twice, re-send result.
             out.put(worker_pb2.WorkerMessage(job_accepted=worker_pb2.JobAccepted(job_id=job.job_id)))
-            out.put(worker_pb2.WorkerMessage(job_result=worker_pb2.JobResult(response=self.unacked[job.job_id])))
+            out.put(worker_pb2.WorkerMessage(job_result=self.unacked[job.job_id]))
             return
         if self.draining:
             out.put(worker_pb2.WorkerMessage(job_rejected=worker_pb2.JobRejected(
@@ -222,8 +223,12 @@ class Worker:
             started_at=started,
             finished_at=now(),
         )
-        self.unacked[job.job_id] = resp
-        out.put(worker_pb2.WorkerMessage(job_result=worker_pb2.JobResult(response=resp)))
+        # The dispatch ticket goes back unchanged: a hub that does not hold
+        # the job (restarted, or another replica) takes the result only
+        # with it (docs/protocol.md#ownership).
+        result = worker_pb2.JobResult(response=resp, dispatch_ticket=run_job.dispatch_ticket)
+        self.unacked[job.job_id] = result
+        out.put(worker_pb2.WorkerMessage(job_result=result))
 
     def stop(self, *_):
         self.stopping.set()
