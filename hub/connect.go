@@ -130,7 +130,10 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	if h.cfg.Credential != nil {
 		w.cred = h.cfg.Credential(ctx)
 	}
+	idLock := h.idLock(w.id)
+	idLock.Lock() // until registered: the check and the registration are one step
 	if err := h.claimIdentity(w); err != nil {
+		idLock.Unlock()
 		h.metrics.refused.WithLabelValues(refusedIdentity).Inc()
 		w.log.Warn("refusing a Register: the worker id belongs to another credential", "name", name, "address", addr, "error", err)
 		return status.Errorf(codes.PermissionDenied, "worker id %q: %v; every worker needs an id of its own (its own --state-dir)", w.id, err)
@@ -156,6 +159,7 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 		h.register(w, reg)
 	})
 	<-registered
+	idLock.Unlock()
 
 	cause := h.recvLoop(w, stream)
 	w.receiving.Store(false) // before kill: endSession need not close the connection

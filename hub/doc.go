@@ -60,8 +60,10 @@
 //     a Register's running jobs (docs/protocol.md#ownership).
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
-// Locking: the Dispatcher's mu and the WorkerManager's mu each guard their
-// own state. The order is Dispatcher.mu before WorkerManager.mu; the
+// Locking: the Hub's idLocks (one per stripe of worker ids) serialise the
+// identity check and registration of one worker id; they are taken before
+// any other lock and never held across a wait on the worker. The
+// Dispatcher's mu and the WorkerManager's mu each guard their own state. The order is Dispatcher.mu before WorkerManager.mu; the
 // manager never calls into the Dispatcher while holding its lock. No lock
 // is held across broker I/O or a blocking send.
 package hub

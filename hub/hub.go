@@ -41,6 +41,11 @@ type Hub struct {
 
 	dispatchCancel context.CancelFunc
 
+	// idLocks serialise the registrations of one worker id (striped by
+	// idLock): the identity check and the registration it allows are one
+	// step, so that two credentials racing for an id cannot both pass.
+	idLocks [64]sync.Mutex
+
 	mu       sync.Mutex // guards the following
 	grpcAddr net.Addr
 	httpAddr net.Addr

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
+	"sync"
 )
 
 // ErrIdentityTaken is returned (as PermissionDenied at the RPC edge) when a
@@ -115,6 +117,13 @@ func (h *Hub) claimIdentity(w *Worker) error {
 		return fmt.Errorf("%w: its running or orphaned jobs", ErrIdentityTaken)
 	}
 	return nil
+}
+
+// idLock returns the lock that serialises registrations of worker id.
+func (h *Hub) idLock(id string) *sync.Mutex {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(id))
+	return &h.idLocks[f.Sum32()%uint32(len(h.idLocks))]
 }
 
 // holdsJobsOf reports whether a job runs on, or is orphaned by, workerID.
