@@ -168,3 +168,13 @@ func TestRequestFormattingNeverPrintsToken(t *testing.T) {
 		t.Errorf("Sprint(nil) = %q, want <nil>", got)
 	}
 }
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	body := []byte(seedRequest)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := DecodeRequest(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
