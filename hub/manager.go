@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
 // WorkerState is a worker's state as inferred from its stream (DESIGN §6).
@@ -267,7 +268,7 @@ func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo,
 func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[string]bool) *Worker {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ok := func(e *workerEntry) bool { return !exclude[e.w.id] && labelsMatch(e.w.labels, want) }
+	ok := func(e *workerEntry) bool { return !exclude[e.w.id] && jobspec.LabelsMatch(want, e.w.labels) }
 	var best *workerEntry
 	if m.placement == PlacementBinpack {
 		best = m.partial.best(true, ok)
@@ -288,15 +289,6 @@ func (m *WorkerManager) pick(jobID string, want map[string]string, exclude map[s
 	best.jobs[jobID] = struct{}{}
 	m.indexLocked(best)
 	return best.w
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // hold records jobID as on w (adopted running jobs may exceed slots).
