@@ -26,6 +26,7 @@ import (
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/devenv"
 	"github.com/blacktree/blacktree/internal/jobspec"
@@ -34,7 +35,7 @@ import (
 const steps = 7
 
 func main() {
-	amqpURL := flag.String("amqp-url", envOr("BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL (env BLACKTREE_AMQP_URL)")
+	amqpURL := flag.String("amqp-url", cliflags.EnvOr(os.Getenv, "BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL (env BLACKTREE_AMQP_URL)")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
 	verbose := flag.Bool("v", false, "print the hub's and worker's logs as they run")
 	flag.Usage = func() {
@@ -57,13 +58,6 @@ Flags:
 		fmt.Fprintf(os.Stderr, "demo failed: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func step(n int, format string, args ...any) {

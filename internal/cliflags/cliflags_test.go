@@ -67,4 +67,14 @@ func TestHelpListsEnvAndDefaults(t *testing.T) {
 	}
 }
 
+func TestEnvOr(t *testing.T) {
+	env := map[string]string{"BLACKTREE_SET": "v", "BLACKTREE_EMPTY": ""}
+	getenv := func(k string) string { return env[k] }
+	for key, want := range map[string]string{"BLACKTREE_SET": "v", "BLACKTREE_EMPTY": "def", "BLACKTREE_UNSET": "def"} {
+		if got := EnvOr(getenv, key, "def"); got != want {
+			t.Errorf("EnvOr(%s) = %q, want %q", key, got, want)
+		}
+	}
+}
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
