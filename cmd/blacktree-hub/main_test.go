@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/blacktree/blacktree/hub"
-	"github.com/blacktree/blacktree/internal/logwriter"
 )
 
 func TestParse(t *testing.T) {
@@ -49,10 +48,11 @@ func TestParse(t *testing.T) {
 		{name: "bad env", env: map[string]string{"BLACKTREE_HOLD_TIMEOUT": "soon"}, wantErr: "BLACKTREE_HOLD_TIMEOUT"},
 		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "go together"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
-		{name: "log write interval default", check: func(o *options) bool { return o.logWriteInterval == logwriter.DefaultInterval }},
+		// Deprecated and ignored, but still accepted: old unit files keep working.
+		{name: "log write interval accepted", args: []string{"--log-write-interval", "-1s"},
+			check: func(o *options) bool { return o.logWriteInterval == "-1s" }},
 		{name: "log write interval from env", env: map[string]string{"BLACKTREE_LOG_WRITE_INTERVAL": "0"},
-			check: func(o *options) bool { return o.logWriteInterval == 0 }},
-		{name: "negative log write interval", args: []string{"--log-write-interval", "-1s"}, wantErr: "--log-write-interval"},
+			check: func(o *options) bool { return o.logWriteInterval == "0" }},
 		{name: "positional", args: []string{"extra"}, wantErr: "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

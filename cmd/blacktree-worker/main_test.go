@@ -36,7 +36,6 @@ func TestRunUsageErrors(t *testing.T) {
 		{name: "bad slots", args: []string{"--insecure", "--executor", "noop", "--slots", "0"}, want: "--slots"},
 		{name: "negative persist delay", args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"}, want: "--persist-results-after"},
 		{name: "negative log flush interval", args: []string{"--insecure", "--executor", "noop", "--log-flush-interval", "-1s"}, want: "--log-flush-interval"},
-		{name: "negative log write interval", args: []string{"--insecure", "--executor", "noop", "--log-write-interval", "-1s"}, want: "--log-write-interval"},
 		{name: "negative noop log lines", args: []string{"--insecure", "--executor", "noop", "--noop-log-lines", "-1"}, want: "--noop-log-lines"},
 		{name: "bad labels", args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"}, want: "--labels"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
@@ -210,12 +209,12 @@ func TestBinarySIGTERM(t *testing.T) {
 		wantOK    bool
 		wantError string
 		wantExit  int
-		logWrite  string // --log-write-interval; "" leaves the default
+		logWrite  string // the deprecated --log-write-interval; "" leaves it out
 	}{
 		{name: "one SIGTERM drains and exits 0", delay: "1s", signals: 1, wantOK: true, wantExit: 0},
 		{name: "second SIGTERM aborts and exits 1", delay: "1h", signals: 2, wantError: "cancelled: the worker is stopping", wantExit: 1},
-		// Lines held for an hour reach stderr only because exit writes them.
-		{name: "held log lines are written at exit", delay: "1s", signals: 1, wantOK: true, wantExit: 0, logWrite: "1h"},
+		// Still accepted, ignored with a warning: old unit files keep working.
+		{name: "deprecated log write interval", delay: "1s", signals: 1, wantOK: true, wantExit: 0, logWrite: "1h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,6 +260,9 @@ func TestBinarySIGTERM(t *testing.T) {
 				if !strings.Contains(stderr.String(), want) {
 					t.Errorf("worker stderr lacks %q after exit; stderr:\n%s", want, stderr.String())
 				}
+			}
+			if warned := strings.Contains(stderr.String(), "--log-write-interval is deprecated"); warned != (tt.logWrite != "") {
+				t.Errorf("worker stderr has the deprecation warning: %v, want %v; stderr:\n%s", warned, tt.logWrite != "", stderr.String())
 			}
 			for _, secret := range []string{"bin-token", "tok-xyz"} {
 				if strings.Contains(stderr.String(), secret) {
