@@ -105,16 +105,25 @@ type WorkerManager struct {
 	idle    entryList
 	partial loadIndex
 	closed  bool
-	// nLive counts the current sessions that are not dead; hb picks the
-	// heartbeat interval for that many (heartbeat.go).
-	nLive int
-	hb    heartbeatScale
+	// nLive counts the current sessions that are not dead; heartbeats
+	// picks the heartbeat interval for that many (heartbeat.go).
+	nLive      int
+	heartbeats heartbeatScale
 }
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
-	return &WorkerManager{missed: cfg.MissedHeartbeats, retention: cfg.DeadRetention, placement: cfg.Placement, log: log,
-		workers: map[string]*workerEntry{},
-		hb:      heartbeatScale{base: cfg.HeartbeatInterval, max: cfg.MaxHeartbeatInterval, rate: cfg.MaxHeartbeatRate}}
+	return &WorkerManager{
+		missed:    cfg.MissedHeartbeats,
+		retention: cfg.DeadRetention,
+		placement: cfg.Placement,
+		log:       log,
+		workers:   map[string]*workerEntry{},
+		heartbeats: heartbeatScale{
+			base: cfg.HeartbeatInterval,
+			max:  cfg.MaxHeartbeatInterval,
+			rate: cfg.MaxHeartbeatRate,
+		},
+	}
 }
 
 // indexLocked files e under idle or partial when it is its worker's current
@@ -155,8 +164,14 @@ func (m *WorkerManager) register(w *Worker, draining bool, registered func(inter
 		m.nLive++ // a replacement keeps the count
 		m.rescaleLocked()
 	}
-	e := &workerEntry{w: w, jobs: map[string]struct{}{}, current: true, draining: draining, lastSeen: time.Now(),
-		interval: m.hb.interval()}
+	e := &workerEntry{
+		w:        w,
+		jobs:     map[string]struct{}{},
+		current:  true,
+		draining: draining,
+		lastSeen: time.Now(),
+		interval: m.heartbeats.interval(),
+	}
 	registered(e.interval)
 	m.armHeartbeatLocked(e)
 	m.workers[w.id], w.entry = e, e
@@ -370,9 +385,17 @@ func (m *WorkerManager) infoLocked(e *workerEntry) *blacktreev1.WorkerInfo {
 		labels[k] = v
 	}
 	return &blacktreev1.WorkerInfo{
-		WorkerId: e.w.id, Name: e.w.name, State: e.stateLocked().proto(), Labels: labels,
-		Slots: uint32(e.w.slots), RunningJobIds: jobs, ConnectedSince: timestamppb.New(e.w.connected),
-		LastHeartbeat: timestamppb.New(e.lastSeen), Address: e.w.addr, Version: e.w.version, SessionId: e.w.sessionID,
+		WorkerId:       e.w.id,
+		Name:           e.w.name,
+		State:          e.stateLocked().proto(),
+		Labels:         labels,
+		Slots:          uint32(e.w.slots),
+		RunningJobIds:  jobs,
+		ConnectedSince: timestamppb.New(e.w.connected),
+		LastHeartbeat:  timestamppb.New(e.lastSeen),
+		Address:        e.w.addr,
+		Version:        e.w.version,
+		SessionId:      e.w.sessionID,
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 // metrics are the hub's Prometheus metrics, on a registry of its own.
 // Labels never carry job data.
 type metrics struct {
-	reg        *prometheus.Registry
+	registry   *prometheus.Registry
 	dispatched prometheus.Counter
 	succeeded  prometheus.Counter
 	failed     prometheus.Counter
@@ -26,7 +26,7 @@ func counter(name, help string) prometheus.Counter {
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg:        prometheus.NewRegistry(),
+		registry:   prometheus.NewRegistry(),
 		dispatched: counter("jobs_dispatched_total", "Jobs accepted by a worker (delivery acked)."),
 		succeeded:  counter("jobs_succeeded_total", "Successful job results published."),
 		failed:     counter("jobs_failed_total", "Failed job results published (worker-reported or lost)."),
@@ -34,30 +34,46 @@ func newMetrics() *metrics {
 		duplicate:  counter("jobs_duplicate_total", "Deliveries dropped because their jobId was already in flight."),
 		invalid:    counter("jobs_invalid_total", "Invalid JobRequests (reported failed or dead-lettered)."),
 		requeued:   counter("jobs_requeued_total", "Deliveries nacked with requeue (no free worker, draining)."),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "blacktree", Name: "dispatch_latency_seconds",
-			Help: "Time from delivery to JobAccepted.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "blacktree",
+			Name:      "dispatch_latency_seconds",
+			Help:      "Time from delivery to JobAccepted.",
+			Buckets:   prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
 		// The result leg's share in the hub and the broker: a slow or
 		// flow-controlled broker shows here first. Doubling buckets from
 		// 0.25 ms to 32 s, fine enough for a benchmark to read
 		// percentiles from (btbench does).
-		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "blacktree", Name: "status_publish_seconds",
-			Help:    "Time from the hub taking up a status for publishing (a JobResult arrived, or a job was reported lost or invalid) to the broker's confirm, retries included.",
-			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 18)}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "blacktree",
+			Name:      "status_publish_seconds",
+			Help:      "Time from the hub taking up a status for publishing (a JobResult arrived, or a job was reported lost or invalid) to the broker's confirm, retries included.",
+			Buckets:   prometheus.ExponentialBuckets(0.00025, 2, 18),
+		}),
 	}
-	m.reg.MustRegister(m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
+	m.registry.MustRegister(m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // registerState adds the gauges that read the live state.
 func (m *metrics) registerState(wm *WorkerManager, d *Dispatcher) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "held_deliveries",
-		Help: "Deliveries held unacked while waiting for a free worker."}, func() float64 { return float64(d.heldCount()) }))
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "heartbeat_interval_seconds",
-		Help: "Heartbeat interval the hub gives its fleet now (it grows with the fleet; --max-heartbeat-rate)."},
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "blacktree",
+		Name:      "held_deliveries",
+		Help:      "Deliveries held unacked while waiting for a free worker.",
+	}, func() float64 { return float64(d.heldCount()) }))
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "blacktree",
+		Name:      "heartbeat_interval_seconds",
+		Help:      "Heartbeat interval the hub gives its fleet now (it grows with the fleet; --max-heartbeat-rate).",
+	},
 		func() float64 { return wm.heartbeatInterval().Seconds() }))
-	m.reg.MustRegister(&stateCollector{m: wm, desc: prometheus.NewDesc("blacktree_workers",
-		"Workers known to this hub, by state.", []string{"state"}, nil)})
+	m.registry.MustRegister(&stateCollector{
+		m: wm,
+		desc: prometheus.NewDesc("blacktree_workers",
+			"Workers known to this hub, by state.", []string{"state"}, nil),
+	})
 }
 
 type stateCollector struct {

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
-	"github.com/blacktree/blacktree/internal/taskpool"
 	"github.com/blacktree/blacktree/workeragent/executor"
 )
 
@@ -48,10 +47,6 @@ type Agent struct {
 	jobsCtx    context.Context // parent of every job's context
 	jobsCancel context.CancelCauseFunc
 	jobsWG     sync.WaitGroup // one per running job goroutine
-	// tasks runs every job and its log pump on goroutines that keep their
-	// grown stacks between jobs (docs/BENCHMARKS.md G21); Run closes it
-	// once jobsWG is done.
-	tasks *taskpool.Pool
 
 	hbKick         chan struct{} // cap 1: send a heartbeat now (draining started)
 	idle           chan struct{} // closed when shutting down and nothing is left
@@ -126,8 +121,6 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		jobs:        map[string]*job{},
 		results:     map[string]*heldResult{},
 		sessChanged: make(chan struct{}),
-		// A job and its log pump at a time per slot.
-		tasks: taskpool.New(2 * cfg.Slots),
 
 		flushTimeout: finalFlushTimeout,
 	}
@@ -200,7 +193,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.jobsCancel(errors.New("the worker is stopping"))
 	a.jobsWG.Wait()
-	a.tasks.Close() // every job and pump has returned; no more are submitted
 
 	a.stopOnce.Do(func() { close(a.stopping) })
 	t := time.NewTimer(sessionCloseGrace)

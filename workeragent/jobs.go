@@ -96,13 +96,15 @@ func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
 	}
 	if j != nil {
 		j.log.Info("job accepted", jobspec.LogFieldsWithoutJobID(req)...)
-		a.tasks.Submit(func() { a.runJob(j) })
+		go a.runJob(j)
 	}
 }
 
 func rejectFrame(id string, reason blacktreev1.RejectReason, detail string) *blacktreev1.WorkerMessage {
 	return &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobRejected{JobRejected: &blacktreev1.JobRejected{
-		JobId: id, Reason: reason, Message: detail,
+		JobId:   id,
+		Reason:  reason,
+		Message: detail,
 	}}}
 }
 
@@ -164,10 +166,10 @@ func (a *Agent) runJob(j *job) {
 	secrets := redact.New(j.req.GetGithubToken())
 	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)
 	pumpDone := make(chan struct{})
-	a.tasks.Submit(func() {
+	go func() {
 		defer close(pumpDone)
 		a.pumpLogs(ls)
-	})
+	}()
 	resp := a.execute(ctx, j, ls, secrets)
 	ls.Close()
 	<-pumpDone
