@@ -171,8 +171,15 @@ func run(ctx context.Context, amqpURL string, verbose bool) (err error) {
 	}
 
 	step(6, "publishing the seed JobRequest to %s", execQ)
-	req := &blacktreev1.JobRequest{JobId: "unique-id-123", RepoUrl: "user/reponame", Branch: "main",
-		DockerfilePath: "Dockerfile", ContextDir: ".", ImageName: "myapp:latest", GithubToken: githubToken}
+	req := &blacktreev1.JobRequest{
+		JobId:          "unique-id-123",
+		RepoUrl:        "user/reponame",
+		Branch:         "main",
+		DockerfilePath: "Dockerfile",
+		ContextDir:     ".",
+		ImageName:      "myapp:latest",
+		GithubToken:    githubToken,
+	}
 	body, err := jobspec.EncodeRequest(req)
 	if err != nil {
 		return err

@@ -19,16 +19,6 @@ func EnvName(flagName string) string {
 	return "BLACKTREE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// EnvOr is getenv(key), or def when that is empty: the default of a flag
-// whose environment fallback a command reads itself instead of through
-// Parse (btctl, which takes its environment as an argument, and the demo).
-func EnvOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 // SetUsage makes fs print head, then every flag with its environment
 // variable and non-zero default.
 func SetUsage(fs *flag.FlagSet, head string) {
@@ -76,4 +66,14 @@ func Parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		return fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
 	}
 	return nil
+}
+
+// EnvOr is getenv(key), or def when that is empty: the default of a flag
+// whose environment fallback a command reads itself instead of through
+// Parse (btctl, which takes its environment as an argument, and the demo).
+func EnvOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
 }

@@ -67,6 +67,8 @@ func TestHelpListsEnvAndDefaults(t *testing.T) {
 	}
 }
 
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
 func TestEnvOr(t *testing.T) {
 	env := map[string]string{"BLACKTREE_SET": "v", "BLACKTREE_EMPTY": ""}
 	getenv := func(k string) string { return env[k] }
@@ -76,5 +78,3 @@ func TestEnvOr(t *testing.T) {
 		}
 	}
 }
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
