@@ -27,20 +27,27 @@ const (
 
 // Reasons a session ends (Worker.endCause).
 var (
-	// ErrReplaced: a new stream registered with the same worker_id.
+	// ErrReplaced is the cause of a session ended because a new stream
+	// registered with the same worker_id.
 	ErrReplaced = errors.New("replaced by a new session")
-	// ErrMissedHeartbeats: no frame for MissedHeartbeats intervals.
+	// ErrMissedHeartbeats is the cause of a session that sent no frame for
+	// MissedHeartbeats intervals.
 	ErrMissedHeartbeats = errors.New("missed heartbeats")
-	// ErrSlowWorker: the worker did not read its frames.
+	// ErrSlowWorker is the cause of a session whose worker did not read its
+	// frames.
 	ErrSlowWorker = errors.New("worker does not read its frames")
-	// ErrStreamClosed: the worker closed its stream cleanly.
+	// ErrStreamClosed is the cause of a session whose worker closed its
+	// stream cleanly.
 	ErrStreamClosed = errors.New("stream closed by the worker")
-	// ErrConnectionLost: the worker's connection broke (process killed,
-	// network reset, keepalive timeout) without a clean close.
+	// ErrConnectionLost is the cause of a session whose connection broke
+	// (process killed, network reset, keepalive timeout) without a clean
+	// close.
 	ErrConnectionLost = errors.New("connection lost")
-	// ErrRevoked: the worker's credentials were revoked (token reload).
+	// ErrRevoked is the cause of a session whose worker's credentials were
+	// revoked (token reload).
 	ErrRevoked = errors.New("worker credentials revoked")
-	// ErrHubStopping: the hub is shutting down.
+	// ErrHubStopping is the cause of every session ended because the hub is
+	// shutting down.
 	ErrHubStopping = errors.New("hub shutting down")
 )
 

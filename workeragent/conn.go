@@ -73,5 +73,5 @@ func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
 	)
 }
 
-// errHubClosed means the hub ended the stream cleanly.
+// errHubClosed is returned when the hub ended the stream cleanly.
 var errHubClosed = errors.New("hub closed the stream")
