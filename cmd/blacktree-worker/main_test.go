@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 	"github.com/blacktree/blacktree/internal/tlsutil/tlstest"
 	"github.com/blacktree/blacktree/workeragent"
@@ -148,23 +148,6 @@ func TestLogFlushIntervalFlag(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // buildWorker builds this command into a temporary directory.
 func buildWorker(t *testing.T) string {
 	t.Helper()
@@ -177,7 +160,7 @@ func buildWorker(t *testing.T) string {
 }
 
 // exitCode waits for the process and returns its exit code.
-func exitCode(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) int {
+func exitCode(t *testing.T, cmd *exec.Cmd, stderr *syncbuf.Buffer) int {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -219,7 +202,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hub := fakehub.Start(t, fakehub.Options{Token: "bin-token", HeartbeatInterval: time.Hour})
-			stderr := &syncBuffer{}
+			stderr := &syncbuf.Buffer{}
 			cmd := exec.Command(bin, "--hub", hub.Addr, "--insecure", "--executor", "noop", "--noop-delay", tt.delay,
 				"--state-dir", t.TempDir(), "--name", "bin-test", "--log-level", "debug")
 			if tt.logWrite != "" {
@@ -285,7 +268,7 @@ func TestBinaryTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub := fakehub.Start(t, fakehub.Options{TLS: srvTLS, Token: "file-token"})
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--hub", hub.Addr, "--tls-ca", pki.CACert, "--tls-cert", pki.ClientCert, "--tls-key", pki.ClientKey,
 		"--token-file", tokenFile, "--executor", "noop", "--state-dir", t.TempDir(), "--log-json")
 	cmd.Stderr = stderr
@@ -308,7 +291,7 @@ func TestBinaryTLS(t *testing.T) {
 func TestBinaryNoHubAtStartup(t *testing.T) {
 	bin := buildWorker(t)
 	hub := fakehub.Start(t, fakehub.Options{}) // plaintext: a TLS worker cannot talk to it
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--hub", hub.Addr, "--executor", "noop", "--state-dir", t.TempDir(), "--connect-timeout", "300ms")
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -333,7 +316,7 @@ func TestBinaryPlaintextAgainstTLSHub(t *testing.T) {
 		t.Fatalf("ServerConfig() error = %v", err)
 	}
 	hub := fakehub.Start(t, fakehub.Options{TLS: srvTLS})
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--hub", hub.Addr, "--insecure", "--executor", "noop", "--state-dir", t.TempDir(), "--connect-timeout", "300ms")
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

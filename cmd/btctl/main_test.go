@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +18,7 @@ import (
 	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/jobspec"
 	"github.com/blacktree/blacktree/internal/rabbit"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -35,14 +35,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testAMQPURL is the machine's broker (bash ../shared/scripts/ensure-rabbitmq).
-func testAMQPURL() string {
-	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
-
 // testBroker is the test's own RabbitMQ connection, for declaring random
 // queues and playing the hub or the control plane.
 type testBroker struct {
@@ -54,9 +46,9 @@ type testBroker struct {
 
 func newRabbit(t *testing.T) *testBroker {
 	t.Helper()
-	conn, err := amqp.DialConfig(testAMQPURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := amqp.DialConfig(cluster.SharedBrokerURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
-		t.Fatalf("RabbitMQ is not reachable at %s: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root); tools: bash scripts/ensure-tools", rabbit.MaskURL(testAMQPURL()), err)
+		t.Fatalf("RabbitMQ is not reachable at %s: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root); tools: bash scripts/ensure-tools", rabbit.MaskURL(cluster.SharedBrokerURL()), err)
 	}
 	ch, err := conn.Channel()
 	if err != nil {
@@ -84,7 +76,7 @@ func (r *testBroker) queues() (execute, status string) {
 		}
 	}
 	r.t.Cleanup(func() {
-		conn, err := amqp.Dial(testAMQPURL())
+		conn, err := amqp.Dial(cluster.SharedBrokerURL())
 		if err != nil {
 			return
 		}
@@ -168,32 +160,14 @@ type result struct {
 
 // btctl runs the command in-process with env vars from vars only.
 func btctl(ctx context.Context, vars map[string]string, args ...string) result {
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	code := run(ctx, args, env{stdout: &out, stderr: &errb, getenv: func(k string) string { return vars[k] }})
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func queueVars(execute, status string) map[string]string {
 	return map[string]string{
-		"BLACKTREE_AMQP_URL":      testAMQPURL(),
+		"BLACKTREE_AMQP_URL":      cluster.SharedBrokerURL(),
 		"BLACKTREE_EXECUTE_QUEUE": execute,
 		"BLACKTREE_STATUS_QUEUE":  status,
 	}

@@ -1,13 +1,11 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 // workerSrv answers every WorkerMessage with a Registered frame naming the
@@ -67,24 +66,6 @@ func (adminSrv) ListWorkers(ctx context.Context, _ *blacktreev1.ListWorkersReque
 	return &blacktreev1.ListWorkersResponse{Workers: []*blacktreev1.WorkerInfo{{Name: id.Name, WorkerId: id.Kind}}}, nil
 }
 
-// syncBuffer collects log output safely.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeClock is a settable clock.
 type fakeClock struct{ ns atomic.Int64 }
 
@@ -95,7 +76,7 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 type env struct {
 	auth  *Authenticator
 	conn  *grpc.ClientConn
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 	clock *fakeClock
 }
 
@@ -104,7 +85,7 @@ type env struct {
 // default when given.
 func startEnv(t *testing.T, cfg Config, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *env {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	a, err := New(cfg, logger)
 	if err != nil {
