@@ -60,6 +60,30 @@ func DecodeRequest(body []byte) (*blacktreev1.JobRequest, Decoded, error) {
 	if !utf8.Valid(body) {
 		return nil, d, &DecodeError{Reason: "body is not valid UTF-8"}
 	}
+	if req, ok := decodeStrict(body); ok {
+		return req, d, nil
+	}
+	return decodeTolerant(body)
+}
+
+// decodeStrict decodes a body that holds only JobRequest fields, each once,
+// with the right JSON types: the shape control planes send, in one pass of
+// protojson. It reports !ok for anything else, which decodeTolerant then
+// decodes or explains; where decodeStrict succeeds, decodeTolerant gives
+// the same message and no unknown fields (TestDecodeStrictMatchesTolerant).
+func decodeStrict(body []byte) (*blacktreev1.JobRequest, bool) {
+	req := &blacktreev1.JobRequest{}
+	if protojson.Unmarshal(body, req) != nil {
+		return nil, false
+	}
+	return req, true
+}
+
+// decodeTolerant is DecodeRequest for any body that is valid UTF-8 and
+// within MaxRequestBytes: it skips and reports unknown keys, and names the
+// fields whose JSON type is wrong.
+func decodeTolerant(body []byte) (*blacktreev1.JobRequest, Decoded, error) {
+	var d Decoded
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, d, &DecodeError{

@@ -170,7 +170,7 @@ func TestRequestFormattingNeverPrintsToken(t *testing.T) {
 }
 
 func BenchmarkDecodeRequest(b *testing.B) {
-	body := []byte(seedRequest)
+	body := []byte(`{"jobId":"bench-000123","repoUrl":"https://github.com/octo/app","branch":"main","dockerfilePath":"Dockerfile","contextDir":".","imageName":"octo/app:latest","githubToken":"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB","workerLabels":{"arch":"amd64"},"timeoutSeconds":600}`)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, err := DecodeRequest(body); err != nil {

@@ -5,8 +5,9 @@
 // and the worker agent (which validates again before touching anything).
 // Nothing here ever puts a githubToken into an error or a log field.
 //
-// Files: codec.go (the queue codecs: encoding/json finds unknown keys and
-// wrong types, protojson decodes and encodes), labels.go (the worker-label
-// match), cachekey.go (the build key for cache-aware placement),
-// validate.go.
+// Files: codec.go (the queue codecs: a request is decoded by strict
+// protojson in one pass; a body it refuses goes through encoding/json,
+// which finds unknown keys and wrong types, and tolerant protojson;
+// protojson encodes), labels.go (the worker-label match), cachekey.go (the
+// build key for cache-aware placement), validate.go.
 package jobspec
