@@ -83,6 +83,21 @@ func TestRunRefusesWithoutAuth(t *testing.T) {
 	}
 }
 
+// TestDeprecatedLogWriteInterval: the flag is accepted, so old unit files
+// keep working, and the hub says once that it ignores it.
+func TestDeprecatedLogWriteInterval(t *testing.T) {
+	var out bytes.Buffer
+	run([]string{"--grpc-addr", "127.0.0.1:0", "--log-write-interval", "20ms"}, &out) // refused: no auth
+	if got := strings.Count(out.String(), "--log-write-interval is deprecated and ignored"); got != 1 {
+		t.Errorf("run() output = %q, want the deprecation warning once", out.String())
+	}
+	out.Reset()
+	run([]string{"--grpc-addr", "127.0.0.1:0"}, &out)
+	if strings.Contains(out.String(), "deprecated") {
+		t.Errorf("run() without the flag = %q, want no deprecation warning", out.String())
+	}
+}
+
 func TestHelp(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"--help"}, &out); code != 0 {
