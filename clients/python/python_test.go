@@ -91,7 +91,11 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	tokens := filepath.Join(dir, "worker-tokens")
 	admin := filepath.Join(dir, "admin-token")
 	tokenFile := filepath.Join(dir, "worker-token")
-	for f, body := range map[string]string{tokens: "pyworker:" + workerToken + "\n", admin: randomName("admin") + "\n", tokenFile: workerToken + "\n"} {
+	for f, body := range map[string]string{
+		tokens:    "pyworker:" + workerToken + "\n",
+		admin:     randomName("admin") + "\n",
+		tokenFile: workerToken + "\n",
+	} {
 		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +124,13 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 		t.Fatalf("consume %s: %v", status, err)
 	}
 	jobID := randomName("py-job")
-	body, err := jobspec.EncodeRequest(&blacktreev1.JobRequest{JobId: jobID, RepoUrl: "acme/api", Branch: "main", ImageName: "acme/api:1.0", GithubToken: "secret-token"})
+	body, err := jobspec.EncodeRequest(&blacktreev1.JobRequest{
+		JobId:       jobID,
+		RepoUrl:     "acme/api",
+		Branch:      "main",
+		ImageName:   "acme/api:1.0",
+		GithubToken: "secret-token",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

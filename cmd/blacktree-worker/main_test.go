@@ -32,17 +32,61 @@ func TestRunUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{name: "unknown flag", args: []string{"--bogus"}, want: "flag provided but not defined"},
-		{name: "bad slots", args: []string{"--insecure", "--executor", "noop", "--slots", "0"}, want: "--slots"},
-		{name: "negative persist delay", args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"}, want: "--persist-results-after"},
-		{name: "negative log flush interval", args: []string{"--insecure", "--executor", "noop", "--log-flush-interval", "-1s"}, want: "--log-flush-interval"},
-		{name: "negative noop log lines", args: []string{"--insecure", "--executor", "noop", "--noop-log-lines", "-1"}, want: "--noop-log-lines"},
-		{name: "bad labels", args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"}, want: "--labels"},
-		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
-		{name: "unknown executor", args: []string{"--insecure", "--executor", "magic"}, want: "--executor"},
-		{name: "insecure with tls", args: []string{"--insecure", "--tls-ca", "ca.pem", "--executor", "noop"}, want: "--insecure cannot"},
-		{name: "missing token file", args: []string{"--insecure", "--executor", "noop", "--token-file", "/nonexistent/token"}, want: "--token-file"},
-		{name: "stray argument", args: []string{"extra"}, want: "unexpected argument"},
+		{
+			name: "unknown flag",
+			args: []string{"--bogus"},
+			want: "flag provided but not defined",
+		},
+		{
+			name: "bad slots",
+			args: []string{"--insecure", "--executor", "noop", "--slots", "0"},
+			want: "--slots",
+		},
+		{
+			name: "negative persist delay",
+			args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"},
+			want: "--persist-results-after",
+		},
+		{
+			name: "negative log flush interval",
+			args: []string{"--insecure", "--executor", "noop", "--log-flush-interval", "-1s"},
+			want: "--log-flush-interval",
+		},
+		{
+			name: "negative noop log lines",
+			args: []string{"--insecure", "--executor", "noop", "--noop-log-lines", "-1"},
+			want: "--noop-log-lines",
+		},
+		{
+			name: "bad labels",
+			args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"},
+			want: "--labels",
+		},
+		{
+			name: "bad log level",
+			args: []string{"--log-level", "loud"},
+			want: "--log-level",
+		},
+		{
+			name: "unknown executor",
+			args: []string{"--insecure", "--executor", "magic"},
+			want: "--executor",
+		},
+		{
+			name: "insecure with tls",
+			args: []string{"--insecure", "--tls-ca", "ca.pem", "--executor", "noop"},
+			want: "--insecure cannot",
+		},
+		{
+			name: "missing token file",
+			args: []string{"--insecure", "--executor", "noop", "--token-file", "/nonexistent/token"},
+			want: "--token-file",
+		},
+		{
+			name: "stray argument",
+			args: []string{"extra"},
+			want: "unexpected argument",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
