@@ -143,7 +143,7 @@ func startHub(t *testing.T, withTLS bool) *testHub {
 		t.Fatal(err)
 	}
 	args := []string{"--grpc-addr", h.grpcAddr, "--http-addr", h.httpAddr,
-		"--amqp-url", testAMQPURL(), "--execute-queue", h.execute, "--status-queue", h.status,
+		"--amqp-url", cluster.SharedBrokerURL(), "--execute-queue", h.execute, "--status-queue", h.status,
 		"--worker-tokens", tokens, "--admin-token-file", admin}
 	if withTLS {
 		certs := tlstest.Generate(t, dir)
@@ -201,7 +201,7 @@ func startPythonWorker(t *testing.T, h *testHub) (string, *cluster.Process) {
 
 func deleteQueuesAtCleanup(t *testing.T, names ...string) {
 	t.Cleanup(func() {
-		conn, err := amqp.Dial(testAMQPURL())
+		conn, err := amqp.Dial(cluster.SharedBrokerURL())
 		if err != nil {
 			t.Errorf("delete test queues: %v", err)
 			return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
@@ -96,7 +97,7 @@ func runSubmit(ctx context.Context, args []string, e env) error {
 	fs.Var(f.labels, "label", "worker label the job requires, key=value (repeatable)")
 	fs.DurationVar(&f.jobTimeout, "job-timeout", 0, "upper bound on the job's run time (default: the worker's)")
 	fs.StringVar(&f.correlationID, "correlation-id", "", "AMQP correlation_id; the hub copies it to the status message")
-	fs.StringVar(&f.allowedHosts, "allowed-hosts", envOr(e.getenv, "BLACKTREE_ALLOWED_GIT_HOSTS", ""), "comma-separated hosts an https repo URL may name, as the hub allows (default github.com) [BLACKTREE_ALLOWED_GIT_HOSTS]")
+	fs.StringVar(&f.allowedHosts, "allowed-hosts", cliflags.EnvOr(e.getenv, "BLACKTREE_ALLOWED_GIT_HOSTS", ""), "comma-separated hosts an https repo URL may name, as the hub allows (default github.com) [BLACKTREE_ALLOWED_GIT_HOSTS]")
 	fs.BoolVar(&f.allowPrivate, "allow-private-hosts", false, "let --allowed-hosts name loopback/private addresses (on-prem git)")
 	fs.BoolVar(&f.skipValidate, "skip-validate", false, "publish without validating (to test how the hub reports invalid requests)")
 	fs.BoolVar(&f.wait, "wait", false, "wait for the job's status and print its JobResponse (see above)")

@@ -171,7 +171,7 @@ func TestInfrastructureErrors(t *testing.T) {
 
 // fakeHub answers every request on execute with resp(req) on status, like
 // the hub would, until ctx ends.
-func fakeHub(ctx context.Context, t *testing.T, r *rabbit, execute, status string, resp func(*blacktreev1.JobRequest) *blacktreev1.JobResponse) <-chan struct{} {
+func fakeHub(ctx context.Context, t *testing.T, r *testBroker, execute, status string, resp func(*blacktreev1.JobRequest) *blacktreev1.JobResponse) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -149,10 +149,10 @@ func validRepoURL(s string, p Policy) error {
 	if host == "" {
 		return invalid(f, "URL has no host")
 	}
-	if isPrivateHost(host) && !p.AllowPrivateHosts {
+	if IsPrivateHost(host) && !p.AllowPrivateHosts {
 		return invalid(f, "host %q is a local, private or metadata address", host)
 	}
-	if !hostAllowed(strings.ToLower(u.Host), host, p.AllowedHosts) {
+	if !p.AllowsHost(strings.ToLower(u.Host), host) {
 		return invalid(f, "host %q is not in the allowed git hosts", host)
 	}
 	if cleaned := path.Clean(u.Path); cleaned == "/" || cleaned == "." || strings.Contains(u.Path, "..") {
@@ -161,7 +161,11 @@ func validRepoURL(s string, p Policy) error {
 	return nil
 }
 
-func hostAllowed(hostPort, host string, allowed []string) bool {
+// AllowsHost reports whether a repository URL whose host is hostPort
+// (host with its port, if any) and host (without it), both lower case, is
+// on p.AllowedHosts (DefaultAllowedHost when that is empty).
+func (p Policy) AllowsHost(hostPort, host string) bool {
+	allowed := p.AllowedHosts
 	if len(allowed) == 0 {
 		allowed = []string{DefaultAllowedHost}
 	}
@@ -174,9 +178,9 @@ func hostAllowed(hostPort, host string, allowed []string) bool {
 	return false
 }
 
-// isPrivateHost reports loopback, private, link-local, unspecified and cloud
+// IsPrivateHost reports loopback, private, link-local, unspecified and cloud
 // metadata addresses, and names that are only ever local.
-func isPrivateHost(host string) bool {
+func IsPrivateHost(host string) bool {
 	switch host {
 	case "localhost", "metadata", "metadata.google.internal":
 		return true
