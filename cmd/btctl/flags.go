@@ -101,6 +101,27 @@ func pathErr(err error) error {
 	return err
 }
 
+// buildArgsFlag collects repeated --build-arg NAME=VALUE. Values may hold
+// commas, so each flag is one argument.
+type buildArgsFlag map[string]string
+
+func (b buildArgsFlag) String() string {
+	var parts []string
+	for k, v := range b {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (b buildArgsFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("build arg %q is not NAME=VALUE", s)
+	}
+	b[k] = v
+	return nil
+}
+
 // labelsFlag collects repeated --label k=v (or k=v,k2=v2).
 type labelsFlag map[string]string
 

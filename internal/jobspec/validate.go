@@ -28,6 +28,9 @@ const (
 	MaxWorkerLabels   = 32
 	MaxLabelLen       = 128
 	MaxTimeoutSeconds = 24 * 60 * 60
+	MaxBuildArgs      = 64
+	MaxBuildArgKeyLen = 128
+	MaxBuildArgLen    = 4096
 )
 
 // DefaultAllowedHost is the git host that full https repoUrls may name when
@@ -66,6 +69,7 @@ var (
 	jobIDRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
 	ownerNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 	labelRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+	buildArgRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 func invalid(field, format string, args ...any) error {
@@ -101,6 +105,7 @@ func Validate(req *blacktreev1.JobRequest, p Policy) error {
 		func() error { return validImageName(req.GetImageName()) },
 		func() error { return validToken(req.GetGithubToken()) },
 		func() error { return validLabels(req.GetWorkerLabels()) },
+		func() error { return validBuildArgs(req.GetBuildArgs()) },
 		func() error {
 			if req.GetTimeoutSeconds() > MaxTimeoutSeconds {
 				return invalid("timeoutSeconds", "more than %d", MaxTimeoutSeconds)
@@ -300,6 +305,25 @@ func validLabels(m map[string]string) error {
 	for k, v := range m {
 		if len(k) > MaxLabelLen || len(v) > MaxLabelLen || !labelRe.MatchString(k) || hasControl(v) {
 			return invalid("workerLabels", "label %q is not a valid key=value pair", k)
+		}
+	}
+	return nil
+}
+
+func validBuildArgs(m map[string]string) error {
+	if len(m) > MaxBuildArgs {
+		return invalid("buildArgs", "more than %d build args", MaxBuildArgs)
+	}
+	for k, v := range m {
+		switch {
+		case len(k) > MaxBuildArgKeyLen:
+			return invalid("buildArgs", "a name is longer than %d characters", MaxBuildArgKeyLen)
+		case !buildArgRe.MatchString(k):
+			return invalid("buildArgs", "name %q is not a valid ARG name", k)
+		case len(v) > MaxBuildArgLen:
+			return invalid("buildArgs", "value of %s is longer than %d characters", k, MaxBuildArgLen)
+		case strings.IndexFunc(v, unicode.IsControl) >= 0:
+			return invalid("buildArgs", "value of %s contains control characters", k)
 		}
 	}
 	return nil

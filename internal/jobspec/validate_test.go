@@ -2,6 +2,7 @@ package jobspec
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -408,6 +409,37 @@ func TestValidate(t *testing.T) {
 			mutate:    func(r *blacktreev1.JobRequest) { r.WorkerLabels = map[string]string{"a b": "c"} },
 			wantField: "workerLabels",
 			wantIn:    "not a valid",
+		},
+		{
+			name:      "bad build arg name",
+			mutate:    func(r *blacktreev1.JobRequest) { r.BuildArgs = map[string]string{"1VERSION": "x"} },
+			wantField: "buildArgs",
+			wantIn:    "not a valid ARG name",
+		},
+		{
+			name:      "build arg with newline",
+			mutate:    func(r *blacktreev1.JobRequest) { r.BuildArgs = map[string]string{"VERSION": "1\nRUN x"} },
+			wantField: "buildArgs",
+			wantIn:    "control",
+		},
+		{
+			name: "build arg too long",
+			mutate: func(r *blacktreev1.JobRequest) {
+				r.BuildArgs = map[string]string{"V": strings.Repeat("v", MaxBuildArgLen+1)}
+			},
+			wantField: "buildArgs",
+			wantIn:    "longer",
+		},
+		{
+			name: "too many build args",
+			mutate: func(r *blacktreev1.JobRequest) {
+				r.BuildArgs = map[string]string{}
+				for i := range MaxBuildArgs + 1 {
+					r.BuildArgs[fmt.Sprintf("A%d", i)] = "x"
+				}
+			},
+			wantField: "buildArgs",
+			wantIn:    "more than",
 		},
 		{
 			name:      "timeout too long",
