@@ -15,8 +15,9 @@ import (
 //
 // The listener hands grpc-go the accepted *net.TCPConn itself, not a
 // wrapper: grpc-go sets TCP_USER_TIMEOUT and reads without a pinned buffer
-// only on the concrete type. So the registry does not see closes; forget
-// drops an entry when its session ends and sweep drops closed ones.
+// only on the concrete type. So the registry does not see closes:
+// closeIfSole drops the entry it closes and sweep drops the ones grpc-go
+// closed. Why the hub closes connections at all: docs/design/ending-sessions.md.
 type connRegistry struct {
 	mu    sync.Mutex // guards the following
 	conns map[string]*connEntry

@@ -11,9 +11,9 @@
 //     the session's receive loop; endSession takes an ended session out of
 //     the fleet the moment it ends.
 //   - session.go: Worker, one connected agent. It owns its stream's sending
-//     side: a bounded queue and at most one sender, which runs (on a
-//     pooled goroutine) only while frames are queued (an idle worker costs
-//     grpc-go's three goroutines and the handler, nothing more).
+//     side: a bounded queue and at most one sender, which runs only while
+//     frames are queued (an idle worker costs grpc-go's three goroutines
+//     and the handler, nothing more).
 //   - conns.go: the accepted connections by remote address, so the hub can
 //     close the connection of a session it ended while the handler is
 //     blocked in Recv (grpc-go cannot end a server stream from outside).
@@ -45,10 +45,6 @@
 //     loop decodes a heartbeat into the previous heartbeat's structs (an
 //     idle fleet's garbage, and so the hub's steady-state memory, is mostly
 //     decoded heartbeats).
-//   - The goroutines that run publishes and stream senders come from an
-//     internal/taskpool Pool the Hub owns: a task never waits behind
-//     another; finished goroutines (up to 64) wait for the next task with
-//     their grown stacks. The Hub closes it last.
 //   - identity.go: who a worker is and what it owns. claimIdentity binds a
 //     worker id to the credential (Config.Credential) of its session while
 //     the id has a live session or running or orphaned jobs; ticketer
@@ -63,7 +59,8 @@
 // Locking: the Hub's idLocks (one per stripe of worker ids) serialise the
 // identity check and registration of one worker id; they are taken before
 // any other lock and never held across a wait on the worker. The
-// Dispatcher's mu and the WorkerManager's mu each guard their own state. The order is Dispatcher.mu before WorkerManager.mu; the
-// manager never calls into the Dispatcher while holding its lock. No lock
-// is held across broker I/O or a blocking send.
+// Dispatcher's mu and the WorkerManager's mu each guard their own state.
+// The order is Dispatcher.mu before WorkerManager.mu; the manager never
+// calls into the Dispatcher while holding its lock. No lock is held across
+// broker I/O or a blocking send.
 package hub

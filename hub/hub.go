@@ -14,8 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	"github.com/blacktree/blacktree/internal/taskpool"
 )
 
 // Hub is one hub instance: gRPC server for workers and operators, HTTP
@@ -32,7 +30,6 @@ type Hub struct {
 	http       *http.Server
 
 	conns     *connRegistry  // accepted gRPC connections, to end silent sessions
-	tasks     *taskpool.Pool // goroutines for publishes and stream senders (internal/taskpool)
 	streamWG  sync.WaitGroup // stream goroutines (first recv, senders, session ends)
 	bgWG      sync.WaitGroup // Run's goroutines: servers, dispatch loop
 	serving   atomic.Bool
@@ -57,11 +54,6 @@ type Hub struct {
 	stopErr  error
 }
 
-// idleTaskGoroutines is the Hub's task pool size (taskpool.New): about the
-// publishes waiting for confirms plus the senders writing at once on a busy
-// hub.
-const idleTaskGoroutines = 64
-
 // New validates cfg and builds a Hub on b. It does no I/O.
 func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	if b == nil {
@@ -74,12 +66,19 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(), conns: newConnRegistry(),
-		listening: make(chan struct{}), stopReq: make(chan struct{}), stopped: make(chan struct{}),
-		dispatchCancel: func() {}}
-	h.tasks = taskpool.New(idleTaskGoroutines)
+	h := &Hub{
+		cfg:            cfg,
+		log:            logger.Named("hub"),
+		b:              b,
+		metrics:        newMetrics(),
+		conns:          newConnRegistry(),
+		listening:      make(chan struct{}),
+		stopReq:        make(chan struct{}),
+		stopped:        make(chan struct{}),
+		dispatchCancel: func() {},
+	}
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
-	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.tasks, h.log.Named("dispatcher"))
+	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
 	h.grpc, h.health = h.newGRPCServer()
 	h.http = &http.Server{Handler: h.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -273,7 +272,6 @@ func (h *Hub) stop(ctx context.Context) error {
 		_ = h.http.Close()
 	}
 	h.streamWG.Wait()
-	h.tasks.Close()
 	h.log.Info("hub stopped")
 	return errors.Join(errs...)
 }

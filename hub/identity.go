@@ -131,7 +131,7 @@ func (d *Dispatcher) holdsJobsOf(workerID string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, j := range d.jobs {
-		if j.lastWID == workerID && (j.state == jobRunning || j.state == jobOrphaned) {
+		if j.lastWorkerID == workerID && (j.state == jobRunning || j.state == jobOrphaned) {
 			return true
 		}
 	}
