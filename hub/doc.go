@@ -51,9 +51,10 @@
 //     issues and checks dispatch tickets (an HMAC under
 //     Config.DispatchKey over Config.DeploymentID, worker id, credential
 //     and job id), by which a job this hub does not hold is claimed or
-//     reported after a hub restart or a move. The Dispatcher's ownsLocked
-//     (results.go) applies both to JobAccepted, JobRejected, JobResult and
-//     a Register's running jobs (docs/protocol.md#ownership).
+//     reported after a hub restart or a move. The Dispatcher (results.go)
+//     takes JobAccepted and JobRejected only from the session a job is
+//     offered to, and JobResult and a Register's running jobs through
+//     ownsLocked (docs/protocol.md#ownership).
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Hub's idLocks (one per stripe of worker ids) serialise the
