@@ -35,6 +35,7 @@ const (
 	DefaultKeepaliveMinTime     = 5 * time.Second
 	DefaultConnBufferSize       = 8 << 10
 	DefaultPublishRetryMax      = 5 * time.Second
+	DefaultMaxSessionsPerCred   = 1000
 )
 
 // Config configures a Hub. The zero value of every optional field selects
@@ -159,6 +160,15 @@ type Config struct {
 	// (from its token or certificate); a non-empty name overrides the name
 	// the worker registers with. nil: the registered name is used.
 	WorkerName func(ctx context.Context) (string, bool)
+	// SessionKey, when set, returns a key naming the credential a worker
+	// stream authenticated with (a token's or certificate's fingerprint);
+	// "" leaves the stream uncounted. nil: sessions are not counted.
+	SessionKey func(ctx context.Context) string
+	// MaxSessionsPerCredential bounds the worker ids that hold a session
+	// under one SessionKey at once; a Register past it is refused with
+	// ResourceExhausted (a reconnect of a worker id already counted is
+	// not). Default 1000.
+	MaxSessionsPerCredential int
 	// Authorized, when set, tells whether a worker stream's credentials
 	// (its context) are still valid; Hub.CloseUnauthorized, called after
 	// the credentials change (a token file reload), ends the sessions for
@@ -213,6 +223,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if c.MaxSessionsPerCredential == 0 {
+		c.MaxSessionsPerCredential = DefaultMaxSessionsPerCred
+	}
+	if c.MaxSessionsPerCredential < 0 {
+		return c, fmt.Errorf("hub: MaxSessionsPerCredential %d is negative", c.MaxSessionsPerCredential)
 	}
 	if c.ConnBufferSize == 0 {
 		c.ConnBufferSize = DefaultConnBufferSize

@@ -31,10 +31,11 @@ type Hub struct {
 	health     *health.Server
 	http       *http.Server
 
-	conns     *connRegistry  // accepted gRPC connections, to end silent sessions
-	tasks     *taskpool.Pool // goroutines for publishes and stream senders (internal/taskpool)
-	streamWG  sync.WaitGroup // stream goroutines (first recv, senders, session ends)
-	bgWG      sync.WaitGroup // Run's goroutines: servers, dispatch loop
+	conns     *connRegistry   // accepted gRPC connections, to end silent sessions
+	sessions  *sessionCounter // worker sessions per credential (admission.go)
+	tasks     *taskpool.Pool  // goroutines for publishes and stream senders (internal/taskpool)
+	streamWG  sync.WaitGroup  // stream goroutines (first recv, senders, session ends)
+	bgWG      sync.WaitGroup  // Run's goroutines: servers, dispatch loop
 	serving   atomic.Bool
 	stopping  atomic.Bool
 	listening chan struct{} // closed once Run listens
@@ -70,6 +71,7 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 		logger = hclog.NewNullLogger()
 	}
 	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(), conns: newConnRegistry(),
+		sessions:  newSessionCounter(cfg.MaxSessionsPerCredential),
 		listening: make(chan struct{}), stopReq: make(chan struct{}), stopped: make(chan struct{}),
 		dispatchCancel: func() {}}
 	h.tasks = taskpool.New(idleTaskGoroutines)

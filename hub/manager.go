@@ -112,6 +112,8 @@ type WorkerManager struct {
 	// for cache-aware placement (warmindex.go).
 	warm   warmIndex
 	closed bool
+	// ops are the operator's drains and denies by worker id (operator.go).
+	ops operatorDecisions
 	// nLive counts the current sessions that are not dead; hb picks the
 	// heartbeat interval for that many (heartbeat.go).
 	nLive int
@@ -167,6 +169,7 @@ func (m *WorkerManager) register(w *Worker, draining bool, registered func(inter
 	e := &workerEntry{w: w, jobs: map[string]struct{}{}, current: true, draining: draining, lastSeen: time.Now(),
 		interval: m.hb.interval()}
 	registered(e.interval)
+	m.applyOperatorLocked(e)
 	m.armHeartbeatLocked(e)
 	m.workers[w.id], w.entry = e, e
 	if prev != nil {
@@ -246,23 +249,16 @@ func (m *WorkerManager) setDrainingLocked(e *workerEntry, draining bool) bool {
 	return true
 }
 
-// drain marks the worker named idOrName draining and sends it Drain.
+// drain marks the worker named idOrName draining and sends it Drain; its
+// later sessions are draining too (operator.go).
 func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.workers[idOrName]
-	if e == nil {
-		var match []*workerEntry
-		for _, c := range m.workers {
-			if c.w.name == idOrName {
-				match = append(match, c)
-			}
-		}
-		if len(match) != 1 {
-			return nil, false
-		}
-		e = match[0]
+	e, ok := m.lookupLocked(idOrName)
+	if !ok {
+		return nil, false
 	}
+	m.rememberDrainLocked(e.w.id, reason)
 	if !e.dead {
 		e.draining, e.drained = true, true
 		m.indexLocked(e)

@@ -25,7 +25,17 @@ type metrics struct {
 	// warm or cold for the job.
 	cachedSteps, ranSteps  prometheus.Counter
 	warmPlaced, coldPlaced prometheus.Counter
+	// Register frames refused, by reason (admission.go).
+	refused *prometheus.CounterVec
 }
+
+// Reasons a Register is refused (the reason label of
+// blacktree_register_refused_total).
+const (
+	refusedInvalid      = "invalid"       // a field over its bound, or missing
+	refusedDenied       = "denied"        // the worker id is denied (DenyWorker)
+	refusedSessionLimit = "session_limit" // the credential holds MaxSessionsPerCredential workers
+)
 
 func counter(name, help string) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "blacktree", Name: name, Help: help})
@@ -58,7 +68,13 @@ func newMetrics() *metrics {
 		Help: "Jobs offered to a worker, by whether its build cache held the job's build key (warm) or not (cold)."},
 		[]string{"cache"})
 	m.warmPlaced, m.coldPlaced = placements.WithLabelValues("warm"), placements.WithLabelValues("cold")
-	m.reg.MustRegister(steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "register_refused_total",
+		Help: "Worker Register frames refused, by reason: invalid (a field missing or over its bound), denied (btctl deny), session_limit (--max-sessions-per-token)."},
+		[]string{"reason"})
+	for _, r := range []string{refusedInvalid, refusedDenied, refusedSessionLimit} {
+		m.refused.WithLabelValues(r) // present at 0 from the start
+	}
+	m.reg.MustRegister(m.refused, steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -70,6 +86,9 @@ func (m *metrics) buildSteps(resp *blacktreev1.JobResponse) {
 	m.cachedSteps.Add(float64(cached))
 	m.ranSteps.Add(float64(total - cached))
 }
+
+// registerRefused counts a refused Register.
+func (m *metrics) registerRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 // placement counts an offer to a worker warm or cold for the job.
 func (m *metrics) placement(warm bool) {
@@ -90,6 +109,9 @@ func (m *metrics) registerState(wm *WorkerManager, d *Dispatcher) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "worker_cache_bytes",
 		Help: "Bytes of build cache the live workers report holding, summed."},
 		func() float64 { return float64(wm.cacheBytes()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "denied_workers",
+		Help: "Worker ids an operator denied (btctl deny); their Register is refused until the hub restarts."},
+		func() float64 { return float64(wm.deniedCount()) }))
 	m.reg.MustRegister(&stateCollector{m: wm, desc: prometheus.NewDesc("blacktree_workers",
 		"Workers known to this hub, by state.", []string{"state"}, nil)})
 }

@@ -41,6 +41,8 @@ var (
 	ErrConnectionLost = errors.New("connection lost")
 	// ErrRevoked: the worker's credentials were revoked (token reload).
 	ErrRevoked = errors.New("worker credentials revoked")
+	// ErrDenied: an operator denied the worker (DenyWorker).
+	ErrDenied = errors.New("worker denied by an operator")
 	// ErrHubStopping: the hub is shutting down.
 	ErrHubStopping = errors.New("hub shutting down")
 )
