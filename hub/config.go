@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/tap"
 
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
@@ -36,6 +37,12 @@ const (
 	DefaultConnBufferSize       = 8 << 10
 	DefaultPublishRetryMax      = 5 * time.Second
 	DefaultMaxSessionsPerCred   = 1000
+	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultMaxHeaderListSize    = 16 << 10
+	DefaultMaxRequestMsgSize    = 64 << 10
+	DefaultMaxConns             = 20000
+	DefaultMaxConnsPerIP        = 1000
+	DefaultUnauthConnTimeout    = 30 * time.Second
 )
 
 // Config configures a Hub. The zero value of every optional field selects
@@ -149,9 +156,43 @@ type Config struct {
 	// interval (grpc-go clients ping at most every 10s). Default 5s.
 	KeepaliveMinTime time.Duration
 
+	// HandshakeTimeout bounds a new connection's TLS handshake and HTTP/2
+	// preface (grpc.ConnectionTimeout; grpc-go's default is 120s).
+	// Default 10s.
+	HandshakeTimeout time.Duration
+	// MaxHeaderListSize bounds the headers of one call (grpc-go's default
+	// is 16 MiB); a call over it is refused before it is looked at.
+	// Default 16 KiB.
+	MaxHeaderListSize uint32
+	// MaxRequestMsgSize bounds every message the hub receives other than
+	// a worker's stream frames (admin, health and reflection requests are
+	// small); larger ones are refused undecoded. Default 64 KiB.
+	MaxRequestMsgSize int
+	// MaxConns and MaxConnsPerIP bound the gRPC connections open at once,
+	// in all and from one remote IP; a connection over either is closed
+	// as soon as it is accepted. Defaults 20,000 and 1,000; negative: no
+	// limit.
+	MaxConns      int
+	MaxConnsPerIP int
+	// UnauthenticatedConnTimeout closes a connection that has carried no
+	// authenticated call (Authenticated) this long after it was accepted:
+	// a health probe's connection, a client that never authenticates.
+	// Only with Authenticated set. Default 30s.
+	UnauthenticatedConnTimeout time.Duration
+
 	// TLS, when set, serves gRPC over TLS (mTLS when it has ClientCAs).
 	// nil means plaintext.
 	TLS *tls.Config
+	// TapHandle, when set, runs on each call's headers before grpc-go
+	// creates its stream or reads a message (grpc.InTapHandle), e.g.
+	// auth.Authenticator.TapHandle: a call it refuses costs no decoding.
+	// The context it returns is the call's.
+	TapHandle tap.ServerInHandle
+	// Authenticated, when set, tells whether a call's context (after
+	// TapHandle) carries authenticated credentials; the call's connection
+	// then escapes UnauthenticatedConnTimeout. nil: connections are never
+	// closed for it.
+	Authenticated func(ctx context.Context) bool
 	// StreamInterceptors and UnaryInterceptors run after panic recovery
 	// and logging, e.g. auth.Authenticator's interceptors.
 	StreamInterceptors []grpc.StreamServerInterceptor
@@ -224,6 +265,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
+	setDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDur(&c.UnauthenticatedConnTimeout, DefaultUnauthConnTimeout)
+	if c.MaxHeaderListSize == 0 {
+		c.MaxHeaderListSize = DefaultMaxHeaderListSize
+	}
+	if c.MaxRequestMsgSize == 0 {
+		c.MaxRequestMsgSize = DefaultMaxRequestMsgSize
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if c.MaxSessionsPerCredential == 0 {
 		c.MaxSessionsPerCredential = DefaultMaxSessionsPerCred
 	}
@@ -240,6 +295,7 @@ func (c Config) withDefaults() (Config, error) {
 		"KeepaliveTime": c.KeepaliveTime, "KeepaliveTimeout": c.KeepaliveTimeout,
 		"KeepaliveMinTime": c.KeepaliveMinTime, "PublishRetryMax": c.PublishRetryMax,
 		"MaxHeartbeatInterval": c.MaxHeartbeatInterval, "AffinityWait": c.AffinityWait,
+		"HandshakeTimeout": c.HandshakeTimeout, "UnauthenticatedConnTimeout": c.UnauthenticatedConnTimeout,
 	} {
 		if d < 0 {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)

@@ -70,10 +70,11 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(), conns: newConnRegistry(),
+	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(),
 		sessions:  newSessionCounter(cfg.MaxSessionsPerCredential),
 		listening: make(chan struct{}), stopReq: make(chan struct{}), stopped: make(chan struct{}),
 		dispatchCancel: func() {}}
+	h.conns = newConnRegistry(h.connLimits())
 	h.tasks = taskpool.New(idleTaskGoroutines)
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
 	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.tasks, h.log.Named("dispatcher"))
@@ -269,6 +270,7 @@ func (h *Hub) stop(ctx context.Context) error {
 	if err := h.http.Shutdown(hctx); err != nil {
 		_ = h.http.Close()
 	}
+	h.conns.stop()
 	h.streamWG.Wait()
 	h.tasks.Close()
 	h.log.Info("hub stopped")

@@ -27,6 +27,9 @@ type metrics struct {
 	warmPlaced, coldPlaced prometheus.Counter
 	// Register frames refused, by reason (admission.go).
 	refused *prometheus.CounterVec
+	// gRPC connections closed before authentication (conns.go), by limit.
+	connsRefused    *prometheus.CounterVec
+	connsIdleClosed prometheus.Counter
 }
 
 // Reasons a Register is refused (the reason label of
@@ -74,7 +77,14 @@ func newMetrics() *metrics {
 	for _, r := range []string{refusedInvalid, refusedDenied, refusedSessionLimit} {
 		m.refused.WithLabelValues(r) // present at 0 from the start
 	}
-	m.reg.MustRegister(m.refused, steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "connections_refused_total",
+		Help: "gRPC connections closed as soon as accepted, by the limit they were over: total (--max-conns) or per_ip (--max-conns-per-ip)."},
+		[]string{"limit"})
+	m.connsRefused.WithLabelValues("total")
+	m.connsRefused.WithLabelValues("per_ip")
+	m.connsIdleClosed = counter("connections_unauthenticated_closed_total",
+		"gRPC connections closed for carrying no authenticated call within --unauthenticated-conn-timeout of their accept.")
+	m.reg.MustRegister(m.refused, m.connsRefused, m.connsIdleClosed, steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,6 +99,9 @@ func (m *metrics) buildSteps(resp *blacktreev1.JobResponse) {
 
 // registerRefused counts a refused Register.
 func (m *metrics) registerRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
+
+// connRefused counts a connection closed at accept for being over limit.
+func (m *metrics) connRefused(limit string) { m.connsRefused.WithLabelValues(limit).Inc() }
 
 // placement counts an offer to a worker warm or cold for the job.
 func (m *metrics) placement(warm bool) {

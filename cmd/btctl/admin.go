@@ -51,6 +51,23 @@ Examples:
   btctl drain 3f2c9a1e-... --hub hub.example.com:7070 --json
 `
 
+const usageDeny = `Usage: btctl deny [flags] WORKER
+
+Refuse one worker from now on (AdminService.DenyWorker): its session ends at
+once and every Register with its id is refused with PermissionDenied until
+the hub restarts. WORKER is a worker id (or the name of a connected worker,
+when unique); an id the hub has not seen yet is denied as given. Its running
+jobs are reported lost after the hub's --lost-worker-grace. Use it for a
+worker whose token leaked; also remove the token and SIGHUP the hub. Needs
+the admin token.
+
+Exit status: 0 denied, 2 usage, 3 hub unreachable or token refused.
+
+Examples:
+  btctl deny worker-7 --reason "token leaked"
+  btctl deny 3f2c9a1e-... --hub hub.example.com:7070 --json
+`
+
 func runWorkers(ctx context.Context, args []string, e env) error {
 	fs, c := newFlagSet("workers", usageWorkers, e)
 	asJSON := fs.Bool("json", false, "print the ListWorkersResponse as JSON")
@@ -126,6 +143,39 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	}
 	w := resp.GetWorker()
 	fmt.Fprintf(e.stdout, "worker %s (%s) is %s, running %d job(s)\n", w.GetWorkerId(), w.GetName(), stateName(w.GetState()), len(w.GetRunningJobIds()))
+	return nil
+}
+
+func runDeny(ctx context.Context, args []string, e env) error {
+	fs, c := newFlagSet("deny", usageDeny, e)
+	asJSON := fs.Bool("json", false, "print the DenyWorkerResponse as JSON")
+	reason := fs.String("reason", "denied with btctl", "why, for the hub's log and the worker's refusal")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("deny takes exactly one WORKER (id or name), got %d arguments (see btctl deny --help)", len(pos))
+	}
+	hub, err := dialHub(c)
+	if err != nil {
+		return err
+	}
+	defer hub.close()
+	cctx, cancel := hub.ctx(ctx)
+	defer cancel()
+	resp, err := hub.api.DenyWorker(cctx, &blacktreev1.DenyWorkerRequest{WorkerId: pos[0], Reason: *reason})
+	if err != nil {
+		return hub.rpcErr("deny "+pos[0], err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, resp)
+	}
+	ended := "it had no live session"
+	if resp.GetSessionEnded() {
+		ended = "its session was ended"
+	}
+	fmt.Fprintf(e.stdout, "worker %s is denied; %s\n", resp.GetWorkerId(), ended)
 	return nil
 }
 

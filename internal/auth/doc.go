@@ -7,8 +7,13 @@
 // token never opens the admin API and the admin token never opens Connect.
 // With Config.AllowMTLSIdentity a worker may instead present a client
 // certificate that the TLS layer verified (see internal/tlsutil); its
-// Common Name (or first DNS SAN) names it. grpc.health.v1 and server
-// reflection are open. Any other method needs the admin token.
+// Common Name (or first DNS SAN) names it. grpc.health.v1 is open. Any
+// other method, server reflection included, needs the admin token.
+//
+// TapHandle (tap.go) checks a call's headers before grpc-go reads any of
+// its messages (grpc.InTapHandle); the interceptors do the same check for
+// servers wired without it, and skip calls TapHandle already
+// authenticated.
 //
 // Token comparison is constant time: the presented token and every
 // configured token are hashed with SHA-256 and compared with

@@ -424,8 +424,8 @@ func TestPolicyFor(t *testing.T) {
 		{name: "connect", method: blacktreev1.WorkerService_Connect_FullMethodName, want: policyWorker},
 		{name: "admin", method: blacktreev1.AdminService_DrainWorker_FullMethodName, want: policyAdmin},
 		{name: "health", method: "/grpc.health.v1.Health/Check", want: policyOpen},
-		{name: "reflection", method: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", want: policyOpen},
-		{name: "reflection alpha", method: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", want: policyOpen},
+		{name: "reflection needs admin", method: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", want: policyAdmin},
+		{name: "reflection alpha needs admin", method: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", want: policyAdmin},
 		{name: "unknown needs admin", method: "/other.Service/Method", want: policyAdmin},
 		{name: "prefix trick", method: "/blacktree.v1.WorkerServiceX/Connect", want: policyAdmin},
 	}
