@@ -82,10 +82,10 @@ func (l *registeringListener) Accept() (net.Conn, error) {
 			return c, err
 		}
 		if reason := l.r.add(c); reason != "" {
-			_ = c.Close()
 			if l.r.limits.refused != nil {
-				l.r.limits.refused(reason)
+				l.r.limits.refused(reason) // first: the peer sees the close after the count
 			}
+			_ = c.Close()
 			continue
 		}
 		return c, nil
@@ -164,10 +164,10 @@ func (r *connRegistry) closeUnauthenticated(addr string, e *connEntry) {
 	r.removeLocked(addr, e)
 	r.mu.Unlock()
 	if !connClosed(e.c) {
-		_ = e.c.Close()
 		if r.limits.idleClosed != nil {
-			r.limits.idleClosed()
+			r.limits.idleClosed() // first: the peer sees the close after the count
 		}
+		_ = e.c.Close()
 	}
 }
 
