@@ -78,7 +78,7 @@ Flags:
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("blacktree-hub", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address`: workers, admin API, health, reflection")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address`: workers, admin API, health, reflection (admin token)")
 	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz and /metrics")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --http-addr (trusted networks only)")
 	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`")
