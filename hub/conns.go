@@ -149,6 +149,7 @@ func (r *connRegistry) markAuthenticated(addr string) {
 		e.authenticated = true
 		if e.idle != nil {
 			e.idle.Stop()
+			e.idle = nil // a worker's connection lives for days: keep no timer
 		}
 	}
 }
