@@ -120,12 +120,9 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	fs, c := newFlagSet("drain", usageDrain, e)
 	asJSON := fs.Bool("json", false, "print the DrainWorkerResponse as JSON")
 	reason := fs.String("reason", "drained with btctl", "why, for the hub's and worker's logs")
-	pos, err := parse(fs, args)
+	worker, err := oneWorker(fs, args, "drain")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr("drain takes exactly one WORKER (id or name), got %d arguments (see btctl drain --help)", len(pos))
 	}
 	hub, err := dialHub(c)
 	if err != nil {
@@ -134,9 +131,9 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	defer hub.close()
 	cctx, cancel := hub.ctx(ctx)
 	defer cancel()
-	resp, err := hub.api.DrainWorker(cctx, &blacktreev1.DrainWorkerRequest{WorkerId: pos[0], Reason: *reason})
+	resp, err := hub.api.DrainWorker(cctx, &blacktreev1.DrainWorkerRequest{WorkerId: worker, Reason: *reason})
 	if err != nil {
-		return hub.rpcErr("drain "+pos[0], err)
+		return hub.rpcErr("drain "+worker, err)
 	}
 	if *asJSON {
 		return printJSON(e.stdout, resp)
@@ -150,12 +147,9 @@ func runDeny(ctx context.Context, args []string, e env) error {
 	fs, c := newFlagSet("deny", usageDeny, e)
 	asJSON := fs.Bool("json", false, "print the DenyWorkerResponse as JSON")
 	reason := fs.String("reason", "denied with btctl", "why, for the hub's log and the worker's refusal")
-	pos, err := parse(fs, args)
+	worker, err := oneWorker(fs, args, "deny")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr("deny takes exactly one WORKER (id or name), got %d arguments (see btctl deny --help)", len(pos))
 	}
 	hub, err := dialHub(c)
 	if err != nil {
@@ -164,9 +158,9 @@ func runDeny(ctx context.Context, args []string, e env) error {
 	defer hub.close()
 	cctx, cancel := hub.ctx(ctx)
 	defer cancel()
-	resp, err := hub.api.DenyWorker(cctx, &blacktreev1.DenyWorkerRequest{WorkerId: pos[0], Reason: *reason})
+	resp, err := hub.api.DenyWorker(cctx, &blacktreev1.DenyWorkerRequest{WorkerId: worker, Reason: *reason})
 	if err != nil {
-		return hub.rpcErr("deny "+pos[0], err)
+		return hub.rpcErr("deny "+worker, err)
 	}
 	if *asJSON {
 		return printJSON(e.stdout, resp)
@@ -177,6 +171,18 @@ func runDeny(ctx context.Context, args []string, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "worker %s is denied; %s\n", resp.GetWorkerId(), ended)
 	return nil
+}
+
+// oneWorker parses a command's flags and its one WORKER argument.
+func oneWorker(fs *flag.FlagSet, args []string, name string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageErr("%s takes exactly one WORKER (id or name), got %d arguments (see btctl %s --help)", name, len(pos), name)
+	}
+	return pos[0], nil
 }
 
 func noArgs(fs *flag.FlagSet, args []string, name string) error {
