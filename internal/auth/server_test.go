@@ -104,6 +104,16 @@ type env struct {
 // default when given.
 func startEnv(t *testing.T, cfg Config, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *env {
 	t.Helper()
+	return startEnvWired(t, cfg, func(a *Authenticator) []grpc.ServerOption {
+		return append(serverOpts,
+			grpc.ChainUnaryInterceptor(a.UnaryInterceptor()),
+			grpc.ChainStreamInterceptor(a.StreamInterceptor()))
+	}, dialOpts...)
+}
+
+// startEnvWired is startEnv with the server options wire returns for a.
+func startEnvWired(t *testing.T, cfg Config, wire func(a *Authenticator) []grpc.ServerOption, dialOpts ...grpc.DialOption) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	a, err := New(cfg, logger)
@@ -114,9 +124,7 @@ func startEnv(t *testing.T, cfg Config, serverOpts []grpc.ServerOption, dialOpts
 	clock.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	a.now = clock.now
 
-	srv := grpc.NewServer(append(serverOpts,
-		grpc.ChainUnaryInterceptor(a.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(a.StreamInterceptor()))...)
+	srv := grpc.NewServer(wire(a)...)
 	blacktreev1.RegisterWorkerServiceServer(srv, workerSrv{})
 	blacktreev1.RegisterAdminServiceServer(srv, adminSrv{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
