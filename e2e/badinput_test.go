@@ -26,19 +26,78 @@ func TestBadInput(t *testing.T) {
 		wantOK     bool
 		wantErrHas string
 	}{
-		{name: "malformed JSON", body: `{"jobId":"bad-malformed",`},
-		{name: "not UTF-8", body: "{\"jobId\":\"bad-utf8\",\"repoUrl\":\"\xff\xfe\"}"},
-		{name: "not an object", body: `["bad-array"]`},
-		{name: "missing fields", id: "bad-missing", body: `{"jobId":"bad-missing"}`, wantErrHas: "repoUrl"},
-		{name: "10 MiB message", id: "bad-huge", body: big, wantErrHas: "limit"},
-		{name: "unknown fields tolerated", id: "ok-unknown", body: `{"jobId":"ok-unknown","repoUrl":"user/reponame","imageName":"myapp:latest","priority":7}`, wantOK: true},
-		{name: "dockerfile traversal", id: "bad-traversal", body: `{"jobId":"bad-traversal","repoUrl":"user/reponame","imageName":"a","dockerfilePath":"../../etc/passwd"}`, wantErrHas: "dockerfilePath"},
-		{name: "context traversal", id: "bad-context", body: `{"jobId":"bad-context","repoUrl":"user/reponame","imageName":"a","contextDir":"/etc"}`, wantErrHas: "contextDir"},
-		{name: "other host", id: "bad-host", body: `{"jobId":"bad-host","repoUrl":"https://evil.example.org/a/b","imageName":"a"}`, wantErrHas: "not in the allowed"},
-		{name: "file URL", id: "bad-file", body: `{"jobId":"bad-file","repoUrl":"file:///etc/passwd","imageName":"a"}`, wantErrHas: "scheme"},
-		{name: "credentials in URL", id: "bad-creds", body: `{"jobId":"bad-creds","repoUrl":"https://u:p@github.com/a/b","imageName":"a"}`, wantErrHas: "credentials"},
-		{name: "metadata address", id: "bad-metadata", body: `{"jobId":"bad-metadata","repoUrl":"https://169.254.169.254/a/b","imageName":"a"}`, wantErrHas: "metadata"},
-		{name: "invalid image name", id: "bad-image", body: `{"jobId":"bad-image","repoUrl":"user/reponame","imageName":"My App"}`, wantErrHas: "imageName"},
+		{
+			name: "malformed JSON",
+			body: `{"jobId":"bad-malformed",`,
+		},
+		{
+			name: "not UTF-8",
+			body: "{\"jobId\":\"bad-utf8\",\"repoUrl\":\"\xff\xfe\"}",
+		},
+		{
+			name: "not an object",
+			body: `["bad-array"]`,
+		},
+		{
+			name:       "missing fields",
+			id:         "bad-missing",
+			body:       `{"jobId":"bad-missing"}`,
+			wantErrHas: "repoUrl",
+		},
+		{
+			name:       "10 MiB message",
+			id:         "bad-huge",
+			body:       big,
+			wantErrHas: "limit",
+		},
+		{
+			name:   "unknown fields tolerated",
+			id:     "ok-unknown",
+			body:   `{"jobId":"ok-unknown","repoUrl":"user/reponame","imageName":"myapp:latest","priority":7}`,
+			wantOK: true,
+		},
+		{
+			name:       "dockerfile traversal",
+			id:         "bad-traversal",
+			body:       `{"jobId":"bad-traversal","repoUrl":"user/reponame","imageName":"a","dockerfilePath":"../../etc/passwd"}`,
+			wantErrHas: "dockerfilePath",
+		},
+		{
+			name:       "context traversal",
+			id:         "bad-context",
+			body:       `{"jobId":"bad-context","repoUrl":"user/reponame","imageName":"a","contextDir":"/etc"}`,
+			wantErrHas: "contextDir",
+		},
+		{
+			name:       "other host",
+			id:         "bad-host",
+			body:       `{"jobId":"bad-host","repoUrl":"https://evil.example.org/a/b","imageName":"a"}`,
+			wantErrHas: "not in the allowed",
+		},
+		{
+			name:       "file URL",
+			id:         "bad-file",
+			body:       `{"jobId":"bad-file","repoUrl":"file:///etc/passwd","imageName":"a"}`,
+			wantErrHas: "scheme",
+		},
+		{
+			name:       "credentials in URL",
+			id:         "bad-creds",
+			body:       `{"jobId":"bad-creds","repoUrl":"https://u:p@github.com/a/b","imageName":"a"}`,
+			wantErrHas: "credentials",
+		},
+		{
+			name:       "metadata address",
+			id:         "bad-metadata",
+			body:       `{"jobId":"bad-metadata","repoUrl":"https://169.254.169.254/a/b","imageName":"a"}`,
+			wantErrHas: "metadata",
+		},
+		{
+			name:       "invalid image name",
+			id:         "bad-image",
+			body:       `{"jobId":"bad-image","repoUrl":"user/reponame","imageName":"My App"}`,
+			wantErrHas: "imageName",
+		},
 	}
 	dead0, _ := e.cp.QueueDepth(e.execQ + ".dead")
 	deadLettered := 0

@@ -34,7 +34,12 @@ func dialHub(t *testing.T, h *testHub) *grpc.ClientConn {
 func TestAdminService(t *testing.T) {
 	e := newEnv(t)
 	h := e.startHub(nil)
-	w := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "w1", Name: "alpha", Slots: 2, Labels: map[string]string{"arch": "amd64"}}, false)
+	w := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{
+		WorkerId: "w1",
+		Name:     "alpha",
+		Slots:    2,
+		Labels:   map[string]string{"arch": "amd64"},
+	}, false)
 	e.publish(validJob("adm-1"))
 	w.accept(w.expectRunJob().GetJobId())
 	eventually(t, 5*time.Second, "job running", func() bool { return h.jobState("adm-1") == jobRunning })

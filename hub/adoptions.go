@@ -28,7 +28,7 @@ const announceTimeout = 10 * time.Second
 // goAnnounce tells the other replicas, in the background, that this hub
 // took over ids from workerID.
 func (d *Dispatcher) goAnnounce(ids []string, workerID string) {
-	if d.ann == nil || len(ids) == 0 {
+	if d.announcer == nil || len(ids) == 0 {
 		return
 	}
 	d.mu.Lock()
@@ -43,7 +43,7 @@ func (d *Dispatcher) goAnnounce(ids []string, workerID string) {
 		defer cancel()
 		for _, id := range ids {
 			a := broker.Adoption{HubID: d.cfg.HubID, JobID: id, WorkerID: workerID}
-			if err := d.ann.AnnounceAdoption(ctx, a); err != nil {
+			if err := d.announcer.AnnounceAdoption(ctx, a); err != nil {
 				// The replica the worker left may then report the job lost
 				// before this hub publishes its result: two statuses.
 				d.log.Warn("adoption announcement failed", "job_id", id, "error", err)
@@ -63,7 +63,7 @@ func (d *Dispatcher) adoptedElsewhere(a broker.Adoption) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	j := d.jobs[a.JobID]
-	if j == nil || j.lastWID != a.WorkerID {
+	if j == nil || j.lastWorkerID != a.WorkerID {
 		return
 	}
 	switch j.state {

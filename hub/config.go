@@ -289,13 +289,21 @@ func (c Config) withDefaults() (Config, error) {
 		c.ConnBufferSize = DefaultConnBufferSize
 	}
 	for name, d := range map[string]time.Duration{
-		"HeartbeatInterval": c.HeartbeatInterval, "RegisterTimeout": c.RegisterTimeout,
-		"AcceptTimeout": c.AcceptTimeout, "LostWorkerGrace": c.LostWorkerGrace,
-		"HoldTimeout": c.HoldTimeout, "DeadRetention": c.DeadRetention, "DrainTimeout": c.DrainTimeout,
-		"KeepaliveTime": c.KeepaliveTime, "KeepaliveTimeout": c.KeepaliveTimeout,
-		"KeepaliveMinTime": c.KeepaliveMinTime, "PublishRetryMax": c.PublishRetryMax,
-		"MaxHeartbeatInterval": c.MaxHeartbeatInterval, "AffinityWait": c.AffinityWait,
-		"HandshakeTimeout": c.HandshakeTimeout, "UnauthenticatedConnTimeout": c.UnauthenticatedConnTimeout,
+		"HeartbeatInterval":          c.HeartbeatInterval,
+		"RegisterTimeout":            c.RegisterTimeout,
+		"AcceptTimeout":              c.AcceptTimeout,
+		"LostWorkerGrace":            c.LostWorkerGrace,
+		"HoldTimeout":                c.HoldTimeout,
+		"DeadRetention":              c.DeadRetention,
+		"DrainTimeout":               c.DrainTimeout,
+		"KeepaliveTime":              c.KeepaliveTime,
+		"KeepaliveTimeout":           c.KeepaliveTimeout,
+		"KeepaliveMinTime":           c.KeepaliveMinTime,
+		"PublishRetryMax":            c.PublishRetryMax,
+		"MaxHeartbeatInterval":       c.MaxHeartbeatInterval,
+		"AffinityWait":               c.AffinityWait,
+		"HandshakeTimeout":           c.HandshakeTimeout,
+		"UnauthenticatedConnTimeout": c.UnauthenticatedConnTimeout,
 	} {
 		if d < 0 {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)

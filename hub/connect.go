@@ -127,10 +127,21 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 		addr = p.Addr.String()
 	}
 	w := &Worker{
-		id: reg.GetWorkerId(), sessionID: newID(), name: name, version: reg.GetVersion(), addr: addr,
-		labels: reg.GetLabels(), slots: int(reg.GetSlots()), intervalUpdates: reg.GetHeartbeatIntervalUpdates(), connected: time.Now(),
-		done: make(chan struct{}), stream: stream.Send, authCtx: ctx, maxQueue: sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())), wg: &h.streamWG, tasks: h.tasks,
-		held: true, // until register has made it the worker's session
+		id:              reg.GetWorkerId(),
+		sessionID:       newID(),
+		name:            name,
+		version:         reg.GetVersion(),
+		addr:            addr,
+		labels:          reg.GetLabels(),
+		slots:           int(reg.GetSlots()),
+		intervalUpdates: reg.GetHeartbeatIntervalUpdates(),
+		connected:       time.Now(),
+		done:            make(chan struct{}),
+		stream:          stream.Send,
+		authCtx:         ctx,
+		maxQueue:        sendQueueBound(h.cfg.SendQueue, int(reg.GetSlots())),
+		wg:              &h.streamWG,
+		held:            true, // until register has made it the worker's session
 	}
 	w.log = h.log.Named("worker").With("worker_id", w.id, "session_id", w.sessionID)
 	// endSession runs on its own goroutine the moment the session ends,
@@ -177,8 +188,11 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
 	old := h.manager.register(w, reg.GetDraining(), func(interval time.Duration) {
 		w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
-			SessionId: w.sessionID, HeartbeatInterval: durationpb.New(interval), HubId: h.cfg.HubID, WorkerName: w.name,
-			HeartbeatGrid: h.heartbeatGrid(),
+			SessionId:         w.sessionID,
+			HeartbeatInterval: durationpb.New(interval),
+			HubId:             h.cfg.HubID,
+			WorkerName:        w.name,
+			HeartbeatGrid:     h.heartbeatGrid(),
 		}}})
 	})
 	if cs := reg.GetCache(); cs != nil {

@@ -22,9 +22,11 @@ import (
 //
 // The listener hands grpc-go the accepted *net.TCPConn itself, not a
 // wrapper: grpc-go sets TCP_USER_TIMEOUT and reads without a pinned buffer
-// only on the concrete type. So the registry does not see closes;
-// closeIfSole drops an entry it closes and sweep drops closed ones (also
-// at once, at most once per sweepMinGap, when a limit is reached).
+// only on the concrete type. So the registry does not see closes:
+// closeIfSole drops the entry it closes and sweep drops the ones grpc-go
+// closed (also at once, at most once per sweepMinGap, when a limit is
+// reached). Why the hub closes connections at all:
+// docs/design/ending-sessions.md.
 type connRegistry struct {
 	limits connLimits
 

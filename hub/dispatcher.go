@@ -11,7 +11,6 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/broker"
 	"github.com/blacktree/blacktree/internal/jobspec"
-	"github.com/blacktree/blacktree/internal/taskpool"
 )
 
 // Broker is what the hub needs from the message broker. *rabbit.Client
@@ -41,15 +40,15 @@ const (
 
 // job is one in-flight job. Guarded by Dispatcher.mu.
 type job struct {
-	id      string
-	req     *blacktreev1.JobRequest // nil for jobs adopted from a Register
-	del     *broker.Delivery        // unsettled delivery; nil once acked
-	corrID  string
-	state   blacktreev1.JobState
-	w       *Worker         // session it is offered to / running on
-	lastWID string          // worker id it last ran on (for lost reports)
-	tried   map[string]bool // worker ids that rejected or timed out
-	held    bool
+	id           string
+	req          *blacktreev1.JobRequest // nil for jobs adopted from a Register
+	del          *broker.Delivery        // unsettled delivery; nil once acked
+	corrID       string
+	state        blacktreev1.JobState
+	w            *Worker         // session it is offered to / running on
+	lastWorkerID string          // worker id it last ran on (for lost reports)
+	tried        map[string]bool // worker ids that rejected or timed out
+	held         bool
 	// cacheKey is the job's build key (jobspec.CacheKey), for
 	// cache-aware placement.
 	cacheKey string
@@ -61,7 +60,7 @@ type job struct {
 	received    time.Time
 	accepted    time.Time
 	timer       *time.Timer // hold, accept or grace timer
-	gen         int         // invalidates fired timers of an earlier arm
+	timerArms   int         // counts arms; a fired timer of an earlier arm does nothing
 	// movedAway: another replica adopted the job from its worker while the
 	// session here had not ended yet; ending it drops the job.
 	movedAway bool
@@ -80,17 +79,16 @@ func (fx effects) run() {
 // Dispatcher moves jobs from the broker to workers and results back. State
 // has one owner: mu.
 type Dispatcher struct {
-	cfg Config
-	log hclog.Logger
-	b   Broker
-	ann Announcer // b's adoption announcements; nil when b has none
-	m   *WorkerManager
-	met *metrics
+	cfg       Config
+	log       hclog.Logger
+	b         Broker
+	announcer Announcer // b's adoption announcements; nil when b has none
+	m         *WorkerManager
+	metrics   *metrics
 
 	pubCtx    context.Context // ends at hard stop: publishes give up
 	pubCancel context.CancelFunc
-	wg        sync.WaitGroup // publish tasks, until each has finished
-	tasks     *taskpool.Pool // runs the publish tasks; the Hub's, closed by it
+	wg        sync.WaitGroup // publish goroutines, until each has finished
 
 	mu       sync.Mutex // guards the following
 	jobs     map[string]*job
@@ -100,19 +98,29 @@ type Dispatcher struct {
 	changed  chan struct{} // closed and replaced when a job leaves the table
 }
 
-func newDispatcher(cfg Config, b Broker, m *WorkerManager, met *metrics, tasks *taskpool.Pool, log hclog.Logger) *Dispatcher {
+func newDispatcher(cfg Config, b Broker, m *WorkerManager, hubMetrics *metrics, log hclog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	ann, _ := b.(Announcer)
-	return &Dispatcher{cfg: cfg, log: log, b: b, ann: ann, m: m, met: met, pubCtx: ctx, pubCancel: cancel,
-		jobs: map[string]*job{}, changed: make(chan struct{}), tasks: tasks}
+	announcer, _ := b.(Announcer)
+	return &Dispatcher{
+		cfg:       cfg,
+		log:       log,
+		b:         b,
+		announcer: announcer,
+		m:         m,
+		metrics:   hubMetrics,
+		pubCtx:    ctx,
+		pubCancel: cancel,
+		jobs:      map[string]*job{},
+		changed:   make(chan struct{}),
+	}
 }
 
 // run consumes deliveries until ctx ends or the channel closes.
 func (d *Dispatcher) run(ctx context.Context) {
 	deliveries := d.b.Deliveries()
 	var adoptions <-chan broker.Adoption
-	if d.ann != nil {
-		adoptions = d.ann.Adoptions()
+	if d.announcer != nil {
+		adoptions = d.announcer.Adoptions()
 	}
 	for {
 		select {
@@ -136,7 +144,7 @@ func (d *Dispatcher) handleDelivery(del broker.Delivery) {
 		err = jobspec.Validate(req, d.cfg.Policy)
 	}
 	if err != nil {
-		d.met.invalid.Inc()
+		d.metrics.invalid.Inc()
 		jobID := req.GetJobId()
 		var de *jobspec.DecodeError
 		if errors.As(err, &de) {
@@ -184,8 +192,16 @@ func (d *Dispatcher) handleDelivery(del broker.Delivery) {
 		d.dropDuplicate(req.GetJobId(), del)
 		return
 	default:
-		j := &job{id: req.GetJobId(), req: req, del: &del, corrID: del.CorrelationID, state: jobPending,
-			tried: map[string]bool{}, received: time.Now(), cacheKey: jobspec.CacheKey(req)}
+		j := &job{
+			id:       req.GetJobId(),
+			req:      req,
+			del:      &del,
+			corrID:   del.CorrelationID,
+			state:    jobPending,
+			tried:    map[string]bool{},
+			received: time.Now(),
+			cacheKey: jobspec.CacheKey(req),
+		}
 		if d.cfg.AffinityWait > 0 && !d.cfg.DisableCacheAffinity {
 			j.warmUntil = j.received.Add(d.cfg.AffinityWait)
 		}
@@ -198,7 +214,7 @@ func (d *Dispatcher) handleDelivery(del broker.Delivery) {
 }
 
 func (d *Dispatcher) dropDuplicate(jobID string, del broker.Delivery) {
-	d.met.duplicate.Inc()
+	d.metrics.duplicate.Inc()
 	d.log.Info("job already in flight; dropping the duplicate delivery", "job_id", jobID, "redelivered", del.Redelivered)
 	if err := del.Ack(); err != nil {
 		d.log.Debug("ack of duplicate failed", "job_id", jobID, "error", err)
@@ -257,8 +273,8 @@ func (d *Dispatcher) assignLocked(j *job, fx *effects) {
 	}
 	w := r.w
 	d.unholdLocked(j)
-	d.met.placement(r.warm)
-	j.state, j.w, j.lastWID = jobOffered, w, w.id
+	d.metrics.placement(r.warm)
+	j.state, j.w, j.lastWorkerID = jobOffered, w, w.id
 	d.armLocked(j, d.cfg.AcceptTimeout, d.acceptExpiredLocked)
 	w.send(runJobMsg(j.req))
 	d.log.Debug("job offered", "job_id", j.id, "worker_id", w.id, "warm", r.warm)
@@ -290,7 +306,7 @@ func (d *Dispatcher) requeueLocked(j *job, fx *effects, why string) {
 	del := j.del
 	d.removeLocked(j)
 	if del != nil {
-		d.met.requeued.Inc()
+		d.metrics.requeued.Inc()
 		d.log.Info("requeueing job", "job_id", j.id, "reason", why)
 		*fx = append(*fx, func() {
 			if err := del.Nack(true); err != nil {
@@ -312,7 +328,7 @@ func (d *Dispatcher) removeLocked(j *job) {
 }
 
 func (d *Dispatcher) stopTimerLocked(j *job) {
-	j.gen++
+	j.timerArms++
 	if j.timer != nil {
 		j.timer.Stop()
 		j.timer = nil
@@ -322,11 +338,11 @@ func (d *Dispatcher) stopTimerLocked(j *job) {
 // armLocked (re)arms j's single timer; a timer armed earlier is void.
 func (d *Dispatcher) armLocked(j *job, after time.Duration, fn func(*job, *effects)) {
 	d.stopTimerLocked(j)
-	gen := j.gen
+	arm := j.timerArms
 	j.timer = time.AfterFunc(after, func() {
 		d.mu.Lock()
 		var fx effects
-		if d.jobs[j.id] == j && j.gen == gen {
+		if d.jobs[j.id] == j && j.timerArms == arm {
 			fn(j, &fx)
 		}
 		d.mu.Unlock()

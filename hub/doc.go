@@ -11,9 +11,9 @@
 //     the session's receive loop; endSession takes an ended session out of
 //     the fleet the moment it ends.
 //   - session.go: Worker, one connected agent. It owns its stream's sending
-//     side: a bounded queue and at most one sender, which runs (on a
-//     pooled goroutine) only while frames are queued (an idle worker costs
-//     grpc-go's three goroutines and the handler, nothing more).
+//     side: a bounded queue and at most one sender, which runs only while
+//     frames are queued (an idle worker costs grpc-go's three goroutines
+//     and the handler, nothing more).
 //   - conns.go: the accepted connections by remote address, so the hub can
 //     close the connection of a session it ended while the handler is
 //     blocked in Recv (grpc-go cannot end a server stream from outside).
@@ -58,10 +58,6 @@
 //     loop decodes a heartbeat into the previous heartbeat's structs (an
 //     idle fleet's garbage, and so the hub's steady-state memory, is mostly
 //     decoded heartbeats).
-//   - The goroutines that run publishes and stream senders come from an
-//     internal/taskpool Pool the Hub owns: a task never waits behind
-//     another; finished goroutines (up to 64) wait for the next task with
-//     their grown stacks. The Hub closes it last.
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Dispatcher's mu and the WorkerManager's mu each guard their

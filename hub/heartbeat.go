@@ -65,12 +65,12 @@ func FleetHeartbeatInterval(cfg Config, n int) (time.Duration, error) {
 // goroutines that are awake anyway, instead of as thousands of sends at
 // the moment the fleet crosses a threshold.
 func (m *WorkerManager) rescaleLocked() {
-	level := m.hb.levelFor(m.nLive)
-	if level == m.hb.level {
+	level := m.heartbeats.levelFor(m.nLive)
+	if level == m.heartbeats.level {
 		return
 	}
-	m.hb.level = level
-	m.log.Info("heartbeat interval changed", "heartbeat_interval", m.hb.interval(), "workers", m.nLive, "max_heartbeat_rate", m.hb.rate)
+	m.heartbeats.level = level
+	m.log.Info("heartbeat interval changed", "heartbeat_interval", m.heartbeats.interval(), "workers", m.nLive, "max_heartbeat_rate", m.heartbeats.rate)
 }
 
 // tellIntervalLocked sends e's session the fleet's interval when it was
@@ -80,7 +80,7 @@ func (m *WorkerManager) rescaleLocked() {
 // now. A longer interval gets its full allowance from now; a shorter one
 // too, since the worker starts it within one new interval of reading it.
 func (m *WorkerManager) tellIntervalLocked(e *workerEntry) {
-	d := m.hb.interval()
+	d := m.heartbeats.interval()
 	if e.interval == d || !e.w.intervalUpdates {
 		return
 	}
@@ -103,7 +103,7 @@ func (h *Hub) heartbeatGrid() *durationpb.Duration {
 func (m *WorkerManager) heartbeatInterval() time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.hb.interval()
+	return m.heartbeats.interval()
 }
 
 // armHeartbeatLocked (re)starts e's missed-heartbeats timer: it fires

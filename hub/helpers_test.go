@@ -1,12 +1,10 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/rabbit"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -30,13 +29,6 @@ func TestMain(m *testing.M) {
 }
 
 const startHint = "start it with: bash /work/shared/scripts/ensure-rabbitmq, or point BLACKTREE_TEST_AMQP_URL at a broker"
-
-func amqpURL() string {
-	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
 
 var nonName = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
@@ -77,12 +69,12 @@ type testHub struct {
 func (e *env) startHub(mutate func(*Config), rmutate ...func(*rabbit.Config)) *testHub {
 	t := e.t
 	t.Helper()
-	rcfg := rabbit.Config{URL: amqpURL(), ExecuteQueue: e.execQ, StatusQueue: e.statusQ, ConnectionName: "bt-hubtest-" + e.id,
+	rcfg := rabbit.Config{URL: cluster.SharedBrokerURL(), ExecuteQueue: e.execQ, StatusQueue: e.statusQ, ConnectionName: "bt-hubtest-" + e.id,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond}
 	for _, f := range rmutate {
 		f(&rcfg)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Trace, Output: io.MultiWriter(testWriter{t}, logs)})
 	t.Cleanup(func() {
 		// Runs after the hub stopped (cleanups run last-in first-out).
@@ -118,7 +110,7 @@ func (e *env) startHub(mutate func(*Config), rmutate ...func(*rabbit.Config)) *t
 		t.Fatalf("Run() = %v", err)
 	}
 	if e.cp == nil {
-		cp, err := cluster.NewControlPlane(amqpURL(), e.execQ, e.statusQ)
+		cp, err := cluster.NewControlPlane(cluster.SharedBrokerURL(), e.execQ, e.statusQ)
 		if err != nil {
 			t.Fatalf("NewControlPlane() = %v; %s", err, startHint)
 		}
@@ -148,19 +140,6 @@ func (th *testHub) stop(t *testing.T, d time.Duration) {
 }
 
 const secretToken = "ghp_secret_token_value"
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
 
 type testWriter struct{ t *testing.T }
 

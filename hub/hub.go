@@ -14,8 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	"github.com/blacktree/blacktree/internal/taskpool"
 )
 
 // Hub is one hub instance: gRPC server for workers and operators, HTTP
@@ -33,7 +31,6 @@ type Hub struct {
 
 	conns     *connRegistry   // accepted gRPC connections, to end silent sessions
 	sessions  *sessionCounter // worker sessions per credential (admission.go)
-	tasks     *taskpool.Pool  // goroutines for publishes and stream senders (internal/taskpool)
 	streamWG  sync.WaitGroup  // stream goroutines (first recv, senders, session ends)
 	bgWG      sync.WaitGroup  // Run's goroutines: servers, dispatch loop
 	serving   atomic.Bool
@@ -53,11 +50,6 @@ type Hub struct {
 	stopErr  error
 }
 
-// idleTaskGoroutines is the Hub's task pool size (taskpool.New): about the
-// publishes waiting for confirms plus the senders writing at once on a busy
-// hub.
-const idleTaskGoroutines = 64
-
 // New validates cfg and builds a Hub on b. It does no I/O.
 func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	if b == nil {
@@ -70,14 +62,20 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	h := &Hub{cfg: cfg, log: logger.Named("hub"), b: b, metrics: newMetrics(),
-		sessions:  newSessionCounter(cfg.MaxSessionsPerCredential),
-		listening: make(chan struct{}), stopReq: make(chan struct{}), stopped: make(chan struct{}),
-		dispatchCancel: func() {}}
+	h := &Hub{
+		cfg:            cfg,
+		log:            logger.Named("hub"),
+		b:              b,
+		metrics:        newMetrics(),
+		sessions:       newSessionCounter(cfg.MaxSessionsPerCredential),
+		listening:      make(chan struct{}),
+		stopReq:        make(chan struct{}),
+		stopped:        make(chan struct{}),
+		dispatchCancel: func() {},
+	}
 	h.conns = newConnRegistry(h.connLimits())
-	h.tasks = taskpool.New(idleTaskGoroutines)
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
-	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.tasks, h.log.Named("dispatcher"))
+	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
 	h.grpc, h.health = h.newGRPCServer()
 	h.http = &http.Server{Handler: h.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -272,7 +270,6 @@ func (h *Hub) stop(ctx context.Context) error {
 	}
 	h.conns.stop()
 	h.streamWG.Wait()
-	h.tasks.Close()
 	h.log.Info("hub stopped")
 	return errors.Join(errs...)
 }

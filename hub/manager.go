@@ -114,16 +114,26 @@ type WorkerManager struct {
 	closed bool
 	// ops are the operator's drains and denies by worker id (operator.go).
 	ops operatorDecisions
-	// nLive counts the current sessions that are not dead; hb picks the
-	// heartbeat interval for that many (heartbeat.go).
-	nLive int
-	hb    heartbeatScale
+	// nLive counts the current sessions that are not dead; heartbeats
+	// picks the heartbeat interval for that many (heartbeat.go).
+	nLive      int
+	heartbeats heartbeatScale
 }
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
-	return &WorkerManager{missed: cfg.MissedHeartbeats, retention: cfg.DeadRetention, placement: cfg.Placement, log: log,
-		workers: map[string]*workerEntry{}, warm: newWarmIndex(),
-		hb: heartbeatScale{base: cfg.HeartbeatInterval, max: cfg.MaxHeartbeatInterval, rate: cfg.MaxHeartbeatRate}}
+	return &WorkerManager{
+		missed:    cfg.MissedHeartbeats,
+		retention: cfg.DeadRetention,
+		placement: cfg.Placement,
+		log:       log,
+		workers:   map[string]*workerEntry{},
+		warm:      newWarmIndex(),
+		heartbeats: heartbeatScale{
+			base: cfg.HeartbeatInterval,
+			max:  cfg.MaxHeartbeatInterval,
+			rate: cfg.MaxHeartbeatRate,
+		},
+	}
 }
 
 // indexLocked files e under idle or partial when it is its worker's current
@@ -166,8 +176,14 @@ func (m *WorkerManager) register(w *Worker, draining bool, registered func(inter
 		m.nLive++ // a replacement keeps the count
 		m.rescaleLocked()
 	}
-	e := &workerEntry{w: w, jobs: map[string]struct{}{}, current: true, draining: draining, lastSeen: time.Now(),
-		interval: m.hb.interval()}
+	e := &workerEntry{
+		w:        w,
+		jobs:     map[string]struct{}{},
+		current:  true,
+		draining: draining,
+		lastSeen: time.Now(),
+		interval: m.heartbeats.interval(),
+	}
 	registered(e.interval)
 	m.applyOperatorLocked(e)
 	m.armHeartbeatLocked(e)
@@ -287,15 +303,6 @@ func (m *WorkerManager) cacheBytes() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.warm.bytes
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // hold records jobID as on w (adopted running jobs may exceed slots).

@@ -10,7 +10,7 @@ import (
 // metrics are the hub's Prometheus metrics, on a registry of its own.
 // Labels never carry job data.
 type metrics struct {
-	reg        *prometheus.Registry
+	registry   *prometheus.Registry
 	dispatched prometheus.Counter
 	succeeded  prometheus.Counter
 	failed     prometheus.Counter
@@ -46,7 +46,7 @@ func counter(name, help string) prometheus.Counter {
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg:        prometheus.NewRegistry(),
+		registry:   prometheus.NewRegistry(),
 		dispatched: counter("jobs_dispatched_total", "Jobs accepted by a worker (delivery acked)."),
 		succeeded:  counter("jobs_succeeded_total", "Successful job results published."),
 		failed:     counter("jobs_failed_total", "Failed job results published (worker-reported or lost)."),
@@ -54,37 +54,53 @@ func newMetrics() *metrics {
 		duplicate:  counter("jobs_duplicate_total", "Deliveries dropped because their jobId was already in flight."),
 		invalid:    counter("jobs_invalid_total", "Invalid JobRequests (reported failed or dead-lettered)."),
 		requeued:   counter("jobs_requeued_total", "Deliveries nacked with requeue (no free worker, draining)."),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "blacktree", Name: "dispatch_latency_seconds",
-			Help: "Time from delivery to JobAccepted.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "blacktree",
+			Name:      "dispatch_latency_seconds",
+			Help:      "Time from delivery to JobAccepted.",
+			Buckets:   prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
 		// The result leg's share in the hub and the broker: a slow or
 		// flow-controlled broker shows here first. Doubling buckets from
 		// 0.25 ms to 32 s, fine enough to read percentiles from.
-		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "blacktree", Name: "status_publish_seconds",
-			Help:    "Time from the hub taking up a status for publishing (a JobResult arrived, or a job was reported lost or invalid) to the broker's confirm, retries included.",
-			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 18)}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "blacktree",
+			Name:      "status_publish_seconds",
+			Help:      "Time from the hub taking up a status for publishing (a JobResult arrived, or a job was reported lost or invalid) to the broker's confirm, retries included.",
+			Buckets:   prometheus.ExponentialBuckets(0.00025, 2, 18),
+		}),
 	}
-	steps := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "build_steps_total",
-		Help: "Build steps in the jobs' results, by whether the builder's cache answered them (JobResponse cached_steps and total_steps)."},
-		[]string{"cached"})
+	steps := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "blacktree",
+		Name:      "build_steps_total",
+		Help:      "Build steps in the jobs' results, by whether the builder's cache answered them (JobResponse cached_steps and total_steps).",
+	}, []string{"cached"})
 	m.cachedSteps, m.ranSteps = steps.WithLabelValues("true"), steps.WithLabelValues("false")
-	placements := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "placements_total",
-		Help: "Jobs offered to a worker, by whether its build cache held the job's build key (warm) or not (cold)."},
-		[]string{"cache"})
+	placements := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "blacktree",
+		Name:      "placements_total",
+		Help:      "Jobs offered to a worker, by whether its build cache held the job's build key (warm) or not (cold).",
+	}, []string{"cache"})
 	m.warmPlaced, m.coldPlaced = placements.WithLabelValues("warm"), placements.WithLabelValues("cold")
-	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "register_refused_total",
-		Help: "Worker Register frames refused, by reason: invalid (a field missing or over its bound), denied (btctl deny), session_limit (--max-sessions-per-token)."},
-		[]string{"reason"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "blacktree",
+		Name:      "register_refused_total",
+		Help:      "Worker Register frames refused, by reason: invalid (a field missing or over its bound), denied (btctl deny), session_limit (--max-sessions-per-token).",
+	}, []string{"reason"})
 	for _, r := range []string{refusedInvalid, refusedDenied, refusedSessionLimit} {
 		m.refused.WithLabelValues(r) // present at 0 from the start
 	}
-	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "blacktree", Name: "connections_refused_total",
-		Help: "gRPC connections closed as soon as accepted, by the limit they were over: total (--max-conns) or per_ip (--max-conns-per-ip)."},
-		[]string{"limit"})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "blacktree",
+		Name:      "connections_refused_total",
+		Help:      "gRPC connections closed as soon as accepted, by the limit they were over: total (--max-conns) or per_ip (--max-conns-per-ip).",
+	}, []string{"limit"})
 	m.connsRefused.WithLabelValues("total")
 	m.connsRefused.WithLabelValues("per_ip")
 	m.connsIdleClosed = counter("connections_unauthenticated_closed_total",
 		"gRPC connections closed for carrying no authenticated call within --unauthenticated-conn-timeout of their accept.")
-	m.reg.MustRegister(m.refused, m.connsRefused, m.connsIdleClosed, steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
+	m.registry.MustRegister(m.refused, m.connsRefused, m.connsIdleClosed)
+	m.registry.MustRegister(steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -114,19 +130,32 @@ func (m *metrics) placement(warm bool) {
 
 // registerState adds the gauges that read the live state.
 func (m *metrics) registerState(wm *WorkerManager, d *Dispatcher) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "held_deliveries",
-		Help: "Deliveries held unacked while waiting for a free worker."}, func() float64 { return float64(d.heldCount()) }))
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "heartbeat_interval_seconds",
-		Help: "Heartbeat interval the hub gives its fleet now (it grows with the fleet; --max-heartbeat-rate)."},
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "blacktree",
+		Name:      "held_deliveries",
+		Help:      "Deliveries held unacked while waiting for a free worker.",
+	}, func() float64 { return float64(d.heldCount()) }))
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "blacktree",
+		Name:      "heartbeat_interval_seconds",
+		Help:      "Heartbeat interval the hub gives its fleet now (it grows with the fleet; --max-heartbeat-rate).",
+	},
 		func() float64 { return wm.heartbeatInterval().Seconds() }))
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "worker_cache_bytes",
-		Help: "Bytes of build cache the live workers report holding, summed."},
-		func() float64 { return float64(wm.cacheBytes()) }))
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "blacktree", Name: "denied_workers",
-		Help: "Worker ids an operator denied (btctl deny); their Register is refused until the hub restarts."},
-		func() float64 { return float64(wm.deniedCount()) }))
-	m.reg.MustRegister(&stateCollector{m: wm, desc: prometheus.NewDesc("blacktree_workers",
-		"Workers known to this hub, by state.", []string{"state"}, nil)})
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "blacktree",
+		Name:      "worker_cache_bytes",
+		Help:      "Bytes of build cache the live workers report holding, summed.",
+	}, func() float64 { return float64(wm.cacheBytes()) }))
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "blacktree",
+		Name:      "denied_workers",
+		Help:      "Worker ids an operator denied (btctl deny); their Register is refused until the hub restarts.",
+	}, func() float64 { return float64(wm.deniedCount()) }))
+	m.registry.MustRegister(&stateCollector{
+		m: wm,
+		desc: prometheus.NewDesc("blacktree_workers",
+			"Workers known to this hub, by state.", []string{"state"}, nil),
+	})
 }
 
 type stateCollector struct {

@@ -1,6 +1,10 @@
 package hub
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/blacktree/blacktree/internal/jobspec"
+)
 
 // Placement is how the hub chooses among the free workers that can take a
 // job (Config.Placement). Both only ever pick a worker with a free slot
@@ -98,7 +102,7 @@ type pickResult struct {
 func (m *WorkerManager) pick(req pickRequest) pickResult {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ok := func(e *workerEntry) bool { return !req.exclude[e.w.id] && labelsMatch(e.w.labels, req.labels) }
+	ok := func(e *workerEntry) bool { return !req.exclude[e.w.id] && jobspec.LabelsMatch(req.labels, e.w.labels) }
 	var best *workerEntry
 	if req.preferWarm && req.cacheKey != "" {
 		best = m.warm.bestFree(req.cacheKey, m.placement == PlacementBinpack, ok)

@@ -47,14 +47,14 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 	if j.state != jobRunning || j.w != w {
 		w.log.Debug("job running", "job_id", j.id) // "job finished" is the info line
 	}
-	j.state, j.w, j.lastWID = jobRunning, w, w.id
+	j.state, j.w, j.lastWorkerID = jobRunning, w, w.id
 	if j.accepted.IsZero() {
 		j.accepted = time.Now()
 	}
 	if del := j.del; del != nil {
 		j.del = nil
-		d.met.dispatched.Inc()
-		d.met.latency.Observe(time.Since(j.received).Seconds())
+		d.metrics.dispatched.Inc()
+		d.metrics.latency.Observe(time.Since(j.received).Seconds())
 		id := j.id
 		*fx = append(*fx, func() {
 			if err := del.Ack(); err != nil {
@@ -116,7 +116,7 @@ func (d *Dispatcher) result(w *Worker, res *blacktreev1.JobResult) {
 		del, corr = j.del, j.corrID
 		j.del = nil
 	}
-	j.state, j.w, j.lastWID = jobPublishing, nil, w.id
+	j.state, j.w, j.lastWorkerID = jobPublishing, nil, w.id
 	d.retryHeldLocked(&fx)
 	d.mu.Unlock()
 	fx.run()
@@ -198,11 +198,11 @@ func (d *Dispatcher) lostLocked(j *job, cause string) {
 		return
 	}
 	j.state = jobPublishing
-	d.met.lost.Inc()
-	err := fmt.Errorf("worker %s lost: %s", j.lastWID, cause)
-	d.log.Warn("reporting job lost", "job_id", j.id, "worker_id", j.lastWID, "error", err)
+	d.metrics.lost.Inc()
+	err := fmt.Errorf("worker %s lost: %s", j.lastWorkerID, cause)
+	d.log.Warn("reporting job lost", "job_id", j.id, "worker_id", j.lastWorkerID, "error", err)
 	resp := jobspec.Failed(j.id, blacktreev1.JobStage_JOB_STAGE_DISPATCH, err)
-	resp.WorkerId = j.lastWID
+	resp.WorkerId = j.lastWorkerID
 	d.goPublishLocked(j.id, resp, j.corrID, "", nil)
 }
 
@@ -212,7 +212,7 @@ func (d *Dispatcher) goPublish(jobID string, resp *blacktreev1.JobResponse, corr
 	d.goPublishLocked(jobID, resp, corr, workerID, del)
 }
 
-// goPublishLocked publishes resp on a goroutine of its own (d.tasks),
+// goPublishLocked publishes resp on a goroutine of its own (d.wg),
 // retrying until the broker confirms (a result is never dropped); then it
 // removes the job, acks del (if any) and sends ResultAck to workerID's
 // current session. The time from this call to the confirm is observed in
@@ -223,11 +223,11 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 	}
 	d.wg.Add(1)
 	since := time.Now()
-	d.tasks.Submit(func() {
+	go func() {
 		defer d.wg.Done()
 		err := d.publish(jobID, resp, corr)
 		if err == nil {
-			d.met.publish.Observe(time.Since(since).Seconds())
+			d.metrics.publish.Observe(time.Since(since).Seconds())
 			d.published(jobID, resp, workerID, del)
 		}
 		// The job leaves the table only after its ResultAck is queued: a
@@ -242,16 +242,8 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 		if err != nil && del != nil { // hub stopping: the worker keeps the result
 			_ = del.Nack(true)
 		}
-	})
+	}()
 }
-
-// resultAckDelay is how long a ResultAck may wait for another frame to
-// the same worker (the next RunJob, usually) so that both travel in one
-// write: nothing waits on it, since the status is already published and the
-// worker's slot was freed by the JobResult; the worker only holds the
-// result in memory that much longer, far inside the time after which it
-// writes an unacknowledged result to disk (200 ms). See docs/design/dispatch-throughput.md.
-const resultAckDelay = time.Millisecond
 
 // published counts a published status, acks its delivery if still unacked
 // and queues the worker's ResultAck.
@@ -259,11 +251,11 @@ func (d *Dispatcher) published(jobID string, resp *blacktreev1.JobResponse, work
 	switch {
 	case resp.GetFailedStage() == blacktreev1.JobStage_JOB_STAGE_VALIDATE && workerID == "":
 	case resp.GetSuccess():
-		d.met.succeeded.Inc()
+		d.metrics.succeeded.Inc()
 	default:
-		d.met.failed.Inc()
+		d.metrics.failed.Inc()
 	}
-	d.met.buildSteps(resp)
+	d.metrics.buildSteps(resp)
 	if del != nil {
 		if err := del.Ack(); err != nil {
 			d.log.Debug("ack after publishing failed", "job_id", jobID, "error", err)
@@ -271,7 +263,7 @@ func (d *Dispatcher) published(jobID string, resp *blacktreev1.JobResponse, work
 	}
 	if workerID != "" {
 		if w := d.m.current(workerID); w != nil {
-			w.sendDeferred(resultAckMsg(jobID), resultAckDelay)
+			w.send(resultAckMsg(jobID))
 		}
 	}
 }
@@ -397,8 +389,14 @@ func (d *Dispatcher) stop() {
 }
 
 func jobInfoLocked(j *job) *blacktreev1.JobInfo {
-	info := &blacktreev1.JobInfo{JobId: j.id, State: j.state, WorkerId: j.lastWID,
-		RepoUrl: j.req.GetRepoUrl(), ImageName: j.req.GetImageName(), ReceivedAt: timestamppb.New(j.received)}
+	info := &blacktreev1.JobInfo{
+		JobId:      j.id,
+		State:      j.state,
+		WorkerId:   j.lastWorkerID,
+		RepoUrl:    j.req.GetRepoUrl(),
+		ImageName:  j.req.GetImageName(),
+		ReceivedAt: timestamppb.New(j.received),
+	}
 	if j.w != nil {
 		info.WorkerId = j.w.id
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
-	"github.com/blacktree/blacktree/internal/taskpool"
 )
 
 // Send-queue limits (see Worker.send).
@@ -28,22 +27,30 @@ const (
 
 // Reasons a session ends (Worker.endCause).
 var (
-	// ErrReplaced: a new stream registered with the same worker_id.
+	// ErrReplaced is the cause of a session ended because a new stream
+	// registered with the same worker_id.
 	ErrReplaced = errors.New("replaced by a new session")
-	// ErrMissedHeartbeats: no frame for MissedHeartbeats intervals.
+	// ErrMissedHeartbeats is the cause of a session that sent no frame for
+	// MissedHeartbeats intervals.
 	ErrMissedHeartbeats = errors.New("missed heartbeats")
-	// ErrSlowWorker: the worker did not read its frames.
+	// ErrSlowWorker is the cause of a session whose worker did not read its
+	// frames.
 	ErrSlowWorker = errors.New("worker does not read its frames")
-	// ErrStreamClosed: the worker closed its stream cleanly.
+	// ErrStreamClosed is the cause of a session whose worker closed its
+	// stream cleanly.
 	ErrStreamClosed = errors.New("stream closed by the worker")
-	// ErrConnectionLost: the worker's connection broke (process killed,
-	// network reset, keepalive timeout) without a clean close.
+	// ErrConnectionLost is the cause of a session whose connection broke
+	// (process killed, network reset, keepalive timeout) without a clean
+	// close.
 	ErrConnectionLost = errors.New("connection lost")
-	// ErrRevoked: the worker's credentials were revoked (token reload).
+	// ErrRevoked is the cause of a session whose worker's credentials were
+	// revoked (token reload).
 	ErrRevoked = errors.New("worker credentials revoked")
-	// ErrDenied: an operator denied the worker (DenyWorker).
+	// ErrDenied is the cause of a session ended because an operator
+	// denied its worker (DenyWorker).
 	ErrDenied = errors.New("worker denied by an operator")
-	// ErrHubStopping: the hub is shutting down.
+	// ErrHubStopping is the cause of every session ended because the hub is
+	// shutting down.
 	ErrHubStopping = errors.New("hub shutting down")
 )
 
@@ -53,9 +60,8 @@ var (
 // never blocking) and written by one sender that runs only while frames
 // are queued: it starts when the queue goes from empty to non-empty and
 // returns when it is empty again, so an idle worker costs no goroutine for
-// sending (docs/design/idle-worker-memory.md). It runs on one of the hub's pooled
-// goroutines (internal/taskpool), which keep their grown stacks between runs. At
-// most one sender runs at a time, so no two goroutines ever call Send. The
+// sending (docs/design/idle-worker-memory.md). At most one sender runs at a time,
+// so no two goroutines ever call Send. The
 // identity fields are set at registration and never change.
 type Worker struct {
 	id        string
@@ -84,7 +90,6 @@ type Worker struct {
 	authCtx  context.Context                     // the stream's context: its credentials, for Config.Authorized
 	maxQueue int                                 // bound on queued frames
 	wg       *sync.WaitGroup                     // counts the sender runs and onEnd
-	tasks    *taskpool.Pool                      // runs the sender (set with stream)
 
 	receiving atomic.Bool // the handler is in its receive loop
 
@@ -92,8 +97,6 @@ type Worker struct {
 	queue      []*blacktreev1.HubMessage
 	sending    bool          // a sender goroutine is running
 	held       bool          // frames only queue until release (see Hub.register)
-	deferArmed bool          // deferTimer will start the sender (sendDeferred)
-	deferTimer *time.Timer   // made on first use, then reset
 	progress   time.Time     // when the sender last took a frame
 	senderExit chan struct{} // closed when the running sender exits, if set
 	closeTimer *time.Timer   // endSession's pending connection close, if any
@@ -140,19 +143,7 @@ func (w *Worker) endCause() error {
 // send queues m for the stream without blocking; an ended session queues
 // nothing. A worker that does not read its frames has its session ended
 // (see below). It reports whether m was queued.
-func (w *Worker) send(m *blacktreev1.HubMessage) bool { return w.enqueue(m, 0) }
-
-// sendDeferred is send for a frame nothing waits on: it may wait up to d
-// for the sender to start for another frame, and then shares that frame's
-// write on the hub and read on the worker. Only ResultAcks go this way
-// (resultAckDelay): the worker holds the result in memory meanwhile.
-func (w *Worker) sendDeferred(m *blacktreev1.HubMessage, d time.Duration) bool {
-	return w.enqueue(m, d)
-}
-
-// enqueue is send; with wait > 0 it does not start the sender but arms the
-// deferral timer, which starts it after wait unless another frame has.
-func (w *Worker) enqueue(m *blacktreev1.HubMessage, wait time.Duration) bool {
+func (w *Worker) send(m *blacktreev1.HubMessage) bool {
 	w.sendMu.Lock()
 	if w.ended() {
 		w.sendMu.Unlock()
@@ -173,11 +164,6 @@ func (w *Worker) enqueue(m *blacktreev1.HubMessage, wait time.Duration) bool {
 		}
 	}
 	w.queue = append(w.queue, m)
-	if wait > 0 {
-		w.armDeferLocked(wait)
-		w.sendMu.Unlock()
-		return true
-	}
 	w.unlockAndStart()
 	return true
 }
@@ -190,32 +176,6 @@ func (w *Worker) unlockAndStart() {
 	if start {
 		w.startSender()
 	}
-}
-
-// armDeferLocked makes sure the sender starts within wait. A running
-// sender writes what is queued anyway; an armed timer fires soon enough.
-// The timer is made on first use and kept. Each arming is counted on wg,
-// and released either by deferFired or by startLocked when it stops the
-// timer first.
-func (w *Worker) armDeferLocked(wait time.Duration) {
-	if w.sending || w.deferArmed || w.stream == nil {
-		return
-	}
-	w.deferArmed = true
-	w.wg.Add(1)
-	if w.deferTimer == nil {
-		w.deferTimer = time.AfterFunc(wait, w.deferFired)
-	} else {
-		w.deferTimer.Reset(wait)
-	}
-}
-
-// deferFired starts the sender for frames sendDeferred left waiting.
-func (w *Worker) deferFired() {
-	defer w.wg.Done()
-	w.sendMu.Lock()
-	w.deferArmed = false
-	w.unlockAndStart()
 }
 
 // release lets a held session's sender start and write what has queued.
@@ -232,22 +192,16 @@ func (w *Worker) startLocked() bool {
 		return false
 	}
 	w.sending, w.progress = true, time.Now()
-	// The sender takes deferred frames too: their timer has nothing left
-	// to do. If it is already firing, deferFired finds the sender running.
-	if w.deferArmed && w.deferTimer.Stop() {
-		w.deferArmed = false
-		w.wg.Done()
-	}
 	return true
 }
 
-// startSender runs the sender on a pooled goroutine.
+// startSender runs the sender on a goroutine of its own, owned by w.wg.
 func (w *Worker) startSender() {
 	w.wg.Add(1)
-	w.tasks.Submit(func() {
+	go func() {
 		defer w.wg.Done()
 		w.sendQueued()
-	})
+	}()
 }
 
 // sendQueued is the sender: it writes queued frames until the queue is
@@ -284,9 +238,7 @@ func (w *Worker) sendQueued() {
 // ended session queues nothing new, so the queue only shrinks): it
 // finishes at once unless it is blocked in Send (flow control towards a
 // peer that does not read); closing the connection or the handler
-// returning ends that Send too. Frames sendDeferred left waiting go now:
-// no other frame will come to carry them. Call it once the session has
-// ended.
+// returning ends that Send too. Call it once the session has ended.
 func (w *Worker) flushSend(d time.Duration) {
 	w.sendMu.Lock()
 	start := len(w.queue) > 0 && w.startLocked()
@@ -317,7 +269,10 @@ func resultAckMsg(jobID string) *blacktreev1.HubMessage {
 }
 
 func cancelJobMsg(jobID, reason string) *blacktreev1.HubMessage {
-	return &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_CancelJob{CancelJob: &blacktreev1.CancelJob{JobId: jobID, Reason: reason}}}
+	return &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_CancelJob{CancelJob: &blacktreev1.CancelJob{
+		JobId:  jobID,
+		Reason: reason,
+	}}}
 }
 
 func drainMsg(reason string) *blacktreev1.HubMessage {

@@ -49,49 +49,6 @@ func TestSenderOnlyWhileQueued(t *testing.T) {
 	eventually(t, 5*time.Second, "sender idle after the frames", func() bool { return senderIdle(w) })
 }
 
-// A deferred frame (a ResultAck) waits in the queue for the next frame
-// to the same worker and goes out with it, in order; with nothing else to
-// send it goes out when its delay ends, or at once when the session ends.
-func TestSendDeferred(t *testing.T) {
-	e := newEnv(t)
-	h := e.startHub(nil)
-	f := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "acks"}, false)
-	w := h.liveWorker(t, "acks")
-	eventually(t, 5*time.Second, "sender idle after Registered", func() bool { return senderIdle(w) })
-
-	if !w.sendDeferred(resultAckMsg("held"), time.Hour) {
-		t.Fatal("sendDeferred() = false, want true")
-	}
-	select {
-	case m := <-f.frames:
-		t.Fatalf("frame %v arrived while the deferred ResultAck should wait for another frame", m)
-	case <-time.After(200 * time.Millisecond):
-	}
-	w.send(drainMsg("carrier"))
-	if m := f.next("a frame", func(*blacktreev1.HubMessage) bool { return true }); m.GetResultAck().GetJobId() != "held" {
-		t.Fatalf("first frame = %v, want the deferred ResultAck", m)
-	}
-	if m := f.next("a frame", func(*blacktreev1.HubMessage) bool { return true }); m.GetDrain() == nil {
-		t.Fatalf("second frame = %v, want the Drain that carried it", m)
-	}
-
-	// Alone: the delay ends and the sender starts by itself, repeatedly
-	// (the timer is reused).
-	for i := range 3 {
-		eventually(t, 5*time.Second, "sender idle", func() bool { return senderIdle(w) })
-		id := fmt.Sprintf("alone-%d", i)
-		w.sendDeferred(resultAckMsg(id), 20*time.Millisecond)
-		f.expectResultAck(id)
-	}
-
-	// A session that ends sends what it deferred at once: nothing else
-	// will come to carry it.
-	eventually(t, 5*time.Second, "sender idle", func() bool { return senderIdle(w) })
-	w.sendDeferred(resultAckMsg("at-end"), time.Hour)
-	w.kill(ErrRevoked)
-	f.expectResultAck("at-end")
-}
-
 // A session the hub ends while the worker is silent (its handler blocked
 // in Recv) is closed at once: the worker's stream ends, the hub lists the
 // worker dead, and no frame is queued after the end.

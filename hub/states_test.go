@@ -161,10 +161,25 @@ func TestRegisterValidation(t *testing.T) {
 		first *blacktreev1.WorkerMessage
 		want  codes.Code
 	}{
-		{name: "no frame", want: codes.DeadlineExceeded},
-		{name: "heartbeat first", first: &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{}}}, want: codes.InvalidArgument},
-		{name: "no worker id", first: &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{Slots: 1}}}, want: codes.InvalidArgument},
-		{name: "zero slots", first: &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{WorkerId: "x"}}}, want: codes.InvalidArgument},
+		{
+			name: "no frame",
+			want: codes.DeadlineExceeded,
+		},
+		{
+			name:  "heartbeat first",
+			first: &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{}}},
+			want:  codes.InvalidArgument,
+		},
+		{
+			name:  "no worker id",
+			first: &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{Slots: 1}}},
+			want:  codes.InvalidArgument,
+		},
+		{
+			name:  "zero slots",
+			first: &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{WorkerId: "x"}}},
+			want:  codes.InvalidArgument,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -244,7 +259,10 @@ func TestRegisteredAfterTheSessionIsRecorded(t *testing.T) {
 			h.manager.mu.Unlock()
 		}
 	}()
-	if err := s.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{WorkerId: "w", Slots: 1}}}); err != nil {
+	if err := s.Send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Register{Register: &blacktreev1.Register{
+		WorkerId: "w",
+		Slots:    1,
+	}}}); err != nil {
 		t.Fatalf("Send(Register) = %v", err)
 	}
 	go func() {

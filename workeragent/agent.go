@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
-	"github.com/blacktree/blacktree/internal/taskpool"
 	"github.com/blacktree/blacktree/workeragent/executor"
 )
 
@@ -50,10 +49,6 @@ type Agent struct {
 	jobsCtx    context.Context // parent of every job's context
 	jobsCancel context.CancelCauseFunc
 	jobsWG     sync.WaitGroup // one per running job goroutine
-	// tasks runs every job and its log pump on goroutines that keep their
-	// grown stacks between jobs (docs/design/dispatch-throughput.md); Run closes it
-	// once jobsWG is done.
-	tasks *taskpool.Pool
 
 	hbKick         chan struct{} // cap 1: send a heartbeat now (draining started, cache changed)
 	inspectKick    chan struct{} // cap 1: ask the executor's cache for its state (a build finished)
@@ -135,8 +130,6 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		jobs:        map[string]*job{},
 		results:     map[string]*heldResult{},
 		sessChanged: make(chan struct{}),
-		// A job and its log pump at a time per slot.
-		tasks: taskpool.New(2 * cfg.Slots),
 
 		flushTimeout: finalFlushTimeout,
 		inspectGap:   cacheInspectGap,
@@ -222,7 +215,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.jobsCancel(errors.New("the worker is stopping"))
 	a.jobsWG.Wait()
-	a.tasks.Close() // every job and pump has returned; no more are submitted
 	inspectCancel()
 	<-inspectDone
 

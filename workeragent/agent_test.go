@@ -1,7 +1,6 @@
 package workeragent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 	"github.com/blacktree/blacktree/workeragent/executor"
 	"github.com/blacktree/blacktree/workeragent/fakehub"
 )
@@ -27,29 +27,11 @@ const testToken = "ghp_S3cr3tT0kenValue0123456789"
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type running struct {
 	agent  *Agent
 	cancel context.CancelFunc
 	errc   chan error
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 // stop cancels Run and returns its error.
@@ -77,7 +59,7 @@ func startAgent(t *testing.T, cfg Config, exec executor.Executor, tweaks ...func
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: io.MultiWriter(logs, t.Output())})
 	a, err := New(cfg, exec, logger)
 	if err != nil {

@@ -3,13 +3,14 @@ package workeragent
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/blacktree/blacktree/internal/backoff"
 )
 
 // connectLoop runs sessions one after another until ctx ends or the agent
@@ -18,7 +19,8 @@ import (
 // minimum. Each attempt moves on to the next hub address, so a worker
 // fails over between hub replicas.
 func (a *Agent) connectLoop(ctx context.Context) {
-	attempt, next := 0, 0
+	retry := backoff.New(a.cfg.BackoffMin, a.cfg.BackoffMax)
+	next := 0
 	for {
 		addr := a.cfg.HubAddrs[next%len(a.cfg.HubAddrs)]
 		registered, err := a.runSession(ctx, addr)
@@ -30,11 +32,10 @@ func (a *Agent) connectLoop(ctx context.Context) {
 		default:
 		}
 		if registered {
-			attempt = 0
+			retry.Reset()
 		}
 		next++
-		d := backoffDelay(a.cfg.BackoffMin, a.cfg.BackoffMax, attempt)
-		attempt++
+		d := retry.Next()
 		a.log.Warn("hub session ended; reconnecting", "hub", addr, "error", err, "retry_in", d.Round(time.Millisecond))
 		t := time.NewTimer(d)
 		select {
@@ -47,21 +48,6 @@ func (a *Agent) connectLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// backoffDelay is min·2^attempt capped at max, with "equal jitter": a
-// uniformly random value in [d/2, d).
-func backoffDelay(minD, maxD time.Duration, attempt int) time.Duration {
-	d := minD
-	for i := 0; i < attempt && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	if d <= 1 {
-		return d
-	}
-	half := d / 2
-	return half + rand.N(d-half)
 }
 
 // dial builds a client connection to one hub. A fresh connection per
@@ -87,5 +73,5 @@ func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
 	)
 }
 
-// errHubClosed means the hub ended the stream cleanly.
+// errHubClosed is returned when the hub ended the stream cleanly.
 var errHubClosed = errors.New("hub closed the stream")

@@ -15,9 +15,8 @@
 //     (internal/hbsched), so that a fleet's heartbeats reach the hub in
 //     groups.
 //   - jobs.go: RunJob/CancelJob/ResultAck handling and the job runner.
-//     Each job and its log pump run on goroutines of an internal/taskpool
-//     Pool, which keep their grown stacks between jobs; Run closes it once
-//     every job has returned.
+//     Each job runs on a goroutine of its own (Agent.jobsWG), and so does
+//     its log pump (owned and waited for by the job's goroutine).
 //   - logstream.go: bounded, scrubbed JobLog chunking. A job's first
 //     output leaves at once; later output gathers for
 //     Config.LogFlushInterval between chunks (sooner when a whole chunk

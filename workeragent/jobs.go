@@ -58,7 +58,7 @@ func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
 	switch {
 	case a.jobs[id] != nil || a.results[id] != nil:
 		again = true
-	case !labelsMatch(req.GetWorkerLabels(), a.cfg.Labels):
+	case !jobspec.LabelsMatch(req.GetWorkerLabels(), a.cfg.Labels):
 		reason, detail = blacktreev1.RejectReason_REJECT_REASON_UNSUPPORTED, "worker labels do not match the job's workerLabels"
 	case a.draining || a.jobsClosed:
 		reason, detail = blacktreev1.RejectReason_REJECT_REASON_DRAINING, "worker is draining"
@@ -95,25 +95,16 @@ func (a *Agent) handleRunJob(s *session, req *blacktreev1.JobRequest) {
 		return
 	}
 	if j != nil {
-		j.log.Info("job accepted", jobspec.LogFields(req)[2:]...)
-		a.tasks.Submit(func() { a.runJob(j) })
+		j.log.Info("job accepted", jobspec.LogFieldsWithoutJobID(req)...)
+		go a.runJob(j)
 	}
-}
-
-// labelsMatch reports whether have carries every label in want, with the
-// same value.
-func labelsMatch(want, have map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 func rejectFrame(id string, reason blacktreev1.RejectReason, detail string) *blacktreev1.WorkerMessage {
 	return &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobRejected{JobRejected: &blacktreev1.JobRejected{
-		JobId: id, Reason: reason, Message: detail,
+		JobId:   id,
+		Reason:  reason,
+		Message: detail,
 	}}}
 }
 
@@ -175,10 +166,10 @@ func (a *Agent) runJob(j *job) {
 	secrets := redact.New(j.req.GetGithubToken())
 	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)
 	pumpDone := make(chan struct{})
-	a.tasks.Submit(func() {
+	go func() {
 		defer close(pumpDone)
 		a.pumpLogs(ls)
-	})
+	}()
 	resp := a.execute(ctx, j, ls, secrets)
 	ls.Close()
 	<-pumpDone

@@ -36,7 +36,14 @@ type logStream struct {
 }
 
 func newLogStream(jobID string, secrets *redact.Secrets, limit int) *logStream {
-	return &logStream{jobID: jobID, secrets: secrets, limit: limit, ready: make(chan struct{}, 1), full: make(chan struct{}, 1), closed: make(chan struct{})}
+	return &logStream{
+		jobID:   jobID,
+		secrets: secrets,
+		limit:   limit,
+		ready:   make(chan struct{}, 1),
+		full:    make(chan struct{}, 1),
+		closed:  make(chan struct{}),
+	}
 }
 
 func (l *logStream) signal() { poke(l.ready) }
@@ -146,7 +153,9 @@ func (l *logStream) next() (msg *blacktreev1.WorkerMessage, ok, finished bool) {
 	seq := l.seq
 	l.seq++
 	msg = &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobLog{JobLog: &blacktreev1.JobLog{
-		JobId: l.jobID, Seq: seq, Data: data,
+		JobId: l.jobID,
+		Seq:   seq,
+		Data:  data,
 	}}}
 	return msg, true, l.done && len(l.buf) == 0
 }

@@ -265,7 +265,10 @@ func (a *Agent) registerFrame(s *session) *blacktreev1.WorkerMessage {
 	reg.Cache, s.cacheSent = a.cache.summaryAfter(0)
 	for _, id := range sortedKeys(a.jobs) {
 		j := a.jobs[id]
-		reg.RunningJobs = append(reg.RunningJobs, &blacktreev1.RunningJob{JobId: id, StartedAt: timestamppb.New(j.started)})
+		reg.RunningJobs = append(reg.RunningJobs, &blacktreev1.RunningJob{
+			JobId:     id,
+			StartedAt: timestamppb.New(j.started),
+		})
 	}
 	budget := registerResultBudget
 	for _, id := range sortedKeys(a.results) {

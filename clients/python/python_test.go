@@ -25,13 +25,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func amqpURL() string {
-	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
-
 func randomName(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -49,26 +42,15 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// start runs bin and stops it (SIGTERM, then SIGKILL after 10s) when the
-// test ends, printing its output if the test failed.
+// start runs bin for the rest of the test (cluster.StartForTest).
 func start(t *testing.T, name, bin string, args ...string) *cluster.Process {
 	t.Helper()
-	p, err := cluster.Start(name, bin, args, []string{"PYTHONDONTWRITEBYTECODE=1"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = p.Stop(10 * time.Second)
-		if t.Failed() {
-			t.Logf("--- %s output:\n%s", name, p.Output())
-		}
-	})
-	return p
+	return cluster.StartForTest(t, name, bin, []string{"PYTHONDONTWRITEBYTECODE=1"}, args...)
 }
 
 func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	requirePython(t)
-	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := amqp.DialConfig(cluster.SharedBrokerURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("RabbitMQ is not reachable: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root), then bash scripts/ensure-tools", err)
 	}
@@ -98,7 +80,11 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	tokens := filepath.Join(dir, "worker-tokens")
 	admin := filepath.Join(dir, "admin-token")
 	tokenFile := filepath.Join(dir, "worker-token")
-	for f, body := range map[string]string{tokens: "pyworker:" + workerToken + "\n", admin: randomName("admin") + "\n", tokenFile: workerToken + "\n"} {
+	for f, body := range map[string]string{
+		tokens:    "pyworker:" + workerToken + "\n",
+		admin:     randomName("admin") + "\n",
+		tokenFile: workerToken + "\n",
+	} {
 		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +95,7 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub := start(t, "blacktree-hub", bins.Hub,
-		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--amqp-url", amqpURL(),
+		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--amqp-url", cluster.SharedBrokerURL(),
 		"--execute-queue", execute, "--status-queue", status,
 		"--worker-tokens", tokens, "--admin-token-file", admin)
 	readyCtx, cancelReady := context.WithTimeout(context.Background(), 30*time.Second)
@@ -127,7 +113,13 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 		t.Fatalf("consume %s: %v", status, err)
 	}
 	jobID := randomName("py-job")
-	body, err := jobspec.EncodeRequest(&blacktreev1.JobRequest{JobId: jobID, RepoUrl: "acme/api", Branch: "main", ImageName: "acme/api:1.0", GithubToken: "secret-token"})
+	body, err := jobspec.EncodeRequest(&blacktreev1.JobRequest{
+		JobId:       jobID,
+		RepoUrl:     "acme/api",
+		Branch:      "main",
+		ImageName:   "acme/api:1.0",
+		GithubToken: "secret-token",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

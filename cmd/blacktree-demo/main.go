@@ -34,7 +34,7 @@ import (
 const steps = 7
 
 func main() {
-	amqpURL := flag.String("amqp-url", envOr("BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL (env BLACKTREE_AMQP_URL)")
+	amqpURL := flag.String("amqp-url", cliflags.EnvOr(os.Getenv, "BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL (env BLACKTREE_AMQP_URL)")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
 	verbose := flag.Bool("v", false, "print the hub's and worker's logs as they run")
 	flag.Usage = func() {
@@ -57,13 +57,6 @@ Flags:
 		fmt.Fprintf(os.Stderr, "demo failed: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func step(n int, format string, args ...any) {
@@ -177,8 +170,15 @@ func run(ctx context.Context, amqpURL string, verbose bool) (err error) {
 	}
 
 	step(6, "publishing the example JobRequest to %s", execQ)
-	req := &blacktreev1.JobRequest{JobId: "unique-id-123", RepoUrl: "user/reponame", Branch: "main",
-		DockerfilePath: "Dockerfile", ContextDir: ".", ImageName: "myapp:latest", GithubToken: githubToken}
+	req := &blacktreev1.JobRequest{
+		JobId:          "unique-id-123",
+		RepoUrl:        "user/reponame",
+		Branch:         "main",
+		DockerfilePath: "Dockerfile",
+		ContextDir:     ".",
+		ImageName:      "myapp:latest",
+		GithubToken:    githubToken,
+	}
 	body, err := jobspec.EncodeRequest(req)
 	if err != nil {
 		return err

@@ -21,33 +21,33 @@ import (
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
 	"github.com/blacktree/blacktree/internal/cliflags"
-	"github.com/blacktree/blacktree/internal/logwriter"
 	"github.com/blacktree/blacktree/internal/rabbit"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 )
 
 type options struct {
-	grpcAddr, httpAddr                  string
-	amqpURL, executeQueue, statusQueue  string
-	queueType                           string
-	prefetch                            int
-	placement                           hub.Placement
-	cacheAffinity                       bool
-	affinityWait                        time.Duration
-	holdTimeout, lostWorkerGrace        time.Duration
-	heartbeatInterval, drainTimeout     time.Duration
-	maxHeartbeatInterval                time.Duration
-	heartbeatGrid                       time.Duration
-	maxHeartbeatRate                    float64
-	workerTokens, adminTokenFile        string
-	insecureNoAuth, pprof               bool
-	tlsCert, tlsKey, tlsClientCA        string
-	logJSON                             bool
-	logLevel                            string
-	logWriteInterval                    time.Duration
-	maxSessionsPerToken                 int
-	maxConns, maxConnsPerIP             int
-	handshakeTimeout, unauthConnTimeout time.Duration
+	grpcAddr, httpAddr                 string
+	amqpURL, executeQueue, statusQueue string
+	queueType                          string
+	prefetch                           int
+	placement                          hub.Placement
+	cacheAffinity                      bool
+	affinityWait                       time.Duration
+	holdTimeout, lostWorkerGrace       time.Duration
+	heartbeatInterval, drainTimeout    time.Duration
+	maxHeartbeatInterval               time.Duration
+	heartbeatGrid                      time.Duration
+	maxHeartbeatRate                   float64
+	workerTokens, adminTokenFile       string
+	insecureNoAuth, pprof              bool
+	tlsCert, tlsKey, tlsClientCA       string
+	logJSON                            bool
+	logLevel                           string
+	logWriteInterval                   string // deprecated, ignored
+	maxSessionsPerToken                int
+	maxConns, maxConnsPerIP            int
+	handshakeTimeout                   time.Duration
+	unauthConnTimeout                  time.Duration
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -109,7 +109,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA `file` to verify worker client certificates (mTLS)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
-	fs.DurationVar(&o.logWriteInterval, "log-write-interval", logwriter.DefaultInterval, "how long info and debug lines may wait to be written together with others (warnings and errors are written at once, with what waits; a SIGKILL loses at most this much; 0: every line at once)")
+	fs.StringVar(&o.logWriteInterval, "log-write-interval", "", "deprecated and ignored: log lines are written at once")
 	cliflags.SetUsage(fs, usageText)
 	return fs
 }
@@ -156,9 +156,6 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
-	if o.logWriteInterval < 0 {
-		return nil, fmt.Errorf("invalid --log-write-interval %v: want 0 (every line at once) or more", o.logWriteInterval)
-	}
 	return o, nil
 }
 
@@ -199,18 +196,27 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blacktree-hub: %v\n", err)
 		return 2
 	}
-	logOut := logwriter.New(stderr, o.logWriteInterval)
-	defer logOut.Close()
-	logger := hclog.New(&hclog.LoggerOptions{Name: "blacktree-hub", Level: hclog.LevelFromString(o.logLevel),
-		JSONFormat: o.logJSON, Output: logOut})
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "blacktree-hub",
+		Level:      hclog.LevelFromString(o.logLevel),
+		JSONFormat: o.logJSON,
+		Output:     stderr,
+	})
+	if o.logWriteInterval != "" {
+		logger.Warn("--log-write-interval is deprecated and ignored: log lines are written at once")
+	}
 	fail := func(code int, err error) int {
 		logger.Error("cannot start", "error", err)
 		return code
 	}
 
 	// Auth: no tokens and no --insecure-no-auth is refused by auth.New.
-	authn, err := auth.New(auth.Config{WorkerTokensFile: o.workerTokens, AdminTokenFile: o.adminTokenFile,
-		InsecureNoAuth: o.insecureNoAuth, AllowMTLSIdentity: o.tlsClientCA != ""}, logger.Named("auth"))
+	authn, err := auth.New(auth.Config{
+		WorkerTokensFile:  o.workerTokens,
+		AdminTokenFile:    o.adminTokenFile,
+		InsecureNoAuth:    o.insecureNoAuth,
+		AllowMTLSIdentity: o.tlsClientCA != "",
+	}, logger.Named("auth"))
 	if err != nil {
 		return fail(2, err)
 	}
@@ -221,10 +227,19 @@ func run(args []string, stderr io.Writer) int {
 		o.heartbeatGrid = -1 // likewise
 	}
 	cfg := hub.Config{
-		GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr, Pprof: o.pprof, HoldTimeout: o.holdTimeout, Placement: o.placement, LostWorkerGrace: o.lostWorkerGrace,
-		DisableCacheAffinity: !o.cacheAffinity, AffinityWait: o.affinityWait,
-		HeartbeatInterval: o.heartbeatInterval, DrainTimeout: o.drainTimeout,
-		MaxHeartbeatRate: o.maxHeartbeatRate, MaxHeartbeatInterval: o.maxHeartbeatInterval, HeartbeatGrid: o.heartbeatGrid,
+		GRPCAddr:             o.grpcAddr,
+		HTTPAddr:             o.httpAddr,
+		Pprof:                o.pprof,
+		HoldTimeout:          o.holdTimeout,
+		Placement:            o.placement,
+		LostWorkerGrace:      o.lostWorkerGrace,
+		DisableCacheAffinity: !o.cacheAffinity,
+		AffinityWait:         o.affinityWait,
+		HeartbeatInterval:    o.heartbeatInterval,
+		DrainTimeout:         o.drainTimeout,
+		MaxHeartbeatRate:     o.maxHeartbeatRate,
+		MaxHeartbeatInterval: o.maxHeartbeatInterval,
+		HeartbeatGrid:        o.heartbeatGrid,
 		// Every call is authenticated from its headers, before any of its
 		// messages is read (docs/SECURITY.md#limits).
 		TapHandle:                  authn.TapHandle,
@@ -249,8 +264,14 @@ func run(args []string, stderr io.Writer) int {
 		logger.Warn("INSECURE: gRPC listens on a non-loopback address without TLS; worker tokens and job secrets cross the network in clear text (use --tls-cert/--tls-key)", "grpc_addr", o.grpcAddr)
 	}
 
-	rc, err := rabbit.New(rabbit.Config{URL: o.amqpURL, ExecuteQueue: o.executeQueue, StatusQueue: o.statusQueue,
-		QueueType: o.queueType, Prefetch: o.prefetch, ConnectionName: "blacktree-hub"}, logger)
+	rc, err := rabbit.New(rabbit.Config{
+		URL:            o.amqpURL,
+		ExecuteQueue:   o.executeQueue,
+		StatusQueue:    o.statusQueue,
+		QueueType:      o.queueType,
+		Prefetch:       o.prefetch,
+		ConnectionName: "blacktree-hub",
+	}, logger)
 	if err != nil {
 		return fail(2, err)
 	}

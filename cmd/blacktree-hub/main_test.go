@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/blacktree/blacktree/hub"
-	"github.com/blacktree/blacktree/internal/logwriter"
 )
 
 func TestParse(t *testing.T) {
@@ -52,10 +51,11 @@ func TestParse(t *testing.T) {
 		{name: "bad env", env: map[string]string{"BLACKTREE_HOLD_TIMEOUT": "soon"}, wantErr: "BLACKTREE_HOLD_TIMEOUT"},
 		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "go together"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
-		{name: "log write interval default", check: func(o *options) bool { return o.logWriteInterval == logwriter.DefaultInterval }},
+		// Deprecated and ignored, but still accepted: old unit files keep working.
+		{name: "log write interval accepted", args: []string{"--log-write-interval", "-1s"},
+			check: func(o *options) bool { return o.logWriteInterval == "-1s" }},
 		{name: "log write interval from env", env: map[string]string{"BLACKTREE_LOG_WRITE_INTERVAL": "0"},
-			check: func(o *options) bool { return o.logWriteInterval == 0 }},
-		{name: "negative log write interval", args: []string{"--log-write-interval", "-1s"}, wantErr: "--log-write-interval"},
+			check: func(o *options) bool { return o.logWriteInterval == "0" }},
 		{name: "positional", args: []string{"extra"}, wantErr: "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,6 +83,21 @@ func TestRunRefusesWithoutAuth(t *testing.T) {
 	}
 	if lines := strings.Count(strings.TrimSpace(out.String()), "\n") + 1; lines != 1 || !strings.Contains(out.String(), "--insecure-no-auth") {
 		t.Errorf("run() output = %q, want one line naming --insecure-no-auth", out.String())
+	}
+}
+
+// TestDeprecatedLogWriteInterval: the flag is accepted, so old unit files
+// keep working, and the hub says once that it ignores it.
+func TestDeprecatedLogWriteInterval(t *testing.T) {
+	var out bytes.Buffer
+	run([]string{"--grpc-addr", "127.0.0.1:0", "--log-write-interval", "20ms"}, &out) // refused: no auth
+	if got := strings.Count(out.String(), "--log-write-interval is deprecated and ignored"); got != 1 {
+		t.Errorf("run() output = %q, want the deprecation warning once", out.String())
+	}
+	out.Reset()
+	run([]string{"--grpc-addr", "127.0.0.1:0"}, &out)
+	if strings.Contains(out.String(), "deprecated") {
+		t.Errorf("run() without the flag = %q, want no deprecation warning", out.String())
 	}
 }
 

@@ -23,10 +23,10 @@ import (
 
 	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/jobspec"
-	"github.com/blacktree/blacktree/internal/logwriter"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 	"github.com/blacktree/blacktree/workeragent"
 	"github.com/blacktree/blacktree/workeragent/executor"
+
 	// Registers the "docker" executor (the --executor default).
 	_ "github.com/blacktree/blacktree/workeragent/executor/docker"
 )
@@ -53,7 +53,8 @@ type options struct {
 	logLevel                                                             string
 	slots, noopLines                                                     int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
-	persistResultsAfter, logFlushInterval, logWriteInterval              time.Duration
+	persistResultsAfter, logFlushInterval                                time.Duration
+	logWriteInterval                                                     string // deprecated, ignored
 	insecure, allowPrivateGitHosts, logJSON                              bool
 }
 
@@ -139,7 +140,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.insecure, "insecure", false, "connect without TLS (plaintext; development only)")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
-	fs.DurationVar(&o.logWriteInterval, "log-write-interval", logwriter.DefaultInterval, "how long the worker's own info and debug lines may wait to be written together with others (not job output: see --log-flush-interval; warnings and errors are written at once, with what waits; a SIGKILL loses at most this much; 0: every line at once)")
+	fs.StringVar(&o.logWriteInterval, "log-write-interval", "", "deprecated and ignored: the worker's own log lines are written at once")
 	cliflags.SetUsage(fs, usageHead)
 	return fs
 }
@@ -150,9 +151,6 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs := newFlagSet(o, stderr)
 	if err := cliflags.Parse(fs, args, stderr); err != nil {
 		return nil, err
-	}
-	if o.logWriteInterval < 0 {
-		return nil, fmt.Errorf("invalid --log-write-interval %s: want 0 (every line at once) or more", o.logWriteInterval)
 	}
 	return o, nil
 }
@@ -222,7 +220,12 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 	if level == hclog.NoLevel {
 		return cfg, nil, nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "blacktree-worker", Level: level, JSONFormat: o.logJSON, Output: logOut})
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "blacktree-worker",
+		Level:      level,
+		JSONFormat: o.logJSON,
+		Output:     logOut,
+	})
 	hubs := splitList(o.hubs)
 	if len(hubs) == 0 {
 		return cfg, nil, nil, errors.New("--hub is empty")
@@ -318,15 +321,13 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blacktree-worker: %v\n", err)
 		return exitUsage
 	}
-	// From here on everything goes through logOut, so that a line written
-	// directly follows the log lines held before it.
-	logOut := logwriter.New(stderr, o.logWriteInterval)
-	defer logOut.Close()
-	stderr = logOut
-	cfg, exec, logger, err := setup(o, logOut)
+	cfg, exec, logger, err := setup(o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "blacktree-worker: %v\n", err)
 		return exitUsage
+	}
+	if o.logWriteInterval != "" {
+		logger.Warn("--log-write-interval is deprecated and ignored: log lines are written at once")
 	}
 	if c, ok := exec.(io.Closer); ok {
 		defer c.Close()

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 	"github.com/blacktree/blacktree/internal/tlsutil/tlstest"
 	"github.com/blacktree/blacktree/workeragent"
@@ -32,20 +32,71 @@ func TestRunUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{name: "unknown flag", args: []string{"--bogus"}, want: "flag provided but not defined"},
-		{name: "bad slots", args: []string{"--insecure", "--executor", "noop", "--slots", "0"}, want: "--slots"},
-		{name: "negative persist delay", args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"}, want: "--persist-results-after"},
-		{name: "negative log flush interval", args: []string{"--insecure", "--executor", "noop", "--log-flush-interval", "-1s"}, want: "--log-flush-interval"},
-		{name: "negative log write interval", args: []string{"--insecure", "--executor", "noop", "--log-write-interval", "-1s"}, want: "--log-write-interval"},
-		{name: "negative noop log lines", args: []string{"--insecure", "--executor", "noop", "--noop-log-lines", "-1"}, want: "--noop-log-lines"},
-		{name: "bad labels", args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"}, want: "--labels"},
-		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
-		{name: "unknown executor", args: []string{"--insecure", "--executor", "magic"}, want: "--executor"},
-		{name: "insecure with tls", args: []string{"--insecure", "--tls-ca", "ca.pem", "--executor", "noop"}, want: "--insecure cannot"},
-		{name: "missing token file", args: []string{"--insecure", "--executor", "noop", "--token-file", "/nonexistent/token"}, want: "--token-file"},
-		{name: "stray argument", args: []string{"extra"}, want: "unexpected argument"},
-		{name: "bad cache size", args: []string{"--insecure", "--executor", "noop", "--cache-max-size", "lots"}, want: "--cache-max-size"},
-		{name: "unknown builder", args: []string{"--insecure", "--builder", "kaniko"}, want: `unknown builder "kaniko"`},
+		{
+			name: "unknown flag",
+			args: []string{"--bogus"},
+			want: "flag provided but not defined",
+		},
+		{
+			name: "bad slots",
+			args: []string{"--insecure", "--executor", "noop", "--slots", "0"},
+			want: "--slots",
+		},
+		{
+			name: "negative persist delay",
+			args: []string{"--insecure", "--executor", "noop", "--persist-results-after", "-1s"},
+			want: "--persist-results-after",
+		},
+		{
+			name: "negative log flush interval",
+			args: []string{"--insecure", "--executor", "noop", "--log-flush-interval", "-1s"},
+			want: "--log-flush-interval",
+		},
+		{
+			name: "negative noop log lines",
+			args: []string{"--insecure", "--executor", "noop", "--noop-log-lines", "-1"},
+			want: "--noop-log-lines",
+		},
+		{
+			name: "bad labels",
+			args: []string{"--insecure", "--executor", "noop", "--labels", "novalue"},
+			want: "--labels",
+		},
+		{
+			name: "bad log level",
+			args: []string{"--log-level", "loud"},
+			want: "--log-level",
+		},
+		{
+			name: "unknown executor",
+			args: []string{"--insecure", "--executor", "magic"},
+			want: "--executor",
+		},
+		{
+			name: "insecure with tls",
+			args: []string{"--insecure", "--tls-ca", "ca.pem", "--executor", "noop"},
+			want: "--insecure cannot",
+		},
+		{
+			name: "missing token file",
+			args: []string{"--insecure", "--executor", "noop", "--token-file", "/nonexistent/token"},
+			want: "--token-file",
+		},
+		{
+			name: "stray argument",
+			args: []string{"extra"},
+			want: "unexpected argument",
+		},
+		{
+			name: "bad cache size",
+			args: []string{"--insecure", "--executor", "noop", "--cache-max-size", "lots"},
+			want: "--cache-max-size",
+		},
+		{
+			name: "unknown builder",
+			args: []string{"--insecure", "--builder", "kaniko"},
+			want: `unknown builder "kaniko"`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,23 +221,6 @@ func TestLogFlushIntervalFlag(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // buildWorker builds this command into a temporary directory.
 func buildWorker(t *testing.T) string {
 	t.Helper()
@@ -199,7 +233,7 @@ func buildWorker(t *testing.T) string {
 }
 
 // exitCode waits for the process and returns its exit code.
-func exitCode(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) int {
+func exitCode(t *testing.T, cmd *exec.Cmd, stderr *syncbuf.Buffer) int {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -231,17 +265,17 @@ func TestBinarySIGTERM(t *testing.T) {
 		wantOK    bool
 		wantError string
 		wantExit  int
-		logWrite  string // --log-write-interval; "" leaves the default
+		logWrite  string // the deprecated --log-write-interval; "" leaves it out
 	}{
 		{name: "one SIGTERM drains and exits 0", delay: "1s", signals: 1, wantOK: true, wantExit: 0},
 		{name: "second SIGTERM aborts and exits 1", delay: "1h", signals: 2, wantError: "cancelled: the worker is stopping", wantExit: 1},
-		// Lines held for an hour reach stderr only because exit writes them.
-		{name: "held log lines are written at exit", delay: "1s", signals: 1, wantOK: true, wantExit: 0, logWrite: "1h"},
+		// Still accepted, ignored with a warning: old unit files keep working.
+		{name: "deprecated log write interval", delay: "1s", signals: 1, wantOK: true, wantExit: 0, logWrite: "1h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hub := fakehub.Start(t, fakehub.Options{Token: "bin-token", HeartbeatInterval: time.Hour})
-			stderr := &syncBuffer{}
+			stderr := &syncbuf.Buffer{}
 			cmd := exec.Command(bin, "--hub", hub.Addr, "--insecure", "--executor", "noop", "--noop-delay", tt.delay,
 				"--state-dir", t.TempDir(), "--name", "bin-test", "--log-level", "debug")
 			if tt.logWrite != "" {
@@ -283,6 +317,9 @@ func TestBinarySIGTERM(t *testing.T) {
 					t.Errorf("worker stderr lacks %q after exit; stderr:\n%s", want, stderr.String())
 				}
 			}
+			if warned := strings.Contains(stderr.String(), "--log-write-interval is deprecated"); warned != (tt.logWrite != "") {
+				t.Errorf("worker stderr has the deprecation warning: %v, want %v; stderr:\n%s", warned, tt.logWrite != "", stderr.String())
+			}
 			for _, secret := range []string{"bin-token", "tok-xyz"} {
 				if strings.Contains(stderr.String(), secret) {
 					t.Errorf("worker log contains the secret %q", secret)
@@ -304,7 +341,7 @@ func TestBinaryTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub := fakehub.Start(t, fakehub.Options{TLS: srvTLS, Token: "file-token"})
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--hub", hub.Addr, "--tls-ca", pki.CACert, "--tls-cert", pki.ClientCert, "--tls-key", pki.ClientKey,
 		"--token-file", tokenFile, "--executor", "noop", "--state-dir", t.TempDir(), "--log-json")
 	cmd.Stderr = stderr
@@ -327,7 +364,7 @@ func TestBinaryTLS(t *testing.T) {
 func TestBinaryNoHubAtStartup(t *testing.T) {
 	bin := buildWorker(t)
 	hub := fakehub.Start(t, fakehub.Options{}) // plaintext: a TLS worker cannot talk to it
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--hub", hub.Addr, "--executor", "noop", "--state-dir", t.TempDir(), "--connect-timeout", "300ms")
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -352,7 +389,7 @@ func TestBinaryPlaintextAgainstTLSHub(t *testing.T) {
 		t.Fatalf("ServerConfig() error = %v", err)
 	}
 	hub := fakehub.Start(t, fakehub.Options{TLS: srvTLS})
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--hub", hub.Addr, "--insecure", "--executor", "noop", "--state-dir", t.TempDir(), "--connect-timeout", "300ms")
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -13,10 +13,11 @@ package main
 import (
 	"context"
 	"errors"
-	"net/url"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/blacktree/blacktree/internal/rabbit"
 )
 
 // amqpConn is one connection with one channel, owned by one goroutine.
@@ -27,18 +28,9 @@ type amqpConn struct {
 	url     string // redacted, for messages
 }
 
-// redactURL hides the password in an AMQP URL.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable AMQP URL)"
-	}
-	return u.Redacted()
-}
-
 // dialAMQP opens the connection and a channel in confirm mode.
 func dialAMQP(c *common) (*amqpConn, error) {
-	safe := redactURL(c.amqpURL)
+	safe := rabbit.MaskURL(c.amqpURL)
 	if _, err := amqp.ParseURI(c.amqpURL); err != nil {
 		return nil, usageErr("--amqp-url %s: %v", safe, err)
 	}

@@ -31,26 +31,19 @@ type common struct {
 	getenv func(string) string
 }
 
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 // newFlagSet builds a subcommand's flag set with the common flags
 // registered. usage is printed (to stdout) for --help.
 func newFlagSet(name, usage string, e env) (*flag.FlagSet, *common) {
 	fs := flag.NewFlagSet("btctl "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &common{getenv: e.getenv}
-	fs.StringVar(&c.amqpURL, "amqp-url", envOr(e.getenv, "BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL [BLACKTREE_AMQP_URL]")
-	fs.StringVar(&c.executeQueue, "execute-queue", envOr(e.getenv, "BLACKTREE_EXECUTE_QUEUE", "execute.queue"), "queue the hub consumes JobRequests from [BLACKTREE_EXECUTE_QUEUE]")
-	fs.StringVar(&c.statusQueue, "status-queue", envOr(e.getenv, "BLACKTREE_STATUS_QUEUE", "status.queue"), "queue the hub publishes JobResponses to [BLACKTREE_STATUS_QUEUE]")
-	fs.StringVar(&c.hub, "hub", envOr(e.getenv, "BLACKTREE_HUB", "127.0.0.1:7070"), "hub gRPC address host:port [BLACKTREE_HUB]")
-	fs.StringVar(&c.adminTokenFile, "admin-token-file", envOr(e.getenv, "BLACKTREE_ADMIN_TOKEN_FILE", ""), "file holding the admin token [BLACKTREE_ADMIN_TOKEN_FILE; BLACKTREE_ADMIN_TOKEN holds the token itself]")
+	fs.StringVar(&c.amqpURL, "amqp-url", cliflags.EnvOr(e.getenv, "BLACKTREE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL [BLACKTREE_AMQP_URL]")
+	fs.StringVar(&c.executeQueue, "execute-queue", cliflags.EnvOr(e.getenv, "BLACKTREE_EXECUTE_QUEUE", "execute.queue"), "queue the hub consumes JobRequests from [BLACKTREE_EXECUTE_QUEUE]")
+	fs.StringVar(&c.statusQueue, "status-queue", cliflags.EnvOr(e.getenv, "BLACKTREE_STATUS_QUEUE", "status.queue"), "queue the hub publishes JobResponses to [BLACKTREE_STATUS_QUEUE]")
+	fs.StringVar(&c.hub, "hub", cliflags.EnvOr(e.getenv, "BLACKTREE_HUB", "127.0.0.1:7070"), "hub gRPC address host:port [BLACKTREE_HUB]")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", cliflags.EnvOr(e.getenv, "BLACKTREE_ADMIN_TOKEN_FILE", ""), "file holding the admin token [BLACKTREE_ADMIN_TOKEN_FILE; BLACKTREE_ADMIN_TOKEN holds the token itself]")
 	fs.BoolVar(&c.insecure, "insecure", false, "plaintext gRPC to the hub (loopback, tests)")
-	fs.StringVar(&c.tlsCA, "tls-ca", envOr(e.getenv, "BLACKTREE_TLS_CA", ""), "CA bundle `file` that signs the hub's certificate (default: system roots) [BLACKTREE_TLS_CA]")
+	fs.StringVar(&c.tlsCA, "tls-ca", cliflags.EnvOr(e.getenv, "BLACKTREE_TLS_CA", ""), "CA bundle `file` that signs the hub's certificate (default: system roots) [BLACKTREE_TLS_CA]")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate `file` for a hub that requires mTLS (no env fallback: BLACKTREE_TLS_CERT is the hub's own certificate)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "key `file` of --tls-cert")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "how long to try reaching the broker or hub")
@@ -106,6 +99,27 @@ func pathErr(err error) error {
 		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// buildArgsFlag collects repeated --build-arg NAME=VALUE. Values may hold
+// commas, so each flag is one argument.
+type buildArgsFlag map[string]string
+
+func (b buildArgsFlag) String() string {
+	var parts []string
+	for k, v := range b {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (b buildArgsFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("build arg %q is not NAME=VALUE", s)
+	}
+	b[k] = v
+	return nil
 }
 
 // labelsFlag collects repeated --label k=v (or k=v,k2=v2).

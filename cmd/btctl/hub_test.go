@@ -90,21 +90,10 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// startProc starts bin and stops it (SIGTERM, then SIGKILL after 10s) when
-// the test ends, printing its output if the test failed.
+// startProc runs bin for the rest of the test (cluster.StartForTest).
 func startProc(t *testing.T, name, bin string, args ...string) *cluster.Process {
 	t.Helper()
-	p, err := cluster.Start(name, bin, args, []string{"PYTHONDONTWRITEBYTECODE=1"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = p.Stop(10 * time.Second)
-		if t.Failed() {
-			t.Logf("--- %s output:\n%s", name, p.Output())
-		}
-	})
-	return p
+	return cluster.StartForTest(t, name, bin, nil, args...)
 }
 
 // testHub is a running blacktree-hub on random ports and random queues.
@@ -143,7 +132,7 @@ func startHub(t *testing.T, withTLS bool) *testHub {
 		t.Fatal(err)
 	}
 	args := []string{"--grpc-addr", h.grpcAddr, "--http-addr", h.httpAddr,
-		"--amqp-url", testAMQPURL(), "--execute-queue", h.execute, "--status-queue", h.status,
+		"--amqp-url", cluster.SharedBrokerURL(), "--execute-queue", h.execute, "--status-queue", h.status,
 		"--worker-tokens", tokens, "--admin-token-file", admin}
 	if withTLS {
 		certs := tlstest.Generate(t, dir)
@@ -201,7 +190,7 @@ func startPythonWorker(t *testing.T, h *testHub) (string, *cluster.Process) {
 
 func deleteQueuesAtCleanup(t *testing.T, names ...string) {
 	t.Cleanup(func() {
-		conn, err := amqp.Dial(testAMQPURL())
+		conn, err := amqp.Dial(cluster.SharedBrokerURL())
 		if err != nil {
 			t.Errorf("delete test queues: %v", err)
 			return

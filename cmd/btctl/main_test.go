@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +17,8 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/cluster"
 	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/internal/rabbit"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -34,34 +35,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testAMQPURL is the machine's broker (bash ../shared/scripts/ensure-rabbitmq).
-func testAMQPURL() string {
-	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
-
-// rabbit is the test's own connection, for declaring random queues and
-// playing the hub or the control plane.
-type rabbit struct {
+// testBroker is the test's own RabbitMQ connection, for declaring random
+// queues and playing the hub or the control plane.
+type testBroker struct {
 	t    *testing.T
 	conn *amqp.Connection
 	mu   sync.Mutex // guards ch (one owner at a time)
 	ch   *amqp.Channel
 }
 
-func newRabbit(t *testing.T) *rabbit {
+func newRabbit(t *testing.T) *testBroker {
 	t.Helper()
-	conn, err := amqp.DialConfig(testAMQPURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := amqp.DialConfig(cluster.SharedBrokerURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
-		t.Fatalf("RabbitMQ is not reachable at %s: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root); tools: bash scripts/ensure-tools", redactURL(testAMQPURL()), err)
+		t.Fatalf("RabbitMQ is not reachable at %s: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root); tools: bash scripts/ensure-tools", rabbit.MaskURL(cluster.SharedBrokerURL()), err)
 	}
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatalf("open channel: %v", err)
 	}
-	r := &rabbit{t: t, conn: conn, ch: ch}
+	r := &testBroker{t: t, conn: conn, ch: ch}
 	t.Cleanup(func() { _ = conn.Close() })
 	return r
 }
@@ -74,7 +67,7 @@ func randomName(prefix string) string {
 
 // queues declares a random durable execute and status queue pair, deleted
 // when the test ends.
-func (r *rabbit) queues() (execute, status string) {
+func (r *testBroker) queues() (execute, status string) {
 	r.t.Helper()
 	execute, status = randomName("btctl-test.execute"), randomName("btctl-test.status")
 	for _, q := range []string{execute, status} {
@@ -83,7 +76,7 @@ func (r *rabbit) queues() (execute, status string) {
 		}
 	}
 	r.t.Cleanup(func() {
-		conn, err := amqp.Dial(testAMQPURL())
+		conn, err := amqp.Dial(cluster.SharedBrokerURL())
 		if err != nil {
 			return
 		}
@@ -98,7 +91,7 @@ func (r *rabbit) queues() (execute, status string) {
 	return execute, status
 }
 
-func (r *rabbit) publishStatus(queue string, resp *blacktreev1.JobResponse) {
+func (r *testBroker) publishStatus(queue string, resp *blacktreev1.JobResponse) {
 	r.t.Helper()
 	body, err := jobspec.EncodeResponse(resp)
 	if err != nil {
@@ -115,7 +108,7 @@ func (r *rabbit) publishStatus(queue string, resp *blacktreev1.JobResponse) {
 }
 
 // depth returns a queue's ready-message count.
-func (r *rabbit) depth(queue string) int {
+func (r *testBroker) depth(queue string) int {
 	r.t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -128,7 +121,7 @@ func (r *rabbit) depth(queue string) int {
 
 // waitDepth waits until queue holds want ready messages (requeues are
 // asynchronous to the consumer's close).
-func (r *rabbit) waitDepth(queue string, want int) {
+func (r *testBroker) waitDepth(queue string, want int) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -139,7 +132,7 @@ func (r *rabbit) waitDepth(queue string, want int) {
 }
 
 // get takes one message from queue, failing the test when none comes.
-func (r *rabbit) get(queue string) amqp.Delivery {
+func (r *testBroker) get(queue string) amqp.Delivery {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -167,32 +160,14 @@ type result struct {
 
 // btctl runs the command in-process with env vars from vars only.
 func btctl(ctx context.Context, vars map[string]string, args ...string) result {
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	code := run(ctx, args, env{stdout: &out, stderr: &errb, getenv: func(k string) string { return vars[k] }})
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func queueVars(execute, status string) map[string]string {
 	return map[string]string{
-		"BLACKTREE_AMQP_URL":      testAMQPURL(),
+		"BLACKTREE_AMQP_URL":      cluster.SharedBrokerURL(),
 		"BLACKTREE_EXECUTE_QUEUE": execute,
 		"BLACKTREE_STATUS_QUEUE":  status,
 	}

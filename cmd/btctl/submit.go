@@ -11,6 +11,7 @@ import (
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
@@ -73,6 +74,7 @@ type submitFlags struct {
 	image         string
 	tokenFile     string
 	labels        labelsFlag
+	buildArgs     buildArgsFlag
 	jobTimeout    time.Duration
 	correlationID string
 	allowedHosts  string
@@ -84,7 +86,7 @@ type submitFlags struct {
 
 func runSubmit(ctx context.Context, args []string, e env) error {
 	fs, c := newFlagSet("submit", usageSubmit, e)
-	f := submitFlags{labels: labelsFlag{}}
+	f := submitFlags{labels: labelsFlag{}, buildArgs: buildArgsFlag{}}
 	fs.StringVar(&f.file, "file", "", "read the JobRequest from this JSON `file` (the execute.queue format)")
 	fs.StringVar(&f.jobID, "job-id", "", "job id (default: btctl-<UTC time>-<random>)")
 	fs.StringVar(&f.repo, "repo", "", "repository: owner/name or https:// URL (required)")
@@ -94,9 +96,10 @@ func runSubmit(ctx context.Context, args []string, e env) error {
 	fs.StringVar(&f.image, "image", "", "image reference to build and push, e.g. myapp:latest (required)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the git token [else BLACKTREE_GITHUB_TOKEN]")
 	fs.Var(f.labels, "label", "worker label the job requires, key=value (repeatable)")
+	fs.Var(f.buildArgs, "build-arg", "value of a Dockerfile ARG, NAME=VALUE (repeatable)")
 	fs.DurationVar(&f.jobTimeout, "job-timeout", 0, "upper bound on the job's run time (default: the worker's)")
 	fs.StringVar(&f.correlationID, "correlation-id", "", "AMQP correlation_id; the hub copies it to the status message")
-	fs.StringVar(&f.allowedHosts, "allowed-hosts", envOr(e.getenv, "BLACKTREE_ALLOWED_GIT_HOSTS", ""), "comma-separated hosts an https repo URL may name, as the hub allows (default github.com) [BLACKTREE_ALLOWED_GIT_HOSTS]")
+	fs.StringVar(&f.allowedHosts, "allowed-hosts", cliflags.EnvOr(e.getenv, "BLACKTREE_ALLOWED_GIT_HOSTS", ""), "comma-separated hosts an https repo URL may name, as the hub allows (default github.com) [BLACKTREE_ALLOWED_GIT_HOSTS]")
 	fs.BoolVar(&f.allowPrivate, "allow-private-hosts", false, "let --allowed-hosts name loopback/private addresses (on-prem git)")
 	fs.BoolVar(&f.skipValidate, "skip-validate", false, "publish without validating (to test how the hub reports invalid requests)")
 	fs.BoolVar(&f.wait, "wait", false, "wait for the job's status and print its JobResponse (see above)")
@@ -203,6 +206,9 @@ func (f *submitFlags) request(fs *flag.FlagSet, e env) (*blacktreev1.JobRequest,
 	apply("image", &req.ImageName, f.image)
 	if len(f.labels) > 0 {
 		req.WorkerLabels = f.labels
+	}
+	if len(f.buildArgs) > 0 {
+		req.BuildArgs = f.buildArgs
 	}
 	if set["job-timeout"] {
 		if f.jobTimeout < 0 || f.jobTimeout%time.Second != 0 {

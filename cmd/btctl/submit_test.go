@@ -22,7 +22,8 @@ func TestSubmitPublishesRequest(t *testing.T) {
 
 	res := btctl(context.Background(), vars, "submit", "--repo", "acme/api", "--branch", "main",
 		"--image", "acme/api:1.2", "--context", "svc", "--dockerfile", "svc/Dockerfile",
-		"--label", "arch=amd64", "--correlation-id", "corr-1", "--job-id", "job-flags-1")
+		"--label", "arch=amd64", "--correlation-id", "corr-1", "--job-id", "job-flags-1",
+		"--build-arg", "VERSION=1.2,rc1", "--build-arg", "CHANNEL=beta")
 	if res.code != exitOK {
 		t.Fatalf("submit exit = %d, want 0; stderr %q", res.code, res.stderr)
 	}
@@ -40,8 +41,17 @@ func TestSubmitPublishesRequest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DecodeRequest(published) = %v", err)
 	}
-	want := &blacktreev1.JobRequest{JobId: "job-flags-1", RepoUrl: "acme/api", Branch: "main", ImageName: "acme/api:1.2",
-		ContextDir: "svc", DockerfilePath: "svc/Dockerfile", GithubToken: secretToken, WorkerLabels: map[string]string{"arch": "amd64"}}
+	want := &blacktreev1.JobRequest{
+		JobId:          "job-flags-1",
+		RepoUrl:        "acme/api",
+		Branch:         "main",
+		ImageName:      "acme/api:1.2",
+		ContextDir:     "svc",
+		DockerfilePath: "svc/Dockerfile",
+		GithubToken:    secretToken,
+		WorkerLabels:   map[string]string{"arch": "amd64"},
+		BuildArgs:      map[string]string{"VERSION": "1.2,rc1", "CHANNEL": "beta"},
+	}
 	if !protoEqual(req, want) {
 		t.Errorf("published request = %v, want %v", req, want)
 	}
@@ -171,7 +181,7 @@ func TestInfrastructureErrors(t *testing.T) {
 
 // fakeHub answers every request on execute with resp(req) on status, like
 // the hub would, until ctx ends.
-func fakeHub(ctx context.Context, t *testing.T, r *rabbit, execute, status string, resp func(*blacktreev1.JobRequest) *blacktreev1.JobResponse) <-chan struct{} {
+func fakeHub(ctx context.Context, t *testing.T, r *testBroker, execute, status string, resp func(*blacktreev1.JobRequest) *blacktreev1.JobResponse) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

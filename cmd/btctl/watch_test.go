@@ -17,7 +17,12 @@ func TestWatchPeekLeavesMessages(t *testing.T) {
 	r := newRabbit(t)
 	execute, status := r.queues()
 	r.publishStatus(status, &blacktreev1.JobResponse{JobId: "a-1", Success: true, ImageUrl: "reg/a:1", WorkerId: "w1", Logs: "line one\nline two"})
-	r.publishStatus(status, &blacktreev1.JobResponse{JobId: "b-2", Success: false, Error: "clone: auth failed", FailedStage: blacktreev1.JobStage_JOB_STAGE_CLONE})
+	r.publishStatus(status, &blacktreev1.JobResponse{
+		JobId:       "b-2",
+		Success:     false,
+		Error:       "clone: auth failed",
+		FailedStage: blacktreev1.JobStage_JOB_STAGE_CLONE,
+	})
 	r.publishStatus(status, &blacktreev1.JobResponse{JobId: "c-3", Success: true, ImageUrl: "reg/c:1"})
 	r.waitDepth(status, 3) // publishes are unconfirmed: watch peeks as many as the queue holds
 	vars := queueVars(execute, status)

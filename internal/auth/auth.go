@@ -141,14 +141,22 @@ func (a *Authenticator) load() (*tokenSet, error) {
 			return nil, err
 		}
 		if len(as) != 1 {
-			return nil, &FileError{Path: p, Line: as[1].line, Err: errors.New("admin token file must hold exactly one token")}
+			return nil, &FileError{
+				Path: p,
+				Line: as[1].line,
+				Err:  errors.New("admin token file must hold exactly one token"),
+			}
 		}
 		a.warnPermissions(p)
 		admin := as[0]
 		admin.name = "admin"
 		for _, w := range set.workers {
 			if admin.digest == w.digest {
-				return nil, &FileError{Path: p, Line: admin.line, Err: fmt.Errorf("admin token is also a worker token (%s line %d)", a.cfg.WorkerTokensFile, w.line)}
+				return nil, &FileError{
+					Path: p,
+					Line: admin.line,
+					Err:  fmt.Errorf("admin token is also a worker token (%s line %d)", a.cfg.WorkerTokensFile, w.line),
+				}
 			}
 		}
 		set.admin = &admin

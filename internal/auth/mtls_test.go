@@ -38,13 +38,56 @@ func TestMTLSIdentity(t *testing.T) {
 		wantName string
 		wantKind string
 	}{
-		{name: "certificate names the worker", allow: true, call: "worker", wantName: tlstest.ClientName, wantKind: KindMTLS},
-		{name: "token wins over certificate", allow: true, call: "worker", opts: []grpc.CallOption{tls(tokA)}, wantName: "w1", wantKind: KindToken},
-		{name: "wrong token not rescued by certificate", allow: true, call: "worker", opts: []grpc.CallOption{tls(tokC)}, wantCode: codes.Unauthenticated},
-		{name: "certificate does not open admin", allow: true, call: "admin", wantCode: codes.Unauthenticated},
-		{name: "admin token over tls", allow: true, call: "admin", opts: []grpc.CallOption{tls(tokAdmin)}, wantName: "admin", wantKind: KindToken},
-		{name: "certificate identity not allowed", allow: false, call: "worker", wantCode: codes.Unauthenticated},
-		{name: "token over mtls without identity", allow: false, call: "worker", opts: []grpc.CallOption{tls(tokA)}, wantName: "w1", wantKind: KindToken},
+		{
+			name:     "certificate names the worker",
+			allow:    true,
+			call:     "worker",
+			wantName: tlstest.ClientName,
+			wantKind: KindMTLS,
+		},
+		{
+			name:     "token wins over certificate",
+			allow:    true,
+			call:     "worker",
+			opts:     []grpc.CallOption{tls(tokA)},
+			wantName: "w1",
+			wantKind: KindToken,
+		},
+		{
+			name:     "wrong token not rescued by certificate",
+			allow:    true,
+			call:     "worker",
+			opts:     []grpc.CallOption{tls(tokC)},
+			wantCode: codes.Unauthenticated,
+		},
+		{
+			name:     "certificate does not open admin",
+			allow:    true,
+			call:     "admin",
+			wantCode: codes.Unauthenticated,
+		},
+		{
+			name:     "admin token over tls",
+			allow:    true,
+			call:     "admin",
+			opts:     []grpc.CallOption{tls(tokAdmin)},
+			wantName: "admin",
+			wantKind: KindToken,
+		},
+		{
+			name:     "certificate identity not allowed",
+			allow:    false,
+			call:     "worker",
+			wantCode: codes.Unauthenticated,
+		},
+		{
+			name:     "token over mtls without identity",
+			allow:    false,
+			call:     "worker",
+			opts:     []grpc.CallOption{tls(tokA)},
+			wantName: "w1",
+			wantKind: KindToken,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

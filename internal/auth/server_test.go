@@ -1,13 +1,11 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 // workerSrv answers every WorkerMessage with a Registered frame naming the
@@ -67,24 +66,6 @@ func (adminSrv) ListWorkers(ctx context.Context, _ *blacktreev1.ListWorkersReque
 	return &blacktreev1.ListWorkersResponse{Workers: []*blacktreev1.WorkerInfo{{Name: id.Name, WorkerId: id.Kind}}}, nil
 }
 
-// syncBuffer collects log output safely.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeClock is a settable clock.
 type fakeClock struct{ ns atomic.Int64 }
 
@@ -95,7 +76,7 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 type env struct {
 	auth  *Authenticator
 	conn  *grpc.ClientConn
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 	clock *fakeClock
 }
 
@@ -114,7 +95,7 @@ func startEnv(t *testing.T, cfg Config, serverOpts []grpc.ServerOption, dialOpts
 // startEnvWired is startEnv with the server options wire returns for a.
 func startEnvWired(t *testing.T, cfg Config, wire func(a *Authenticator) []grpc.ServerOption, dialOpts ...grpc.DialOption) *env {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	a, err := New(cfg, logger)
 	if err != nil {
@@ -227,28 +208,155 @@ func TestInterceptors(t *testing.T) {
 		wantKind string
 		wantMsg  string
 	}{
-		{name: "worker no token", call: "worker", wantCode: codes.Unauthenticated, wantMsg: msgMissing},
-		{name: "worker wrong token", call: "worker", md: []string{"Bearer " + tokC}, wantCode: codes.Unauthenticated, wantMsg: msgBadWorker},
-		{name: "worker named token", call: "worker", md: []string{"Bearer " + tokA}, wantName: "w1", wantKind: KindToken},
-		{name: "worker unnamed token", call: "worker", md: []string{"bearer  " + tokB}, wantName: "", wantKind: KindToken},
-		{name: "worker admin token refused", call: "worker", md: []string{"Bearer " + tokAdmin}, wantCode: codes.Unauthenticated, wantMsg: msgBadWorker},
-		{name: "worker basic scheme", call: "worker", md: []string{"Basic " + tokA}, wantCode: codes.Unauthenticated, wantMsg: msgMalformed},
-		{name: "worker two headers", call: "worker", md: []string{"Bearer " + tokA, "Bearer " + tokB}, wantCode: codes.Unauthenticated, wantMsg: msgMalformed},
-		{name: "worker empty bearer", call: "worker", md: []string{"Bearer "}, wantCode: codes.Unauthenticated, wantMsg: msgMalformed},
-		{name: "admin token", call: "admin", md: []string{"Bearer " + tokAdmin}, wantName: "admin", wantKind: KindToken},
-		{name: "admin no token", call: "admin", wantCode: codes.Unauthenticated, wantMsg: msgMissing},
-		{name: "admin worker token refused", call: "admin", md: []string{"Bearer " + tokA}, wantCode: codes.Unauthenticated, wantMsg: msgBadAdmin},
-		{name: "admin disabled without file", cfg: Config{WorkerTokensFile: workers}, call: "admin", md: []string{"Bearer " + tokAdmin}, wantCode: codes.Unauthenticated, wantMsg: msgNoAdmin},
-		{name: "admin disabled no token", cfg: Config{WorkerTokensFile: workers}, call: "admin", wantCode: codes.Unauthenticated, wantMsg: msgNoAdmin},
-		{name: "health open", call: "health"},
-		{name: "health open with junk", call: "health", md: []string{"Bearer nonsense"}},
-		{name: "insecure worker no token", cfg: Config{InsecureNoAuth: true}, call: "worker", wantKind: KindInsecure},
-		{name: "insecure admin no token", cfg: Config{InsecureNoAuth: true}, call: "admin", wantKind: KindInsecure},
-		{name: "insecure unchecked token", cfg: Config{InsecureNoAuth: true}, call: "worker", md: []string{"Bearer " + tokC}, wantKind: KindInsecure},
-		{name: "insecure still checks tokens", cfg: Config{InsecureNoAuth: true, WorkerTokensFile: workers}, call: "worker", md: []string{"Bearer " + tokC}, wantCode: codes.Unauthenticated, wantMsg: msgBadWorker},
-		{name: "insecure valid token named", cfg: Config{InsecureNoAuth: true, WorkerTokensFile: workers}, call: "worker", md: []string{"Bearer " + tokA}, wantName: "w1", wantKind: KindToken},
-		{name: "insecure admin still checked", cfg: Config{InsecureNoAuth: true, WorkerTokensFile: workers, AdminTokenFile: admin}, call: "admin", md: []string{"Bearer " + tokA}, wantCode: codes.Unauthenticated, wantMsg: msgBadAdmin},
-		{name: "mtls allowed but plaintext", cfg: Config{AllowMTLSIdentity: true, WorkerTokensFile: workers}, call: "worker", wantCode: codes.Unauthenticated, wantMsg: msgMissing},
+		{
+			name:     "worker no token",
+			call:     "worker",
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgMissing,
+		},
+		{
+			name:     "worker wrong token",
+			call:     "worker",
+			md:       []string{"Bearer " + tokC},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgBadWorker,
+		},
+		{
+			name:     "worker named token",
+			call:     "worker",
+			md:       []string{"Bearer " + tokA},
+			wantName: "w1",
+			wantKind: KindToken,
+		},
+		{
+			name:     "worker unnamed token",
+			call:     "worker",
+			md:       []string{"bearer  " + tokB},
+			wantName: "",
+			wantKind: KindToken,
+		},
+		{
+			name:     "worker admin token refused",
+			call:     "worker",
+			md:       []string{"Bearer " + tokAdmin},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgBadWorker,
+		},
+		{
+			name:     "worker basic scheme",
+			call:     "worker",
+			md:       []string{"Basic " + tokA},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgMalformed,
+		},
+		{
+			name:     "worker two headers",
+			call:     "worker",
+			md:       []string{"Bearer " + tokA, "Bearer " + tokB},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgMalformed,
+		},
+		{
+			name:     "worker empty bearer",
+			call:     "worker",
+			md:       []string{"Bearer "},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgMalformed,
+		},
+		{
+			name:     "admin token",
+			call:     "admin",
+			md:       []string{"Bearer " + tokAdmin},
+			wantName: "admin",
+			wantKind: KindToken,
+		},
+		{
+			name:     "admin no token",
+			call:     "admin",
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgMissing,
+		},
+		{
+			name:     "admin worker token refused",
+			call:     "admin",
+			md:       []string{"Bearer " + tokA},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgBadAdmin,
+		},
+		{
+			name:     "admin disabled without file",
+			cfg:      Config{WorkerTokensFile: workers},
+			call:     "admin",
+			md:       []string{"Bearer " + tokAdmin},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgNoAdmin,
+		},
+		{
+			name:     "admin disabled no token",
+			cfg:      Config{WorkerTokensFile: workers},
+			call:     "admin",
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgNoAdmin,
+		},
+		{
+			name: "health open",
+			call: "health",
+		},
+		{
+			name: "health open with junk",
+			call: "health",
+			md:   []string{"Bearer nonsense"},
+		},
+		{
+			name:     "insecure worker no token",
+			cfg:      Config{InsecureNoAuth: true},
+			call:     "worker",
+			wantKind: KindInsecure,
+		},
+		{
+			name:     "insecure admin no token",
+			cfg:      Config{InsecureNoAuth: true},
+			call:     "admin",
+			wantKind: KindInsecure,
+		},
+		{
+			name:     "insecure unchecked token",
+			cfg:      Config{InsecureNoAuth: true},
+			call:     "worker",
+			md:       []string{"Bearer " + tokC},
+			wantKind: KindInsecure,
+		},
+		{
+			name:     "insecure still checks tokens",
+			cfg:      Config{InsecureNoAuth: true, WorkerTokensFile: workers},
+			call:     "worker",
+			md:       []string{"Bearer " + tokC},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgBadWorker,
+		},
+		{
+			name:     "insecure valid token named",
+			cfg:      Config{InsecureNoAuth: true, WorkerTokensFile: workers},
+			call:     "worker",
+			md:       []string{"Bearer " + tokA},
+			wantName: "w1",
+			wantKind: KindToken,
+		},
+		{
+			name:     "insecure admin still checked",
+			cfg:      Config{InsecureNoAuth: true, WorkerTokensFile: workers, AdminTokenFile: admin},
+			call:     "admin",
+			md:       []string{"Bearer " + tokA},
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgBadAdmin,
+		},
+		{
+			name:     "mtls allowed but plaintext",
+			cfg:      Config{AllowMTLSIdentity: true, WorkerTokensFile: workers},
+			call:     "worker",
+			wantCode: codes.Unauthenticated,
+			wantMsg:  msgMissing,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

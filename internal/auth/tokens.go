@@ -69,7 +69,11 @@ func parseTokens(path string, r io.Reader) ([]token, error) {
 		if i := strings.IndexByte(line, ':'); i >= 0 {
 			name, secret = line[:i], line[i+1:]
 			if !nameRE.MatchString(name) {
-				return nil, &FileError{Path: path, Line: n, Err: errors.New("name before ':' must be 1-64 characters of A-Z a-z 0-9 . _ -")}
+				return nil, &FileError{
+					Path: path,
+					Line: n,
+					Err:  errors.New("name before ':' must be 1-64 characters of A-Z a-z 0-9 . _ -"),
+				}
 			}
 		}
 		if err := checkToken(secret); err != nil {
@@ -80,7 +84,11 @@ func parseTokens(path string, r io.Reader) ([]token, error) {
 			return nil, &FileError{Path: path, Line: n, Err: fmt.Errorf("duplicate token (same as line %d)", first)}
 		}
 		if first, ok := byName[t.name]; ok && t.name != "" {
-			return nil, &FileError{Path: path, Line: n, Err: fmt.Errorf("duplicate name %q (first on line %d)", t.name, first)}
+			return nil, &FileError{
+				Path: path,
+				Line: n,
+				Err:  fmt.Errorf("duplicate name %q (first on line %d)", t.name, first),
+			}
 		}
 		byToken[t.digest], byName[t.name] = n, n
 		out = append(out, t)

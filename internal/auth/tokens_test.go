@@ -139,14 +139,42 @@ func TestNew(t *testing.T) {
 		cfg     Config
 		wantErr string
 	}{
-		{name: "workers and admin", cfg: Config{WorkerTokensFile: workers, AdminTokenFile: admin}},
-		{name: "workers only", cfg: Config{WorkerTokensFile: workers}},
-		{name: "insecure only", cfg: Config{InsecureNoAuth: true}},
-		{name: "mtls only", cfg: Config{AllowMTLSIdentity: true}},
-		{name: "nothing", cfg: Config{}, wantErr: "no worker tokens configured: pass --worker-tokens FILE or --insecure-no-auth"},
-		{name: "missing file", cfg: Config{WorkerTokensFile: filepath.Join(dir, "nope")}, wantErr: "no such file"},
-		{name: "admin equals a worker token", cfg: Config{WorkerTokensFile: workers, AdminTokenFile: adminIsWorker}, wantErr: "line 1: admin token is also a worker token (" + workers + " line 2)"},
-		{name: "two admin tokens", cfg: Config{WorkerTokensFile: workers, AdminTokenFile: adminTwo}, wantErr: "line 2: admin token file must hold exactly one token"},
+		{
+			name: "workers and admin",
+			cfg:  Config{WorkerTokensFile: workers, AdminTokenFile: admin},
+		},
+		{
+			name: "workers only",
+			cfg:  Config{WorkerTokensFile: workers},
+		},
+		{
+			name: "insecure only",
+			cfg:  Config{InsecureNoAuth: true},
+		},
+		{
+			name: "mtls only",
+			cfg:  Config{AllowMTLSIdentity: true},
+		},
+		{
+			name:    "nothing",
+			cfg:     Config{},
+			wantErr: "no worker tokens configured: pass --worker-tokens FILE or --insecure-no-auth",
+		},
+		{
+			name:    "missing file",
+			cfg:     Config{WorkerTokensFile: filepath.Join(dir, "nope")},
+			wantErr: "no such file",
+		},
+		{
+			name:    "admin equals a worker token",
+			cfg:     Config{WorkerTokensFile: workers, AdminTokenFile: adminIsWorker},
+			wantErr: "line 1: admin token is also a worker token (" + workers + " line 2)",
+		},
+		{
+			name:    "two admin tokens",
+			cfg:     Config{WorkerTokensFile: workers, AdminTokenFile: adminTwo},
+			wantErr: "line 2: admin token file must hold exactly one token",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

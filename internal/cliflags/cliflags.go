@@ -84,3 +84,13 @@ func Parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// EnvOr is getenv(key), or def when that is empty: the default of a flag
+// whose environment fallback a command reads itself instead of through
+// Parse (btctl, which takes its environment as an argument, and the demo).
+func EnvOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}

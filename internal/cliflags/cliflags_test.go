@@ -27,12 +27,39 @@ func TestParse(t *testing.T) {
 		wantSlots int
 		wantErr   string
 	}{
-		{name: "defaults", wantURL: "amqp://x/", wantSlots: 1},
-		{name: "env fallback", env: map[string]string{"BLACKTREE_AMQP_URL": "amqp://env/"}, wantURL: "amqp://env/", wantSlots: 1},
-		{name: "flag wins over env", env: map[string]string{"BLACKTREE_SLOTS": "3"}, args: []string{"--slots", "5"}, wantURL: "amqp://x/", wantSlots: 5},
-		{name: "bad env", env: map[string]string{"BLACKTREE_SLOTS": "many"}, wantErr: "invalid BLACKTREE_SLOTS"},
-		{name: "bad flag", args: []string{"--nope"}, wantErr: "see --help"},
-		{name: "positional", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
+		{
+			name:      "defaults",
+			wantURL:   "amqp://x/",
+			wantSlots: 1,
+		},
+		{
+			name:      "env fallback",
+			env:       map[string]string{"BLACKTREE_AMQP_URL": "amqp://env/"},
+			wantURL:   "amqp://env/",
+			wantSlots: 1,
+		},
+		{
+			name:      "flag wins over env",
+			env:       map[string]string{"BLACKTREE_SLOTS": "3"},
+			args:      []string{"--slots", "5"},
+			wantURL:   "amqp://x/",
+			wantSlots: 5,
+		},
+		{
+			name:    "bad env",
+			env:     map[string]string{"BLACKTREE_SLOTS": "many"},
+			wantErr: "invalid BLACKTREE_SLOTS",
+		},
+		{
+			name:    "bad flag",
+			args:    []string{"--nope"},
+			wantErr: "see --help",
+		},
+		{
+			name:    "positional",
+			args:    []string{"extra"},
+			wantErr: `unexpected argument "extra"`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,3 +106,13 @@ func TestHelpListsEnvAndDefaults(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestEnvOr(t *testing.T) {
+	env := map[string]string{"BLACKTREE_SET": "v", "BLACKTREE_EMPTY": ""}
+	getenv := func(k string) string { return env[k] }
+	for key, want := range map[string]string{"BLACKTREE_SET": "v", "BLACKTREE_EMPTY": "def", "BLACKTREE_UNSET": "def"} {
+		if got := EnvOr(getenv, key, "def"); got != want {
+			t.Errorf("EnvOr(%s) = %q, want %q", key, got, want)
+		}
+	}
+}

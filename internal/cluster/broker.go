@@ -13,6 +13,16 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
+// SharedBrokerURL is the RabbitMQ that tests share:
+// BLACKTREE_TEST_AMQP_URL when it is set, else the machine's broker on
+// 5672 (scripts/ensure-rabbitmq starts it).
+func SharedBrokerURL() string {
+	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
 // rabbitmqServer is Debian's server script that runs the node in the
 // foreground without switching users (the /usr/sbin wrapper would su to
 // the rabbitmq user and lose our environment).

@@ -40,8 +40,14 @@ func NewControlPlane(url, executeQueue, statusQueue string) (*ControlPlane, erro
 	if err != nil {
 		return nil, fmt.Errorf("control plane: dial: %w", err)
 	}
-	cp := &ControlPlane{ExecuteQueue: executeQueue, StatusQueue: statusQueue, conn: conn,
-		done: make(chan struct{}), statuses: map[string][]*blacktreev1.JobResponse{}, changed: make(chan struct{})}
+	cp := &ControlPlane{
+		ExecuteQueue: executeQueue,
+		StatusQueue:  statusQueue,
+		conn:         conn,
+		done:         make(chan struct{}),
+		statuses:     map[string][]*blacktreev1.JobResponse{},
+		changed:      make(chan struct{}),
+	}
 	if cp.pub, err = conn.Channel(); err == nil {
 		err = cp.pub.Confirm(false)
 	}
@@ -93,8 +99,11 @@ func (cp *ControlPlane) PublishRaw(ctx context.Context, body []byte, messageID s
 	cp.pubMu.Lock()
 	defer cp.pubMu.Unlock()
 	conf, err := cp.pub.PublishWithDeferredConfirmWithContext(ctx, "", cp.ExecuteQueue, true, false, amqp.Publishing{
-		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: messageID,
-		CorrelationId: "corr-" + messageID, Body: body,
+		ContentType:   "application/json",
+		DeliveryMode:  amqp.Persistent,
+		MessageId:     messageID,
+		CorrelationId: "corr-" + messageID,
+		Body:          body,
 	})
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", messageID, err)

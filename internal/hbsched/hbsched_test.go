@@ -90,9 +90,21 @@ func TestScheduleNext(t *testing.T) {
 		now  time.Time
 		want time.Duration
 	}{
-		{name: "sent on the phase", now: at(3 * time.Second), want: 10 * time.Second},
-		{name: "sent 5ms late", now: at(3*time.Second + 5*time.Millisecond), want: 10*time.Second - 5*time.Millisecond},
-		{name: "sent 5ms early (a slewed wall clock): the next period, not 5ms later", now: at(3*time.Second - 5*time.Millisecond), want: 10*time.Second + 5*time.Millisecond},
+		{
+			name: "sent on the phase",
+			now:  at(3 * time.Second),
+			want: 10 * time.Second,
+		},
+		{
+			name: "sent 5ms late",
+			now:  at(3*time.Second + 5*time.Millisecond),
+			want: 10*time.Second - 5*time.Millisecond,
+		},
+		{
+			name: "sent 5ms early (a slewed wall clock): the next period, not 5ms later",
+			now:  at(3*time.Second - 5*time.Millisecond),
+			want: 10*time.Second + 5*time.Millisecond,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := s.Next(tc.now); got != tc.want {

@@ -33,16 +33,16 @@ type Decoded struct {
 	UnknownFields []string
 }
 
-// requestFields maps both names of every JobRequest field (its JSON name
-// and its proto name) to the field's index in the descriptor.
-var requestFields = fieldIndex((&blacktreev1.JobRequest{}).ProtoReflect().Descriptor())
+// requestFields holds both names of every JobRequest field: its JSON name
+// and its proto name.
+var requestFields = fieldNames((&blacktreev1.JobRequest{}).ProtoReflect().Descriptor())
 
-func fieldIndex(md protoreflect.MessageDescriptor) map[string]int {
-	names := map[string]int{}
+func fieldNames(md protoreflect.MessageDescriptor) map[string]bool {
+	names := map[string]bool{}
 	for i := 0; i < md.Fields().Len(); i++ {
 		fd := md.Fields().Get(i)
-		names[fd.JSONName()] = i
-		names[string(fd.Name())] = i
+		names[fd.JSONName()] = true
+		names[string(fd.Name())] = true
 	}
 	return names
 }
@@ -52,27 +52,47 @@ func fieldIndex(md protoreflect.MessageDescriptor) map[string]int {
 func DecodeRequest(body []byte) (*blacktreev1.JobRequest, Decoded, error) {
 	var d Decoded
 	if len(body) > MaxRequestBytes {
-		return nil, d, &DecodeError{JobID: peekJobID(body), Reason: fmt.Sprintf("message is %d bytes, limit is %d", len(body), MaxRequestBytes)}
+		return nil, d, &DecodeError{
+			JobID:  peekJobID(body),
+			Reason: fmt.Sprintf("message is %d bytes, limit is %d", len(body), MaxRequestBytes),
+		}
 	}
 	if !utf8.Valid(body) {
 		return nil, d, &DecodeError{Reason: "body is not valid UTF-8"}
 	}
-	if req, ok := decodeRequestFast(body); ok {
+	if req, ok := decodeStrict(body); ok {
 		return req, d, nil
 	}
-	return decodeRequestGeneral(body)
+	return decodeTolerant(body)
 }
 
-// decodeRequestGeneral is DecodeRequest for any body that is valid UTF-8
-// and within MaxRequestBytes: every error and unknown key is found here.
-func decodeRequestGeneral(body []byte) (*blacktreev1.JobRequest, Decoded, error) {
+// decodeStrict decodes a body that holds only JobRequest fields, each once,
+// with the right JSON types: the shape control planes send, in one pass of
+// protojson. It reports !ok for anything else, which decodeTolerant then
+// decodes or explains; where decodeStrict succeeds, decodeTolerant gives
+// the same message and no unknown fields (TestDecodeStrictMatchesTolerant).
+func decodeStrict(body []byte) (*blacktreev1.JobRequest, bool) {
+	req := &blacktreev1.JobRequest{}
+	if protojson.Unmarshal(body, req) != nil {
+		return nil, false
+	}
+	return req, true
+}
+
+// decodeTolerant is DecodeRequest for any body that is valid UTF-8 and
+// within MaxRequestBytes: it skips and reports unknown keys, and names the
+// fields whose JSON type is wrong.
+func decodeTolerant(body []byte) (*blacktreev1.JobRequest, Decoded, error) {
 	var d Decoded
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, d, &DecodeError{JobID: peekJobID(body), Reason: "body is not a JSON object: " + jsonReason(err)}
+		return nil, d, &DecodeError{
+			JobID:  peekJobID(body),
+			Reason: "body is not a JSON object: " + jsonReason(err),
+		}
 	}
 	for k := range top {
-		if _, known := requestFields[k]; !known {
+		if !requestFields[k] {
 			d.UnknownFields = append(d.UnknownFields, k)
 		}
 	}
@@ -81,7 +101,10 @@ func decodeRequestGeneral(body []byte) (*blacktreev1.JobRequest, Decoded, error)
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, req); err != nil {
 		// protojson errors quote the offending value, which could be the
 		// token: report only which field is wrong.
-		return nil, d, &DecodeError{JobID: peekJobID(body), Reason: "fields have the wrong JSON types" + wrongTypedFields(top)}
+		return nil, d, &DecodeError{
+			JobID:  peekJobID(body),
+			Reason: "fields have the wrong JSON types" + wrongTypedFields(top),
+		}
 	}
 	return req, d, nil
 }
@@ -176,11 +199,26 @@ func DecodeResponse(body []byte) (*blacktreev1.JobResponse, error) {
 // Failed builds the failed JobResponse for a job that never produced one of
 // its own (invalid request, lost worker).
 func Failed(jobID string, stage blacktreev1.JobStage, err error) *blacktreev1.JobResponse {
-	return &blacktreev1.JobResponse{JobId: jobID, Success: false, Error: err.Error(), FailedStage: stage}
+	return &blacktreev1.JobResponse{
+		JobId:       jobID,
+		Success:     false,
+		Error:       err.Error(),
+		FailedStage: stage,
+	}
 }
 
 // LogFields are the hclog key/value pairs that describe a request in a log
-// line. They never include the token.
+// line: job_id, then LogFieldsWithoutJobID. They never include the token.
 func LogFields(req *blacktreev1.JobRequest) []any {
-	return []any{"job_id", req.GetJobId(), "repo_url", req.GetRepoUrl(), "branch", req.GetBranch(), "image_name", req.GetImageName()}
+	return append([]any{"job_id", req.GetJobId()}, LogFieldsWithoutJobID(req)...)
+}
+
+// LogFieldsWithoutJobID is LogFields for a logger that already carries
+// job_id.
+func LogFieldsWithoutJobID(req *blacktreev1.JobRequest) []any {
+	return []any{
+		"repo_url", req.GetRepoUrl(),
+		"branch", req.GetBranch(),
+		"image_name", req.GetImageName(),
+	}
 }

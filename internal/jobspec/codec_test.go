@@ -168,3 +168,13 @@ func TestRequestFormattingNeverPrintsToken(t *testing.T) {
 		t.Errorf("Sprint(nil) = %q, want <nil>", got)
 	}
 }
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	body := []byte(`{"jobId":"bench-000123","repoUrl":"https://github.com/octo/app","branch":"main","dockerfilePath":"Dockerfile","contextDir":".","imageName":"octo/app:latest","githubToken":"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB","workerLabels":{"arch":"amd64"},"timeoutSeconds":600}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := DecodeRequest(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -5,10 +5,9 @@
 // and the worker agent (which validates again before touching anything).
 // Nothing here ever puts a githubToken into an error or a log field.
 //
-// Files: codec.go (DecodeRequest's general path, the other codecs),
-// decode.go (the one-pass JobRequest decoder DecodeRequest tries first),
-// cachekey.go (the build key for cache-aware placement), validate.go.
-// The hand-written decoder is checked against protojson by differential
-// table and fuzz tests and falls back to it for anything it does not model.
-// JobResponses are encoded by protojson.
+// Files: codec.go (the queue codecs: a request is decoded by strict
+// protojson in one pass; a body it refuses goes through encoding/json,
+// which finds unknown keys and wrong types, and tolerant protojson;
+// protojson encodes), labels.go (the worker-label match), cachekey.go (the
+// build key for cache-aware placement), validate.go.
 package jobspec

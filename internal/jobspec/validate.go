@@ -28,6 +28,9 @@ const (
 	MaxWorkerLabels   = 32
 	MaxLabelLen       = 128
 	MaxTimeoutSeconds = 24 * 60 * 60
+	MaxBuildArgs      = 64
+	MaxBuildArgKeyLen = 128
+	MaxBuildArgLen    = 4096
 )
 
 // DefaultAllowedHost is the git host that full https repoUrls may name when
@@ -66,6 +69,7 @@ var (
 	jobIDRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
 	ownerNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 	labelRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+	buildArgRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 func invalid(field, format string, args ...any) error {
@@ -101,6 +105,7 @@ func Validate(req *blacktreev1.JobRequest, p Policy) error {
 		func() error { return validImageName(req.GetImageName()) },
 		func() error { return validToken(req.GetGithubToken()) },
 		func() error { return validLabels(req.GetWorkerLabels()) },
+		func() error { return validBuildArgs(req.GetBuildArgs()) },
 		func() error {
 			if req.GetTimeoutSeconds() > MaxTimeoutSeconds {
 				return invalid("timeoutSeconds", "more than %d", MaxTimeoutSeconds)
@@ -149,10 +154,10 @@ func validRepoURL(s string, p Policy) error {
 	if host == "" {
 		return invalid(f, "URL has no host")
 	}
-	if isPrivateHost(host) && !p.AllowPrivateHosts {
+	if IsPrivateHost(host) && !p.AllowPrivateHosts {
 		return invalid(f, "host %q is a local, private or metadata address", host)
 	}
-	if !hostAllowed(strings.ToLower(u.Host), host, p.AllowedHosts) {
+	if !p.AllowsHost(strings.ToLower(u.Host), host) {
 		return invalid(f, "host %q is not in the allowed git hosts", host)
 	}
 	if cleaned := path.Clean(u.Path); cleaned == "/" || cleaned == "." || strings.Contains(u.Path, "..") {
@@ -161,7 +166,11 @@ func validRepoURL(s string, p Policy) error {
 	return nil
 }
 
-func hostAllowed(hostPort, host string, allowed []string) bool {
+// AllowsHost reports whether a repository URL whose host is hostPort
+// (host with its port, if any) and host (without it), both lower case, is
+// on p.AllowedHosts (DefaultAllowedHost when that is empty).
+func (p Policy) AllowsHost(hostPort, host string) bool {
+	allowed := p.AllowedHosts
 	if len(allowed) == 0 {
 		allowed = []string{DefaultAllowedHost}
 	}
@@ -174,9 +183,9 @@ func hostAllowed(hostPort, host string, allowed []string) bool {
 	return false
 }
 
-// isPrivateHost reports loopback, private, link-local, unspecified and cloud
+// IsPrivateHost reports loopback, private, link-local, unspecified and cloud
 // metadata addresses, and names that are only ever local.
-func isPrivateHost(host string) bool {
+func IsPrivateHost(host string) bool {
 	switch host {
 	case "localhost", "metadata", "metadata.google.internal":
 		return true
@@ -296,6 +305,25 @@ func validLabels(m map[string]string) error {
 	for k, v := range m {
 		if len(k) > MaxLabelLen || len(v) > MaxLabelLen || !labelRe.MatchString(k) || hasControl(v) {
 			return invalid("workerLabels", "label %q is not a valid key=value pair", k)
+		}
+	}
+	return nil
+}
+
+func validBuildArgs(m map[string]string) error {
+	if len(m) > MaxBuildArgs {
+		return invalid("buildArgs", "more than %d build args", MaxBuildArgs)
+	}
+	for k, v := range m {
+		switch {
+		case len(k) > MaxBuildArgKeyLen:
+			return invalid("buildArgs", "a name is longer than %d characters", MaxBuildArgKeyLen)
+		case !buildArgRe.MatchString(k):
+			return invalid("buildArgs", "name %q is not a valid ARG name", k)
+		case len(v) > MaxBuildArgLen:
+			return invalid("buildArgs", "value of %s is longer than %d characters", k, MaxBuildArgLen)
+		case strings.IndexFunc(v, unicode.IsControl) >= 0:
+			return invalid("buildArgs", "value of %s contains control characters", k)
 		}
 	}
 	return nil

@@ -31,7 +31,13 @@ type gatedConn struct {
 }
 
 func newGatedConn(gated bool) *gatedConn {
-	return &gatedConn{gated: gated, entered: make(chan struct{}, 16), release: make(chan struct{}, 16), closed: make(chan struct{}), wrote: make(chan struct{}, 1)}
+	return &gatedConn{
+		gated:   gated,
+		entered: make(chan struct{}, 16),
+		release: make(chan struct{}, 16),
+		closed:  make(chan struct{}),
+		wrote:   make(chan struct{}, 1),
+	}
 }
 
 func (g *gatedConn) Write(p []byte) (int, error) {

@@ -42,7 +42,11 @@ func TestConsumeAckNack(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			for _, id := range []string{"ack", "requeue", "dead"} {
-				if err := c.PublishTo(ctx, e.cfg.ExecuteQueue, broker.Message{Body: []byte(`{"jobId":"` + id + `"}`), MessageID: id, CorrelationID: "c-" + id}); err != nil {
+				if err := c.PublishTo(ctx, e.cfg.ExecuteQueue, broker.Message{
+					Body:          []byte(`{"jobId":"` + id + `"}`),
+					MessageID:     id,
+					CorrelationID: "c-" + id,
+				}); err != nil {
 					t.Fatalf("PublishTo(%s) = %v", id, err)
 				}
 			}

@@ -81,21 +81,6 @@ func TestMaskURL(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := newBackoff(100*time.Millisecond, time.Second)
-	wantMax := []time.Duration{100, 200, 400, 800, 1000, 1000}
-	for i, w := range wantMax {
-		w *= time.Millisecond
-		if d := b.next(); d < w/2 || d > w {
-			t.Fatalf("next() #%d = %v, want in [%v, %v]", i, d, w/2, w)
-		}
-	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
-		t.Fatalf("next() after reset = %v, want <= 100ms", d)
-	}
-}
-
 func TestConnectErrorMasksPassword(t *testing.T) {
 	c, err := New(Config{URL: "amqp://guest:topsecret@127.0.0.1:1/", ExecuteQueue: "e", StatusQueue: "s"}, nil)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/blacktree/blacktree/internal/backoff"
 	"github.com/blacktree/blacktree/internal/broker"
 )
 
@@ -128,12 +129,12 @@ func (c *Client) consumeLoop(ctx context.Context, s *consumeSession) {
 	log := c.cons.log
 	c.cons.running.Store(true)
 	defer c.cons.running.Store(false)
-	bo := newBackoff(c.cfg.ReconnectMin, c.cfg.ReconnectMax)
+	bo := backoff.New(c.cfg.ReconnectMin, c.cfg.ReconnectMax)
 	for {
 		if s == nil {
 			var err error
 			if s, err = c.openConsume(ctx); err != nil {
-				d := bo.next()
+				d := bo.Next()
 				log.Warn("reconnect failed", "error", err, "retry_in", d)
 				if !c.idle(ctx, d) {
 					return
@@ -151,9 +152,9 @@ func (c *Client) consumeLoop(ctx context.Context, s *consumeSession) {
 			return
 		}
 		if time.Since(since) > c.cfg.ReconnectMax {
-			bo.reset()
+			bo.Reset()
 		}
-		d := bo.next()
+		d := bo.Next()
 		log.Warn("session lost; reconnecting", "error", err, "retry_in", d)
 		if !c.idle(ctx, d) {
 			return

@@ -41,7 +41,7 @@
 //
 // The library's experimental automatic recovery is not used. Each side runs
 // a loop that watches NotifyClose of its connection and channel, and on
-// failure redials with jittered exponential backoff (ReconnectMin..
+// failure redials with internal/backoff's jittered exponential backoff (ReconnectMin..
 // ReconnectMax), re-declares its queues and, on the consume side,
 // re-consumes (unless StopConsuming was called). Ready reports false while
 // either side is down. Deliveries() is one channel for the Client's life.

@@ -1,14 +1,11 @@
 package rabbit
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"os"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 
 	"github.com/blacktree/blacktree/internal/broker"
 	"github.com/blacktree/blacktree/internal/cluster"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -25,13 +23,6 @@ func TestMain(m *testing.M) {
 }
 
 const startHint = "start it with: bash shared/scripts/ensure-rabbitmq (from the repo's sibling shared/ folder), or point BLACKTREE_TEST_AMQP_URL at a broker"
-
-func testURL() string {
-	if u := os.Getenv("BLACKTREE_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
 
 func randHex(t testing.TB) string {
 	b := make([]byte, 6)
@@ -53,9 +44,9 @@ type admin struct {
 // newAdmin dials RabbitMQ, failing the test with how to start it.
 func newAdmin(t testing.TB) *admin {
 	t.Helper()
-	conn, err := amqp.Dial(testURL())
+	conn, err := amqp.Dial(cluster.SharedBrokerURL())
 	if err != nil {
-		t.Fatalf("RabbitMQ is not reachable at %s: %v; %s", MaskURL(testURL()), err, startHint)
+		t.Fatalf("RabbitMQ is not reachable at %s: %v; %s", MaskURL(cluster.SharedBrokerURL()), err, startHint)
 	}
 	ch, err := conn.Channel()
 	if err != nil {
@@ -101,7 +92,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	a := newAdmin(t)
 	id := nonName.ReplaceAllString(t.Name(), "-") + "-" + randHex(t)
 	cfg := Config{
-		URL:            testURL(),
+		URL:            cluster.SharedBrokerURL(),
 		ExecuteQueue:   "bt-test-exec-" + id,
 		StatusQueue:    "bt-test-status-" + id,
 		ConnectionName: "bt-test-" + id,
@@ -112,7 +103,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *testEnv {
 		mutate(&cfg)
 	}
 	t.Cleanup(func() {
-		c, err := amqp.Dial(testURL())
+		c, err := amqp.Dial(cluster.SharedBrokerURL())
 		if err != nil {
 			return
 		}
@@ -220,26 +211,8 @@ func killConnection(t *testing.T, name string) {
 	}
 }
 
-// logBuffer collects log output for assertions; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // capturingLogger logs to the test output and to the returned buffer.
-func capturingLogger(t testing.TB) (hclog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func capturingLogger(t testing.TB) (hclog.Logger, *syncbuf.Buffer) {
+	b := &syncbuf.Buffer{}
 	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: io.MultiWriter(t.Output(), b)}), b
 }

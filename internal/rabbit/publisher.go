@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/blacktree/blacktree/internal/backoff"
 	"github.com/blacktree/blacktree/internal/broker"
 )
 
@@ -159,12 +160,12 @@ func (c *Client) openPublish(ctx context.Context) (*publishSession, error) {
 // publishLoop keeps a publish session installed until ctx ends.
 func (c *Client) publishLoop(ctx context.Context, s *publishSession) {
 	log := c.pub.log
-	bo := newBackoff(c.cfg.ReconnectMin, c.cfg.ReconnectMax)
+	bo := backoff.New(c.cfg.ReconnectMin, c.cfg.ReconnectMax)
 	for {
 		if s == nil {
 			var err error
 			if s, err = c.openPublish(ctx); err != nil {
-				d := bo.next()
+				d := bo.Next()
 				log.Warn("reconnect failed", "error", err, "retry_in", d)
 				if !sleepCtx(ctx, d) {
 					return
@@ -183,9 +184,9 @@ func (c *Client) publishLoop(ctx context.Context, s *publishSession) {
 			return
 		}
 		if time.Since(since) > c.cfg.ReconnectMax {
-			bo.reset()
+			bo.Reset()
 		}
-		d := bo.next()
+		d := bo.Next()
 		log.Warn("session lost; reconnecting", "error", err, "retry_in", d)
 		if !sleepCtx(ctx, d) {
 			return

@@ -16,7 +16,7 @@ import (
 // proxiedEnv is newEnv with the broker reached through a fault proxy.
 func proxiedEnv(t *testing.T, mutate func(*Config)) (*testEnv, *cluster.Proxy) {
 	t.Helper()
-	u, err := url.Parse(testURL())
+	u, err := url.Parse(cluster.SharedBrokerURL())
 	if err != nil {
 		t.Fatalf("url.Parse(test URL) = %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/blacktree/blacktree/internal/broker"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 // TestDeclareQueues checks the helper declares all three queues.
@@ -40,7 +41,7 @@ func TestExistingQueueWithOtherArgs(t *testing.T) {
 	if _, err := e.admin.ch.QueueDeclare(e.cfg.ExecuteQueue, true, false, false, false, amqp.Table{"x-max-length": int32(100)}); err != nil {
 		t.Fatalf("QueueDeclare() = %v", err)
 	}
-	var logs *logBuffer
+	var logs *syncbuf.Buffer
 	e.logger, logs = capturingLogger(t)
 	c := e.start(t)
 	if !strings.Contains(logs.String(), "queue exists with different arguments; using it as it is") {

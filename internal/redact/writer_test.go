@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 // writeChunks writes chunks through a fresh StreamWriter and returns the
@@ -178,21 +180,9 @@ func TestWriterStickyError(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the concurrent test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 func TestWriterConcurrent(t *testing.T) {
 	s := New(tok)
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	w := s.Stream(&out)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -211,7 +201,7 @@ func TestWriterConcurrent(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := out.b.String()
+	got := out.String()
 	if strings.Contains(got, tok) {
 		t.Errorf("output holds the token")
 	}

@@ -112,18 +112,83 @@ func TestHandshakes(t *testing.T) {
 		wantMsg  string // substring of the status message the user sees; alternatives split by |
 		wantPeer bool   // the server saw a verified client certificate
 	}{
-		{name: "tls by ip", target: tlsAddr, creds: mustClient(t, p.CACert, "", "", "")},
-		{name: "tls by name", target: "localhost:" + port, creds: mustClient(t, p.CACert, "", "", "")},
-		{name: "tls client cert offered to plain tls", target: tlsAddr, creds: mustClient(t, p.CACert, p.ClientCert, p.ClientKey, "")},
-		{name: "mtls", target: mtlsAddr, creds: mustClient(t, p.CACert, p.ClientCert, p.ClientKey, ""), wantPeer: true},
-		{name: "mtls without client cert", target: mtlsAddr, creds: mustClient(t, p.CACert, "", "", ""), wantCode: codes.Unavailable, wantMsg: tls13Refusal("certificate required")},
-		{name: "mtls untrusted client cert", target: mtlsAddr, creds: mustClient(t, p.CACert, p.UntrustedClientCert, p.UntrustedClientKey, ""), wantCode: codes.Unavailable, wantMsg: tls13Refusal("certificate required")}, // Go's client offers no certificate the hub's CA list does not name
-		{name: "mtls tls1.2 without client cert", target: mtlsAddr, creds: tls12Client("", ""), wantCode: codes.Unavailable, wantMsg: "authentication handshake failed: remote error: tls: handshake failure"},
-		{name: "mtls tls1.2 untrusted client cert", target: mtlsAddr, creds: tls12Client(p.UntrustedClientCert, p.UntrustedClientKey), wantCode: codes.Unavailable, wantMsg: "authentication handshake failed: remote error: tls: handshake failure"},
-		{name: "hub not trusted", target: tlsAddr, creds: mustClient(t, p.UntrustedCACert, "", "", ""), wantCode: codes.Unavailable, wantMsg: "x509: certificate signed by unknown authority"},
-		{name: "wrong server name", target: tlsAddr, creds: mustClient(t, p.CACert, "", "", "hub.example.com"), wantCode: codes.Unavailable, wantMsg: "x509: certificate is valid for localhost, not hub.example.com"},
-		{name: "plaintext client tls hub", target: tlsAddr, creds: insecure.NewCredentials(), wantCode: codes.Unavailable, wantMsg: "error reading server preface"},
-		{name: "tls client plaintext hub", target: plainAddr, creds: mustClient(t, p.CACert, "", "", ""), wantCode: codes.Unavailable, wantMsg: "tls: first record does not look like a TLS handshake"},
+		{
+			name:   "tls by ip",
+			target: tlsAddr,
+			creds:  mustClient(t, p.CACert, "", "", ""),
+		},
+		{
+			name:   "tls by name",
+			target: "localhost:" + port,
+			creds:  mustClient(t, p.CACert, "", "", ""),
+		},
+		{
+			name:   "tls client cert offered to plain tls",
+			target: tlsAddr,
+			creds:  mustClient(t, p.CACert, p.ClientCert, p.ClientKey, ""),
+		},
+		{
+			name:     "mtls",
+			target:   mtlsAddr,
+			creds:    mustClient(t, p.CACert, p.ClientCert, p.ClientKey, ""),
+			wantPeer: true,
+		},
+		{
+			name:     "mtls without client cert",
+			target:   mtlsAddr,
+			creds:    mustClient(t, p.CACert, "", "", ""),
+			wantCode: codes.Unavailable,
+			wantMsg:  tls13Refusal("certificate required"),
+		},
+		{
+			name:     "mtls untrusted client cert",
+			target:   mtlsAddr,
+			creds:    mustClient(t, p.CACert, p.UntrustedClientCert, p.UntrustedClientKey, ""),
+			wantCode: codes.Unavailable,
+			wantMsg:  tls13Refusal("certificate required"),
+		}, // Go's client offers no certificate the hub's CA list does not name
+		{
+			name:     "mtls tls1.2 without client cert",
+			target:   mtlsAddr,
+			creds:    tls12Client("", ""),
+			wantCode: codes.Unavailable,
+			wantMsg:  "authentication handshake failed: remote error: tls: handshake failure",
+		},
+		{
+			name:     "mtls tls1.2 untrusted client cert",
+			target:   mtlsAddr,
+			creds:    tls12Client(p.UntrustedClientCert, p.UntrustedClientKey),
+			wantCode: codes.Unavailable,
+			wantMsg:  "authentication handshake failed: remote error: tls: handshake failure",
+		},
+		{
+			name:     "hub not trusted",
+			target:   tlsAddr,
+			creds:    mustClient(t, p.UntrustedCACert, "", "", ""),
+			wantCode: codes.Unavailable,
+			wantMsg:  "x509: certificate signed by unknown authority",
+		},
+		{
+			name:     "wrong server name",
+			target:   tlsAddr,
+			creds:    mustClient(t, p.CACert, "", "", "hub.example.com"),
+			wantCode: codes.Unavailable,
+			wantMsg:  "x509: certificate is valid for localhost, not hub.example.com",
+		},
+		{
+			name:     "plaintext client tls hub",
+			target:   tlsAddr,
+			creds:    insecure.NewCredentials(),
+			wantCode: codes.Unavailable,
+			wantMsg:  "error reading server preface",
+		},
+		{
+			name:     "tls client plaintext hub",
+			target:   plainAddr,
+			creds:    mustClient(t, p.CACert, "", "", ""),
+			wantCode: codes.Unavailable,
+			wantMsg:  "tls: first record does not look like a TLS handshake",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,15 +269,49 @@ func TestConfigErrors(t *testing.T) {
 		build   func() (*tls.Config, error)
 		wantErr string
 	}{
-		{name: "server ok", build: func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ServerKey, "") }},
-		{name: "server no key", build: func() (*tls.Config, error) { return ServerConfig(p.ServerCert, "", "") }, wantErr: "both a certificate (--tls-cert) and a key (--tls-key) are needed"},
-		{name: "server missing cert", build: func() (*tls.Config, error) { return ServerConfig(missing, p.ServerKey, "") }, wantErr: "tls: load certificate " + missing},
-		{name: "server key mismatch", build: func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ClientKey, "") }, wantErr: "private key does not match public key"},
-		{name: "server junk CA", build: func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ServerKey, junk) }, wantErr: "holds no PEM certificate"},
-		{name: "server missing CA", build: func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ServerKey, missing) }, wantErr: "tls: read CA file"},
-		{name: "client ok system roots", build: func() (*tls.Config, error) { return ClientConfig("", "", "", "") }},
-		{name: "client cert without key", build: func() (*tls.Config, error) { return ClientConfig(p.CACert, p.ClientCert, "", "") }, wantErr: "pass both or neither"},
-		{name: "client junk CA", build: func() (*tls.Config, error) { return ClientConfig(junk, "", "", "") }, wantErr: "holds no PEM certificate"},
+		{
+			name:  "server ok",
+			build: func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ServerKey, "") },
+		},
+		{
+			name:    "server no key",
+			build:   func() (*tls.Config, error) { return ServerConfig(p.ServerCert, "", "") },
+			wantErr: "both a certificate (--tls-cert) and a key (--tls-key) are needed",
+		},
+		{
+			name:    "server missing cert",
+			build:   func() (*tls.Config, error) { return ServerConfig(missing, p.ServerKey, "") },
+			wantErr: "tls: load certificate " + missing,
+		},
+		{
+			name:    "server key mismatch",
+			build:   func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ClientKey, "") },
+			wantErr: "private key does not match public key",
+		},
+		{
+			name:    "server junk CA",
+			build:   func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ServerKey, junk) },
+			wantErr: "holds no PEM certificate",
+		},
+		{
+			name:    "server missing CA",
+			build:   func() (*tls.Config, error) { return ServerConfig(p.ServerCert, p.ServerKey, missing) },
+			wantErr: "tls: read CA file",
+		},
+		{
+			name:  "client ok system roots",
+			build: func() (*tls.Config, error) { return ClientConfig("", "", "", "") },
+		},
+		{
+			name:    "client cert without key",
+			build:   func() (*tls.Config, error) { return ClientConfig(p.CACert, p.ClientCert, "", "") },
+			wantErr: "pass both or neither",
+		},
+		{
+			name:    "client junk CA",
+			build:   func() (*tls.Config, error) { return ClientConfig(junk, "", "", "") },
+			wantErr: "holds no PEM certificate",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

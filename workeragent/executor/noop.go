@@ -14,7 +14,12 @@ import (
 const NoopName = "noop"
 
 func init() {
-	if err := Register(NoopName, func(o Options) (Executor, error) { return Noop{Delay: o.NoopDelay, Lines: o.NoopLines}, nil }); err != nil {
+	if err := Register(NoopName, func(o Options) (Executor, error) {
+		return Noop{
+			Delay: o.NoopDelay,
+			Lines: o.NoopLines,
+		}, nil
+	}); err != nil {
 		panic(err) // programming error at init, never at run time
 	}
 }

@@ -91,7 +91,10 @@ func Start(t testing.TB, o Options) *Hub {
 		serveErr:  make(chan error, 1),
 	}
 	opts := []grpc.ServerOption{
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             5 * time.Second,
+			PermitWithoutStream: true,
+		}),
 		// Fixed, small flow-control windows: a paused stream (Stream.Pause)
 		// pushes back on the worker after 64 KiB, as a slow hub would.
 		grpc.InitialWindowSize(64 << 10),
@@ -143,8 +146,11 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[blacktreev1.WorkerMessage,
 	}
 	close(s.gate)
 	if err := stream.Send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
-		SessionId: fmt.Sprintf("sess-%p", s), HeartbeatInterval: durationpb.New(h.heartbeat), HubId: "fakehub", WorkerName: reg.GetName(),
-		HeartbeatGrid: optDuration(h.grid),
+		SessionId:         fmt.Sprintf("sess-%p", s),
+		HeartbeatInterval: durationpb.New(h.heartbeat),
+		HubId:             "fakehub",
+		WorkerName:        reg.GetName(),
+		HeartbeatGrid:     optDuration(h.grid),
 	}}}); err != nil {
 		return err
 	}
@@ -298,7 +304,10 @@ func Ack(jobID string) *blacktreev1.HubMessage {
 
 // Cancel builds a CancelJob frame.
 func Cancel(jobID, reason string) *blacktreev1.HubMessage {
-	return &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_CancelJob{CancelJob: &blacktreev1.CancelJob{JobId: jobID, Reason: reason}}}
+	return &blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_CancelJob{CancelJob: &blacktreev1.CancelJob{
+		JobId:  jobID,
+		Reason: reason,
+	}}}
 }
 
 // Drain builds a Drain frame.

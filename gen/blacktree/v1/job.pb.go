@@ -138,8 +138,15 @@ type JobRequest struct {
 	// Upper bound on the job's run time in seconds; 0 means the worker's
 	// default. Blacktree extension.
 	TimeoutSeconds uint32 `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Values for the Dockerfile's ARG instructions, as `docker build
+	// --build-arg` gives them. Keys are [A-Za-z_][A-Za-z0-9_]*, at most 64
+	// entries, values at most 4096 characters without control characters.
+	// Not secret: like `docker build`, a value can end up in the image's
+	// history. RUN steps read the job's token as the build secret
+	// GIT_AUTH_TOKEN instead. Blacktree extension.
+	BuildArgs     map[string]string `protobuf:"bytes,10,rep,name=build_args,json=buildArgs,proto3" json:"build_args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobRequest) Reset() {
@@ -233,6 +240,13 @@ func (x *JobRequest) GetTimeoutSeconds() uint32 {
 		return x.TimeoutSeconds
 	}
 	return 0
+}
+
+func (x *JobRequest) GetBuildArgs() map[string]string {
+	if x != nil {
+		return x.BuildArgs
+	}
+	return nil
 }
 
 // JobResponse is the outcome of one job: the body of a `status.queue`
@@ -398,7 +412,7 @@ var File_blacktree_v1_job_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x16blacktree/v1/job.proto\x12\fblacktree.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x03\n" +
+	"\x16blacktree/v1/job.proto\x12\fblacktree.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x04\n" +
 	"\n" +
 	"JobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
@@ -411,8 +425,14 @@ const file_blacktree_v1_job_proto_rawDesc = "" +
 	"image_name\x18\x06 \x01(\tR\timageName\x12&\n" +
 	"\fgithub_token\x18\a \x01(\tB\x03\x80\x01\x01R\vgithubToken\x12O\n" +
 	"\rworker_labels\x18\b \x03(\v2*.blacktree.v1.JobRequest.WorkerLabelsEntryR\fworkerLabels\x12'\n" +
-	"\x0ftimeout_seconds\x18\t \x01(\rR\x0etimeoutSeconds\x1a?\n" +
+	"\x0ftimeout_seconds\x18\t \x01(\rR\x0etimeoutSeconds\x12F\n" +
+	"\n" +
+	"build_args\x18\n" +
+	" \x03(\v2'.blacktree.v1.JobRequest.BuildArgsEntryR\tbuildArgs\x1a?\n" +
 	"\x11WorkerLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
+	"\x0eBuildArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x03\n" +
 	"\vJobResponse\x12\x15\n" +
@@ -453,24 +473,26 @@ func file_blacktree_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_blacktree_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_blacktree_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_blacktree_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_blacktree_v1_job_proto_goTypes = []any{
 	(JobStage)(0),                 // 0: blacktree.v1.JobStage
 	(*JobRequest)(nil),            // 1: blacktree.v1.JobRequest
 	(*JobResponse)(nil),           // 2: blacktree.v1.JobResponse
 	nil,                           // 3: blacktree.v1.JobRequest.WorkerLabelsEntry
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	nil,                           // 4: blacktree.v1.JobRequest.BuildArgsEntry
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_blacktree_v1_job_proto_depIdxs = []int32{
 	3, // 0: blacktree.v1.JobRequest.worker_labels:type_name -> blacktree.v1.JobRequest.WorkerLabelsEntry
-	0, // 1: blacktree.v1.JobResponse.failed_stage:type_name -> blacktree.v1.JobStage
-	4, // 2: blacktree.v1.JobResponse.started_at:type_name -> google.protobuf.Timestamp
-	4, // 3: blacktree.v1.JobResponse.finished_at:type_name -> google.protobuf.Timestamp
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	4, // 1: blacktree.v1.JobRequest.build_args:type_name -> blacktree.v1.JobRequest.BuildArgsEntry
+	0, // 2: blacktree.v1.JobResponse.failed_stage:type_name -> blacktree.v1.JobStage
+	5, // 3: blacktree.v1.JobResponse.started_at:type_name -> google.protobuf.Timestamp
+	5, // 4: blacktree.v1.JobResponse.finished_at:type_name -> google.protobuf.Timestamp
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_job_proto_init() }
@@ -484,7 +506,7 @@ func file_blacktree_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blacktree_v1_job_proto_rawDesc), len(file_blacktree_v1_job_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -111,7 +111,7 @@ func (b *buildRun) newJobTag(ref reference.NamedTagged) error {
 // build sends the context and Dockerfile to the engine and streams the
 // engine's output as lines. An error message in the stream fails the
 // build, naming the Dockerfile line of the failing step when known.
-func (b *buildRun) build(ctx context.Context, r resolvedPaths, ref reference.NamedTagged, maxContext int64) error {
+func (b *buildRun) build(ctx context.Context, r resolvedPaths, ref reference.NamedTagged, buildArgs map[string]string, maxContext int64) error {
 	defer func() { b.interrupted = ctx.Err() != nil }()
 	if err := b.newJobTag(ref); err != nil {
 		return err
@@ -158,6 +158,7 @@ func (b *buildRun) build(ctx context.Context, r resolvedPaths, ref reference.Nam
 		NoCache:     true, // every job is removed afterwards; a shared cache would only make removal racy
 		Version:     build.BuilderV1,
 		NetworkMode: b.network,
+		BuildArgs:   classicBuildArgs(buildArgs),
 	})
 	if err != nil {
 		if terr := waitTar(); ownTarError(terr) {
@@ -443,4 +444,16 @@ func dockerfileInstructions(path string) []instruction {
 		cont = strings.HasSuffix(line, "\\")
 	}
 	return ins
+}
+
+// classicBuildArgs converts a job's buildArgs to the classic builder's form.
+func classicBuildArgs(args map[string]string) map[string]*string {
+	if len(args) == 0 {
+		return nil
+	}
+	out := make(map[string]*string, len(args))
+	for k, v := range args {
+		out[k] = &v
+	}
+	return out
 }

@@ -77,6 +77,7 @@ type buildKitJob struct {
 	client     *bkclient.Client
 	token      string            // exposed to RUN steps as secret SecretID only
 	attrs      map[string]string // extra frontend attributes (network)
+	buildArgs  map[string]string // the job's buildArgs, validated
 	maxContext int64
 }
 
@@ -109,6 +110,9 @@ func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths,
 		return stepCount{}, fmt.Errorf("reading Dockerfile: %w", unwrapPathError(err))
 	}
 	attrs := map[string]string{"filename": filepath.Base(r.dockerfile)}
+	for k, v := range j.buildArgs {
+		attrs["build-arg:"+k] = v
+	}
 	for k, v := range j.attrs {
 		attrs[k] = v
 	}

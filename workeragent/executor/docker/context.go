@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 )
 
-// ErrContextTooLarge reports a build context over Config.MaxContextBytes.
+// ErrContextTooLarge is returned when a build context is over
+// Config.MaxContextBytes.
 var ErrContextTooLarge = errors.New("build context too large")
 
 // writeContextTar writes the build context to w as a tar stream: every

@@ -367,10 +367,11 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 			client:     e.buildKit,
 			token:      req.GetGithubToken(),
 			attrs:      e.bkAttrs,
+			buildArgs:  req.GetBuildArgs(),
 			maxContext: e.cfg.MaxContextBytes,
 		}, resolved, ref)
 	} else {
-		err = b.build(ctx, resolved, ref, e.cfg.MaxContextBytes)
+		err = b.build(ctx, resolved, ref, req.GetBuildArgs(), e.cfg.MaxContextBytes)
 	}
 	if err != nil {
 		return res, fail(ctx, build, err)

@@ -13,8 +13,9 @@ import (
 	"github.com/moby/patternmatcher/ignorefile"
 )
 
-// ErrBadDockerignore reports a .dockerignore the executor refuses: not a
-// regular file, too large, or with a pattern that does not compile.
+// ErrBadDockerignore is returned when the executor refuses a
+// .dockerignore: not a regular file, too large, or with a pattern that does
+// not compile.
 var ErrBadDockerignore = errors.New("bad .dockerignore")
 
 // maxDockerignoreBytes bounds the .dockerignore read from a repository.

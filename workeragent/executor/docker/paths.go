@@ -110,7 +110,13 @@ func (p reqPaths) resolve(repoDir string) (resolvedPaths, error) {
 	case fi.Size() > maxDockerfileBytes:
 		return resolvedPaths{}, fmt.Errorf("dockerfilePath %q is larger than %d bytes", p.dockerfile, maxDockerfileBytes)
 	}
-	r := resolvedPaths{contextRel: p.contextDir, dockerfileRel: p.dockerfile, root: root, contextDir: ctxDir, dockerfile: df}
+	r := resolvedPaths{
+		contextRel:    p.contextDir,
+		dockerfileRel: p.dockerfile,
+		root:          root,
+		contextDir:    ctxDir,
+		dockerfile:    df,
+	}
 	if rel, ok := within(ctxDir, df); ok {
 		r.dockerfileInContext = filepath.ToSlash(rel)
 	}

@@ -31,7 +31,12 @@ func TestWrongTokenFailsCloneWithoutLeaking(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, secret := range []string{wrong, goodToken} {
-			for what, s := range map[string]string{"logs": resp.GetLogs(), "streamed logs": logs.String(), "error": resp.GetError(), "json": string(js)} {
+			for what, s := range map[string]string{
+				"logs":          resp.GetLogs(),
+				"streamed logs": logs.String(),
+				"error":         resp.GetError(),
+				"json":          string(js),
+			} {
 				if strings.Contains(s, secret) {
 					t.Errorf("token appears in %s: %s", what, s)
 				}

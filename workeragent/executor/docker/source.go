@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	gitclient "github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+
+	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
 // gitUsername is the basic-auth user name sent with the token (GitHub's
@@ -76,38 +77,12 @@ func (e *Executor) resolveRepo(repo string) (repoSource, error) {
 		return repoSource{}, errors.New("repoUrl must not carry credentials; pass the token in githubToken")
 	case host == "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
 		return repoSource{}, errors.New("repoUrl must be https://host/path without query or fragment")
-	case !e.hostAllowed(strings.ToLower(u.Host), host):
+	case !e.policy.AllowsHost(strings.ToLower(u.Host), host):
 		return repoSource{}, fmt.Errorf("repoUrl host %q is not an allowed git host", host)
-	case isPrivateHost(host) && !e.cfg.AllowPrivateGitHosts:
+	case jobspec.IsPrivateHost(host) && !e.cfg.AllowPrivateGitHosts:
 		return repoSource{}, fmt.Errorf("repoUrl host %q is a local, private or metadata address", host)
 	}
 	return repoSource{url: u.String(), display: u.Redacted()}, nil
-}
-
-func (e *Executor) hostAllowed(hostPort, host string) bool {
-	for _, a := range e.policy.AllowedHosts {
-		if a = strings.ToLower(a); a == hostPort || a == host {
-			return true
-		}
-	}
-	return false
-}
-
-// isPrivateHost reports loopback, private, link-local, unspecified and
-// metadata addresses and names that are only ever local.
-func isPrivateHost(host string) bool {
-	switch host {
-	case "localhost", "metadata", "metadata.google.internal":
-		return true
-	}
-	for _, suf := range []string{".localhost", ".local", ".internal"} {
-		if strings.HasSuffix(host, suf) {
-			return true
-		}
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
-		ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast())
 }
 
 // clone fetches src at branch (shallow, single branch) into a new
@@ -254,6 +229,8 @@ type byteLimit struct {
 	over atomic.Bool
 }
 
+// errRepoTooLarge is returned when a clone's responses exceed
+// Config.MaxRepoBytes.
 var errRepoTooLarge = errors.New("repository exceeds the size limit")
 
 func (l *byteLimit) add(n int) error {

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62lacktree/v1/job.proto\x12\x0c\x62lacktree.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x03\n\nJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n\x08repo_url\x18\x02 \x01(\tR\x07repoUrl\x12\x16\n\x06\x62ranch\x18\x03 \x01(\tR\x06\x62ranch\x12\'\n\x0f\x64ockerfile_path\x18\x04 \x01(\tR\x0e\x64ockerfilePath\x12\x1f\n\x0b\x63ontext_dir\x18\x05 \x01(\tR\ncontextDir\x12\x1d\n\nimage_name\x18\x06 \x01(\tR\timageName\x12&\n\x0cgithub_token\x18\x07 \x01(\tB\x03\x80\x01\x01R\x0bgithubToken\x12O\n\rworker_labels\x18\x08 \x03(\x0b\x32*.blacktree.v1.JobRequest.WorkerLabelsEntryR\x0cworkerLabels\x12\'\n\x0ftimeout_seconds\x18\t \x01(\rR\x0etimeoutSeconds\x1a?\n\x11WorkerLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xbc\x03\n\x0bJobResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n\x07success\x18\x02 \x01(\x08R\x07success\x12\x12\n\x04logs\x18\x03 \x01(\tR\x04logs\x12\x1b\n\timage_url\x18\x04 \x01(\tR\x08imageUrl\x12\x14\n\x05\x65rror\x18\x05 \x01(\tR\x05\x65rror\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12!\n\x0cimage_digest\x18\x07 \x01(\tR\x0bimageDigest\x12\x39\n\x0c\x66\x61iled_stage\x18\x08 \x01(\x0e\x32\x16.blacktree.v1.JobStageR\x0b\x66\x61iledStage\x12\x39\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n\x0b\x66inished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12!\n\x0c\x63\x61\x63hed_steps\x18\x0b \x01(\rR\x0b\x63\x61\x63hedSteps\x12\x1f\n\x0btotal_steps\x18\x0c \x01(\rR\ntotalSteps*\x93\x01\n\x08JobStage\x12\x19\n\x15JOB_STAGE_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STAGE_VALIDATE\x10\x01\x12\x16\n\x12JOB_STAGE_DISPATCH\x10\x02\x12\x13\n\x0fJOB_STAGE_CLONE\x10\x03\x12\x13\n\x0fJOB_STAGE_BUILD\x10\x04\x12\x12\n\x0eJOB_STAGE_PUSH\x10\x05\x42=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62lacktree/v1/job.proto\x12\x0c\x62lacktree.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x04\n\nJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n\x08repo_url\x18\x02 \x01(\tR\x07repoUrl\x12\x16\n\x06\x62ranch\x18\x03 \x01(\tR\x06\x62ranch\x12\'\n\x0f\x64ockerfile_path\x18\x04 \x01(\tR\x0e\x64ockerfilePath\x12\x1f\n\x0b\x63ontext_dir\x18\x05 \x01(\tR\ncontextDir\x12\x1d\n\nimage_name\x18\x06 \x01(\tR\timageName\x12&\n\x0cgithub_token\x18\x07 \x01(\tB\x03\x80\x01\x01R\x0bgithubToken\x12O\n\rworker_labels\x18\x08 \x03(\x0b\x32*.blacktree.v1.JobRequest.WorkerLabelsEntryR\x0cworkerLabels\x12\'\n\x0ftimeout_seconds\x18\t \x01(\rR\x0etimeoutSeconds\x12\x46\n\nbuild_args\x18\n \x03(\x0b\x32\'.blacktree.v1.JobRequest.BuildArgsEntryR\tbuildArgs\x1a?\n\x11WorkerLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a<\n\x0e\x42uildArgsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xbc\x03\n\x0bJobResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n\x07success\x18\x02 \x01(\x08R\x07success\x12\x12\n\x04logs\x18\x03 \x01(\tR\x04logs\x12\x1b\n\timage_url\x18\x04 \x01(\tR\x08imageUrl\x12\x14\n\x05\x65rror\x18\x05 \x01(\tR\x05\x65rror\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12!\n\x0cimage_digest\x18\x07 \x01(\tR\x0bimageDigest\x12\x39\n\x0c\x66\x61iled_stage\x18\x08 \x01(\x0e\x32\x16.blacktree.v1.JobStageR\x0b\x66\x61iledStage\x12\x39\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n\x0b\x66inished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12!\n\x0c\x63\x61\x63hed_steps\x18\x0b \x01(\rR\x0b\x63\x61\x63hedSteps\x12\x1f\n\x0btotal_steps\x18\x0c \x01(\rR\ntotalSteps*\x93\x01\n\x08JobStage\x12\x19\n\x15JOB_STAGE_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STAGE_VALIDATE\x10\x01\x12\x16\n\x12JOB_STAGE_DISPATCH\x10\x02\x12\x13\n\x0fJOB_STAGE_CLONE\x10\x03\x12\x13\n\x0fJOB_STAGE_BUILD\x10\x04\x12\x12\n\x0eJOB_STAGE_PUSH\x10\x05\x42=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'blacktree.v1.job_pb2', globals())
@@ -24,14 +24,18 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._serialized_options = b'Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1'
   _JOBREQUEST_WORKERLABELSENTRY._options = None
   _JOBREQUEST_WORKERLABELSENTRY._serialized_options = b'8\001'
+  _JOBREQUEST_BUILDARGSENTRY._options = None
+  _JOBREQUEST_BUILDARGSENTRY._serialized_options = b'8\001'
   _JOBREQUEST.fields_by_name['github_token']._options = None
   _JOBREQUEST.fields_by_name['github_token']._serialized_options = b'\200\001\001'
-  _JOBSTAGE._serialized_start=942
-  _JOBSTAGE._serialized_end=1089
+  _JOBSTAGE._serialized_start=1076
+  _JOBSTAGE._serialized_end=1223
   _JOBREQUEST._serialized_start=74
-  _JOBREQUEST._serialized_end=492
-  _JOBREQUEST_WORKERLABELSENTRY._serialized_start=429
-  _JOBREQUEST_WORKERLABELSENTRY._serialized_end=492
-  _JOBRESPONSE._serialized_start=495
-  _JOBRESPONSE._serialized_end=939
+  _JOBREQUEST._serialized_end=626
+  _JOBREQUEST_WORKERLABELSENTRY._serialized_start=501
+  _JOBREQUEST_WORKERLABELSENTRY._serialized_end=564
+  _JOBREQUEST_BUILDARGSENTRY._serialized_start=566
+  _JOBREQUEST_BUILDARGSENTRY._serialized_end=626
+  _JOBRESPONSE._serialized_start=629
+  _JOBRESPONSE._serialized_end=1073
 # @@protoc_insertion_point(module_scope)
