@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -179,6 +180,12 @@ func cpuOver(ctx context.Context, pid int, d time.Duration) (float64, error) {
 	return float64(c1-c0) / float64(time.Since(t0)), nil
 }
 
+// fleetHubArgs lift the hub's connection and session limits for a fleet
+// of n simulated workers, which share one token and one IP address.
+func fleetHubArgs(n int) []string {
+	return []string{"--max-conns", "0", "--max-conns-per-ip", "0", "--max-sessions-per-token", strconv.Itoa(n + 1)}
+}
+
 // RunFleet connects cfg.N in-process workers to one hub binary and
 // measures registration time, memory, heartbeat CPU and dispatch rate.
 func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(string, ...any)) (*FleetResult, error) {
@@ -201,8 +208,8 @@ func RunFleet(ctx context.Context, env *Env, cfg FleetRunConfig, logf func(strin
 		return nil, err
 	}
 	defer func() { _ = q.Delete(env.AMQPURL) }()
-	res.HubArgs = env.Shown(env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>"))
-	hub, err := env.StartHub(ctx, q)
+	res.HubArgs = env.Shown(env.HubArgs(Queues{Execute: "<execute>", Status: "<status>"}, "<grpc>", "<http>", fleetHubArgs(cfg.N)...))
+	hub, err := env.StartHub(ctx, q, fleetHubArgs(cfg.N)...)
 	if err != nil {
 		return nil, err
 	}

@@ -39,3 +39,16 @@ func (a *adminService) DrainWorker(_ context.Context, req *blacktreev1.DrainWork
 	a.h.log.Info("worker drained by admin", "worker_id", info.GetWorkerId(), "reason", reason)
 	return &blacktreev1.DrainWorkerResponse{Worker: info}, nil
 }
+
+func (a *adminService) DenyWorker(_ context.Context, req *blacktreev1.DenyWorkerRequest) (*blacktreev1.DenyWorkerResponse, error) {
+	if req.GetWorkerId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "worker_id is required")
+	}
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "denied by an operator"
+	}
+	id, ended := a.h.manager.deny(req.GetWorkerId(), reason)
+	a.h.log.Warn("worker denied by admin", "worker_id", id, "reason", reason, "session_ended", ended)
+	return &blacktreev1.DenyWorkerResponse{WorkerId: id, SessionEnded: ended}, nil
+}

@@ -1,6 +1,9 @@
 package hub
 
 import (
+	"errors"
+	"fmt"
+
 	"google.golang.org/grpc/encoding"
 	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -18,13 +21,22 @@ import (
 // collections (docs/design/idle-worker-memory.md). A shell is decoded into with
 // Merge instead, which keeps those three allocations, and the result is
 // exactly what a fresh decode gives (TestFrameCodecMatchesProto).
+//
+// Every other message (admin, health and reflection requests) is refused
+// undecoded past maxRequest bytes (Config.MaxRequestMsgSize); 0: no bound
+// beyond grpc-go's MaxRecvMsgSize.
 type frameCodec struct {
-	proto encoding.CodecV2
+	proto      encoding.CodecV2
+	maxRequest int
 }
 
 func newFrameCodec() frameCodec {
 	return frameCodec{proto: encoding.GetCodecV2(protoenc.Name)}
 }
+
+// errRequestTooLarge: a request other than a worker frame is over
+// Config.MaxRequestMsgSize.
+var errRequestTooLarge = errors.New("request over the hub's size limit for requests")
 
 // Name is "proto": the codec is only ever the hub's own decoding of it.
 func (c frameCodec) Name() string { return c.proto.Name() }
@@ -35,6 +47,9 @@ func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Mar
 // Unmarshal decodes data into v; see frameCodec.
 func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(*blacktreev1.WorkerMessage)
+	if !ok && c.maxRequest > 0 && data.Len() > c.maxRequest {
+		return fmt.Errorf("%w: %d bytes, at most %d", errRequestTooLarge, data.Len(), c.maxRequest)
+	}
 	if !ok || !isHeartbeatShell(m) || data.Len() == 0 {
 		return c.proto.Unmarshal(data, v)
 	}

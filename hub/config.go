@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/tap"
 
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
@@ -37,6 +38,13 @@ const (
 	DefaultKeepaliveMinTime     = 5 * time.Second
 	DefaultConnBufferSize       = 8 << 10
 	DefaultPublishRetryMax      = 5 * time.Second
+	DefaultMaxSessionsPerCred   = 1000
+	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultMaxHeaderListSize    = 16 << 10
+	DefaultMaxRequestMsgSize    = 64 << 10
+	DefaultMaxConns             = 20000
+	DefaultMaxConnsPerIP        = 1000
+	DefaultUnauthConnTimeout    = 30 * time.Second
 )
 
 // Config configures a Hub. The zero value of every optional field selects
@@ -150,9 +158,43 @@ type Config struct {
 	// interval (grpc-go clients ping at most every 10s). Default 5s.
 	KeepaliveMinTime time.Duration
 
+	// HandshakeTimeout bounds a new connection's TLS handshake and HTTP/2
+	// preface (grpc.ConnectionTimeout; grpc-go's default is 120s).
+	// Default 10s.
+	HandshakeTimeout time.Duration
+	// MaxHeaderListSize bounds the headers of one call (grpc-go's default
+	// is 16 MiB); a call over it is refused before it is looked at.
+	// Default 16 KiB.
+	MaxHeaderListSize uint32
+	// MaxRequestMsgSize bounds every message the hub receives other than
+	// a worker's stream frames (admin, health and reflection requests are
+	// small); larger ones are refused undecoded. Default 64 KiB.
+	MaxRequestMsgSize int
+	// MaxConns and MaxConnsPerIP bound the gRPC connections open at once,
+	// in all and from one remote IP; a connection over either is closed
+	// as soon as it is accepted. Defaults 20,000 and 1,000; negative: no
+	// limit.
+	MaxConns      int
+	MaxConnsPerIP int
+	// UnauthenticatedConnTimeout closes a connection that has carried no
+	// authenticated call (Authenticated) this long after it was accepted:
+	// a health probe's connection, a client that never authenticates.
+	// Only with Authenticated set. Default 30s.
+	UnauthenticatedConnTimeout time.Duration
+
 	// TLS, when set, serves gRPC over TLS (mTLS when it has ClientCAs).
 	// nil means plaintext.
 	TLS *tls.Config
+	// TapHandle, when set, runs on each call's headers before grpc-go
+	// creates its stream or reads a message (grpc.InTapHandle), e.g.
+	// auth.Authenticator.TapHandle: a call it refuses costs no decoding.
+	// The context it returns is the call's.
+	TapHandle tap.ServerInHandle
+	// Authenticated, when set, tells whether a call's context (after
+	// TapHandle) carries authenticated credentials; the call's connection
+	// then escapes UnauthenticatedConnTimeout. nil: connections are never
+	// closed for it.
+	Authenticated func(ctx context.Context) bool
 	// StreamInterceptors and UnaryInterceptors run after panic recovery
 	// and logging, e.g. auth.Authenticator's interceptors.
 	StreamInterceptors []grpc.StreamServerInterceptor
@@ -161,6 +203,15 @@ type Config struct {
 	// (from its token or certificate); a non-empty name overrides the name
 	// the worker registers with. nil: the registered name is used.
 	WorkerName func(ctx context.Context) (string, bool)
+	// SessionKey, when set, returns a key naming the credential a worker
+	// stream authenticated with (a token's or certificate's fingerprint);
+	// "" leaves the stream uncounted. nil: sessions are not counted.
+	SessionKey func(ctx context.Context) string
+	// MaxSessionsPerCredential bounds the worker ids that hold a session
+	// under one SessionKey at once; a Register past it is refused with
+	// ResourceExhausted (a reconnect of a worker id already counted is
+	// not). Default 1000.
+	MaxSessionsPerCredential int
 	// Authorized, when set, tells whether a worker stream's credentials
 	// (its context) are still valid; Hub.CloseUnauthorized, called after
 	// the credentials change (a token file reload), ends the sessions for
@@ -243,23 +294,45 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
+	setDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDur(&c.UnauthenticatedConnTimeout, DefaultUnauthConnTimeout)
+	if c.MaxHeaderListSize == 0 {
+		c.MaxHeaderListSize = DefaultMaxHeaderListSize
+	}
+	if c.MaxRequestMsgSize == 0 {
+		c.MaxRequestMsgSize = DefaultMaxRequestMsgSize
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if c.MaxSessionsPerCredential == 0 {
+		c.MaxSessionsPerCredential = DefaultMaxSessionsPerCred
+	}
+	if c.MaxSessionsPerCredential < 0 {
+		return c, fmt.Errorf("hub: MaxSessionsPerCredential %d is negative", c.MaxSessionsPerCredential)
+	}
 	if c.ConnBufferSize == 0 {
 		c.ConnBufferSize = DefaultConnBufferSize
 	}
 	for name, d := range map[string]time.Duration{
-		"HeartbeatInterval":    c.HeartbeatInterval,
-		"RegisterTimeout":      c.RegisterTimeout,
-		"AcceptTimeout":        c.AcceptTimeout,
-		"LostWorkerGrace":      c.LostWorkerGrace,
-		"HoldTimeout":          c.HoldTimeout,
-		"DeadRetention":        c.DeadRetention,
-		"DrainTimeout":         c.DrainTimeout,
-		"KeepaliveTime":        c.KeepaliveTime,
-		"KeepaliveTimeout":     c.KeepaliveTimeout,
-		"KeepaliveMinTime":     c.KeepaliveMinTime,
-		"PublishRetryMax":      c.PublishRetryMax,
-		"MaxHeartbeatInterval": c.MaxHeartbeatInterval,
-		"AffinityWait":         c.AffinityWait,
+		"HeartbeatInterval":          c.HeartbeatInterval,
+		"RegisterTimeout":            c.RegisterTimeout,
+		"AcceptTimeout":              c.AcceptTimeout,
+		"LostWorkerGrace":            c.LostWorkerGrace,
+		"HoldTimeout":                c.HoldTimeout,
+		"DeadRetention":              c.DeadRetention,
+		"DrainTimeout":               c.DrainTimeout,
+		"KeepaliveTime":              c.KeepaliveTime,
+		"KeepaliveTimeout":           c.KeepaliveTimeout,
+		"KeepaliveMinTime":           c.KeepaliveMinTime,
+		"PublishRetryMax":            c.PublishRetryMax,
+		"MaxHeartbeatInterval":       c.MaxHeartbeatInterval,
+		"AffinityWait":               c.AffinityWait,
+		"HandshakeTimeout":           c.HandshakeTimeout,
+		"UnauthenticatedConnTimeout": c.UnauthenticatedConnTimeout,
 	} {
 		if d < 0 {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)

@@ -53,7 +53,7 @@ func validateRegister(reg *blacktreev1.Register) error {
 	case len(reg.GetLabels()) > maxLabels:
 		return fmt.Errorf("at most %d labels", maxLabels)
 	}
-	return nil
+	return validateRegisterSizes(reg)
 }
 
 // sendQueueBound is how many frames may wait for a worker with slots:
@@ -89,6 +89,7 @@ func (h *Hub) awaitRegister(stream blacktreev1.WorkerService_ConnectServer) (*bl
 			return nil, status.Error(codes.InvalidArgument, "the first frame must be Register")
 		}
 		if err := validateRegister(reg); err != nil {
+			h.metrics.registerRefused(refusedInvalid)
 			return nil, status.Errorf(codes.InvalidArgument, "invalid Register: %v", err)
 		}
 		return reg, nil
@@ -110,6 +111,11 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 		return err
 	}
 	ctx := stream.Context()
+	release, err := h.admit(ctx, reg)
+	if err != nil {
+		return err
+	}
+	defer release()
 	name := reg.GetName()
 	if h.cfg.WorkerName != nil {
 		if n, ok := h.cfg.WorkerName(ctx); ok && n != "" {
@@ -341,6 +347,8 @@ func sessionStatus(cause error) error {
 		return status.Error(codes.Aborted, cause.Error())
 	case errors.Is(cause, ErrRevoked):
 		return status.Error(codes.Unauthenticated, cause.Error())
+	case errors.Is(cause, ErrDenied):
+		return status.Error(codes.PermissionDenied, cause.Error())
 	case errors.Is(cause, ErrMissedHeartbeats):
 		return status.Error(codes.DeadlineExceeded, cause.Error())
 	case errors.Is(cause, ErrSlowWorker):

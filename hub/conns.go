@@ -13,23 +13,56 @@ import (
 // server stream from outside its handler, and the handler is the session's
 // receive loop (one goroutine per idle worker, docs/design/idle-worker-memory.md).
 //
+// It also enforces the connection limits (docs/SECURITY.md#limits): at
+// most connLimits.total connections, and perIP from one address, are
+// accepted at once (one over is closed as soon as it is accepted); and,
+// when connLimits.unauthenticated is set, a connection that has carried
+// no authenticated call (markAuthenticated) that long after its accept is
+// closed.
+//
 // The listener hands grpc-go the accepted *net.TCPConn itself, not a
 // wrapper: grpc-go sets TCP_USER_TIMEOUT and reads without a pinned buffer
 // only on the concrete type. So the registry does not see closes:
 // closeIfSole drops the entry it closes and sweep drops the ones grpc-go
-// closed. Why the hub closes connections at all: docs/design/ending-sessions.md.
+// closed (also at once, at most once per sweepMinGap, when a limit is
+// reached). Why the hub closes connections at all:
+// docs/design/ending-sessions.md.
 type connRegistry struct {
-	mu    sync.Mutex // guards the following
-	conns map[string]*connEntry
+	limits connLimits
+
+	mu        sync.Mutex // guards the following
+	conns     map[string]*connEntry
+	perIP     map[string]int // entries per remote IP
+	lastSweep time.Time      // of a sweep a limit asked for
+	stopped   bool           // stop was called: arm no more timers
 }
+
+// connLimits are the registry's limits; zero values mean no limit.
+type connLimits struct {
+	total           int
+	perIP           int
+	unauthenticated time.Duration
+	// refused is told of each connection closed at accept ("total" or
+	// "per_ip"), idleClosed of each closed for carrying no authenticated
+	// call in time. Either may be nil.
+	refused    func(reason string)
+	idleClosed func()
+}
+
+// sweepMinGap bounds how often a connection over a limit makes the
+// registry sweep (a sweep looks at every connection).
+const sweepMinGap = time.Second
 
 type connEntry struct {
-	c        net.Conn
-	sessions int // worker sessions on this connection
+	c             net.Conn
+	ip            string
+	sessions      int         // worker sessions on this connection
+	authenticated bool        // it carried an authenticated call
+	idle          *time.Timer // closes it unless authenticated in time; nil when not armed
 }
 
-func newConnRegistry() *connRegistry {
-	return &connRegistry{conns: map[string]*connEntry{}}
+func newConnRegistry(limits connLimits) *connRegistry {
+	return &connRegistry{limits: limits, conns: map[string]*connEntry{}, perIP: map[string]int{}}
 }
 
 // listener returns l with every accepted connection registered.
@@ -42,14 +75,115 @@ type registeringListener struct {
 	r *connRegistry
 }
 
+// Accept returns the next connection within the limits; connections over
+// a limit are closed here and never reach grpc-go.
 func (l *registeringListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.r.mu.Lock()
-		l.r.conns[c.RemoteAddr().String()] = &connEntry{c: c}
-		l.r.mu.Unlock()
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return c, err
+		}
+		if reason := l.r.add(c); reason != "" {
+			if l.r.limits.refused != nil {
+				l.r.limits.refused(reason) // first: the peer sees the close after the count
+			}
+			_ = c.Close()
+			continue
+		}
+		return c, nil
 	}
-	return c, err
+}
+
+// add registers c, or returns which limit refuses it.
+func (r *connRegistry) add(c net.Conn) (refused string) {
+	addr := c.RemoteAddr().String()
+	ip := addr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		ip = host
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.conns[addr]; old != nil { // the address of a connection closed unseen
+		r.removeLocked(addr, old)
+	}
+	over := func() string {
+		switch {
+		case r.limits.total > 0 && len(r.conns) >= r.limits.total:
+			return "total"
+		case r.limits.perIP > 0 && r.perIP[ip] >= r.limits.perIP:
+			return "per_ip"
+		}
+		return ""
+	}
+	if over() != "" && time.Since(r.lastSweep) >= sweepMinGap {
+		r.lastSweep = time.Now()
+		r.sweepLocked()
+	}
+	if reason := over(); reason != "" {
+		return reason
+	}
+	e := &connEntry{c: c, ip: ip}
+	r.conns[addr] = e
+	r.perIP[ip]++
+	if d := r.limits.unauthenticated; d > 0 && !r.stopped {
+		e.idle = time.AfterFunc(d, func() { r.closeUnauthenticated(addr, e) })
+	}
+	return ""
+}
+
+// removeLocked drops e, registered under addr.
+func (r *connRegistry) removeLocked(addr string, e *connEntry) {
+	delete(r.conns, addr)
+	if r.perIP[e.ip]--; r.perIP[e.ip] <= 0 {
+		delete(r.perIP, e.ip)
+	}
+	if e.idle != nil {
+		e.idle.Stop()
+	}
+}
+
+// markAuthenticated records that addr's connection carried an
+// authenticated call: it is no longer closed for being idle.
+func (r *connRegistry) markAuthenticated(addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.conns[addr]; e != nil && !e.authenticated {
+		e.authenticated = true
+		if e.idle != nil {
+			e.idle.Stop()
+			e.idle = nil // a worker's connection lives for days: keep no timer
+		}
+	}
+}
+
+// closeUnauthenticated closes e (addr's connection) unless it carried an
+// authenticated call meanwhile.
+func (r *connRegistry) closeUnauthenticated(addr string, e *connEntry) {
+	r.mu.Lock()
+	if r.conns[addr] != e || e.authenticated {
+		r.mu.Unlock()
+		return
+	}
+	r.removeLocked(addr, e)
+	r.mu.Unlock()
+	if !connClosed(e.c) {
+		if r.limits.idleClosed != nil {
+			r.limits.idleClosed() // first: the peer sees the close after the count
+		}
+		_ = e.c.Close()
+	}
+}
+
+// stop disarms the idle timers (the hub is stopping).
+func (r *connRegistry) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	for _, e := range r.conns {
+		if e.idle != nil {
+			e.idle.Stop()
+		}
+	}
 }
 
 // attach counts a worker session on addr's connection.
@@ -81,7 +215,7 @@ func (r *connRegistry) closeIfSole(addr string) bool {
 		r.mu.Unlock()
 		return false
 	}
-	delete(r.conns, addr)
+	r.removeLocked(addr, e)
 	r.mu.Unlock()
 	_ = e.c.Close()
 	return true
@@ -92,9 +226,13 @@ func (r *connRegistry) closeIfSole(addr string) bool {
 func (r *connRegistry) sweep() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sweepLocked()
+}
+
+func (r *connRegistry) sweepLocked() {
 	for addr, e := range r.conns {
 		if connClosed(e.c) {
-			delete(r.conns, addr)
+			r.removeLocked(addr, e)
 		}
 	}
 }

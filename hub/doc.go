@@ -17,6 +17,19 @@
 //   - conns.go: the accepted connections by remote address, so the hub can
 //     close the connection of a session it ended while the handler is
 //     blocked in Recv (grpc-go cannot end a server stream from outside).
+//     It also caps connections in total and per IP at accept, and closes
+//     a connection that made no authenticated call in time (one
+//     time.AfterFunc per connection until it authenticates).
+//   - preauth.go: what runs before a call is authenticated: the
+//     InTapHandle (Config.TapHandle on the headers, before any message is
+//     read; marks the connection authenticated) and the connection
+//     limits. grpcserver.go sets the handshake timeout and header limit;
+//     codec.go bounds requests other than worker frames.
+//   - admission.go: the Register bounds beyond validateRegister's, and
+//     admit, which refuses a denied worker id or a credential over
+//     Config.MaxSessionsPerCredential (sessionCounter) before the session
+//     starts. operator.go: the operator's drains and denies by worker id,
+//     kept in the WorkerManager (behind its mu) across sessions.
 //   - manager.go: WorkerManager, the live set of workers and their states
 //     (free/busy/draining/dead), inferred from the streams.
 //   - placement.go: Placement (spread, binpack) and pick, which reserves
@@ -61,7 +74,8 @@
 // identity check and registration of one worker id; they are taken before
 // any other lock and never held across a wait on the worker. The
 // Dispatcher's mu and the WorkerManager's mu each guard their own state.
-// The order is Dispatcher.mu before WorkerManager.mu; the manager never
-// calls into the Dispatcher while holding its lock. No lock is held across
-// broker I/O or a blocking send.
+// The connRegistry's and the sessionCounter's mu are leaves: nothing is
+// called while they are held. The order is Dispatcher.mu before
+// WorkerManager.mu; the manager never calls into the Dispatcher while
+// holding its lock. No lock is held across broker I/O or a blocking send.
 package hub

@@ -113,7 +113,14 @@ func (h *Hub) newGRPCServer() (*grpc.Server, *health.Server) {
 		// grpc-go's proto codec, but heartbeats reuse their structs: less
 		// garbage per heartbeat (frameCodec,
 		// docs/design/idle-worker-memory.md).
-		grpc.ForceServerCodecV2(newFrameCodec()),
+		grpc.ForceServerCodecV2(frameCodec{proto: newFrameCodec().proto, maxRequest: h.cfg.MaxRequestMsgSize}),
+		// Before authentication (docs/SECURITY.md#limits): the tap runs
+		// on a call's headers before any message is read; a connection
+		// must finish its TLS handshake and HTTP/2 preface in
+		// HandshakeTimeout; headers are bounded.
+		grpc.InTapHandle(h.tap),
+		grpc.ConnectionTimeout(h.cfg.HandshakeTimeout),
+		grpc.MaxHeaderListSize(h.cfg.MaxHeaderListSize),
 		grpc.ChainStreamInterceptor(streams...),
 		grpc.ChainUnaryInterceptor(unaries...),
 	}

@@ -29,9 +29,10 @@ type Hub struct {
 	health     *health.Server
 	http       *http.Server
 
-	conns     *connRegistry  // accepted gRPC connections, to end silent sessions
-	streamWG  sync.WaitGroup // stream goroutines (first recv, senders, session ends)
-	bgWG      sync.WaitGroup // Run's goroutines: servers, dispatch loop
+	conns     *connRegistry   // accepted gRPC connections, to end silent sessions
+	sessions  *sessionCounter // worker sessions per credential (admission.go)
+	streamWG  sync.WaitGroup  // stream goroutines (first recv, senders, session ends)
+	bgWG      sync.WaitGroup  // Run's goroutines: servers, dispatch loop
 	serving   atomic.Bool
 	stopping  atomic.Bool
 	listening chan struct{} // closed once Run listens
@@ -71,12 +72,13 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 		log:            logger.Named("hub"),
 		b:              b,
 		metrics:        newMetrics(),
-		conns:          newConnRegistry(),
+		sessions:       newSessionCounter(cfg.MaxSessionsPerCredential),
 		listening:      make(chan struct{}),
 		stopReq:        make(chan struct{}),
 		stopped:        make(chan struct{}),
 		dispatchCancel: func() {},
 	}
+	h.conns = newConnRegistry(h.connLimits())
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
 	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
@@ -271,6 +273,7 @@ func (h *Hub) stop(ctx context.Context) error {
 	if err := h.http.Shutdown(hctx); err != nil {
 		_ = h.http.Close()
 	}
+	h.conns.stop()
 	h.streamWG.Wait()
 	h.log.Info("hub stopped")
 	return errors.Join(errs...)

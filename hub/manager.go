@@ -112,6 +112,8 @@ type WorkerManager struct {
 	// for cache-aware placement (warmindex.go).
 	warm   warmIndex
 	closed bool
+	// ops are the operator's drains and denies by worker id (operator.go).
+	ops operatorDecisions
 	// nLive counts the current sessions that are not dead; heartbeats
 	// picks the heartbeat interval for that many (heartbeat.go).
 	nLive      int
@@ -183,6 +185,7 @@ func (m *WorkerManager) register(w *Worker, draining bool, registered func(inter
 		interval: m.heartbeats.interval(),
 	}
 	registered(e.interval)
+	m.applyOperatorLocked(e)
 	m.armHeartbeatLocked(e)
 	m.workers[w.id], w.entry = e, e
 	if prev != nil {
@@ -262,23 +265,16 @@ func (m *WorkerManager) setDrainingLocked(e *workerEntry, draining bool) bool {
 	return true
 }
 
-// drain marks the worker named idOrName draining and sends it Drain.
+// drain marks the worker named idOrName draining and sends it Drain; its
+// later sessions are draining too (operator.go).
 func (m *WorkerManager) drain(idOrName, reason string) (*blacktreev1.WorkerInfo, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.workers[idOrName]
-	if e == nil {
-		var match []*workerEntry
-		for _, c := range m.workers {
-			if c.w.name == idOrName {
-				match = append(match, c)
-			}
-		}
-		if len(match) != 1 {
-			return nil, false
-		}
-		e = match[0]
+	e, ok := m.lookupLocked(idOrName)
+	if !ok {
+		return nil, false
 	}
+	m.rememberDrainLocked(e.w.id, reason)
 	if !e.dead {
 		e.draining, e.drained = true, true
 		m.indexLocked(e)

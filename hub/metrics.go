@@ -28,6 +28,11 @@ type metrics struct {
 	// refused counts worker frames refused for identity or ownership
 	// (docs/protocol.md#ownership), by reason.
 	refused *prometheus.CounterVec
+	// Register frames refused, by reason (admission.go).
+	registerRefusals *prometheus.CounterVec
+	// gRPC connections closed before authentication (conns.go), by limit.
+	connsRefused    *prometheus.CounterVec
+	connsIdleClosed prometheus.Counter
 }
 
 // Reasons of blacktree_worker_frames_refused_total.
@@ -36,6 +41,14 @@ const (
 	refusedNotOwner        = "not_owner"        // a job offered to or running on another session
 	refusedNeverDispatched = "never_dispatched" // a job this deployment did not dispatch to the worker
 	refusedOtherDeployment = "other_deployment" // a job of another deployment
+)
+
+// Reasons a Register is refused (the reason label of
+// blacktree_register_refused_total).
+const (
+	refusedInvalid      = "invalid"       // a field over its bound, or missing
+	refusedDenied       = "denied"        // the worker id is denied (DenyWorker)
+	refusedSessionLimit = "session_limit" // the credential holds MaxSessionsPerCredential workers
 )
 
 func counter(name, help string) prometheus.Counter {
@@ -88,6 +101,24 @@ func newMetrics() *metrics {
 	for _, r := range []string{refusedIdentity, refusedNotOwner, refusedNeverDispatched, refusedOtherDeployment} {
 		m.refused.WithLabelValues(r) // exported at 0 from the start
 	}
+	m.registerRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "blacktree",
+		Name:      "register_refused_total",
+		Help:      "Worker Register frames refused, by reason: invalid (a field missing or over its bound), denied (btctl deny), session_limit (--max-sessions-per-token).",
+	}, []string{"reason"})
+	for _, r := range []string{refusedInvalid, refusedDenied, refusedSessionLimit} {
+		m.registerRefusals.WithLabelValues(r) // present at 0 from the start
+	}
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "blacktree",
+		Name:      "connections_refused_total",
+		Help:      "gRPC connections closed as soon as accepted, by the limit they were over: total (--max-conns) or per_ip (--max-conns-per-ip).",
+	}, []string{"limit"})
+	m.connsRefused.WithLabelValues("total")
+	m.connsRefused.WithLabelValues("per_ip")
+	m.connsIdleClosed = counter("connections_unauthenticated_closed_total",
+		"gRPC connections closed for carrying no authenticated call within --unauthenticated-conn-timeout of their accept.")
+	m.registry.MustRegister(m.registerRefusals, m.connsRefused, m.connsIdleClosed)
 	m.registry.MustRegister(m.refused, steps, placements, m.dispatched, m.succeeded, m.failed, m.lost, m.duplicate, m.invalid, m.requeued, m.latency, m.publish,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -100,6 +131,12 @@ func (m *metrics) buildSteps(resp *blacktreev1.JobResponse) {
 	m.cachedSteps.Add(float64(cached))
 	m.ranSteps.Add(float64(total - cached))
 }
+
+// registerRefused counts a refused Register.
+func (m *metrics) registerRefused(reason string) { m.registerRefusals.WithLabelValues(reason).Inc() }
+
+// connRefused counts a connection closed at accept for being over limit.
+func (m *metrics) connRefused(limit string) { m.connsRefused.WithLabelValues(limit).Inc() }
 
 // placement counts an offer to a worker warm or cold for the job.
 func (m *metrics) placement(warm bool) {
@@ -128,6 +165,11 @@ func (m *metrics) registerState(wm *WorkerManager, d *Dispatcher) {
 		Name:      "worker_cache_bytes",
 		Help:      "Bytes of build cache the live workers report holding, summed.",
 	}, func() float64 { return float64(wm.cacheBytes()) }))
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "blacktree",
+		Name:      "denied_workers",
+		Help:      "Worker ids an operator denied (btctl deny); their Register is refused until the hub restarts.",
+	}, func() float64 { return float64(wm.deniedCount()) }))
 	m.registry.MustRegister(&stateCollector{
 		m: wm,
 		desc: prometheus.NewDesc("blacktree_workers",

@@ -46,6 +46,9 @@ var (
 	// ErrRevoked is the cause of a session whose worker's credentials were
 	// revoked (token reload).
 	ErrRevoked = errors.New("worker credentials revoked")
+	// ErrDenied is the cause of a session ended because an operator
+	// denied its worker (DenyWorker).
+	ErrDenied = errors.New("worker denied by an operator")
 	// ErrHubStopping is the cause of every session ended because the hub is
 	// shutting down.
 	ErrHubStopping = errors.New("hub shutting down")

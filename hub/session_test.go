@@ -83,7 +83,7 @@ func TestConnRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newConnRegistry()
+	r := newConnRegistry(connLimits{})
 	rl := r.listener(ln)
 	defer rl.Close()
 	client, err := net.Dial("tcp", ln.Addr().String())

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
 
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
@@ -46,6 +45,10 @@ type options struct {
 	logJSON                            bool
 	logLevel                           string
 	logWriteInterval                   string // deprecated, ignored
+	maxSessionsPerToken                int
+	maxConns, maxConnsPerIP            int
+	handshakeTimeout                   time.Duration
+	unauthConnTimeout                  time.Duration
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -76,7 +79,7 @@ Flags:
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("blacktree-hub", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address`: workers, admin API, health, reflection")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address`: workers, admin API, health, reflection (admin token)")
 	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz and /metrics")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --http-addr (trusted networks only)")
 	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`")
@@ -98,6 +101,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")
 	fs.StringVar(&o.dispatchKeyFile, "dispatch-key-file", "", "`file` with the key that signs dispatch tickets, shared by the hubs of a deployment (default: derived from --amqp-url and the queues)")
 	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "accept callers without credentials (development only)")
+	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", hub.DefaultMaxSessionsPerCred, "most workers connected at once with one token or client certificate")
+	fs.IntVar(&o.maxConns, "max-conns", hub.DefaultMaxConns, "most gRPC connections open at once (0: no limit)")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", hub.DefaultMaxConnsPerIP, "most gRPC connections open at once from one IP address (0: no limit)")
+	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", hub.DefaultHandshakeTimeout, "how long a new connection may take for its TLS handshake and HTTP/2 preface")
+	fs.DurationVar(&o.unauthConnTimeout, "unauthenticated-conn-timeout", hub.DefaultUnauthConnTimeout, "close a connection that made no authenticated call this long after it opened")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate `file` for the gRPC listener")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key `file` for the gRPC listener")
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA `file` to verify worker client certificates (mTLS)")
@@ -138,6 +146,15 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.maxHeartbeatRate < 0 {
 		return nil, fmt.Errorf("invalid --max-heartbeat-rate %v: want 0 (off) or more", o.maxHeartbeatRate)
 	}
+	if o.maxSessionsPerToken < 1 {
+		return nil, fmt.Errorf("invalid --max-sessions-per-token %d: want 1 or more", o.maxSessionsPerToken)
+	}
+	if o.maxConns < 0 || o.maxConnsPerIP < 0 {
+		return nil, errors.New("invalid --max-conns or --max-conns-per-ip: want 0 (no limit) or more")
+	}
+	if o.handshakeTimeout <= 0 || o.unauthConnTimeout <= 0 {
+		return nil, errors.New("invalid --handshake-timeout or --unauthenticated-conn-timeout: want more than 0")
+	}
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
@@ -145,6 +162,32 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+// authenticated tells whether the tap authenticated a call (health
+// checks are not).
+func authenticated(ctx context.Context) bool {
+	_, ok := auth.IdentityFromContext(ctx)
+	return ok
+}
+
+// sessionKey names the credential a worker stream authenticated with, for
+// --max-sessions-per-token: a token's or certificate's fingerprint. Callers
+// let in without credentials (--insecure-no-auth) are not counted.
+func sessionKey(ctx context.Context) string {
+	id, ok := auth.IdentityFromContext(ctx)
+	if !ok || id.Fingerprint == "" {
+		return ""
+	}
+	return id.Kind + ":" + id.Fingerprint
+}
+
+// noLimit maps a flag's 0 (no limit) to hub.Config's negative.
+func noLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
 
 func run(args []string, stderr io.Writer) int {
 	o, err := parse(args, stderr)
@@ -203,8 +246,16 @@ func run(args []string, stderr io.Writer) int {
 		MaxHeartbeatRate:     o.maxHeartbeatRate,
 		MaxHeartbeatInterval: o.maxHeartbeatInterval,
 		HeartbeatGrid:        o.heartbeatGrid,
-		StreamInterceptors:   []grpc.StreamServerInterceptor{authn.StreamInterceptor()},
-		UnaryInterceptors:    []grpc.UnaryServerInterceptor{authn.UnaryInterceptor()},
+		// Every call is authenticated from its headers, before any of its
+		// messages is read (docs/SECURITY.md#limits).
+		TapHandle:                  authn.TapHandle,
+		Authenticated:              authenticated,
+		SessionKey:                 sessionKey,
+		MaxSessionsPerCredential:   o.maxSessionsPerToken,
+		MaxConns:                   noLimit(o.maxConns),
+		MaxConnsPerIP:              noLimit(o.maxConnsPerIP),
+		HandshakeTimeout:           o.handshakeTimeout,
+		UnauthenticatedConnTimeout: o.unauthConnTimeout,
 		WorkerName: func(ctx context.Context) (string, bool) {
 			id, ok := auth.IdentityFromContext(ctx)
 			return id.Name, ok && id.Name != ""

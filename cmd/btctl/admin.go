@@ -51,6 +51,23 @@ Examples:
   btctl drain 3f2c9a1e-... --hub hub.example.com:7070 --json
 `
 
+const usageDeny = `Usage: btctl deny [flags] WORKER
+
+Refuse one worker from now on (AdminService.DenyWorker): its session ends at
+once and every Register with its id is refused with PermissionDenied until
+the hub restarts. WORKER is a worker id (or the name of a connected worker,
+when unique); an id the hub has not seen yet is denied as given. Its running
+jobs are reported lost after the hub's --lost-worker-grace. Use it for a
+worker whose token leaked; also remove the token and SIGHUP the hub. Needs
+the admin token.
+
+Exit status: 0 denied, 2 usage, 3 hub unreachable or token refused.
+
+Examples:
+  btctl deny worker-7 --reason "token leaked"
+  btctl deny 3f2c9a1e-... --hub hub.example.com:7070 --json
+`
+
 func runWorkers(ctx context.Context, args []string, e env) error {
 	fs, c := newFlagSet("workers", usageWorkers, e)
 	asJSON := fs.Bool("json", false, "print the ListWorkersResponse as JSON")
@@ -103,12 +120,9 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	fs, c := newFlagSet("drain", usageDrain, e)
 	asJSON := fs.Bool("json", false, "print the DrainWorkerResponse as JSON")
 	reason := fs.String("reason", "drained with btctl", "why, for the hub's and worker's logs")
-	pos, err := parse(fs, args)
+	worker, err := oneWorker(fs, args, "drain")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr("drain takes exactly one WORKER (id or name), got %d arguments (see btctl drain --help)", len(pos))
 	}
 	hub, err := dialHub(c)
 	if err != nil {
@@ -117,9 +131,9 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	defer hub.close()
 	cctx, cancel := hub.ctx(ctx)
 	defer cancel()
-	resp, err := hub.api.DrainWorker(cctx, &blacktreev1.DrainWorkerRequest{WorkerId: pos[0], Reason: *reason})
+	resp, err := hub.api.DrainWorker(cctx, &blacktreev1.DrainWorkerRequest{WorkerId: worker, Reason: *reason})
 	if err != nil {
-		return hub.rpcErr("drain "+pos[0], err)
+		return hub.rpcErr("drain "+worker, err)
 	}
 	if *asJSON {
 		return printJSON(e.stdout, resp)
@@ -127,6 +141,48 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	w := resp.GetWorker()
 	fmt.Fprintf(e.stdout, "worker %s (%s) is %s, running %d job(s)\n", w.GetWorkerId(), w.GetName(), stateName(w.GetState()), len(w.GetRunningJobIds()))
 	return nil
+}
+
+func runDeny(ctx context.Context, args []string, e env) error {
+	fs, c := newFlagSet("deny", usageDeny, e)
+	asJSON := fs.Bool("json", false, "print the DenyWorkerResponse as JSON")
+	reason := fs.String("reason", "denied with btctl", "why, for the hub's log and the worker's refusal")
+	worker, err := oneWorker(fs, args, "deny")
+	if err != nil {
+		return err
+	}
+	hub, err := dialHub(c)
+	if err != nil {
+		return err
+	}
+	defer hub.close()
+	cctx, cancel := hub.ctx(ctx)
+	defer cancel()
+	resp, err := hub.api.DenyWorker(cctx, &blacktreev1.DenyWorkerRequest{WorkerId: worker, Reason: *reason})
+	if err != nil {
+		return hub.rpcErr("deny "+worker, err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, resp)
+	}
+	ended := "it had no live session"
+	if resp.GetSessionEnded() {
+		ended = "its session was ended"
+	}
+	fmt.Fprintf(e.stdout, "worker %s is denied; %s\n", resp.GetWorkerId(), ended)
+	return nil
+}
+
+// oneWorker parses a command's flags and its one WORKER argument.
+func oneWorker(fs *flag.FlagSet, args []string, name string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageErr("%s takes exactly one WORKER (id or name), got %d arguments (see btctl %s --help)", name, len(pos), name)
+	}
+	return pos[0], nil
 }
 
 func noArgs(fs *flag.FlagSet, args []string, name string) error {

@@ -66,8 +66,8 @@ func TestGRPCURLDoc(t *testing.T) {
 			t.Errorf("GRPCURL.md line %d: neither -plaintext nor -cacert: %s", b.line, b.text)
 		}
 	}
-	if len(plain) < 7 || len(withTLS) < 2 {
-		t.Fatalf("found %d plaintext and %d TLS grpcurl blocks in %s, want at least 7 (list, 2 describe, health, workers, jobs, drain) and 2", len(plain), len(withTLS), doc)
+	if len(plain) < 8 || len(withTLS) < 2 {
+		t.Fatalf("found %d plaintext and %d TLS grpcurl blocks in %s, want at least 8 (list, 2 describe, health, workers, jobs, drain, deny) and 2", len(plain), len(withTLS), doc)
 	}
 	bin := grpcurlBinary(t)
 	t.Run("plaintext", func(t *testing.T) { runDocBlocks(t, bin, startHub(t, false), plain) })
@@ -86,6 +86,7 @@ func runDocBlocks(t *testing.T, bin string, h *testHub, blocks []docBlock) {
 		"/ListWorkers":                       workerID,
 		"/ListJobs":                          "{",
 		"/DrainWorker":                       "WORKER_STATE_DRAINING",
+		"/DenyWorker":                        `"sessionEnded": true`,
 	}
 	for _, b := range blocks {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -111,6 +111,17 @@ func TestWithHubSubmitWaitAndAdmin(t *testing.T) {
 			t.Errorf("drain = %d %q %q, want 0 and state draining", res.code, res.stdout, res.stderr)
 		}
 	})
+
+	t.Run("deny", func(t *testing.T) {
+		res := btctl(ctx, vars, "deny", workerID, "--insecure", "--reason", "test")
+		if res.code != exitOK || !strings.Contains(res.stdout, "is denied; its session was ended") {
+			t.Errorf("deny = %d %q %q, want 0 and the session ended", res.code, res.stdout, res.stderr)
+		}
+		res = btctl(ctx, vars, "workers", "--insecure")
+		if res.code != exitOK || !strings.Contains(res.stdout, "dead") {
+			t.Errorf("workers after deny = %d %q %q, want the worker dead", res.code, res.stdout, res.stderr)
+		}
+	})
 }
 
 // TestWithTLSHub: btctl verifies the hub with --tls-ca, and the Python

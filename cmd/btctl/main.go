@@ -67,6 +67,7 @@ func commands() []command {
 		{"workers", "list the hub's workers", runWorkers},
 		{"jobs", "list the hub's in-flight jobs", runJobs},
 		{"drain", "drain a worker: it finishes its jobs and takes no new ones", runDrain},
+		{"deny", "deny a worker: end its session and refuse it from now on", runDeny},
 	}
 }
 
@@ -137,6 +138,7 @@ Examples:
   btctl workers --hub hub.example.com:7070 --admin-token-file admin.token
   btctl jobs --json
   btctl drain worker-7 --reason "kernel upgrade"
+  btctl deny worker-7 --reason "token leaked"
 
 Common flags (every command; environment fallback in brackets):
   --amqp-url URL          RabbitMQ URL [BLACKTREE_AMQP_URL] (default amqp://guest:guest@127.0.0.1:5672/)

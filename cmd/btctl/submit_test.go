@@ -130,7 +130,7 @@ func TestSubmitUsageErrors(t *testing.T) {
 }
 
 func TestHelpShowsExamples(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"submit", "--help"}, {"watch", "--help"}, {"workers", "--help"}, {"drain", "--help"}, {"help", "jobs"}} {
+	for _, args := range [][]string{{"--help"}, {"submit", "--help"}, {"watch", "--help"}, {"workers", "--help"}, {"drain", "--help"}, {"deny", "--help"}, {"help", "jobs"}} {
 		res := btctl(context.Background(), nil, args...)
 		if res.code != exitOK {
 			t.Errorf("btctl %v exit = %d, want 0", args, res.code)

@@ -9,8 +9,13 @@
 // certificate that the TLS layer verified (see internal/tlsutil) and that
 // carries the worker role (the URI SAN tlsutil.WorkerRoleURI); its Common
 // Name (or first DNS SAN) names it. A certificate without the role (an
-// operator's) is no worker identity. grpc.health.v1 and server
-// reflection are open. Any other method needs the admin token.
+// operator's) is no worker identity. grpc.health.v1 is open. Any other
+// method, server reflection included, needs the admin token.
+//
+// TapHandle (tap.go) checks a call's headers before grpc-go reads any of
+// its messages (grpc.InTapHandle); the interceptors do the same check for
+// servers wired without it, and skip calls TapHandle already
+// authenticated.
 //
 // Token comparison is constant time: the presented token and every
 // configured token are hashed with SHA-256 and compared with

@@ -85,6 +85,16 @@ type env struct {
 // default when given.
 func startEnv(t *testing.T, cfg Config, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *env {
 	t.Helper()
+	return startEnvWired(t, cfg, func(a *Authenticator) []grpc.ServerOption {
+		return append(serverOpts,
+			grpc.ChainUnaryInterceptor(a.UnaryInterceptor()),
+			grpc.ChainStreamInterceptor(a.StreamInterceptor()))
+	}, dialOpts...)
+}
+
+// startEnvWired is startEnv with the server options wire returns for a.
+func startEnvWired(t *testing.T, cfg Config, wire func(a *Authenticator) []grpc.ServerOption, dialOpts ...grpc.DialOption) *env {
+	t.Helper()
 	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	a, err := New(cfg, logger)
@@ -95,9 +105,7 @@ func startEnv(t *testing.T, cfg Config, serverOpts []grpc.ServerOption, dialOpts
 	clock.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	a.now = clock.now
 
-	srv := grpc.NewServer(append(serverOpts,
-		grpc.ChainUnaryInterceptor(a.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(a.StreamInterceptor()))...)
+	srv := grpc.NewServer(wire(a)...)
 	blacktreev1.RegisterWorkerServiceServer(srv, workerSrv{})
 	blacktreev1.RegisterAdminServiceServer(srv, adminSrv{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
@@ -532,8 +540,8 @@ func TestPolicyFor(t *testing.T) {
 		{name: "connect", method: blacktreev1.WorkerService_Connect_FullMethodName, want: policyWorker},
 		{name: "admin", method: blacktreev1.AdminService_DrainWorker_FullMethodName, want: policyAdmin},
 		{name: "health", method: "/grpc.health.v1.Health/Check", want: policyOpen},
-		{name: "reflection", method: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", want: policyOpen},
-		{name: "reflection alpha", method: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", want: policyOpen},
+		{name: "reflection needs admin", method: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", want: policyAdmin},
+		{name: "reflection alpha needs admin", method: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", want: policyAdmin},
 		{name: "unknown needs admin", method: "/other.Service/Method", want: policyAdmin},
 		{name: "prefix trick", method: "/blacktree.v1.WorkerServiceX/Connect", want: policyAdmin},
 	}

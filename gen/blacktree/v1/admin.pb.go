@@ -661,6 +661,117 @@ func (x *DrainWorkerResponse) GetWorker() *WorkerInfo {
 	return nil
 }
 
+// DenyWorkerRequest names the worker to refuse.
+type DenyWorkerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The worker's id (or name, when a connected worker has it and it is
+	// unique). A worker id the hub does not know yet is denied as given.
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Why, for logs.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyWorkerRequest) Reset() {
+	*x = DenyWorkerRequest{}
+	mi := &file_blacktree_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyWorkerRequest) ProtoMessage() {}
+
+func (x *DenyWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blacktree_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyWorkerRequest.ProtoReflect.Descriptor instead.
+func (*DenyWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_blacktree_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DenyWorkerRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *DenyWorkerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DenyWorkerResponse reports what the request did.
+type DenyWorkerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The denied worker id.
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Whether a live session of that worker was ended.
+	SessionEnded  bool `protobuf:"varint,2,opt,name=session_ended,json=sessionEnded,proto3" json:"session_ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyWorkerResponse) Reset() {
+	*x = DenyWorkerResponse{}
+	mi := &file_blacktree_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyWorkerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyWorkerResponse) ProtoMessage() {}
+
+func (x *DenyWorkerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blacktree_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyWorkerResponse.ProtoReflect.Descriptor instead.
+func (*DenyWorkerResponse) Descriptor() ([]byte, []int) {
+	return file_blacktree_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DenyWorkerResponse) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *DenyWorkerResponse) GetSessionEnded() bool {
+	if x != nil {
+		return x.SessionEnded
+	}
+	return false
+}
+
 var File_blacktree_v1_admin_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_admin_proto_rawDesc = "" +
@@ -706,7 +817,13 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"G\n" +
 	"\x13DrainWorkerResponse\x120\n" +
-	"\x06worker\x18\x01 \x01(\v2\x18.blacktree.v1.WorkerInfoR\x06worker*\x8b\x01\n" +
+	"\x06worker\x18\x01 \x01(\v2\x18.blacktree.v1.WorkerInfoR\x06worker\"H\n" +
+	"\x11DenyWorkerRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"V\n" +
+	"\x12DenyWorkerResponse\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12#\n" +
+	"\rsession_ended\x18\x02 \x01(\bR\fsessionEnded*\x8b\x01\n" +
 	"\vWorkerState\x12\x1c\n" +
 	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11WORKER_STATE_FREE\x10\x01\x12\x15\n" +
@@ -719,11 +836,13 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\x11JOB_STATE_OFFERED\x10\x02\x12\x15\n" +
 	"\x11JOB_STATE_RUNNING\x10\x03\x12\x16\n" +
 	"\x12JOB_STATE_ORPHANED\x10\x04\x12\x18\n" +
-	"\x14JOB_STATE_PUBLISHING\x10\x052\x81\x02\n" +
+	"\x14JOB_STATE_PUBLISHING\x10\x052\xd2\x02\n" +
 	"\fAdminService\x12R\n" +
 	"\vListWorkers\x12 .blacktree.v1.ListWorkersRequest\x1a!.blacktree.v1.ListWorkersResponse\x12I\n" +
 	"\bListJobs\x12\x1d.blacktree.v1.ListJobsRequest\x1a\x1e.blacktree.v1.ListJobsResponse\x12R\n" +
-	"\vDrainWorker\x12 .blacktree.v1.DrainWorkerRequest\x1a!.blacktree.v1.DrainWorkerResponseB=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3"
+	"\vDrainWorker\x12 .blacktree.v1.DrainWorkerRequest\x1a!.blacktree.v1.DrainWorkerResponse\x12O\n" +
+	"\n" +
+	"DenyWorker\x12\x1f.blacktree.v1.DenyWorkerRequest\x1a .blacktree.v1.DenyWorkerResponseB=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3"
 
 var (
 	file_blacktree_v1_admin_proto_rawDescOnce sync.Once
@@ -738,7 +857,7 @@ func file_blacktree_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_blacktree_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_blacktree_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_blacktree_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_blacktree_v1_admin_proto_goTypes = []any{
 	(WorkerState)(0),              // 0: blacktree.v1.WorkerState
 	(JobState)(0),                 // 1: blacktree.v1.JobState
@@ -750,30 +869,34 @@ var file_blacktree_v1_admin_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),      // 7: blacktree.v1.ListJobsResponse
 	(*DrainWorkerRequest)(nil),    // 8: blacktree.v1.DrainWorkerRequest
 	(*DrainWorkerResponse)(nil),   // 9: blacktree.v1.DrainWorkerResponse
-	nil,                           // 10: blacktree.v1.WorkerInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*CacheSummary)(nil),          // 12: blacktree.v1.CacheSummary
+	(*DenyWorkerRequest)(nil),     // 10: blacktree.v1.DenyWorkerRequest
+	(*DenyWorkerResponse)(nil),    // 11: blacktree.v1.DenyWorkerResponse
+	nil,                           // 12: blacktree.v1.WorkerInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*CacheSummary)(nil),          // 14: blacktree.v1.CacheSummary
 }
 var file_blacktree_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: blacktree.v1.WorkerInfo.state:type_name -> blacktree.v1.WorkerState
-	10, // 1: blacktree.v1.WorkerInfo.labels:type_name -> blacktree.v1.WorkerInfo.LabelsEntry
-	11, // 2: blacktree.v1.WorkerInfo.connected_since:type_name -> google.protobuf.Timestamp
-	11, // 3: blacktree.v1.WorkerInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	12, // 4: blacktree.v1.WorkerInfo.cache:type_name -> blacktree.v1.CacheSummary
+	12, // 1: blacktree.v1.WorkerInfo.labels:type_name -> blacktree.v1.WorkerInfo.LabelsEntry
+	13, // 2: blacktree.v1.WorkerInfo.connected_since:type_name -> google.protobuf.Timestamp
+	13, // 3: blacktree.v1.WorkerInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	14, // 4: blacktree.v1.WorkerInfo.cache:type_name -> blacktree.v1.CacheSummary
 	2,  // 5: blacktree.v1.ListWorkersResponse.workers:type_name -> blacktree.v1.WorkerInfo
 	1,  // 6: blacktree.v1.JobInfo.state:type_name -> blacktree.v1.JobState
-	11, // 7: blacktree.v1.JobInfo.received_at:type_name -> google.protobuf.Timestamp
-	11, // 8: blacktree.v1.JobInfo.accepted_at:type_name -> google.protobuf.Timestamp
+	13, // 7: blacktree.v1.JobInfo.received_at:type_name -> google.protobuf.Timestamp
+	13, // 8: blacktree.v1.JobInfo.accepted_at:type_name -> google.protobuf.Timestamp
 	5,  // 9: blacktree.v1.ListJobsResponse.jobs:type_name -> blacktree.v1.JobInfo
 	2,  // 10: blacktree.v1.DrainWorkerResponse.worker:type_name -> blacktree.v1.WorkerInfo
 	3,  // 11: blacktree.v1.AdminService.ListWorkers:input_type -> blacktree.v1.ListWorkersRequest
 	6,  // 12: blacktree.v1.AdminService.ListJobs:input_type -> blacktree.v1.ListJobsRequest
 	8,  // 13: blacktree.v1.AdminService.DrainWorker:input_type -> blacktree.v1.DrainWorkerRequest
-	4,  // 14: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
-	7,  // 15: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
-	9,  // 16: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
+	10, // 14: blacktree.v1.AdminService.DenyWorker:input_type -> blacktree.v1.DenyWorkerRequest
+	4,  // 15: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
+	7,  // 16: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
+	9,  // 17: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
+	11, // 18: blacktree.v1.AdminService.DenyWorker:output_type -> blacktree.v1.DenyWorkerResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -791,7 +914,7 @@ func file_blacktree_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blacktree_v1_admin_proto_rawDesc), len(file_blacktree_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

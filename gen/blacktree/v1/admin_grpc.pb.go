@@ -22,6 +22,7 @@ const (
 	AdminService_ListWorkers_FullMethodName = "/blacktree.v1.AdminService/ListWorkers"
 	AdminService_ListJobs_FullMethodName    = "/blacktree.v1.AdminService/ListJobs"
 	AdminService_DrainWorker_FullMethodName = "/blacktree.v1.AdminService/DrainWorker"
+	AdminService_DenyWorker_FullMethodName  = "/blacktree.v1.AdminService/DenyWorker"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -39,6 +40,10 @@ type AdminServiceClient interface {
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	// DrainWorker asks one worker to finish its jobs and take no new ones.
 	DrainWorker(ctx context.Context, in *DrainWorkerRequest, opts ...grpc.CallOption) (*DrainWorkerResponse, error)
+	// DenyWorker refuses one worker id from now on (until the hub restarts):
+	// its live session is ended, and every Register with that id is refused
+	// with PermissionDenied.
+	DenyWorker(ctx context.Context, in *DenyWorkerRequest, opts ...grpc.CallOption) (*DenyWorkerResponse, error)
 }
 
 type adminServiceClient struct {
@@ -79,6 +84,16 @@ func (c *adminServiceClient) DrainWorker(ctx context.Context, in *DrainWorkerReq
 	return out, nil
 }
 
+func (c *adminServiceClient) DenyWorker(ctx context.Context, in *DenyWorkerRequest, opts ...grpc.CallOption) (*DenyWorkerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DenyWorkerResponse)
+	err := c.cc.Invoke(ctx, AdminService_DenyWorker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -94,6 +109,10 @@ type AdminServiceServer interface {
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	// DrainWorker asks one worker to finish its jobs and take no new ones.
 	DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error)
+	// DenyWorker refuses one worker id from now on (until the hub restarts):
+	// its live session is ended, and every Register with that id is refused
+	// with PermissionDenied.
+	DenyWorker(context.Context, *DenyWorkerRequest) (*DenyWorkerResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -112,6 +131,9 @@ func (UnimplementedAdminServiceServer) ListJobs(context.Context, *ListJobsReques
 }
 func (UnimplementedAdminServiceServer) DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrainWorker not implemented")
+}
+func (UnimplementedAdminServiceServer) DenyWorker(context.Context, *DenyWorkerRequest) (*DenyWorkerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DenyWorker not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -188,6 +210,24 @@ func _AdminService_DrainWorker_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DenyWorker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DenyWorkerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DenyWorker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DenyWorker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DenyWorker(ctx, req.(*DenyWorkerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,6 +246,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrainWorker",
 			Handler:    _AdminService_DrainWorker_Handler,
+		},
+		{
+			MethodName: "DenyWorker",
+			Handler:    _AdminService_DenyWorker_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -22,18 +22,26 @@
 //   - context.go:  the classic builder's context tar (bounded, .git skipped)
 //   - ignore.go:   .dockerignore for the classic builder, with the docker
 //     CLI's rules (BuildKit's Dockerfile frontend applies it itself)
-//   - push.go:     ImagePush, registry auth, digest capture
+//   - push.go:     the push: the job image saved out of the engine and
+//     written to the registry by go-containerregistry
+//   - dockerfile.go: the pre-build scan of the Dockerfile (ADD <url>
+//     refused when builds have no network)
 //   - logs.go:     the job's output: secret scrubbing and the bounded tail
 //
 // go-git picks HTTP transports from a process-wide table; New installs
 // (once) a client for http and https whose RoundTripper enforces the
 // per-clone byte bound. Requests of other go-git users pass unchanged.
 //
-// Every build is tagged with a per-job tag (<name>:blacktree-<random>);
-// the target tag exists only while the push runs, under a per-reference
-// lock, so concurrent jobs naming the same image push their own. After
-// the job, only what it made is removed: its tags, and with the classic
-// builder its intermediate images (never the base image a FROM names).
+// Every build is tagged with a worker-private job tag
+// (blacktree.invalid/job:blacktree-<random>); the job's imageName never
+// names an image on the engine, so no job's FROM can build on another
+// job's image, and concurrent jobs naming the same image push their own.
+// The push goes straight from the saved image to the target (push.go).
+// Pushes go only under the worker's push scope (Config.Registry and
+// AllowedPushPrefixes, jobspec.PushScope), checked before the clone.
+// After the job, only what it made is removed: its tag, and with the
+// classic builder its intermediate images (never the base image a FROM
+// names).
 // BuildKit's cache stays for later jobs (docs/design/builder.md); the
 // classic builder builds with NoCache.
 //
@@ -42,7 +50,7 @@
 // build returns (Solve closes the status channel). The cache pruner owns
 // at most one goroutine at a time; Close cancels and waits for it. Lock
 // order: lineWriter.mu before jobOutput.mu (whole lines are written under
-// it); progress.mu, cachePruner.mu and keyedLock.mu are leaves.
+// it); progress.mu and cachePruner.mu are leaves.
 //
 // Untrusted input: everything in the JobRequest. The token never appears
 // in a URL, a command line, a log line, an error, the response or the

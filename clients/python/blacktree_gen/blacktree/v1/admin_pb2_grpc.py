@@ -32,6 +32,11 @@ class AdminServiceStub(object):
                 request_serializer=blacktree_dot_v1_dot_admin__pb2.DrainWorkerRequest.SerializeToString,
                 response_deserializer=blacktree_dot_v1_dot_admin__pb2.DrainWorkerResponse.FromString,
                 )
+        self.DenyWorker = channel.unary_unary(
+                '/blacktree.v1.AdminService/DenyWorker',
+                request_serializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerRequest.SerializeToString,
+                response_deserializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerResponse.FromString,
+                )
 
 
 class AdminServiceServicer(object):
@@ -62,6 +67,15 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DenyWorker(self, request, context):
+        """DenyWorker refuses one worker id from now on (until the hub restarts):
+        its live session is ended, and every Register with that id is refused
+        with PermissionDenied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +93,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DrainWorker,
                     request_deserializer=blacktree_dot_v1_dot_admin__pb2.DrainWorkerRequest.FromString,
                     response_serializer=blacktree_dot_v1_dot_admin__pb2.DrainWorkerResponse.SerializeToString,
+            ),
+            'DenyWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyWorker,
+                    request_deserializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerRequest.FromString,
+                    response_serializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -141,5 +160,22 @@ class AdminService(object):
         return grpc.experimental.unary_unary(request, target, '/blacktree.v1.AdminService/DrainWorker',
             blacktree_dot_v1_dot_admin__pb2.DrainWorkerRequest.SerializeToString,
             blacktree_dot_v1_dot_admin__pb2.DrainWorkerResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DenyWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/blacktree.v1.AdminService/DenyWorker',
+            blacktree_dot_v1_dot_admin__pb2.DenyWorkerRequest.SerializeToString,
+            blacktree_dot_v1_dot_admin__pb2.DenyWorkerResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
