@@ -119,6 +119,7 @@ type Executor struct {
 	buildKit   *bkclient.Client  // nil with the classic builder
 	bkAttrs    map[string]string // frontend attributes of every build
 	pruner     *cachePruner      // nil when the cache is never pruned
+	egress     *gitEgress        // where clones may connect
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -180,6 +181,7 @@ func New(cfg Config) (*Executor, error) {
 		AllowedHosts:      append([]string{strings.ToLower(base.Host)}, cfg.AllowedGitHosts...),
 		AllowPrivateHosts: cfg.AllowPrivateGitHosts,
 	}
+	e.egress = newGitEgress(base, e.policy, cfg.AllowPrivateGitHosts)
 	e.docker = cfg.Docker
 	if e.docker == nil {
 		c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -217,7 +219,7 @@ func (e *Executor) Ping(ctx context.Context) error {
 // Close stops a running cache prune, releases the BuildKit client, the
 // engine client if New made it, and idle git connections.
 func (e *Executor) Close() error {
-	closeIdleGitConns()
+	e.egress.transport.CloseIdleConnections()
 	if e.pruner != nil {
 		e.pruner.close()
 	}
