@@ -55,8 +55,10 @@ type Config struct {
 	// repoUrl may name, in addition to GitBaseURL's host.
 	AllowedGitHosts []string
 	// AllowPrivateGitHosts lets full repoUrls name loopback, private,
-	// link-local and metadata hosts listed in AllowedGitHosts. Off by
-	// default.
+	// link-local and metadata hosts listed in AllowedGitHosts, and lets
+	// clones connect to such addresses whatever name or redirect led
+	// there. Off by default: then only GitBaseURL's host:port (and an
+	// environment proxy) may be reached at a private address.
 	AllowPrivateGitHosts bool
 	// Registry is the prefix images are pushed under, e.g.
 	// `registry.example.com/team`. Empty pushes imageName as given.
