@@ -240,3 +240,40 @@ func TestCloneHostResolvingToPrivateRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestGitEgressPolicy(t *testing.T) {
+	e, err := New(Config{GitBaseURL: "https://Git.Example.com/base", AllowedGitHosts: []string{"code.example.org", "10.0.0.5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for addr, want := range map[string]bool{
+		"git.example.com:443":  true, // the base URL's default port
+		"git.example.com:8443": false,
+		"code.example.org:443": false, // allowed, but address-checked
+		"127.0.0.1:443":        false,
+	} {
+		if got := e.egress.exempt(addr); got != want {
+			t.Errorf("exempt(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	for target, want := range map[string]string{ // want "" means followed
+		"https://git.example.com/acme/app.git/info/refs":       "",
+		"https://code.example.org/acme/app.git/info/refs":      "",
+		"https://evil.example.net/acme/app.git/info/refs":      "redirect to evil.example.net refused: not an allowed git host",
+		"https://10.0.0.5/acme/app.git/info/refs":              "redirect to 10.0.0.5 refused: " + privateReason,
+		"https://code.example.org:8443/acme/app.git/info/refs": "", // the host is listed without a port
+	} {
+		req, err := http.NewRequest(http.MethodGet, target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if err := e.egress.checkRedirect(req); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("checkRedirect(%s) = %q, want %q", target, got, want)
+		}
+	}
+}
