@@ -9,5 +9,6 @@
 // protojson in one pass; a body it refuses goes through encoding/json,
 // which finds unknown keys and wrong types, and tolerant protojson;
 // protojson encodes), labels.go (the worker-label match), cachekey.go (the
-// build key for cache-aware placement), validate.go.
+// build key for cache-aware placement), validate.go, addr.go (the
+// address ranges a job's git traffic must not reach).
 package jobspec

@@ -3,7 +3,7 @@ package jobspec
 import (
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
@@ -183,8 +183,10 @@ func (p Policy) AllowsHost(hostPort, host string) bool {
 	return false
 }
 
-// IsPrivateHost reports loopback, private, link-local, unspecified and cloud
-// metadata addresses, and names that are only ever local.
+// IsPrivateHost reports IP literals that IsPrivateAddr refuses, and names
+// that are only ever local or name the cloud metadata service. It looks
+// at the name only; where a name resolves is checked when the worker
+// connects (workeragent/executor/docker).
 func IsPrivateHost(host string) bool {
 	switch host {
 	case "localhost", "metadata", "metadata.google.internal":
@@ -193,12 +195,8 @@ func IsPrivateHost(host string) bool {
 	if strings.HasSuffix(host, ".localhost") || strings.HasSuffix(host, ".local") || strings.HasSuffix(host, ".internal") {
 		return true
 	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	if ip == nil {
-		return false
-	}
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast()
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && IsPrivateAddr(a)
 }
 
 func validBranch(s string) error {

@@ -9,6 +9,8 @@
 //
 //   - executor.go: Config, New, Run (the job pipeline, timeouts, cleanup)
 //   - source.go:   repoUrl resolution and the bounded clone
+//   - egress.go:   where a clone may connect: redirect targets, and the
+//     address checked at connect time (private ranges refused)
 //   - paths.go:    contextDir / dockerfilePath checks, before and after clone
 //   - buildkit.go: the BuildKit builder (the default): the engine's embedded
 //     BuildKit over the Engine API, the solve, the token as secret
@@ -29,8 +31,12 @@
 //   - logs.go:     the job's output: secret scrubbing and the bounded tail
 //
 // go-git picks HTTP transports from a process-wide table; New installs
-// (once) a client for http and https whose RoundTripper enforces the
-// per-clone byte bound. Requests of other go-git users pass unchanged.
+// (once) a client for http and https whose RoundTripper sends a clone's
+// requests through its executor's own transport (gitEgress: the dialer
+// refuses loopback, private, link-local and metadata addresses just
+// before connecting, unless AllowPrivateGitHosts) and enforces the
+// per-clone byte bound, and whose CheckRedirect keeps redirects on
+// allowed hosts. Requests of other go-git users pass unchanged.
 //
 // Every build is tagged with a worker-private job tag
 // (blacktree.invalid/job:blacktree-<random>); the job's imageName never
@@ -50,7 +56,7 @@
 // build returns (Solve closes the status channel). The cache pruner owns
 // at most one goroutine at a time; Close cancels and waits for it. Lock
 // order: lineWriter.mu before jobOutput.mu (whole lines are written under
-// it); progress.mu and cachePruner.mu are leaves.
+// it); progress.mu, cachePruner.mu and gitEgress.mu are leaves.
 //
 // Untrusted input: everything in the JobRequest. The token never appears
 // in a URL, a command line, a log line, an error, the response or the

@@ -55,8 +55,10 @@ type Config struct {
 	// repoUrl may name, in addition to GitBaseURL's host.
 	AllowedGitHosts []string
 	// AllowPrivateGitHosts lets full repoUrls name loopback, private,
-	// link-local and metadata hosts listed in AllowedGitHosts. Off by
-	// default.
+	// link-local and metadata hosts listed in AllowedGitHosts, and lets
+	// clones connect to such addresses whatever name or redirect led
+	// there. Off by default: then only GitBaseURL's host:port (and an
+	// environment proxy) may be reached at a private address.
 	AllowPrivateGitHosts bool
 	// Registry is the prefix images are pushed under, e.g.
 	// `registry.example.com/team`. Empty pushes imageName as given.
@@ -119,6 +121,7 @@ type Executor struct {
 	buildKit   *bkclient.Client  // nil with the classic builder
 	bkAttrs    map[string]string // frontend attributes of every build
 	pruner     *cachePruner      // nil when the cache is never pruned
+	egress     *gitEgress        // where clones may connect
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -180,6 +183,7 @@ func New(cfg Config) (*Executor, error) {
 		AllowedHosts:      append([]string{strings.ToLower(base.Host)}, cfg.AllowedGitHosts...),
 		AllowPrivateHosts: cfg.AllowPrivateGitHosts,
 	}
+	e.egress = newGitEgress(base, e.policy, cfg.AllowPrivateGitHosts)
 	e.docker = cfg.Docker
 	if e.docker == nil {
 		c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -217,7 +221,7 @@ func (e *Executor) Ping(ctx context.Context) error {
 // Close stops a running cache prune, releases the BuildKit client, the
 // engine client if New made it, and idle git connections.
 func (e *Executor) Close() error {
-	closeIdleGitConns()
+	e.egress.transport.CloseIdleConnections()
 	if e.pruner != nil {
 		e.pruner.close()
 	}

@@ -96,7 +96,8 @@ func (e *Executor) clone(ctx context.Context, src repoSource, branch, token stri
 	}
 	lim := &byteLimit{max: e.cfg.MaxRepoBytes}
 	ctx = context.WithValue(ctx, byteLimitKey{}, lim)
-	defer closeIdleGitConns()
+	ctx = context.WithValue(ctx, egressKey{}, e.egress)
+	defer e.egress.transport.CloseIdleConnections()
 
 	refs := []plumbing.ReferenceName{""} // the remote's HEAD
 	if branch != "" {
@@ -186,7 +187,10 @@ func isRefNotFound(err error) bool {
 // cloneError turns go-git's errors into operator words. go-git's texts
 // carry the URL at most, which never holds credentials here.
 func cloneError(src repoSource, branch string, err error) error {
+	var refused *egressError
 	switch {
+	case errors.As(err, &refused):
+		return fmt.Errorf("%s: %w", src.display, refused)
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
 		return fmt.Errorf("authentication failed for %s", src.display)
 	case errors.Is(err, transport.ErrRepositoryNotFound):
@@ -201,24 +205,33 @@ func cloneError(src repoSource, branch string, err error) error {
 
 // The git HTTP transport. go-git selects transports per scheme from a
 // process-wide table, so the executor installs (once) a client whose
-// RoundTripper bounds the bytes a clone receives. The bound is per clone,
-// carried in the request context; requests without one pass unchanged,
-// so other go-git users in the process see ordinary behaviour.
-var (
-	gitTransportOnce sync.Once
-	gitTransport     = http.DefaultTransport.(*http.Transport).Clone()
-)
+// RoundTripper routes a clone's requests through its executor's
+// gitEgress transport and bounds the bytes the clone receives, and whose
+// CheckRedirect applies that executor's redirect policy. Both come from
+// the request context; requests without them pass to
+// http.DefaultTransport unchanged, so other go-git users in the process
+// see ordinary behaviour.
+var gitTransportOnce sync.Once
 
 func installGitTransport() {
 	gitTransportOnce.Do(func() {
-		c := githttp.NewClient(&http.Client{Transport: limitingRoundTripper{gitTransport}})
+		c := githttp.NewClient(&http.Client{
+			Transport:     gitRoundTripper{},
+			CheckRedirect: checkGitRedirect,
+		})
 		gitclient.InstallProtocol("https", c)
 		gitclient.InstallProtocol("http", c)
 	})
 }
 
-// closeIdleGitConns drops idle keep-alive connections to git servers.
-func closeIdleGitConns() { gitTransport.CloseIdleConnections() }
+type egressKey struct{}
+
+func checkGitRedirect(req *http.Request, _ []*http.Request) error {
+	if g, ok := req.Context().Value(egressKey{}).(*gitEgress); ok {
+		return g.checkRedirect(req)
+	}
+	return nil
+}
 
 type byteLimitKey struct{}
 
@@ -243,10 +256,14 @@ func (l *byteLimit) add(n int) error {
 
 func (l *byteLimit) exceeded() bool { return l.over.Load() }
 
-type limitingRoundTripper struct{ next http.RoundTripper }
+type gitRoundTripper struct{}
 
-func (rt limitingRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := rt.next.RoundTrip(req)
+func (gitRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	next := http.DefaultTransport
+	if g, ok := req.Context().Value(egressKey{}).(*gitEgress); ok {
+		next = g.transport
+	}
+	resp, err := next.RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}
