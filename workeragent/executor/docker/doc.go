@@ -56,7 +56,8 @@
 // build returns (Solve closes the status channel). The cache pruner owns
 // at most one goroutine at a time; Close cancels and waits for it. Lock
 // order: lineWriter.mu before jobOutput.mu (whole lines are written under
-// it); progress.mu, cachePruner.mu and gitEgress.mu are leaves.
+// it); progress.mu, cachePruner.mu, keyedLock.mu and gitEgress.mu are
+// leaves.
 //
 // Untrusted input: everything in the JobRequest. The token never appears
 // in a URL, a command line, a log line, an error, the response or the
