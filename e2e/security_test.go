@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -360,7 +361,21 @@ func TestSecuritySentinelToken(t *testing.T) {
 			// The admin view while jobs are in flight, then the lost worker.
 			scan := newSentinelScan(sentinel)
 			// The scanner itself finds every encoding it claims to.
-			for _, probe := range []string{sentinel, b64([]byte("x-access-token:" + sentinel)), base64.RawURLEncoding.EncodeToString([]byte(sentinel))} {
+			probes := []string{
+				sentinel,
+				b64([]byte("x-access-token:" + sentinel)),
+				base64.RawURLEncoding.EncodeToString([]byte(sentinel)),
+				b64([]byte("u:" + sentinel + "@")),  // offset 2
+				b64([]byte("ci:" + sentinel + "@")), // offset 0, neighbour after
+				b64([]byte("a" + sentinel + "@")),   // offset 1
+				strings.ToUpper(hex.EncodeToString([]byte(sentinel))),
+				hex.EncodeToString([]byte(sentinel)),
+				percentEveryByte(sentinel, "%%%02x"),
+				percentEveryByte(sentinel, "%%%02X"),
+				unicodeEveryRune(sentinel, `\u%04x`),
+				unicodeEveryRune(sentinel, `\u%04X`),
+			}
+			for _, probe := range probes {
 				s := newSentinelScan(sentinel)
 				if s.scan("probe", "a "+probe+" b"); s.places() == 0 {
 					t.Fatalf("sentinelScan misses %q", probe)
