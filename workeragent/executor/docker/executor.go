@@ -308,7 +308,7 @@ func (e *Executor) Run(ctx context.Context, req *blacktreev1.JobRequest, logs io
 		resp.ImageDigest = res.digest
 		log.Info("job succeeded", "image", res.imageURL, "digest", res.digest)
 	}
-	resp.Logs = out.tail()
+	resp.Logs = out.kept()
 	resp.FinishedAt = timestamppb.Now()
 	return resp
 }
