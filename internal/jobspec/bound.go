@@ -13,7 +13,7 @@ import (
 // (docs/protocol.md#results). Zero means the default.
 type Bounds struct {
 	// LogBytes bounds logs: the head and the tail are kept around a
-	// TruncationMarker (the tail holds the error).
+	// TruncatedNote (the tail holds the error).
 	LogBytes int
 	// ErrorBytes bounds error, kept the same way.
 	ErrorBytes int
@@ -76,13 +76,14 @@ func BoundResponse(resp *blacktreev1.JobResponse, b Bounds) *blacktreev1.JobResp
 	return resp
 }
 
-// TruncationMarker is the line that replaces the middle of a text cut by
-// TruncateMiddle; %d is the number of bytes cut.
-const TruncationMarker = "\n… %d bytes truncated …\n"
+// TruncatedNote says that n bytes were cut here: the same words
+// wherever Blacktree cuts a text (TruncateMiddle puts it on a line of its
+// own; the worker ends an over-long output line with it).
+func TruncatedNote(n int) string { return fmt.Sprintf("… %d bytes truncated …", n) }
 
 // TruncateMiddle returns s if it is at most limit bytes, else its first and
 // last bytes (a third and two thirds of what is left once the marker is
-// counted: the end of a log holds the error) around TruncationMarker, cut
+// counted: the end of a log holds the error) around TruncatedNote, cut
 // on rune boundaries. The result is never longer than limit when limit leaves
 // room for the marker.
 func TruncateMiddle(s string, limit int) string { return TruncateMiddleCut(s, limit, 0) }
@@ -96,7 +97,7 @@ func TruncateMiddleCut(s string, limit, alreadyCut int) string {
 	if len(s) <= limit && alreadyCut == 0 {
 		return s
 	}
-	marker := fmt.Sprintf(TruncationMarker, len(s)+alreadyCut) // the longest the count can be
+	marker := "\n" + TruncatedNote(len(s)+alreadyCut) + "\n" // the longest the count can be
 	room := limit - len(marker)
 	if room <= 0 { // no room for the marker: the tail is worth most
 		start := len(s) - limit
@@ -110,7 +111,7 @@ func TruncateMiddleCut(s string, limit, alreadyCut int) string {
 	for tailStart < len(s) && !utf8.RuneStart(s[tailStart]) {
 		tailStart++
 	}
-	return s[:headEnd] + fmt.Sprintf(TruncationMarker, tailStart-headEnd+alreadyCut) + s[tailStart:]
+	return s[:headEnd] + "\n"+TruncatedNote(tailStart-headEnd+alreadyCut)+"\n" + s[tailStart:]
 }
 
 // runeStart moves i back to the start of the rune it falls in.
