@@ -111,7 +111,7 @@ func TruncateMiddleCut(s string, limit, alreadyCut int) string {
 	for tailStart < len(s) && !utf8.RuneStart(s[tailStart]) {
 		tailStart++
 	}
-	return s[:headEnd] + "\n"+TruncatedNote(tailStart-headEnd+alreadyCut)+"\n" + s[tailStart:]
+	return s[:headEnd] + "\n" + TruncatedNote(tailStart-headEnd+alreadyCut) + "\n" + s[tailStart:]
 }
 
 // runeStart moves i back to the start of the rune it falls in.
