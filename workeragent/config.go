@@ -120,8 +120,8 @@ type Config struct {
 	// slow or unreachable; beyond it output is dropped and a note says how
 	// much (default 1 MiB).
 	LogBufferBytes int
-	// ResultLogBytes bounds JobResponse.logs; the tail is kept (default
-	// 1 MiB).
+	// ResultLogBytes bounds JobResponse.logs; head and tail are kept
+	// around a "… N bytes truncated …" line (default 1 MiB).
 	ResultLogBytes int
 	// LogFlushInterval is how often a running job's output goes to the hub:
 	// its first output leaves as a JobLog chunk at once, later output

@@ -63,7 +63,7 @@ type Config struct {
 	Registry string
 	// WorkDir is where per-job workspaces are created (os.TempDir if empty).
 	WorkDir string
-	// LogTailBytes bounds JobResponse.logs; the tail is kept.
+	// LogTailBytes bounds JobResponse.logs; head and tail are kept.
 	LogTailBytes int
 	// JobTimeout bounds a job whose request sets no timeout_seconds.
 	JobTimeout time.Duration
