@@ -9,5 +9,8 @@
 // protojson in one pass; a body it refuses goes through encoding/json,
 // which finds unknown keys and wrong types, and tolerant protojson;
 // protojson encodes), labels.go (the worker-label match), cachekey.go (the
-// build key for cache-aware placement), validate.go.
+// build key for cache-aware placement), validate.go, bound.go (the bounds
+// every JobResponse field gets on the worker and again on the hub, and
+// TruncateMiddle, the head-and-tail cut with its "… N bytes truncated …"
+// marker).
 package jobspec

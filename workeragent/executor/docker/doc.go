@@ -23,7 +23,10 @@
 //   - ignore.go:   .dockerignore for the classic builder, with the docker
 //     CLI's rules (BuildKit's Dockerfile frontend applies it itself)
 //   - push.go:     ImagePush, registry auth, digest capture
-//   - logs.go:     the job's output: secret scrubbing and the bounded tail
+//   - logs.go:     the job's output: secret scrubbing, its bounded head
+//     and tail
+//   - lines.go:    lineSplitter, output into lines for logs.go, a line cut
+//     at maxLineBytes so an endless one costs flat memory
 //
 // go-git picks HTTP transports from a process-wide table; New installs
 // (once) a client for http and https whose RoundTripper enforces the
