@@ -2,6 +2,7 @@ package docker
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"runtime"
@@ -11,7 +12,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 )
+
+// memoryLimit is the most heap and RSS a worker may use while a job
+// prints one endless line.
+const memoryLimit = 200 << 20
 
 // countingSink counts what reaches the agent's writer and keeps its last
 // bytes.
@@ -39,31 +46,12 @@ func (s *countingSink) Write(p []byte) (int, error) {
 // and the process's RSS stay under 200 MiB throughout.
 func TestEndlessLineFlatMemory(t *testing.T) {
 	const total = 2 << 30
-	const limit = 200 << 20
 	tok := "tok-" + strings.Repeat("s", 36)
 	sink := &countingSink{}
 	out := newJobOutput(sink, DefaultLogTailBytes, tok)
 	w := newLineWriter(out)
 
-	var peakHeap, peakRSS atomic.Uint64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			peakHeap.Store(max(peakHeap.Load(), ms.HeapAlloc))
-			peakRSS.Store(max(peakRSS.Load(), rss(t)))
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	peak := samplePeakMemory(t)
 
 	chunk := bytes.Repeat([]byte("a"), 32<<10)
 	copy(chunk[100:], tok) // a secret in the kept part of the line
@@ -80,12 +68,10 @@ func TestEndlessLineFlatMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.flush()
-	close(stop)
-	<-sampled
-
-	t.Logf("peak heap %d MiB, peak RSS %d MiB, %d bytes reached the agent", peakHeap.Load()>>20, peakRSS.Load()>>20, sink.n)
-	if h, r := peakHeap.Load(), peakRSS.Load(); h >= limit || r >= limit {
-		t.Fatalf("peak heap %d MiB, RSS %d MiB: want both < %d MiB", h>>20, r>>20, limit>>20)
+	heap, rss := peak()
+	t.Logf("peak heap %d MiB, peak RSS %d MiB, %d bytes reached the agent", heap>>20, rss>>20, sink.n)
+	if heap >= memoryLimit || rss >= memoryLimit {
+		t.Fatalf("peak heap %d MiB, RSS %d MiB: want both < %d MiB", heap>>20, rss>>20, memoryLimit>>20)
 	}
 	if sink.n > 2*maxLineBytes {
 		t.Fatalf("%d bytes reached the agent's writer, want about maxLineBytes (%d)", sink.n, maxLineBytes)
@@ -121,6 +107,37 @@ func TestLineSplitterCutsAtSecretPrefix(t *testing.T) {
 	}
 }
 
+// samplePeakMemory samples the Go heap and the process's RSS every 20 ms
+// until the returned function is called; that returns their peaks.
+func samplePeakMemory(t *testing.T) (stop func() (heap, rss uint64)) {
+	var peakHeap, peakRSS atomic.Uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peakHeap.Store(max(peakHeap.Load(), ms.HeapAlloc))
+			peakRSS.Store(max(peakRSS.Load(), rss(t)))
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() (uint64, uint64) {
+		once.Do(func() { close(done); <-sampled })
+		return peakHeap.Load(), peakRSS.Load()
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
 // rss is the process's resident set size, from /proc/self/status.
 func rss(t *testing.T) uint64 {
 	b, err := os.ReadFile("/proc/self/status")
@@ -135,4 +152,35 @@ func rss(t *testing.T) uint64 {
 		}
 	}
 	return 0
+}
+
+// A real BuildKit build whose RUN step prints one 2 GiB line finishes
+// (failed, as the step exits 1 after it) while the worker's heap and RSS
+// stay flat. It takes 30 to 50 s on a loaded 2-core machine.
+func TestBuildPrintsEndlessLine(t *testing.T) {
+	e := newEnv(t, nil)
+	base := baseImage(t)
+	e.git.addRepo(t, "acme/endless", repoFiles{files: map[string]string{
+		"Dockerfile": "FROM " + base + "\nRUN head -c 2147483648 /dev/zero | tr '\\0' a; echo; echo endless-line-done; exit 1\n",
+	}})
+	peak := samplePeakMemory(t)
+	start := time.Now()
+	sink := &countingSink{}
+	resp := e.exec.Run(context.Background(), request("job-endless", "acme/endless"), sink)
+	heap, rss := peak()
+	t.Logf("build took %s; peak heap %d MiB, peak RSS %d MiB; %d bytes reached the agent; logs %d bytes", time.Since(start).Round(time.Second), heap>>20, rss>>20, sink.n, len(resp.GetLogs()))
+	if resp.GetSuccess() || resp.GetFailedStage() != blacktreev1.JobStage_JOB_STAGE_BUILD {
+		t.Fatalf("Run() = success %v stage %v error %q, want a build failure", resp.GetSuccess(), resp.GetFailedStage(), resp.GetError())
+	}
+	if heap >= memoryLimit || rss >= memoryLimit {
+		t.Fatalf("peak heap %d MiB, RSS %d MiB: want both < %d MiB", heap>>20, rss>>20, memoryLimit>>20)
+	}
+	// BuildKit hands the client only part of the line (about 256 KiB
+	// here); what arrives is still cut at maxLineBytes and marked.
+	if l := resp.GetLogs(); !strings.Contains(l, " bytes truncated …\n") || !strings.Contains(l, "endless-line-done") {
+		t.Fatalf("logs lack the cut line's marker or the output after it; they end %q", l[max(0, len(l)-600):])
+	}
+	if len(resp.GetLogs()) > DefaultLogTailBytes {
+		t.Fatalf("logs of %d bytes, want <= %d", len(resp.GetLogs()), DefaultLogTailBytes)
+	}
 }
