@@ -292,8 +292,11 @@ func TestSecuritySentinelToken(t *testing.T) {
 		// The build output echoes each step (BuildKit names the COPY,
 		// the classic builder every step); the engine's error for a
 		// missing COPY source prints its path.
-		"Dockerfile": "FROM scratch\nLABEL leak=" + sentinel + " leak64=" + b64([]byte(sentinel)) + "\nCOPY " + sentinel + ".txt /" + b64([]byte(sentinel)) + "/x\n",
-		"present":    "x\n",
+		// The COPY destination also carries hex, every-byte %xx and the
+		// base64 of "u:<token>@" (the token at byte offset 2).
+		"Dockerfile": "FROM scratch\nLABEL leak=" + sentinel + " leak64=" + b64([]byte(sentinel)) + "\nCOPY " + sentinel + ".txt /" + b64([]byte(sentinel)) +
+			"/" + strings.ToUpper(hex.EncodeToString([]byte(sentinel))) + "/" + percentEveryByte(sentinel, "%%%02x") + "/" + b64([]byte("u:"+sentinel+"@")) + "/x\n",
+		"present": "x\n",
 	}); err != nil {
 		t.Fatalf("CreateRepo() = %v", err)
 	}
@@ -342,7 +345,7 @@ func TestSecuritySentinelToken(t *testing.T) {
 				{req: mk("sentinel-clone-refused", "user/ok", sentinel+"X", "docker"), errHas: "clone: authentication failed",
 					stageWant: blacktreev1.JobStage_JOB_STAGE_CLONE},
 				{req: mk("sentinel-build", "user/leaky", sentinel, "docker"), errHas: "build: Dockerfile line 3",
-					logsHas: "COPY [REDACTED].txt /[REDACTED]/x", stageWant: blacktreev1.JobStage_JOB_STAGE_BUILD},
+					logsHas: "COPY [REDACTED].txt /[REDACTED]/[REDACTED]/[REDACTED]/", stageWant: blacktreev1.JobStage_JOB_STAGE_BUILD},
 			}
 			lost := mk("sentinel-lost", "user/ok", sentinel, "victim")
 			start := time.Now()
