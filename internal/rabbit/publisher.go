@@ -76,25 +76,31 @@ type publishSession struct {
 	adoptMu sync.Mutex    // guards adoptCh
 	adoptCh *amqp.Channel // adoption announcements; opened on first use
 
-	// why receives the error that closes ch. amqp091 sends it before it
-	// marks the channel closed and nacks the outstanding confirms, so a
-	// Publish that finds ch closed reads the reason at once (closeReason).
+	// why receives the error that closes ch; amqp091 closes it after a
+	// clean close. closeReason reads it once.
 	why     chan *amqp.Error
 	whyMu   sync.Mutex // guards whyErr and whyRead
 	whyErr  *amqp.Error
 	whyRead bool
 }
 
-// closeReason is the error that closed ch, or nil (not closed, or closed
-// cleanly). Call it once ch.IsClosed().
+// closeReasonWait bounds how long closeReason waits for the error of a
+// channel that says it is closed: amqp091 marks a channel closed before it
+// tells the listeners why.
+const closeReasonWait = time.Second
+
+// closeReason is the error that closed ch, or nil (closed cleanly, or no
+// reason within closeReasonWait). Call it only once ch.IsClosed().
 func (s *publishSession) closeReason() *amqp.Error {
 	s.whyMu.Lock()
 	defer s.whyMu.Unlock()
 	if !s.whyRead {
+		t := time.NewTimer(closeReasonWait)
+		defer t.Stop()
 		select {
-		case e := <-s.why:
+		case e := <-s.why: // nil once closed without an error
 			s.whyErr, s.whyRead = e, true
-		default:
+		case <-t.C:
 		}
 	}
 	return s.whyErr
