@@ -99,9 +99,10 @@ func (s *publishSession) closeReason() *amqp.Error {
 		defer t.Stop()
 		select {
 		case e := <-s.why: // nil once closed without an error
-			s.whyErr, s.whyRead = e, true
-		case <-t.C:
+			s.whyErr = e
+		case <-t.C: // given up for this session: no other caller waits again
 		}
+		s.whyRead = true
 	}
 	return s.whyErr
 }
