@@ -34,10 +34,10 @@ func (s *lineSplitter) write(b []byte) {
 		i := bytes.IndexAny(b, s.ends)
 		if s.dropped > 0 {
 			if i < 0 {
-				s.dropped += (len(b))
+				s.dropped += len(b)
 				return
 			}
-			s.dropped += (i)
+			s.dropped += i
 			s.endLine()
 			b = b[i+1:]
 			continue
@@ -52,7 +52,7 @@ func (s *lineSplitter) write(b []byte) {
 			// a secret straddling the cut never shows).
 			s.pending = append(s.pending, b[:room]...)
 			keep := len(s.pending) - s.out.secrets.Holdback(s.pending)
-			s.dropped = (len(s.pending) - keep) + 1 // at least the byte past the cap
+			s.dropped = len(s.pending) - keep + 1 // at least the byte past the cap
 			s.pending = s.pending[:keep]
 			b = b[room+1:]
 			continue
