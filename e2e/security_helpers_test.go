@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +18,7 @@ import (
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/cluster"
+	"github.com/blacktree/blacktree/internal/redact"
 )
 
 func writeFile(t *testing.T, path, content string) {
@@ -121,8 +120,8 @@ func waitExit(t *testing.T, p *cluster.Process, within time.Duration) int {
 }
 
 // sentinelScan counts occurrences of a secret, in the encodings
-// internal/redact scrubs (raw, URL-escaped, base64 of the secret and of
-// git's basic-auth pair), across named texts.
+// internal/redact scrubs (redact.Encodings: raw, URL-escaped, hex, JSON
+// escapes, base64 at every byte offset), across named texts.
 type sentinelScan struct {
 	patterns []string
 	bytes    int
@@ -131,23 +130,7 @@ type sentinelScan struct {
 }
 
 func newSentinelScan(secret string) *sentinelScan {
-	seen := map[string]bool{}
-	s := &sentinelScan{}
-	add := func(p string) {
-		if !seen[p] {
-			seen[p] = true
-			s.patterns = append(s.patterns, p)
-		}
-	}
-	add(secret)
-	add(url.QueryEscape(secret))
-	add(url.PathEscape(secret))
-	for _, raw := range []string{secret, "x-access-token:" + secret} {
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-			add(enc.EncodeToString([]byte(raw)))
-		}
-	}
-	return s
+	return &sentinelScan{patterns: redact.Encodings(secret)}
 }
 
 // scan counts the places (pattern occurrences; a padded base64 form also
@@ -163,3 +146,21 @@ func (s *sentinelScan) scan(source, text string) {
 }
 
 func (s *sentinelScan) places() int { return len(s.found) }
+
+// percentEveryByte formats every byte of s with format ("%%%02x").
+func percentEveryByte(s, format string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, format, s[i])
+	}
+	return b.String()
+}
+
+// unicodeEveryRune formats every rune of s with format (`\u%04x`).
+func unicodeEveryRune(s, format string) string {
+	var b strings.Builder
+	for _, r := range s {
+		fmt.Fprintf(&b, format, r)
+	}
+	return b.String()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -291,8 +292,11 @@ func TestSecuritySentinelToken(t *testing.T) {
 		// The build output echoes each step (BuildKit names the COPY,
 		// the classic builder every step); the engine's error for a
 		// missing COPY source prints its path.
-		"Dockerfile": "FROM scratch\nLABEL leak=" + sentinel + " leak64=" + b64([]byte(sentinel)) + "\nCOPY " + sentinel + ".txt /" + b64([]byte(sentinel)) + "/x\n",
-		"present":    "x\n",
+		// The COPY destination also carries hex, every-byte %xx and the
+		// base64 of "u:<token>@" (the token at byte offset 2).
+		"Dockerfile": "FROM scratch\nLABEL leak=" + sentinel + " leak64=" + b64([]byte(sentinel)) + "\nCOPY " + sentinel + ".txt /" + b64([]byte(sentinel)) +
+			"/" + strings.ToUpper(hex.EncodeToString([]byte(sentinel))) + "/" + percentEveryByte(sentinel, "%%%02x") + "/" + b64([]byte("u:"+sentinel+"@")) + "/x\n",
+		"present": "x\n",
 	}); err != nil {
 		t.Fatalf("CreateRepo() = %v", err)
 	}
@@ -341,7 +345,7 @@ func TestSecuritySentinelToken(t *testing.T) {
 				{req: mk("sentinel-clone-refused", "user/ok", sentinel+"X", "docker"), errHas: "clone: authentication failed",
 					stageWant: blacktreev1.JobStage_JOB_STAGE_CLONE},
 				{req: mk("sentinel-build", "user/leaky", sentinel, "docker"), errHas: "build: Dockerfile line 3",
-					logsHas: "COPY [REDACTED].txt /[REDACTED]/x", stageWant: blacktreev1.JobStage_JOB_STAGE_BUILD},
+					logsHas: "COPY [REDACTED].txt /[REDACTED]/[REDACTED]/[REDACTED]/", stageWant: blacktreev1.JobStage_JOB_STAGE_BUILD},
 			}
 			lost := mk("sentinel-lost", "user/ok", sentinel, "victim")
 			start := time.Now()
@@ -360,7 +364,21 @@ func TestSecuritySentinelToken(t *testing.T) {
 			// The admin view while jobs are in flight, then the lost worker.
 			scan := newSentinelScan(sentinel)
 			// The scanner itself finds every encoding it claims to.
-			for _, probe := range []string{sentinel, b64([]byte("x-access-token:" + sentinel)), base64.RawURLEncoding.EncodeToString([]byte(sentinel))} {
+			probes := []string{
+				sentinel,
+				b64([]byte("x-access-token:" + sentinel)),
+				base64.RawURLEncoding.EncodeToString([]byte(sentinel)),
+				b64([]byte("u:" + sentinel + "@")),  // offset 2
+				b64([]byte("ci:" + sentinel + "@")), // offset 0, neighbour after
+				b64([]byte("a" + sentinel + "@")),   // offset 1
+				strings.ToUpper(hex.EncodeToString([]byte(sentinel))),
+				hex.EncodeToString([]byte(sentinel)),
+				percentEveryByte(sentinel, "%%%02x"),
+				percentEveryByte(sentinel, "%%%02X"),
+				unicodeEveryRune(sentinel, `\u%04x`),
+				unicodeEveryRune(sentinel, `\u%04X`),
+			}
+			for _, probe := range probes {
 				s := newSentinelScan(sentinel)
 				if s.scan("probe", "a "+probe+" b"); s.places() == 0 {
 					t.Fatalf("sentinelScan misses %q", probe)

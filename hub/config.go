@@ -45,6 +45,12 @@ const (
 	DefaultMaxConns             = 20000
 	DefaultMaxConnsPerIP        = 1000
 	DefaultUnauthConnTimeout    = 30 * time.Second
+	// DefaultMaxStatusBytes is RabbitMQ 4.x's default max_message_size
+	// (16 MiB) less 1 MiB of headroom.
+	DefaultMaxStatusBytes = 15 << 20
+	// MinMaxStatusBytes is the smallest MaxStatusBytes: room for a failed
+	// status that says the real one was too large.
+	MinMaxStatusBytes = 4 << 10
 )
 
 // Config configures a Hub. The zero value of every optional field selects
@@ -135,6 +141,12 @@ type Config struct {
 	// PublishRetryMax caps the backoff between attempts to publish a
 	// result whose publish failed. Default 5s.
 	PublishRetryMax time.Duration
+	// MaxStatusBytes bounds one status message's JSON body. The hub bounds
+	// a result's fields to fit (logs to an eighth of it: JSON escaping can
+	// make six bytes of one), and replaces a status still larger by a
+	// failed one that says so. Keep it under the broker's
+	// max_message_size. Default DefaultMaxStatusBytes.
+	MaxStatusBytes int
 
 	// MaxRecvMsgSize bounds one frame from a worker (a JobResult carries
 	// logs). Default 4 MiB.
@@ -291,6 +303,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxRecvMsgSize == 0 {
 		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
 	}
+	if c.MaxStatusBytes == 0 {
+		c.MaxStatusBytes = DefaultMaxStatusBytes
+	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
@@ -346,6 +361,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MissedHeartbeats < 1 {
 		return c, errors.New("hub: MissedHeartbeats must be at least 1")
+	}
+	if c.MaxStatusBytes < MinMaxStatusBytes {
+		return c, fmt.Errorf("hub: MaxStatusBytes %d is below %d", c.MaxStatusBytes, MinMaxStatusBytes)
 	}
 	if c.SendQueue < 1 || c.MaxRecvMsgSize < 1024 {
 		return c, errors.New("hub: SendQueue must be >= 1 and MaxRecvMsgSize >= 1024")

@@ -54,6 +54,11 @@
 //     delivery only after JobAccepted, holds deliveries that find no free
 //     worker for at most HoldTimeout, publishes results before ResultAck,
 //     and reports jobs of lost workers after LostWorkerGrace.
+//   - status.go: a status's last step before the broker: its fields bounded
+//     again (the hub does not trust the worker's bounds) to fit
+//     Config.MaxStatusBytes once encoded, else a failed status that says
+//     so; results.go publishes that in place of one the broker refuses
+//     for its size.
 //   - codec.go: frameCodec, grpc-go's proto codec except that the receive
 //     loop decodes a heartbeat into the previous heartbeat's structs (an
 //     idle fleet's garbage, and so the hub's steady-state memory, is mostly

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -295,10 +296,10 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 	since := time.Now()
 	go func() {
 		defer d.wg.Done()
-		err := d.publish(jobID, resp, corr)
+		sent, err := d.publish(jobID, resp, corr)
 		if err == nil {
 			d.metrics.publish.Observe(time.Since(since).Seconds())
-			d.published(jobID, resp, workerID, del)
+			d.published(jobID, sent, workerID, del)
 		}
 		// The job leaves the table only after its ResultAck is queued: a
 		// draining hub waits for an empty table, then ends the sessions,
@@ -338,23 +339,43 @@ func (d *Dispatcher) published(jobID string, resp *blacktreev1.JobResponse, work
 	}
 }
 
-func (d *Dispatcher) publish(jobID string, resp *blacktreev1.JobResponse, corr string) error {
-	body, err := jobspec.EncodeResponse(resp)
+// publish bounds, encodes (encodeStatus) and publishes resp, retrying
+// until the broker confirms or the hub stops, and returns the response it
+// published. A status the broker refuses for its size is replaced once by
+// tooLargeStatus's; if even that is refused, the status is dropped (logged
+// as an error) rather than retried forever.
+func (d *Dispatcher) publish(jobID string, resp *blacktreev1.JobResponse, corr string) (*blacktreev1.JobResponse, error) {
+	resp, body, err := d.encodeStatus(resp)
 	if err != nil {
 		d.log.Error("cannot encode job response", "job_id", jobID, "error", err)
-		return err
+		return resp, err
 	}
 	msg := broker.Message{Body: body, MessageID: jobID, CorrelationID: corr}
 	backoff := 100 * time.Millisecond
+	refused := false
 	for {
 		err := d.b.Publish(d.pubCtx, msg)
 		if err == nil {
 			d.log.Debug("status published", "job_id", jobID)
-			return nil
+			return resp, nil
 		}
 		if d.pubCtx.Err() != nil {
 			d.log.Warn("hub stopping; status not published (the worker keeps the result)", "job_id", jobID, "error", err)
-			return err
+			return resp, err
+		}
+		if errors.Is(err, broker.ErrTooLarge) {
+			if refused {
+				d.log.Error("broker refused even the failed status for its size; status dropped", "job_id", jobID, "error", err)
+				return resp, nil
+			}
+			refused = true
+			d.log.Error("broker refused the status for its size; publishing a failed status instead", "job_id", jobID, "bytes", len(body), "error", err)
+			resp = tooLargeStatus(resp, fmt.Sprintf("the broker refused its %d bytes (%v)", len(body), err))
+			if body, err = jobspec.EncodeResponse(resp); err != nil {
+				return resp, err
+			}
+			msg.Body = body
+			continue
 		}
 		d.log.Warn("publishing status failed; retrying", "job_id", jobID, "error", err, "in", backoff)
 		t := time.NewTimer(backoff)

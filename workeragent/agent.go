@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/jobspec"
 	"github.com/blacktree/blacktree/workeragent/executor"
 )
 
@@ -155,6 +156,8 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		a.log.Error("state dir", "error", err)
 	}
 	for _, r := range loaded {
+		// Bounded again: an earlier version may have kept larger fields.
+		jobspec.BoundResponse(r.GetResponse(), jobspec.Bounds{LogBytes: a.cfg.ResultLogBytes})
 		a.results[r.GetResponse().GetJobId()] = &heldResult{res: r, written: true}
 		a.log.Info("result from an earlier run awaits acknowledgement", "job_id", r.GetResponse().GetJobId())
 	}

@@ -32,6 +32,10 @@ const (
 	// MinKeepaliveTime is grpc-go's floor for the client keepalive time;
 	// lower values are raised to it (by grpc and by New).
 	MinKeepaliveTime = 10 * time.Second
+	// MaxResultLogBytes is the largest ResultLogBytes: a result frame
+	// stays well under the hub's default 4 MiB frame limit, which a larger
+	// one would break the session on, again at every reconnect.
+	MaxResultLogBytes = registerResultBudget
 	// MaxLogChunk is the largest JobLog.data the agent sends (worker.proto).
 	MaxLogChunk = 64 << 10
 )
@@ -120,8 +124,8 @@ type Config struct {
 	// slow or unreachable; beyond it output is dropped and a note says how
 	// much (default 1 MiB).
 	LogBufferBytes int
-	// ResultLogBytes bounds JobResponse.logs; the tail is kept (default
-	// 1 MiB).
+	// ResultLogBytes bounds JobResponse.logs; head and tail are kept
+	// around a "… N bytes truncated …" line (default 1 MiB).
 	ResultLogBytes int
 	// LogFlushInterval is how often a running job's output goes to the hub:
 	// its first output leaves as a JobLog chunk at once, later output
@@ -206,8 +210,8 @@ func (c *Config) validate() error {
 		return bad("negative timeout")
 	case c.LogBufferBytes < MaxLogChunk:
 		return bad("log buffer must be at least %d bytes", MaxLogChunk)
-	case c.ResultLogBytes < 0:
-		return bad("negative result log bound")
+	case c.ResultLogBytes < 0 || c.ResultLogBytes > MaxResultLogBytes:
+		return bad("result log bound %d outside 0..%d", c.ResultLogBytes, MaxResultLogBytes)
 	case c.PersistResultsAfter < 0:
 		return bad("negative persist-results-after delay %s", c.PersistResultsAfter)
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/blacktree/blacktree/internal/redact"
 )
 
-// scrubMargin is more than the longest encoded form of the longest token
-// jobspec accepts.
-const scrubMargin = 2 * jobspec.MaxTokenLen
+// scrubMargin is more than the longest encoded form (every character a
+// JSON \u escape, six bytes each) of the longest token jobspec accepts.
+const scrubMargin = 7 * jobspec.MaxTokenLen
 
 // job is one accepted job while it runs.
 type job struct {
@@ -217,7 +217,8 @@ func (a *Agent) execute(ctx context.Context, j *job, ls *logStream, secrets *red
 
 // finishResponse makes the response safe to leave the worker: ids and
 // timestamps set, cancellation named, secrets scrubbed, strings valid
-// UTF-8, logs bounded.
+// UTF-8, every field bounded (jobspec.BoundResponse: logs and error keep
+// head and tail, a malformed image URL or digest fails the job).
 func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.JobResponse, secrets *redact.Secrets) *blacktreev1.JobResponse {
 	resp.JobId = j.id
 	resp.WorkerId = a.workerID
@@ -243,21 +244,27 @@ func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.Jo
 		}
 	}
 	clean := func(s string) string { return strings.ToValidUTF8(secrets.Scrub(s), "\uFFFD") }
-	logs := resp.GetLogs()
-	if len(logs) > a.cfg.ResultLogBytes {
-		// Cut first (keeping room for a secret, in any encoding,
-		// straddling the cut), scrub, then cut to size.
-		logs = logs[max(0, len(logs)-a.cfg.ResultLogBytes-scrubMargin):]
-	}
-	logs = clean(logs)
-	if len(logs) > a.cfg.ResultLogBytes {
-		logs = strings.ToValidUTF8(logs[len(logs)-a.cfg.ResultLogBytes:], "")
-	}
-	resp.Logs = logs
-	resp.Error = clean(resp.GetError())
+	resp.Logs = boundScrubbed(resp.GetLogs(), a.cfg.ResultLogBytes, clean)
+	resp.Error = boundScrubbed(resp.GetError(), jobspec.DefaultErrorBytes, clean)
 	resp.ImageUrl = clean(resp.GetImageUrl())
 	resp.ImageDigest = clean(resp.GetImageDigest())
-	return resp
+	return jobspec.BoundResponse(resp, jobspec.Bounds{
+		LogBytes:   a.cfg.ResultLogBytes,
+		ErrorBytes: jobspec.DefaultErrorBytes,
+	})
+}
+
+// boundScrubbed scrubs s and bounds it to max bytes, keeping its head and
+// tail around a marker (jobspec.TruncateMiddle). Only what can be kept is
+// scrubbed, with scrubMargin bytes more on the cut side so that a secret
+// straddling a cut is still recognised, and then cut away.
+func boundScrubbed(s string, max int, clean func(string) string) string {
+	if len(s) <= max+2*scrubMargin {
+		return jobspec.TruncateMiddle(clean(s), max)
+	}
+	headRaw := s[:max/3+scrubMargin]
+	tailRaw := s[len(s)-(max-max/3)-scrubMargin:]
+	return jobspec.TruncateMiddleCut(clean(headRaw)+clean(tailRaw), max, len(s)-len(headRaw)-len(tailRaw))
 }
 
 // completeJob holds the result, frees the slot and sends the result on the

@@ -49,6 +49,7 @@ type options struct {
 	maxConns, maxConnsPerIP            int
 	handshakeTimeout                   time.Duration
 	unauthConnTimeout                  time.Duration
+	maxStatusBytes                     int
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -90,6 +91,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "which free worker gets a job: spread (least loaded first) or binpack (most loaded first)")
 	fs.BoolVar(&o.cacheAffinity, "cache-affinity", true, "among the free workers, prefer one whose build cache is warm for the job (false: place ignoring caches)")
 	fs.DurationVar(&o.affinityWait, "affinity-wait", 0, "how long a job waits for a busy worker with a warm cache before going to any free worker (0: never waits)")
+	fs.IntVar(&o.maxStatusBytes, "max-status-bytes", hub.DefaultMaxStatusBytes, "largest status message in `bytes`; keep it under the broker's max_message_size")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", hub.DefaultHoldTimeout, "how long a delivery waits for a free worker before it is requeued")
 	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to return before its jobs are reported lost")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "heartbeat period of a small fleet; 3 missed = dead")
@@ -237,6 +239,7 @@ func run(args []string, stderr io.Writer) int {
 		HTTPAddr:             o.httpAddr,
 		Pprof:                o.pprof,
 		HoldTimeout:          o.holdTimeout,
+		MaxStatusBytes:       o.maxStatusBytes,
 		Placement:            o.placement,
 		LostWorkerGrace:      o.lostWorkerGrace,
 		DisableCacheAffinity: !o.cacheAffinity,

@@ -17,6 +17,11 @@ var ErrClosed = errors.New("broker: closed")
 // already requeued such a delivery and will deliver it again.
 var ErrStaleDelivery = errors.New("broker: delivery belongs to a closed channel")
 
+// ErrTooLarge is returned by Publish when the broker refuses a message for
+// its size (or the adapter knows it would). Publishing the same body again
+// cannot succeed.
+var ErrTooLarge = errors.New("broker: message too large")
+
 // Acknowledger settles one delivery. Implementations are safe for use from
 // any goroutine; each delivery is settled at most once.
 type Acknowledger interface {

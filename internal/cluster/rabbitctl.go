@@ -75,3 +75,28 @@ func connectionPorts(listing []byte, name string) (map[string]bool, error) {
 	}
 	return ports, nil
 }
+
+// MaxMessageSize returns the local RabbitMQ node's max_message_size.
+func MaxMessageSize() (int, error) {
+	out, err := exec.Command("rabbitmqctl", "-q", "eval", "application:get_env(rabbit, max_message_size).").Output()
+	if err != nil {
+		return 0, fmt.Errorf("rabbitmqctl eval: %w (needs rabbitmqctl on PATH with access to the local node)", err)
+	}
+	s := strings.TrimSpace(string(out)) // {ok,134217728}
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "{ok,"), "}")
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("parse max_message_size from %q: %w", out, err)
+	}
+	return n, nil
+}
+
+// SetMaxMessageSize sets the local RabbitMQ node's max_message_size, for
+// the channels opened from then on.
+func SetMaxMessageSize(n int) error {
+	expr := fmt.Sprintf("application:set_env(rabbit, max_message_size, %d).", n)
+	if out, err := exec.Command("rabbitmqctl", "-q", "eval", expr).CombinedOutput(); err != nil {
+		return fmt.Errorf("rabbitmqctl eval %s: %w\n%s", expr, err, out)
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,6 +27,9 @@ type Client struct {
 	adopt chan broker.Adoption
 	cons  consumer
 	pub   publisher
+	// brokerMaxBody is the broker's max_message_size once a publish found
+	// it (refusedForSize), else 0.
+	brokerMaxBody atomic.Int64
 
 	closed    chan struct{} // closed by Shutdown or when Run returns
 	closeOnce sync.Once

@@ -66,7 +66,13 @@
 // recorded before its ack is seen, see publishSession.ret1/ret2), and
 // Publish declares the queue again and republishes when it is one of the
 // Client's own queues, or fails with ErrUnroutable (PublishTo elsewhere).
-// Bodies over MaxBodySize are refused before they would close the channel.
+// A body larger than the broker's max_message_size makes the broker close
+// the channel (PRECONDITION_FAILED). Publish reads the close reason: that
+// message fails with broker.ErrTooLarge instead of being published again
+// on every new channel, the other publishes caught in the closing are
+// published again, and the limit learnt refuses later larger bodies up
+// front (as MaxBodySize does from the start), so they never close a
+// channel under other jobs' publishes.
 //
 // # Queues and dead-lettering
 //

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,10 +25,32 @@ var ErrNacked = errors.New("rabbit: broker nacked the message")
 // mandatory message because no queue of that name exists.
 var ErrUnroutable = errors.New("rabbit: message returned unroutable (no such queue)")
 
-// MaxBodySize is RabbitMQ's default max_message_size (128 MiB). A larger
-// message makes the broker close the channel, which Publish would otherwise
-// take for a connection failure and retry forever, so it is refused up front.
-const MaxBodySize = 128 << 20
+// MaxBodySize is the largest max_message_size RabbitMQ accepts (512 MiB;
+// its default is 16 MiB from 4.0, 128 MiB before). A larger message is
+// refused up front.
+const MaxBodySize = 512 << 20
+
+// tooLargeRe matches the reason RabbitMQ gives when it closes a channel
+// (PRECONDITION_FAILED, 406) over a message larger than max_message_size:
+// "message size 20971520 is larger than configured max size 16777216".
+var tooLargeRe = regexp.MustCompile(`message size (\d+) is larger than (?:configured )?max size (\d+)`)
+
+// brokerSizeLimit reads the broker's max_message_size from the error that
+// closed a channel, or returns 0 if the channel closed for another reason.
+func brokerSizeLimit(e *amqp.Error) int {
+	if e == nil || e.Code != amqp.PreconditionFailed {
+		return 0
+	}
+	m := tooLargeRe.FindStringSubmatch(e.Reason)
+	if m == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(m[2])
+	if err != nil {
+		return 0
+	}
+	return n
+}
 
 // publishSession is one publisher connection with one confirm-mode channel.
 type publishSession struct {
@@ -51,6 +75,36 @@ type publishSession struct {
 
 	adoptMu sync.Mutex    // guards adoptCh
 	adoptCh *amqp.Channel // adoption announcements; opened on first use
+
+	// why receives the error that closes ch; amqp091 closes it after a
+	// clean close. closeReason reads it once.
+	why     chan *amqp.Error
+	whyMu   sync.Mutex // guards whyErr and whyRead
+	whyErr  *amqp.Error
+	whyRead bool
+}
+
+// closeReasonWait bounds how long closeReason waits for the error of a
+// channel that says it is closed: amqp091 marks a channel closed before it
+// tells the listeners why.
+const closeReasonWait = time.Second
+
+// closeReason is the error that closed ch, or nil (closed cleanly, or no
+// reason within closeReasonWait). Call it only once ch.IsClosed().
+func (s *publishSession) closeReason() *amqp.Error {
+	s.whyMu.Lock()
+	defer s.whyMu.Unlock()
+	if !s.whyRead {
+		t := time.NewTimer(closeReasonWait)
+		defer t.Stop()
+		select {
+		case e := <-s.why: // nil once closed without an error
+			s.whyErr = e
+		case <-t.C: // given up for this session: no other caller waits again
+		}
+		s.whyRead = true
+	}
+	return s.whyErr
 }
 
 type retKey struct{ queue, messageID string }
@@ -153,6 +207,7 @@ func (c *Client) openPublish(ctx context.Context) (*publishSession, error) {
 	// Buffered: the library sends at most one close error per listener.
 	s.connClose = conn.NotifyClose(make(chan *amqp.Error, 1))
 	s.chClose = ch.NotifyClose(make(chan *amqp.Error, 1))
+	s.why = ch.NotifyClose(make(chan *amqp.Error, 1))
 	s.blocked = conn.NotifyBlocked(make(chan amqp.Blocking, 4))
 	return s, nil
 }
@@ -245,8 +300,8 @@ const publishRetryPause = 50 * time.Millisecond
 // tests use it to submit JobRequests to the execute queue, or arbitrary
 // bytes as invalid ones).
 func (c *Client) PublishTo(ctx context.Context, queue string, m broker.Message) error {
-	if len(m.Body) > MaxBodySize {
-		return fmt.Errorf("rabbit: publish: body of %d bytes exceeds %d", len(m.Body), MaxBodySize)
+	if limit := c.sizeLimit(); len(m.Body) > limit {
+		return fmt.Errorf("rabbit: publish: body of %d bytes exceeds %d: %w", len(m.Body), limit, broker.ErrTooLarge)
 	}
 	msg := amqp.Publishing{
 		DeliveryMode:  amqp.Persistent,
@@ -271,6 +326,9 @@ func (c *Client) PublishTo(ctx context.Context, queue string, m broker.Message) 
 				return fmt.Errorf("rabbit: publish: %w", ctx.Err())
 			}
 			if s.ch.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+				if err := c.refusedForSize(s, m); err != nil {
+					return err
+				}
 				continue // wait for the next session
 			}
 			// A failed write (e.g. connection reset) means the connection is
@@ -315,11 +373,51 @@ func (c *Client) PublishTo(ctx context.Context, queue string, m broker.Message) 
 		// The library nacks outstanding confirms when the channel closes,
 		// after marking it closed: that is a lost publish, not a broker nack.
 		if s.ch.IsClosed() {
+			if err := c.refusedForSize(s, m); err != nil {
+				return err
+			}
 			c.pub.log.Debug("channel closed before confirm; publishing again", "job_id", m.MessageID)
 			continue
 		}
 		return ErrNacked
 	}
+}
+
+// refusedForSize tells, for a publish whose channel s closed before its
+// confirm, whether the broker closed it over a message larger than its
+// max_message_size and m is that large: then publishing m again would
+// close the next channel too, and it returns an error wrapping
+// broker.ErrTooLarge. The limit learnt is kept, so that later bodies over
+// it are refused before they reach the broker and disturb other
+// publishes. A smaller m was only caught in the closing (another message
+// was too large): it returns nil and m is published again.
+func (c *Client) refusedForSize(s *publishSession, m broker.Message) error {
+	limit := brokerSizeLimit(s.closeReason())
+	if limit <= 0 {
+		return nil
+	}
+	if c.learnSizeLimit(limit) {
+		c.pub.log.Warn("broker refused a message over its max_message_size; refusing larger ones up front", "max_message_size", limit)
+	}
+	if len(m.Body) <= limit {
+		return nil
+	}
+	return fmt.Errorf("rabbit: publish: body of %d bytes exceeds the broker's max_message_size %d: %w", len(m.Body), limit, broker.ErrTooLarge)
+}
+
+// sizeLimit is the largest body Publish sends: MaxBodySize, or less once
+// the broker refused a message for its size.
+func (c *Client) sizeLimit() int {
+	if n := c.brokerMaxBody.Load(); n > 0 {
+		return int(n)
+	}
+	return MaxBodySize
+}
+
+// learnSizeLimit records the broker's max_message_size; it reports whether
+// that changed what sizeLimit returns.
+func (c *Client) learnSizeLimit(n int) bool {
+	return c.brokerMaxBody.Swap(int64(n)) != int64(n)
 }
 
 // ownsQueue reports whether the Client declares queue itself.

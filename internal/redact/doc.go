@@ -4,13 +4,9 @@
 //
 // A Secrets holds secret strings (a job's GitHub token, registry
 // passwords). Scrub replaces each secret, and the encodings it commonly
-// shows up in, with Placeholder:
-//
-//   - the secret itself;
-//   - URL query- and path-escaped forms (url.QueryEscape, url.PathEscape);
-//   - base64 (standard and URL alphabets, padded or not) of the secret;
-//   - base64 of the HTTP basic-auth form "x-access-token:<secret>" that git
-//     and GitHub use.
+// shows up in (Encodings: URL escaping with upper- and lowercase hex, hex,
+// JSON escapes, base64 at any byte offset, which covers base64 of
+// "user:<secret>"), with Placeholder.
 //
 // Strings shorter than MinLen bytes are ignored by New and Add: replacing
 // every "abc" in a build log would wreck the log and protect nothing.

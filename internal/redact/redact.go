@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf16"
 )
 
 // Placeholder replaces every secret.
@@ -57,8 +59,8 @@ func (s *Secrets) Add(secret string) {
 	s.secrets[secret] = struct{}{}
 	// Build a new slice: readers hold the old one without the lock.
 	patterns := slices.Clone(s.patterns)
-	for _, p := range encodings(secret) {
-		if len(p) >= MinLen && !slices.Contains(patterns, p) {
+	for _, p := range Encodings(secret) {
+		if !slices.Contains(patterns, p) {
 			patterns = append(patterns, p)
 		}
 	}
@@ -77,17 +79,126 @@ func (s *Secrets) Len() int {
 	return len(s.secrets)
 }
 
-// encodings returns secret and the forms it is commonly found in.
-func encodings(secret string) []string {
-	out := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
+// Encodings returns secret and the forms it is commonly found in, each at
+// least MinLen bytes long and listed once:
+//
+//   - the secret; URL query- and path-escaped, with upper- and lowercase
+//     hex digits; every byte percent-escaped (%xx and %XX);
+//   - hex, lower- and uppercase;
+//   - JSON string escaping (Go's, which writes <, > and & as \u00xx), and
+//     every character as a \u escape with lower- and uppercase digits;
+//   - base64 (standard and URL alphabets, padded or not) of the secret and
+//     of the basic-auth pair "x-access-token:<secret>";
+//   - the base64 characters that depend on the secret alone when it starts
+//     at byte offset 0, 1 or 2 (mod 3) of a longer encoded text (standard and URL
+//     alphabets): this covers base64("<any user>:<secret>") and a secret
+//     anywhere in an encoded document.
+//
+// The sentinel scan of the end-to-end tests searches the same list.
+func Encodings(secret string) []string {
+	var out []string
+	add := func(p string) {
+		if len(p) >= MinLen && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	add(secret)
+	for _, escaped := range []string{url.QueryEscape(secret), url.PathEscape(secret)} {
+		add(escaped)
+		add(lowerEscapes(escaped))
+	}
+	add(percentAll(secret, hexLower))
+	add(percentAll(secret, hexUpper))
+	add(hex.EncodeToString([]byte(secret)))
+	add(strings.ToUpper(hex.EncodeToString([]byte(secret))))
+	add(jsonEscape(secret))
+	add(unicodeEscapeAll(secret, hexLower))
+	add(unicodeEscapeAll(secret, hexUpper))
 	for _, raw := range []string{secret, basicAuthUser + secret} {
 		// Padded forms so the padding goes too; unpadded ones (their
 		// prefixes) for text that drops it.
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-			out = append(out, enc.EncodeToString([]byte(raw)))
+			add(enc.EncodeToString([]byte(raw)))
+		}
+	}
+	for _, offset := range []int{0, 1, 2} {
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			add(base64AtOffset(enc, secret, offset))
 		}
 	}
 	return out
+}
+
+const (
+	hexLower = "0123456789abcdef"
+	hexUpper = "0123456789ABCDEF"
+)
+
+// lowerEscapes lowercases the two hex digits of every %XX escape in s,
+// leaving the other characters alone.
+func lowerEscapes(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = lowerHexDigit(b[i+1]), lowerHexDigit(b[i+2])
+			i += 2
+		}
+	}
+	return string(b)
+}
+
+func lowerHexDigit(c byte) byte {
+	if c >= 'A' && c <= 'F' {
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// percentAll escapes every byte of s as %hh with the given digits.
+func percentAll(s, digits string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		b.WriteByte('%')
+		b.WriteByte(digits[s[i]>>4])
+		b.WriteByte(digits[s[i]&0xf])
+	}
+	return b.String()
+}
+
+// jsonEscape is s as encoding/json writes it inside a string, without the
+// quotes.
+func jsonEscape(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil || len(b) < 2 { // a string always marshals
+		return s
+	}
+	return string(b[1 : len(b)-1])
+}
+
+// unicodeEscapeAll writes every UTF-16 code unit of s as \uhhhh.
+func unicodeEscapeAll(s, digits string) string {
+	var b strings.Builder
+	for _, u := range utf16.Encode([]rune(s)) {
+		b.WriteString(`\u`)
+		for shift := 12; shift >= 0; shift -= 4 {
+			b.WriteByte(digits[(u>>shift)&0xf])
+		}
+	}
+	return b.String()
+}
+
+// base64AtOffset returns the base64 characters that encode only the bytes
+// of secret when secret starts offset bytes (0..2) into the encoded data:
+// the characters that straddle a neighbouring byte are dropped at both
+// ends.
+func base64AtOffset(enc *base64.Encoding, secret string, offset int) string {
+	full := enc.EncodeToString(append(make([]byte, offset), secret...))
+	first := (offset*8 + 5) / 6            // first character with no bit of the prefix
+	last := (offset + len(secret)) * 8 / 6 // characters made of whole secret bits end here
+	if first >= last || last > len(full) {
+		return ""
+	}
+	return full[first:last]
 }
 
 // snapshot returns the current patterns. A published slice is never

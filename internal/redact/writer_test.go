@@ -71,7 +71,7 @@ func TestWriterSplitEveryOffset(t *testing.T) {
 }
 
 // encoded returns the i-th pattern derived from secret (for test inputs).
-func (s *Secrets) encoded(secret string, i int) string { return encodings(secret)[i] }
+func (s *Secrets) encoded(secret string, i int) string { return Encodings(secret)[i] }
 
 func TestWriterRandomChunks(t *testing.T) {
 	s := New(tok, "abcd1234", "1234wxyz", "abab", "zzzz")

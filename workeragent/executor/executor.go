@@ -71,7 +71,7 @@ type Options struct {
 	Registry string
 	// WorkDir is where per-job workspaces are created (os.TempDir if empty).
 	WorkDir string
-	// LogTailBytes bounds JobResponse.logs (the tail is kept).
+	// LogTailBytes bounds JobResponse.logs (head and tail are kept).
 	LogTailBytes int
 	// JobTimeout bounds a job when its request sets no timeout.
 	JobTimeout time.Duration

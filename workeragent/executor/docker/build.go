@@ -199,7 +199,6 @@ type stepState struct {
 // the stream's error message, if any, and a read/decode error.
 func (b *buildRun) readStream(body io.Reader) (stepState, string, error) {
 	var st stepState
-	var pending strings.Builder
 	fromStep := false // the last step was a FROM: its " ---> id" is the base image
 	emit := func(line string) {
 		if m := stepRe.FindStringSubmatch(line); m != nil {
@@ -213,22 +212,19 @@ func (b *buildRun) readStream(body io.Reader) (stepState, string, error) {
 		}
 		b.out.write(line + "\n")
 	}
+	lines := lineSplitter{out: b.out, ends: "\r\n", emit: emit}
 	dec := json.NewDecoder(bufio.NewReader(body))
 	for {
 		var m streamMsg
 		if err := dec.Decode(&m); err != nil {
-			if pending.Len() > 0 {
-				emit(pending.String())
-			}
+			lines.flush()
 			if errors.Is(err, io.EOF) {
 				return st, "", nil
 			}
 			return st, "", err
 		}
 		if e := m.err(); e != "" {
-			if pending.Len() > 0 {
-				emit(pending.String())
-			}
+			lines.flush()
 			b.out.printf("build: error: %s\n", strings.TrimSpace(e))
 			return st, e, nil
 		}
@@ -242,19 +238,7 @@ func (b *buildRun) readStream(body io.Reader) (stepState, string, error) {
 		if text == "" && m.Status != "" {
 			text = strings.TrimSpace(m.ID+" "+m.Status) + "\n"
 		}
-		for text != "" {
-			i := strings.IndexAny(text, "\r\n")
-			if i < 0 {
-				pending.WriteString(text)
-				break
-			}
-			pending.WriteString(text[:i])
-			if line := pending.String(); line != "" {
-				emit(line)
-			}
-			pending.Reset()
-			text = text[i+1:]
-		}
+		lines.write([]byte(text))
 	}
 }
 

@@ -28,7 +28,10 @@
 //     written to the registry by go-containerregistry
 //   - dockerfile.go: the pre-build scan of the Dockerfile (ADD <url>
 //     refused when builds have no network)
-//   - logs.go:     the job's output: secret scrubbing and the bounded tail
+//   - logs.go:     the job's output: secret scrubbing, its bounded head
+//     and tail
+//   - lines.go:    lineSplitter, output into lines for logs.go, a line cut
+//     at maxLineBytes so an endless one costs flat memory
 //
 // go-git picks HTTP transports from a process-wide table; New installs
 // (once) a client for http and https whose RoundTripper sends a clone's

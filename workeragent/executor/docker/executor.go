@@ -65,7 +65,7 @@ type Config struct {
 	Registry string
 	// WorkDir is where per-job workspaces are created (os.TempDir if empty).
 	WorkDir string
-	// LogTailBytes bounds JobResponse.logs; the tail is kept.
+	// LogTailBytes bounds JobResponse.logs; head and tail are kept.
 	LogTailBytes int
 	// JobTimeout bounds a job whose request sets no timeout_seconds.
 	JobTimeout time.Duration
@@ -312,7 +312,7 @@ func (e *Executor) Run(ctx context.Context, req *blacktreev1.JobRequest, logs io
 		resp.ImageDigest = res.digest
 		log.Info("job succeeded", "image", res.imageURL, "digest", res.digest)
 	}
-	resp.Logs = out.tail()
+	resp.Logs = out.kept()
 	resp.FinishedAt = timestamppb.Now()
 	return resp
 }

@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
@@ -50,7 +49,7 @@ func newProgress(out *jobOutput) *progress {
 // run reads status until it is closed (Solve closes it when it returns).
 // The display's goroutine is owned here and ended before run returns.
 func (p *progress) run(status <-chan *bkclient.SolveStatus) {
-	lines := &lineWriter{out: p.out}
+	lines := newLineWriter(p.out)
 	defer lines.flush()
 	display, err := progressui.NewDisplay(lines, progressui.PlainMode)
 	if err != nil { // only for an unknown mode: a programming error
@@ -145,34 +144,26 @@ func (p *progress) failedStep() (string, bool) {
 }
 
 // lineWriter hands whole lines to the job's output, which scrubs each of
-// the job's secrets: a secret never straddles two writes.
+// the job's secrets: a secret never straddles two writes. A line longer
+// than maxLineBytes is cut (lineSplitter).
 type lineWriter struct {
-	out *jobOutput
+	mu    sync.Mutex // guards lines
+	lines lineSplitter
+}
 
-	mu      sync.Mutex // guards pending
-	pending []byte
+func newLineWriter(out *jobOutput) *lineWriter {
+	return &lineWriter{lines: lineSplitter{out: out, ends: "\n"}}
 }
 
 func (w *lineWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.pending = append(w.pending, b...)
-	for {
-		i := bytes.IndexByte(w.pending, '\n')
-		if i < 0 {
-			break
-		}
-		w.out.write(string(w.pending[:i+1]))
-		w.pending = w.pending[i+1:]
-	}
+	w.lines.write(b)
 	return len(b), nil
 }
 
 func (w *lineWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.pending) > 0 {
-		w.out.write(string(w.pending) + "\n")
-		w.pending = nil
-	}
+	w.lines.flush()
 }

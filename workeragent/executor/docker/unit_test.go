@@ -94,9 +94,9 @@ func TestJobOutputScrubsAndBoundsTail(t *testing.T) {
 		t.Errorf("streamed output = %q, want the token and its basic-auth form scrubbed", sink.String())
 	}
 	o.write("ééééééééééé") // 22 bytes of 2-byte runes: the tail must not split one
-	tail := o.tail()
+	tail := o.kept()
 	if len(tail) > 16 || !utf8.ValidString(tail) || !strings.HasSuffix(tail, "éé") {
-		t.Errorf("tail() = %q (%d bytes), want ≤16 bytes of valid UTF-8 ending in the last output", tail, len(tail))
+		t.Errorf("kept() = %q (%d bytes), want ≤16 bytes of valid UTF-8 ending in the last output", tail, len(tail))
 	}
 	if got := newJobOutput(nil, 10, "").scrub("plain"); got != "plain" {
 		t.Errorf("scrub without secrets = %q, want unchanged", got)
