@@ -9,5 +9,7 @@
 // protojson in one pass; a body it refuses goes through encoding/json,
 // which finds unknown keys and wrong types, and tolerant protojson;
 // protojson encodes), labels.go (the worker-label match), cachekey.go (the
-// build key for cache-aware placement), validate.go.
+// build key for cache-aware placement), pushscope.go (the image-name
+// prefixes pushes may go under, shared by the hub's check and the docker
+// executor's), validate.go.
 package jobspec
