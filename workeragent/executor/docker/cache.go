@@ -24,9 +24,13 @@ const DefaultCacheMaxSize = 20 << 30
 // pruneTimeout bounds one prune of the build cache.
 const pruneTimeout = 5 * time.Minute
 
-// jobTagPrefix starts the tag of every image a job builds; such images are
-// the job's own, never a base image.
-const jobTagPrefix = "blacktree-"
+// Every image a job builds is tagged jobRepo:jobTagPrefix<random>; such
+// images are the job's own, never a base image. The `.invalid` top-level
+// domain never resolves, so no registry can serve or take that name.
+const (
+	jobRepo      = "blacktree.invalid/job"
+	jobTagPrefix = "blacktree-"
+)
 
 var _ executor.CacheInspector = (*Executor)(nil)
 
@@ -42,7 +46,7 @@ func (e *Executor) CacheState(ctx context.Context) ([]string, uint64, error) {
 	var names []string
 	for _, im := range images {
 		for _, t := range im.RepoTags {
-			if t == "<none>:<none>" || strings.Contains(t, ":"+jobTagPrefix) {
+			if t == "<none>:<none>" || strings.HasPrefix(t, jobRepo+":") {
 				continue
 			}
 			names = append(names, t)

@@ -132,7 +132,6 @@ type Executor struct {
 	docker     *client.Client
 	ownsDocker bool
 	log        hclog.Logger
-	pushLocks  keyedLock
 	buildKit   *bkclient.Client  // nil with the classic builder
 	bkAttrs    map[string]string // frontend attributes of every build
 	pruner     *cachePruner      // nil when the cache is never pruned
@@ -384,6 +383,11 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 	if err != nil {
 		return result{}, &stageError{validate, err}
 	}
+	if e.cfg.BuildNetwork == "none" {
+		if err := checkOffline(resolved.dockerfile, resolved.dockerfileRel, req.GetBuildArgs()); err != nil {
+			return result{}, &stageError{validate, err}
+		}
+	}
 
 	if e.pruner != nil {
 		defer e.pruner.request() // deferred first, so it runs after cleanup
@@ -398,14 +402,14 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 			attrs:      e.bkAttrs,
 			buildArgs:  req.GetBuildArgs(),
 			maxContext: e.cfg.MaxContextBytes,
-		}, resolved, ref)
+		}, resolved)
 	} else {
-		err = b.build(ctx, resolved, ref, req.GetBuildArgs(), e.cfg.MaxContextBytes)
+		err = b.build(ctx, resolved, req.GetBuildArgs(), e.cfg.MaxContextBytes)
 	}
 	if err != nil {
 		return res, fail(ctx, build, err)
 	}
-	res.digest, err = b.push(ctx, &e.pushLocks, ref)
+	res.digest, err = b.push(ctx, ref, ws)
 	if err != nil {
 		return res, fail(ctx, push, err)
 	}
