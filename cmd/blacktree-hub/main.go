@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
 	"github.com/blacktree/blacktree/internal/cliflags"
+	"github.com/blacktree/blacktree/internal/jobspec"
 	"github.com/blacktree/blacktree/internal/rabbit"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 )
@@ -45,6 +47,7 @@ type options struct {
 	logJSON                            bool
 	logLevel                           string
 	logWriteInterval                   string // deprecated, ignored
+	allowedPushPrefixes                string
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -93,6 +96,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest heartbeat period --max-heartbeat-rate may set")
 	fs.DurationVar(&o.heartbeatGrid, "heartbeat-grid", hub.DefaultHeartbeatGrid, "grid step workers align their heartbeats to, so they arrive in groups (0: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", hub.DefaultDrainTimeout, "how long SIGTERM waits for running jobs")
+	fs.StringVar(&o.allowedPushPrefixes, "allowed-push-prefixes", "", "image `prefixes` (host[/path]) an imageName must be under, comma-separated (default: any)")
 	fs.StringVar(&o.workerTokens, "worker-tokens", "", "`file` of worker tokens, one per line, `name:token` allowed")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")
 	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "accept callers without credentials (development only)")
@@ -183,7 +187,12 @@ func run(args []string, stderr io.Writer) int {
 	if o.heartbeatGrid == 0 {
 		o.heartbeatGrid = -1 // likewise
 	}
+	pushScope, err := jobspec.ParsePushScope(strings.Split(o.allowedPushPrefixes, ","))
+	if err != nil {
+		return fail(2, fmt.Errorf("--allowed-push-prefixes: %w", err))
+	}
 	cfg := hub.Config{
+		Policy:               jobspec.Policy{PushScope: pushScope},
 		GRPCAddr:             o.grpcAddr,
 		HTTPAddr:             o.httpAddr,
 		Pprof:                o.pprof,
