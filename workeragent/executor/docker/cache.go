@@ -34,6 +34,13 @@ const (
 
 var _ executor.CacheInspector = (*Executor)(nil)
 
+// isJobTag reports a tag a job made: the private job tag, or the
+// <imageName>:blacktree-<random> form earlier versions used, which an
+// upgraded worker's engine may still hold.
+func isJobTag(tag string) bool {
+	return strings.HasPrefix(tag, jobRepo+":") || strings.Contains(tag, ":"+jobTagPrefix)
+}
+
 // CacheState implements executor.CacheInspector: the tagged images in the
 // engine (the base images later builds can start FROM without a pull; the
 // images jobs are building are left out) and the bytes of the engine's
@@ -46,7 +53,7 @@ func (e *Executor) CacheState(ctx context.Context) ([]string, uint64, error) {
 	var names []string
 	for _, im := range images {
 		for _, t := range im.RepoTags {
-			if t == "<none>:<none>" || strings.HasPrefix(t, jobRepo+":") {
+			if t == "<none>:<none>" || isJobTag(t) {
 				continue
 			}
 			names = append(names, t)
