@@ -20,7 +20,9 @@ import (
 // image is read out of the engine (`docker save` into the workspace) and
 // written to the registry by go-containerregistry, with credentials from
 // the docker config and credential helpers. Blobs the registry already
-// has are not uploaded again.
+// has are not uploaded again, but every push reads the whole image out of
+// the engine (measured cost in docs/SECURITY.md, worker-private image
+// names).
 func (b *buildRun) push(ctx context.Context, ref reference.NamedTagged, workspace string) (string, error) {
 	dst, err := name.NewTag(ref.String())
 	if err != nil {
