@@ -292,6 +292,9 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 	if token == "" {
 		logger.Warn("no worker token (--token-file or BLACKTREE_WORKER_TOKEN): only a hub running with --insecure-no-auth will accept this worker")
 	}
+	if exec.Name() == "docker" && o.buildNetwork != "none" {
+		logger.Warn("build steps can reach the network, cloud metadata (169.254.169.254) and this host's addresses included: --build-network none cuts them off (docs/SECURITY.md)")
+	}
 	if o.insecure {
 		logger.Warn("plaintext connection to the hub (--insecure): the worker token and job tokens cross the network unencrypted")
 	}
