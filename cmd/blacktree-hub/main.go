@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
 	"github.com/blacktree/blacktree/internal/cliflags"
+	"github.com/blacktree/blacktree/internal/jobspec"
 	"github.com/blacktree/blacktree/internal/rabbit"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 )
@@ -50,6 +52,7 @@ type options struct {
 	handshakeTimeout                   time.Duration
 	unauthConnTimeout                  time.Duration
 	maxStatusBytes                     int
+	allowedPushPrefixes                string
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -99,6 +102,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest heartbeat period --max-heartbeat-rate may set")
 	fs.DurationVar(&o.heartbeatGrid, "heartbeat-grid", hub.DefaultHeartbeatGrid, "grid step workers align their heartbeats to, so they arrive in groups (0: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", hub.DefaultDrainTimeout, "how long SIGTERM waits for running jobs")
+	fs.StringVar(&o.allowedPushPrefixes, "allowed-push-prefixes", "", "image `prefixes` (host[/path]) an imageName must be under, comma-separated (default: any)")
 	fs.StringVar(&o.workerTokens, "worker-tokens", "", "`file` of worker tokens, one per line, `name:token` allowed")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin API token")
 	fs.StringVar(&o.dispatchKeyFile, "dispatch-key-file", "", "`file` with the key that signs dispatch tickets, shared by the hubs of a deployment (default: derived from --amqp-url and the queues)")
@@ -234,7 +238,12 @@ func run(args []string, stderr io.Writer) int {
 	if o.heartbeatGrid == 0 {
 		o.heartbeatGrid = -1 // likewise
 	}
+	pushScope, err := jobspec.ParsePushScope(strings.Split(o.allowedPushPrefixes, ","))
+	if err != nil {
+		return fail(2, fmt.Errorf("--allowed-push-prefixes: %w", err))
+	}
 	cfg := hub.Config{
+		Policy:               jobspec.Policy{PushScope: pushScope},
 		GRPCAddr:             o.grpcAddr,
 		HTTPAddr:             o.httpAddr,
 		Pprof:                o.pprof,

@@ -118,3 +118,13 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestRunRefusesBadPushPrefix(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"--grpc-addr", "127.0.0.1:0", "--insecure-no-auth", "--allowed-push-prefixes", "reg.example.com/team,Bad Prefix"}, &out); code != 2 {
+		t.Fatalf("run() = %d, want 2 for a bad --allowed-push-prefixes", code)
+	}
+	if !strings.Contains(out.String(), `--allowed-push-prefixes: push prefix \"Bad Prefix\"`) && !strings.Contains(out.String(), `--allowed-push-prefixes: push prefix "Bad Prefix"`) {
+		t.Errorf("run() output = %q, want the refusal naming the prefix", out.String())
+	}
+}

@@ -49,13 +49,13 @@ func main() {
 type options struct {
 	hubs, tokenFile, name, labels, executor, gitBaseURL, allowedGitHosts string
 	registry, stateDir, workDir, tlsCA, tlsCert, tlsKey, tlsServerName   string
-	buildNetwork, builder, cacheMaxSize                                  string
+	buildNetwork, builder, cacheMaxSize, allowedPushPrefixes             string
 	logLevel                                                             string
 	slots, noopLines                                                     int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
 	persistResultsAfter, logFlushInterval                                time.Duration
 	logWriteInterval                                                     string // deprecated, ignored
-	insecure, allowPrivateGitHosts, logJSON                              bool
+	insecure, allowPrivateGitHosts, logJSON, allowAnyPush                bool
 }
 
 const usageHead = `blacktree-worker: the Blacktree worker agent.
@@ -124,6 +124,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.builder, "builder", "buildkit", "builder: buildkit (the engine's embedded BuildKit) or classic")
 	fs.StringVar(&o.cacheMaxSize, "cache-max-size", "20GiB", "`size` the engine's build cache is pruned to after jobs (0: never)")
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
+	fs.StringVar(&o.allowedPushPrefixes, "allowed-push-prefixes", "", "more image `prefixes` (host[/path]) jobs may push under, comma-separated")
+	fs.BoolVar(&o.allowAnyPush, "allow-any-push", false, "with no --registry or --allowed-push-prefixes, push wherever the credentials reach")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id, unacknowledged results and the build keys of recent builds")
 	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
 		"write a result to --state-dir when its ack is this late (0: before sending)")
@@ -278,6 +280,8 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 
 		AllowPrivateGitHosts: o.allowPrivateGitHosts,
 		Registry:             o.registry,
+		AllowedPushPrefixes:  splitList(o.allowedPushPrefixes),
+		AllowAnyPush:         o.allowAnyPush,
 		WorkDir:              o.workDir,
 		LogTailBytes:         workeragent.DefaultResultLogBytes,
 		JobTimeout:           o.jobTimeout,
@@ -287,6 +291,9 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 	}
 	if token == "" {
 		logger.Warn("no worker token (--token-file or BLACKTREE_WORKER_TOKEN): only a hub running with --insecure-no-auth will accept this worker")
+	}
+	if exec.Name() == "docker" && o.buildNetwork != "none" {
+		logger.Warn("build steps can reach the network, cloud metadata (169.254.169.254) and this host's addresses included: --build-network none cuts them off (docs/SECURITY.md)")
 	}
 	if o.insecure {
 		logger.Warn("plaintext connection to the hub (--insecure): the worker token and job tokens cross the network unencrypted")

@@ -94,6 +94,16 @@ func TestRunUsageErrors(t *testing.T) {
 			want: "--cache-max-size",
 		},
 		{
+			name: "docker executor with no push scope",
+			args: []string{"--insecure"},
+			want: "no push scope: pass --registry or --allowed-push-prefixes (or --allow-any-push",
+		},
+		{
+			name: "bad push prefix",
+			args: []string{"--insecure", "--allowed-push-prefixes", "reg.example.com/Team"},
+			want: `push prefix "reg.example.com/Team"`,
+		},
+		{
 			name: "unknown builder",
 			args: []string{"--insecure", "--builder", "kaniko"},
 			want: `unknown builder "kaniko"`,
@@ -136,7 +146,7 @@ func TestHelp(t *testing.T) {
 	if got := run([]string{"--help"}, &stderr); got != exitOK {
 		t.Errorf("run(--help) = %d, want 0", got)
 	}
-	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER", "--log-flush-interval", "BLACKTREE_LOG_FLUSH_INTERVAL", "--log-write-interval", "BLACKTREE_LOG_WRITE_INTERVAL", "--builder", "--cache-max-size"} {
+	for _, want := range []string{"--hub", "BLACKTREE_HUB", "--token-file", "BLACKTREE_WORKER_TOKEN", "Examples:", "--insecure", "--persist-results-after", "BLACKTREE_PERSIST_RESULTS_AFTER", "--log-flush-interval", "BLACKTREE_LOG_FLUSH_INTERVAL", "--log-write-interval", "BLACKTREE_LOG_WRITE_INTERVAL", "--builder", "--cache-max-size", "--allowed-push-prefixes", "--allow-any-push"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--help output does not mention %q", want)
 		}

@@ -9,9 +9,10 @@
 // protojson in one pass; a body it refuses goes through encoding/json,
 // which finds unknown keys and wrong types, and tolerant protojson;
 // protojson encodes), labels.go (the worker-label match), cachekey.go (the
-// build key for cache-aware placement), validate.go, addr.go (the
-// address ranges a job's git traffic must not reach), bound.go (the bounds
-// every JobResponse field gets on the worker and again on the hub, and
-// TruncateMiddle, the head-and-tail cut with its "… N bytes truncated …"
-// marker).
+// build key for cache-aware placement), pushscope.go (the image-name
+// prefixes pushes may go under, shared by the hub's check and the docker
+// executor's), validate.go, addr.go (the address ranges a job's git
+// traffic must not reach), bound.go (the bounds every JobResponse field
+// gets on the worker and again on the hub, and TruncateMiddle, the
+// head-and-tail cut with its "… N bytes truncated …" marker).
 package jobspec

@@ -63,6 +63,11 @@ type Policy struct {
 	// link-local addresses (on-prem git servers, tests). Off by default:
 	// such URLs are refused even when listed.
 	AllowPrivateHosts bool
+	// PushScope, when not empty, is where imageName (as given, normalised)
+	// must point: the hub's --allowed-push-prefixes. Empty checks nothing
+	// here; a docker worker checks its own scope against the name it
+	// would push.
+	PushScope PushScope
 }
 
 var (
@@ -102,7 +107,7 @@ func Validate(req *blacktreev1.JobRequest, p Policy) error {
 		func() error { return validBranch(req.GetBranch()) },
 		func() error { return validRelPath("dockerfilePath", req.GetDockerfilePath()) },
 		func() error { return validRelPath("contextDir", req.GetContextDir()) },
-		func() error { return validImageName(req.GetImageName()) },
+		func() error { return validImageName(req.GetImageName(), p.PushScope) },
 		func() error { return validToken(req.GetGithubToken()) },
 		func() error { return validLabels(req.GetWorkerLabels()) },
 		func() error { return validBuildArgs(req.GetBuildArgs()) },
@@ -238,7 +243,7 @@ func validRelPath(field, s string) error {
 	return nil
 }
 
-func validImageName(s string) error {
+func validImageName(s string, scope PushScope) error {
 	const f = "imageName"
 	switch {
 	case s == "":
@@ -246,13 +251,20 @@ func validImageName(s string) error {
 	case len(s) > MaxImageNameLen:
 		return invalid(f, "longer than %d characters", MaxImageNameLen)
 	}
-	if validImageNames.has(s) {
+	if scope.Empty() && validImageNames.has(s) {
 		return nil
 	}
-	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+	named, err := reference.ParseNormalizedNamed(s)
+	if err != nil {
 		return invalid(f, "%q is not a valid image reference (%v)", s, err)
 	}
 	validImageNames.add(s)
+	if scope.Empty() {
+		return nil
+	}
+	if err := scope.Check(named); err != nil {
+		return invalid(f, "%q: %v", s, err)
+	}
 	return nil
 }
 

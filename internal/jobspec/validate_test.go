@@ -513,7 +513,7 @@ func TestValidImageNameMemo(t *testing.T) {
 		{name: "upper case stays invalid twice", image: "Registry/App:v1", ok: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := validImageName(tc.image); (err == nil) != tc.ok {
+			if err := validImageName(tc.image, PushScope{}); (err == nil) != tc.ok {
 				t.Errorf("validImageName(%q) = %v, want ok=%v", tc.image, err, tc.ok)
 			}
 		})

@@ -69,6 +69,12 @@ type Options struct {
 	// Registry is the prefix images are pushed under, e.g.
 	// `registry.example.com/team`. Empty pushes imageName as given.
 	Registry string
+	// AllowedPushPrefixes are more image-name prefixes (`host[/path]`)
+	// jobs may push under, besides Registry.
+	AllowedPushPrefixes []string
+	// AllowAnyPush lets a docker executor with no push prefix push
+	// wherever its credentials reach (refused otherwise).
+	AllowAnyPush bool
 	// WorkDir is where per-job workspaces are created (os.TempDir if empty).
 	WorkDir string
 	// LogTailBytes bounds JobResponse.logs (head and tail are kept).

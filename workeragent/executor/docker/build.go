@@ -97,25 +97,20 @@ var (
 	layerRe = regexp.MustCompile(`^ ---> ([0-9a-f]{12,64})$`)
 )
 
-// newJobTag gives the build a tag of its own: ref's name with a random
-// tag starting with jobTagPrefix.
-func (b *buildRun) newJobTag(ref reference.NamedTagged) error {
-	jobTag, err := reference.WithTag(ref, jobTagPrefix+randomHex())
-	if err != nil {
-		return err
-	}
-	b.jobTag = jobTag.String()
-	return nil
+// newJobTag gives the build a worker-private tag of its own: jobRepo
+// with a random tag starting with jobTagPrefix. The job's imageName never
+// names an image on the engine, so no other job's `FROM` can pick up
+// what this job built.
+func (b *buildRun) newJobTag() {
+	b.jobTag = jobRepo + ":" + jobTagPrefix + randomHex()
 }
 
 // build sends the context and Dockerfile to the engine and streams the
 // engine's output as lines. An error message in the stream fails the
 // build, naming the Dockerfile line of the failing step when known.
-func (b *buildRun) build(ctx context.Context, r resolvedPaths, ref reference.NamedTagged, buildArgs map[string]string, maxContext int64) error {
+func (b *buildRun) build(ctx context.Context, r resolvedPaths, buildArgs map[string]string, maxContext int64) error {
 	defer func() { b.interrupted = ctx.Err() != nil }()
-	if err := b.newJobTag(ref); err != nil {
-		return err
-	}
+	b.newJobTag()
 	suffix := strings.TrimPrefix(b.jobTag[strings.LastIndex(b.jobTag, ":")+1:], jobTagPrefix)
 	dfName, extraName := r.dockerfileInContext, ""
 	if dfName == "" {

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/distribution/reference"
 	"github.com/docker/docker/client"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
@@ -86,10 +85,8 @@ type buildKitJob struct {
 // before 23 have no image exporter, and it ignores push, so push.go pushes
 // afterwards). Progress goes to the job's output in BuildKit's plain form.
 // The steps it returns count the Dockerfile's steps, cached or run.
-func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths, ref reference.NamedTagged) (stepCount, error) {
-	if err := b.newJobTag(ref); err != nil {
-		return stepCount{}, err
-	}
+func (b *buildRun) buildKit(ctx context.Context, j buildKitJob, r resolvedPaths) (stepCount, error) {
+	b.newJobTag()
 	contextFS, err := fsutil.NewFS(r.contextDir)
 	if err != nil {
 		return stepCount{}, fmt.Errorf("reading context: %w", unwrapPathError(err))

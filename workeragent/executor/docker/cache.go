@@ -24,11 +24,22 @@ const DefaultCacheMaxSize = 20 << 30
 // pruneTimeout bounds one prune of the build cache.
 const pruneTimeout = 5 * time.Minute
 
-// jobTagPrefix starts the tag of every image a job builds; such images are
-// the job's own, never a base image.
-const jobTagPrefix = "blacktree-"
+// Every image a job builds is tagged jobRepo:jobTagPrefix<random>; such
+// images are the job's own, never a base image. The `.invalid` top-level
+// domain never resolves, so no registry can serve or take that name.
+const (
+	jobRepo      = "blacktree.invalid/job"
+	jobTagPrefix = "blacktree-"
+)
 
 var _ executor.CacheInspector = (*Executor)(nil)
+
+// isJobTag reports a tag a job made: the private job tag, or the
+// <imageName>:blacktree-<random> form earlier versions used, which an
+// upgraded worker's engine may still hold.
+func isJobTag(tag string) bool {
+	return strings.HasPrefix(tag, jobRepo+":") || strings.Contains(tag, ":"+jobTagPrefix)
+}
 
 // CacheState implements executor.CacheInspector: the tagged images in the
 // engine (the base images later builds can start FROM without a pull; the
@@ -42,7 +53,7 @@ func (e *Executor) CacheState(ctx context.Context) ([]string, uint64, error) {
 	var names []string
 	for _, im := range images {
 		for _, t := range im.RepoTags {
-			if t == "<none>:<none>" || strings.Contains(t, ":"+jobTagPrefix) {
+			if t == "<none>:<none>" || isJobTag(t) {
 				continue
 			}
 			names = append(names, t)

@@ -56,7 +56,8 @@
 //
 // Goroutines: a BuildKit build runs the solve on the job's goroutine, plus
 // the progress reader and the progress display, both ended before the
-// build returns (Solve closes the status channel). The cache pruner owns
+// build returns (Solve closes the status channel). A push runs
+// go-containerregistry's uploaders, which remote.Write waits for. The cache pruner owns
 // at most one goroutine at a time; Close cancels and waits for it. Lock
 // order: lineWriter.mu before jobOutput.mu (whole lines are written under
 // it); progress.mu, cachePruner.mu, keyedLock.mu and gitEgress.mu are

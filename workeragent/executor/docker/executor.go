@@ -43,6 +43,11 @@ func init() {
 	}
 }
 
+// ErrNoPushScope is returned by New for a configuration that names no
+// push prefix (Registry, AllowedPushPrefixes) and does not set
+// AllowAnyPush.
+var ErrNoPushScope = errors.New("docker executor: no push scope: pass --registry or --allowed-push-prefixes (or --allow-any-push to push wherever the worker's registry credentials reach)")
+
 // Config configures the docker executor. Zero values take the defaults.
 type Config struct {
 	// Logger receives the executor's own log lines (never the token).
@@ -61,8 +66,17 @@ type Config struct {
 	// environment proxy) may be reached at a private address.
 	AllowPrivateGitHosts bool
 	// Registry is the prefix images are pushed under, e.g.
-	// `registry.example.com/team`. Empty pushes imageName as given.
+	// `registry.example.com/team`. Empty pushes imageName as given. It is
+	// also a push prefix (AllowedPushPrefixes).
 	Registry string
+	// AllowedPushPrefixes are the image-name prefixes (`host[/path]`) a
+	// job may push under, besides Registry; a job naming an image
+	// elsewhere fails at validation and pushes nothing.
+	AllowedPushPrefixes []string
+	// AllowAnyPush lets a worker with no Registry and no
+	// AllowedPushPrefixes push wherever its credentials reach. Without
+	// it, New refuses such a configuration (ErrNoPushScope).
+	AllowAnyPush bool
 	// WorkDir is where per-job workspaces are created (os.TempDir if empty).
 	WorkDir string
 	// LogTailBytes bounds JobResponse.logs; head and tail are kept.
@@ -99,6 +113,8 @@ func ConfigFromOptions(o executor.Options) Config {
 		AllowedGitHosts:      o.AllowedGitHosts,
 		AllowPrivateGitHosts: o.AllowPrivateGitHosts,
 		Registry:             o.Registry,
+		AllowedPushPrefixes:  o.AllowedPushPrefixes,
+		AllowAnyPush:         o.AllowAnyPush,
 		WorkDir:              o.WorkDir,
 		LogTailBytes:         o.LogTailBytes,
 		JobTimeout:           o.JobTimeout,
@@ -114,10 +130,10 @@ type Executor struct {
 	cfg        Config
 	base       *url.URL
 	policy     jobspec.Policy
+	pushScope  jobspec.PushScope // empty only with AllowAnyPush
 	docker     *client.Client
 	ownsDocker bool
 	log        hclog.Logger
-	pushLocks  keyedLock
 	buildKit   *bkclient.Client  // nil with the classic builder
 	bkAttrs    map[string]string // frontend attributes of every build
 	pruner     *cachePruner      // nil when the cache is never pruned
@@ -178,7 +194,14 @@ func New(cfg Config) (*Executor, error) {
 			return nil, fmt.Errorf("docker executor: registry prefix %q is not a valid image name prefix", cfg.Registry)
 		}
 	}
-	e := &Executor{cfg: cfg, base: base, log: cfg.Logger, bkAttrs: bkAttrs}
+	scope, err := jobspec.ParsePushScope(append([]string{cfg.Registry}, cfg.AllowedPushPrefixes...))
+	if err != nil {
+		return nil, fmt.Errorf("docker executor: %w", err)
+	}
+	if scope.Empty() && !cfg.AllowAnyPush {
+		return nil, ErrNoPushScope
+	}
+	e := &Executor{cfg: cfg, base: base, log: cfg.Logger, bkAttrs: bkAttrs, pushScope: scope}
 	e.policy = jobspec.Policy{
 		AllowedHosts:      append([]string{strings.ToLower(base.Host)}, cfg.AllowedGitHosts...),
 		AllowPrivateHosts: cfg.AllowPrivateGitHosts,
@@ -336,6 +359,11 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 	if err != nil {
 		return result{}, &stageError{validate, err}
 	}
+	if !e.pushScope.Empty() {
+		if err := e.pushScope.Check(ref); err != nil {
+			return result{}, &stageError{validate, fmt.Errorf("imageName %q: %w", req.GetImageName(), err)}
+		}
+	}
 	src, err := e.resolveRepo(req.GetRepoUrl())
 	if err != nil {
 		return result{}, &stageError{validate, err}
@@ -359,6 +387,11 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 	if err != nil {
 		return result{}, &stageError{validate, err}
 	}
+	if e.cfg.BuildNetwork == "none" {
+		if err := checkOffline(resolved.dockerfile, resolved.dockerfileRel, req.GetBuildArgs()); err != nil {
+			return result{}, &stageError{validate, err}
+		}
+	}
 
 	if e.pruner != nil {
 		defer e.pruner.request() // deferred first, so it runs after cleanup
@@ -373,14 +406,14 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 			attrs:      e.bkAttrs,
 			buildArgs:  req.GetBuildArgs(),
 			maxContext: e.cfg.MaxContextBytes,
-		}, resolved, ref)
+		}, resolved)
 	} else {
-		err = b.build(ctx, resolved, ref, req.GetBuildArgs(), e.cfg.MaxContextBytes)
+		err = b.build(ctx, resolved, req.GetBuildArgs(), e.cfg.MaxContextBytes)
 	}
 	if err != nil {
 		return res, fail(ctx, build, err)
 	}
-	res.digest, err = b.push(ctx, &e.pushLocks, ref)
+	res.digest, err = b.push(ctx, ref, ws)
 	if err != nil {
 		return res, fail(ctx, push, err)
 	}

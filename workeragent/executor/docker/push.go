@@ -2,159 +2,74 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strings"
-	"sync"
+	"os"
 
 	"github.com/distribution/reference"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/registry"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-var digestRe = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`)
-
-// push tags the job's image as ref and pushes it, returning the pushed
-// manifest digest ("" if the engine did not report one). Tag, push and
-// untag happen under a per-reference lock so that two jobs of this
-// executor pushing the same name never push each other's image.
-func (b *buildRun) push(ctx context.Context, locks *keyedLock, ref reference.NamedTagged) (string, error) {
-	auth, err := registryAuth(ref)
+// push sends the job's image, which the engine holds only under the
+// worker-private job tag, straight to ref's registry and returns the
+// pushed manifest digest. The engine never holds ref itself: its push API
+// can only push a local name to the registry that name points at, so the
+// image is read out of the engine (`docker save` into the workspace) and
+// written to the registry by go-containerregistry, with credentials from
+// the docker config and credential helpers. Blobs the registry already
+// has are not uploaded again, but every push reads the whole image out of
+// the engine (measured cost in docs/SECURITY.md, worker-private image
+// names).
+func (b *buildRun) push(ctx context.Context, ref reference.NamedTagged, workspace string) (string, error) {
+	dst, err := name.NewTag(ref.String())
+	if err != nil {
+		return "", fmt.Errorf("push target %s: %w", ref, err)
+	}
+	saved, err := b.saveImage(ctx, workspace)
 	if err != nil {
 		return "", err
 	}
-	unlock, err := locks.lock(ctx, ref.String())
+	defer os.Remove(saved)
+	img, err := tarball.ImageFromPath(saved, nil)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("reading the image the engine saved: %w", err)
 	}
-	defer unlock()
-	if err := b.docker.ImageTag(ctx, b.jobTag, ref.String()); err != nil {
-		return "", fmt.Errorf("tagging %s: %w", ref, err)
-	}
-	defer func() {
-		// Untag only: the image itself goes in cleanup (by its job tag).
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		_, _ = b.docker.ImageRemove(cctx, ref.String(), image.RemoveOptions{})
-	}()
-
 	b.out.printf("push: pushing %s\n", ref)
-	rc, err := b.docker.ImagePush(ctx, ref.String(), image.PushOptions{RegistryAuth: auth})
-	if err != nil {
-		return "", fmt.Errorf("engine refused the push of %s: %w", ref, err)
+	if err := remote.Write(dst, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		return "", fmt.Errorf("pushing %s: %w", ref, err)
 	}
-	defer rc.Close()
-	digest, err := b.readPushStream(rc)
+	digest, err := img.Digest()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("digest of %s: %w", ref, err)
 	}
 	b.out.printf("push: pushed %s digest %s\n", ref, digest)
-	return digest, nil
+	return digest.String(), nil
 }
 
-// readPushStream writes the push stream's status lines (not its
-// per-chunk progress) and returns the digest from the aux message.
-func (b *buildRun) readPushStream(r io.Reader) (string, error) {
-	dec := json.NewDecoder(r)
-	digest := ""
-	for {
-		var m streamMsg
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return digest, nil
-			}
-			return "", fmt.Errorf("reading the engine's output: %w", err)
-		}
-		if e := m.err(); e != "" {
-			b.out.printf("push: error: %s\n", strings.TrimSpace(e))
-			return "", errors.New(strings.TrimSpace(e))
-		}
-		if len(m.Aux) > 0 {
-			var aux struct{ Digest string }
-			if json.Unmarshal(m.Aux, &aux) == nil && aux.Digest != "" {
-				digest = aux.Digest
-			}
-		}
-		if m.Status == "" || (len(m.Progress) > 0 && string(m.Progress) != "{}") {
-			continue
-		}
-		if d := digestRe.FindStringSubmatch(m.Status); d != nil && digest == "" {
-			digest = d[1]
-		}
-		b.out.write(strings.TrimSpace("push: "+m.ID+" "+m.Status) + "\n")
-	}
-}
-
-// registryAuth is the X-Registry-Auth value for ref's registry, from the
-// docker config and credential helpers (go-containerregistry's default
-// keychain). No credentials encode as an anonymous "{}".
-func registryAuth(ref reference.Named) (string, error) {
-	reg, err := name.NewRegistry(reference.Domain(ref))
+// saveImage writes the job's image, as `docker save` gives it, to a file
+// in the workspace and returns its path.
+func (b *buildRun) saveImage(ctx context.Context, workspace string) (string, error) {
+	f, err := os.CreateTemp(workspace, "image-*.tar")
 	if err != nil {
-		return "", fmt.Errorf("registry of %s: %w", ref, err)
+		return "", fmt.Errorf("creating the image file: %w", err)
 	}
-	a, err := authn.DefaultKeychain.Resolve(reg)
+	rc, err := b.docker.ImageSave(ctx, []string{b.jobTag})
 	if err != nil {
-		return "", fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("engine refused to save %s: %w", b.jobTag, err)
 	}
-	c, err := a.Authorization()
+	_, err = io.Copy(f, rc)
+	rc.Close()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return "", fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
+		os.Remove(f.Name())
+		return "", fmt.Errorf("saving %s from the engine: %w", b.jobTag, err)
 	}
-	ac := registry.AuthConfig{
-		Username:      c.Username,
-		Password:      c.Password,
-		Auth:          c.Auth,
-		IdentityToken: c.IdentityToken,
-		RegistryToken: c.RegistryToken,
-	}
-	if ac != (registry.AuthConfig{}) {
-		ac.ServerAddress = reg.RegistryStr()
-	}
-	return registry.EncodeAuthConfig(ac)
-}
-
-// keyedLock is a set of mutexes by key that waits with a context. Entries
-// live only while someone holds or waits for them.
-type keyedLock struct {
-	mu sync.Mutex // guards m
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	sem  chan struct{}
-	refs int
-}
-
-func (k *keyedLock) lock(ctx context.Context, key string) (unlock func(), err error) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{sem: make(chan struct{}, 1)}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case e.sem <- struct{}{}:
-		return func() { <-e.sem; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
+	return f.Name(), nil
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestResolveRepo(t *testing.T) {
-	e, err := New(Config{GitBaseURL: "https://git.example.com/base/", AllowedGitHosts: []string{"code.example.org", "intranet.local"}})
+	e, err := New(Config{GitBaseURL: "https://git.example.com/base/", AllowedGitHosts: []string{"code.example.org", "intranet.local"}, AllowAnyPush: true})
 	if err != nil {
 		t.Fatal(err)
 	}
