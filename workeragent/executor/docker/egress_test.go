@@ -242,7 +242,11 @@ func TestCloneHostResolvingToPrivateRefused(t *testing.T) {
 }
 
 func TestGitEgressPolicy(t *testing.T) {
-	e, err := New(Config{GitBaseURL: "https://Git.Example.com/base", AllowedGitHosts: []string{"code.example.org", "10.0.0.5"}})
+	e, err := New(Config{
+		GitBaseURL:      "https://Git.Example.com/base",
+		AllowedGitHosts: []string{"code.example.org", "10.0.0.5"},
+		AllowAnyPush:    true,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
