@@ -122,7 +122,11 @@ func TestContainerImagesDemo(t *testing.T) {
 		"--group-add", strconv.Itoa(int(st.Gid)),
 		"-v", socket + ":/var/run/docker.sock",
 		"-v", e.tokenFile + ":/etc/blacktree/worker-token:ro",
-		workerImage,
+		// Writable directories of a read-only root, as in
+		// deploy/kubernetes/worker.yaml.
+		"--tmpfs", "/var/lib/blacktree-worker:uid=10001,gid=10001,mode=0700",
+		"--tmpfs", "/work:uid=10001,gid=10001,mode=0700",
+		workerImage, "--work-dir", "/work",
 		"--hub", grpcAddr, "--insecure", "--token-file", "/etc/blacktree/worker-token",
 		"--name", "container-worker", "--executor", "docker",
 		"--git-base-url", git.URL, "--registry", reg.Host,
@@ -156,12 +160,18 @@ func TestContainerImagesDemo(t *testing.T) {
 }
 
 // startContainer runs an image in the foreground with docker run on the
-// host's network, as a process of e: stopping it (SIGTERM to docker run,
+// host's network, restricted as the Kubernetes manifests restrict it, as a
+// process of e: stopping it (SIGTERM to docker run,
 // which passes it on) drains the binary like any other process of the
 // suite. The caller removes a container left over.
 func (e *env) startContainer(name string, args []string) *cluster.Process {
 	e.t.Helper()
-	runArgs := append([]string{"run", "--rm", "--name", name, "--network", "host"}, args...)
+	// The restrictions of deploy/kubernetes's security contexts: no
+	// capabilities, no privilege escalation, a read-only root.
+	runArgs := append([]string{
+		"run", "--rm", "--name", name, "--network", "host",
+		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+	}, args...)
 	p, err := cluster.Start("container "+name, "docker", runArgs, nil, nil)
 	if err != nil {
 		e.t.Fatalf("docker run %s: %v", name, err)
