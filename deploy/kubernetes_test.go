@@ -55,41 +55,42 @@ func loadManifests(t *testing.T) manifests {
 			if err := yaml.Unmarshal(doc, &tm); err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
-			var obj interface{ GetName() string }
+			var name string
 			switch tm.APIVersion + " " + tm.Kind {
 			case "apps/v1 Deployment":
-				o := &appsv1.Deployment{}
-				strict(t, where, doc, o)
-				m.deployments[o.Name], obj = o, o
+				name = decodeInto(t, where, doc, m.deployments)
 			case "apps/v1 DaemonSet":
-				o := &appsv1.DaemonSet{}
-				strict(t, where, doc, o)
-				m.daemonSets[o.Name], obj = o, o
+				name = decodeInto(t, where, doc, m.daemonSets)
 			case "v1 Service":
-				o := &corev1.Service{}
-				strict(t, where, doc, o)
-				m.services[o.Name], obj = o, o
+				name = decodeInto(t, where, doc, m.services)
 			case "v1 Secret":
-				o := &corev1.Secret{}
-				strict(t, where, doc, o)
-				m.secrets[o.Name], obj = o, o
+				name = decodeInto(t, where, doc, m.secrets)
 			case "policy/v1 PodDisruptionBudget":
-				o := &policyv1.PodDisruptionBudget{}
-				strict(t, where, doc, o)
-				m.pdbs[o.Name], obj = o, o
+				name = decodeInto(t, where, doc, m.pdbs)
 			case "v1 Namespace":
-				o := &corev1.Namespace{}
-				strict(t, where, doc, o)
-				m.namespaces[o.Name], obj = o, o
+				name = decodeInto(t, where, doc, m.namespaces)
 			default:
 				t.Fatalf("%s: unexpected apiVersion/kind %q %q", where, tm.APIVersion, tm.Kind)
 			}
-			if obj.GetName() == "" {
+			if name == "" {
 				t.Errorf("%s: no metadata.name", where)
 			}
 		}
 	}
 	return m
+}
+
+// decodeInto decodes doc strictly into a new T, files it under its name
+// and returns the name.
+func decodeInto[T any, PT interface {
+	*T
+	GetName() string
+}](t *testing.T, where string, doc []byte, into map[string]*T) string {
+	t.Helper()
+	o := PT(new(T))
+	strict(t, where, doc, o)
+	into[o.GetName()] = o
+	return o.GetName()
 }
 
 func strict(t *testing.T, where string, doc []byte, into any) {
@@ -215,6 +216,34 @@ func matches(selector *metav1.LabelSelector, labels map[string]string) bool {
 	return true
 }
 
+// checkPod checks what every Blacktree pod needs: its controller selects
+// it; one container that runs the image's entrypoint with args of the
+// binary's flags; BLACKTREE_* variables, Secret references, grace period
+// and security context as the check* functions want. It returns the
+// container and its parsed args.
+func checkPod(t *testing.T, m manifests, what string, selector *metav1.LabelSelector, tmpl corev1.PodTemplateSpec, fs flagSet) (corev1.Container, map[string]string) {
+	t.Helper()
+	if !matches(selector, tmpl.Labels) {
+		t.Errorf("%s: selector %v does not select its pods' labels %v", what, selector, tmpl.Labels)
+	}
+	if len(tmpl.Spec.Containers) != 1 {
+		t.Fatalf("%s: %d containers, want 1", what, len(tmpl.Spec.Containers))
+	}
+	c := tmpl.Spec.Containers[0]
+	if len(c.Command) != 0 {
+		t.Errorf("%s: command %v overrides the image's entrypoint; use args", what, c.Command)
+	}
+	args, err := fs.parseArgs(c.Args)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	checkEnvFlags(t, what, c, fs)
+	checkPodSecrets(t, m, what, tmpl.Spec, c, args)
+	checkGrace(t, what, tmpl.Spec, fs, args)
+	checkNonRoot(t, what, tmpl.Spec, c)
+	return c, args
+}
+
 // TestKubernetesHub: the hub Deployment, its Service and its
 // PodDisruptionBudget agree with each other and with blacktree-hub's
 // flags and listen ports.
@@ -230,24 +259,7 @@ func TestKubernetesHub(t *testing.T) {
 		t.Errorf("%s: replicas %v, want 2", what, d.Spec.Replicas)
 	}
 	tmpl := d.Spec.Template
-	if !matches(d.Spec.Selector, tmpl.Labels) {
-		t.Errorf("%s: selector %v does not select its pods' labels %v", what, d.Spec.Selector, tmpl.Labels)
-	}
-	if len(tmpl.Spec.Containers) != 1 {
-		t.Fatalf("%s: %d containers, want 1", what, len(tmpl.Spec.Containers))
-	}
-	c := tmpl.Spec.Containers[0]
-	if len(c.Command) != 0 {
-		t.Errorf("%s: command %v overrides the image's entrypoint; use args", what, c.Command)
-	}
-	args, err := hubFlags.parseArgs(c.Args)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	checkEnvFlags(t, what, c, hubFlags)
-	checkPodSecrets(t, m, what, tmpl.Spec, c, args)
-	checkGrace(t, what, tmpl.Spec, hubFlags, args)
-	checkNonRoot(t, what, tmpl.Spec, c)
+	c, args := checkPod(t, m, what, d.Spec.Selector, tmpl, hubFlags)
 	if args["tls-cert"] == "" || args["tls-key"] == "" {
 		t.Errorf("%s: the hub listens beyond loopback: want --tls-cert and --tls-key", what)
 	}
@@ -340,21 +352,7 @@ func TestKubernetesWorker(t *testing.T) {
 	}
 	const what = "DaemonSet blacktree-worker"
 	tmpl := ds.Spec.Template
-	if !matches(ds.Spec.Selector, tmpl.Labels) {
-		t.Errorf("%s: selector %v does not select its pods' labels %v", what, ds.Spec.Selector, tmpl.Labels)
-	}
-	if len(tmpl.Spec.Containers) != 1 {
-		t.Fatalf("%s: %d containers, want 1", what, len(tmpl.Spec.Containers))
-	}
-	c := tmpl.Spec.Containers[0]
-	args, err := workerFlags.parseArgs(c.Args)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	checkEnvFlags(t, what, c, workerFlags)
-	checkPodSecrets(t, m, what, tmpl.Spec, c, args)
-	checkGrace(t, what, tmpl.Spec, workerFlags, args)
-	checkNonRoot(t, what, tmpl.Spec, c)
+	c, args := checkPod(t, m, what, ds.Spec.Selector, tmpl, workerFlags)
 	if args["insecure"] == "true" || args["tls-ca"] == "" {
 		t.Errorf("%s: want TLS to the hub (--tls-ca, no --insecure)", what)
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/blacktree/blacktree/internal/cluster"
-	"github.com/blacktree/blacktree/internal/devenv"
 )
 
 // imageUID is the unprivileged user the images run as (deploy/docker).
@@ -28,9 +27,6 @@ const imageUID = 10001
 func TestContainerImagesDemo(t *testing.T) {
 	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
 		t.Fatalf("docker version = %v: %s; this test needs the Docker engine (scripts/ensure-dockerd)", err, out)
-	}
-	if err := devenv.CheckGit(); err != nil {
-		t.Fatalf("%v: run scripts/ensure-tools", err)
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -63,27 +59,7 @@ func TestContainerImagesDemo(t *testing.T) {
 	}
 
 	githubToken := "ghp_E2ECONTAINER" + randomHex(12)
-	git, err := devenv.StartGitServer(t.TempDir(), githubToken)
-	if err != nil {
-		t.Fatalf("StartGitServer() = %v", err)
-	}
-	t.Cleanup(func() { git.Close() })
-	files := map[string]string{}
-	for _, name := range []string{"Dockerfile", "hello.txt", "build-info.txt"} {
-		b, err := os.ReadFile(filepath.Join(root, "examples", "hello", name))
-		if err != nil {
-			t.Fatalf("read example: %v", err)
-		}
-		files[name] = string(b)
-	}
-	if err := git.CreateRepo("user/reponame", "main", files); err != nil {
-		t.Fatalf("CreateRepo() = %v", err)
-	}
-	reg, err := devenv.StartRegistry()
-	if err != nil {
-		t.Fatalf("StartRegistry() = %v", err)
-	}
-	t.Cleanup(func() { reg.Close() })
+	git, reg := startExampleServices(t, githubToken)
 
 	e := newEnv(t, sharedAMQP)
 	for _, f := range []string{e.tokensFile, e.tokenFile, e.adminFile} {
