@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +26,11 @@ const imageUID = 10001
 // loopback RabbitMQ, git server and registry; the worker gets the engine's
 // socket and the socket's group. The job must succeed and its image must
 // be in the registry.
+//
+// The containers run restricted as deploy/kubernetes restricts them, and
+// under the system-call filter of their deploy/systemd unit, with any
+// other call killing the process: the units' hardening is exercised on the
+// binaries, not only checked by systemd-analyze verify.
 func TestContainerImagesDemo(t *testing.T) {
 	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
 		t.Fatalf("docker version = %v: %s; this test needs the Docker engine (scripts/ensure-dockerd)", err, out)
@@ -74,6 +81,7 @@ func TestContainerImagesDemo(t *testing.T) {
 		t.Fatalf("FreeAddr() = %v", err)
 	}
 	hub := e.startContainer(hubName, []string{
+		"--security-opt", "seccomp=" + unitSeccompProfile(t, filepath.Join(root, "deploy", "systemd", "blacktree-hub.service")),
 		"-v", e.tokensFile + ":/etc/blacktree/worker-tokens:ro",
 		"-v", e.adminFile + ":/etc/blacktree/admin-token:ro",
 		hubImage,
@@ -95,6 +103,7 @@ func TestContainerImagesDemo(t *testing.T) {
 		t.Fatalf("stat %s = %v", socket, err)
 	}
 	worker := e.startContainer(workerName, []string{
+		"--security-opt", "seccomp=" + unitSeccompProfile(t, filepath.Join(root, "deploy", "systemd", "blacktree-worker@.service")),
 		"--group-add", strconv.Itoa(int(st.Gid)),
 		"-v", socket + ":/var/run/docker.sock",
 		"-v", e.tokenFile + ":/etc/blacktree/worker-token:ro",
@@ -154,6 +163,85 @@ func (e *env) startContainer(name string, args []string) *cluster.Process {
 	}
 	e.procs = append(e.procs, p)
 	return p
+}
+
+// unitSeccompProfile writes a Docker seccomp profile that allows exactly
+// the system calls a systemd unit's SystemCallFilter= lines allow (groups
+// expanded by systemd-analyze syscall-filter) and kills the process on
+// any other, and returns its path. The container must also run with
+// no-new-privileges (startContainer does): only then does runc install the
+// filter right before it executes the binary, after its own privileged
+// set-up calls.
+func unitSeccompProfile(t *testing.T, unitPath string) string {
+	t.Helper()
+	b, err := os.ReadFile(unitPath)
+	if err != nil {
+		t.Fatalf("read unit: %v", err)
+	}
+	allow, deny := map[string]bool{}, map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "SystemCallFilter=")
+		if !ok {
+			continue
+		}
+		into := allow
+		if v, ok = strings.CutPrefix(v, "~"); ok {
+			into = deny
+		}
+		for _, entry := range strings.Fields(v) {
+			for _, name := range expandSyscalls(t, entry) {
+				into[name] = true
+			}
+		}
+	}
+	if len(allow) == 0 {
+		t.Fatalf("%s has no SystemCallFilter= allow list", unitPath)
+	}
+	var names []string
+	for name := range allow {
+		if !deny[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	profile, err := json.Marshal(map[string]any{
+		"defaultAction": "SCMP_ACT_KILL_PROCESS",
+		"syscalls":      []map[string]any{{"names": names, "action": "SCMP_ACT_ALLOW"}},
+	})
+	if err != nil {
+		t.Fatalf("marshal seccomp profile: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), filepath.Base(unitPath)+".seccomp.json")
+	if err := os.WriteFile(path, profile, 0o644); err != nil {
+		t.Fatalf("write seccomp profile: %v", err)
+	}
+	return path
+}
+
+// expandSyscalls resolves a SystemCallFilter= entry: a system call, or a
+// @group that systemd-analyze syscall-filter lists (recursively).
+func expandSyscalls(t *testing.T, entry string) []string {
+	t.Helper()
+	if !strings.HasPrefix(entry, "@") {
+		return []string{entry}
+	}
+	out, err := exec.Command("systemd-analyze", "syscall-filter", entry).Output()
+	if err != nil {
+		t.Fatalf("systemd-analyze syscall-filter %s = %v (scripts/ensure-tools installs systemd)", entry, err)
+	}
+	lines := strings.Split(string(out), "\n")
+	var names []string
+	for _, line := range lines[1:] { // the first line is the group's name
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		names = append(names, expandSyscalls(t, line)...)
+	}
+	if len(names) == 0 {
+		t.Fatalf("systemd-analyze syscall-filter %s listed nothing:\n%s", entry, out)
+	}
+	return names
 }
 
 // shareWithImageUser lets the images' user read a file mounted into a
