@@ -217,11 +217,11 @@ func matches(selector *metav1.LabelSelector, labels map[string]string) bool {
 }
 
 // checkPod checks what every Blacktree pod needs: its controller selects
-// it; one container that runs the image's entrypoint with args of the
-// binary's flags; BLACKTREE_* variables, Secret references, grace period
+// it; one container that runs image (as make images tags it) with args of
+// the binary's flags; BLACKTREE_* variables, Secret references, grace period
 // and security context as the check* functions want. It returns the
 // container and its parsed args.
-func checkPod(t *testing.T, m manifests, what string, selector *metav1.LabelSelector, tmpl corev1.PodTemplateSpec, fs flagSet) (corev1.Container, map[string]string) {
+func checkPod(t *testing.T, m manifests, what string, selector *metav1.LabelSelector, tmpl corev1.PodTemplateSpec, fs flagSet, image string) (corev1.Container, map[string]string) {
 	t.Helper()
 	if !matches(selector, tmpl.Labels) {
 		t.Errorf("%s: selector %v does not select its pods' labels %v", what, selector, tmpl.Labels)
@@ -230,6 +230,9 @@ func checkPod(t *testing.T, m manifests, what string, selector *metav1.LabelSele
 		t.Fatalf("%s: %d containers, want 1", what, len(tmpl.Spec.Containers))
 	}
 	c := tmpl.Spec.Containers[0]
+	if c.Image != image {
+		t.Errorf("%s: image %s, want %s, the one make images builds", what, c.Image, image)
+	}
 	if len(c.Command) != 0 {
 		t.Errorf("%s: command %v overrides the image's entrypoint; use args", what, c.Command)
 	}
@@ -259,7 +262,7 @@ func TestKubernetesHub(t *testing.T) {
 		t.Errorf("%s: replicas %v, want 2", what, d.Spec.Replicas)
 	}
 	tmpl := d.Spec.Template
-	c, args := checkPod(t, m, what, d.Spec.Selector, tmpl, hubFlags)
+	c, args := checkPod(t, m, what, d.Spec.Selector, tmpl, hubFlags, "blacktree/hub:dev")
 	if args["tls-cert"] == "" || args["tls-key"] == "" {
 		t.Errorf("%s: the hub listens beyond loopback: want --tls-cert and --tls-key", what)
 	}
@@ -352,7 +355,7 @@ func TestKubernetesWorker(t *testing.T) {
 	}
 	const what = "DaemonSet blacktree-worker"
 	tmpl := ds.Spec.Template
-	c, args := checkPod(t, m, what, ds.Spec.Selector, tmpl, workerFlags)
+	c, args := checkPod(t, m, what, ds.Spec.Selector, tmpl, workerFlags, "blacktree/worker:dev")
 	if args["insecure"] == "true" || args["tls-ca"] == "" {
 		t.Errorf("%s: want TLS to the hub (--tls-ca, no --insecure)", what)
 	}
