@@ -90,6 +90,12 @@ type Config struct {
 	// sent, synchronously, instead (kill-safe, at the cost of a file write
 	// and remove per job; blacktree-worker --persist-results-after 0).
 	PersistResultsBeforeSend bool
+	// DisableJournal stops recording running jobs in StateDir's job
+	// journal (docs/design/worker-journal.md): a job running when the
+	// agent is killed is then reported only by the hub, as lost, after its
+	// lost-worker grace. For benchmarks that measure the journal's cost;
+	// no flag sets it.
+	DisableJournal bool
 	// Version is the agent version sent in Register (default DefaultVersion).
 	Version string
 
