@@ -183,20 +183,20 @@ func (a *Agent) openJournal() error {
 		return err
 	}
 	now := time.Now()
-	for _, rec := range left {
-		if a.results[rec.JobID] != nil {
+	for _, e := range left {
+		if a.results[e.JobID] != nil {
 			continue // finished: its result was written before the stop
 		}
-		res := interruptedResult(a.workerID, rec, now)
+		res := interruptedResult(a.workerID, e, now)
 		// Written before the journal is emptied below, so that a crash in
 		// between reports the job again, never not at all.
 		if err := a.state.saveResult(res); err != nil {
 			return fmt.Errorf("state dir: %w", err)
 		}
-		a.results[rec.JobID] = &heldResult{res: res, written: true}
-		a.log.Warn("job interrupted by the restart of this worker; reporting it failed", "job_id", rec.JobID, "stage", executor.StageWord(rec.Stage), "started", rec.Started)
+		a.results[e.JobID] = &heldResult{res: res, written: true}
+		a.log.Warn("job interrupted by the restart of this worker; reporting it failed", "job_id", e.JobID, "stage", executor.StageWord(e.Stage), "started", e.Started)
 	}
-	if err := j.start(); err != nil {
+	if err := j.start(a.cfg.Slots); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
 	a.journal = j

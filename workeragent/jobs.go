@@ -98,7 +98,7 @@ func (a *Agent) handleRunJob(s *session, rj *blacktreev1.RunJob) {
 			// The hub never heard of the acceptance: it still owns the
 			// job (RabbitMQ redelivers it), so do not run it here.
 			j.cancel(err)
-			a.journalDone(j)
+			a.journal.done(id)
 			a.mu.Lock()
 			delete(a.jobs, id)
 			a.checkIdleLocked()
@@ -175,11 +175,7 @@ func (a *Agent) runJob(j *job) {
 	}
 	ctx, cancel := context.WithTimeoutCause(j.ctx, timeout, jobTimeoutError(timeout))
 	defer cancel()
-	ctx = executor.WithStageFunc(ctx, func(stage blacktreev1.JobStage) {
-		if err := a.journal.stage(j.id, stage); err != nil {
-			j.log.Error("stage not journalled", "stage", executor.StageWord(stage), "error", err)
-		}
-	})
+	ctx = executor.WithStageFunc(ctx, func(stage blacktreev1.JobStage) { a.journal.stage(j.id, stage) })
 
 	secrets := redact.New(j.req.GetGithubToken())
 	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)
@@ -307,7 +303,7 @@ func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse, cacheChanged 
 	// a restart never reports as interrupted a job whose result a hub has
 	// published. From here to the result's write or ack, a killed agent
 	// loses the result, as it always could (results.go).
-	a.journalDone(j)
+	a.journal.done(j.id)
 	a.mu.Lock()
 	delete(a.jobs, j.id)
 	a.results[j.id] = h
@@ -349,12 +345,5 @@ func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse, cacheChanged 
 			// Stopping, and a stalled hub is not taking frames: do not
 			// hold up the stop. Run writes the result for the next start.
 		}
-	}
-}
-
-// journalDone records in the journal that j no longer runs here.
-func (a *Agent) journalDone(j *job) {
-	if err := a.journal.done(j.id); err != nil {
-		j.log.Error("job end not journalled: a restart may report it interrupted", "error", err)
 	}
 }

@@ -3,6 +3,9 @@ package workeragent
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,33 +21,35 @@ import (
 	"github.com/blacktree/blacktree/workeragent/fakehub"
 )
 
-// startedJournal opens and starts the journal in dir, logging to logs.
-func startedJournal(t *testing.T, dir string, logs io.Writer) (*journal, []journalRecord) {
+// startedJournal opens and starts a journal of slots slots in dir,
+// logging to logs.
+func startedJournal(t testing.TB, dir string, slots int, logs io.Writer) (*journal, []journalEntry) {
 	t.Helper()
-	log := hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(logs, t.Output())})
+	log := hclog.New(&hclog.LoggerOptions{Output: logs})
 	j, left, err := openJournal(dir, log)
 	if err != nil {
 		t.Fatalf("openJournal() error = %v", err)
 	}
-	if err := j.start(); err != nil {
+	if err := j.start(slots); err != nil {
 		t.Fatalf("journal.start() error = %v", err)
 	}
 	t.Cleanup(j.close)
 	return j, left
 }
 
-func journalLines(t *testing.T, dir string) int {
+// journalled lists the jobs the journal file in dir holds.
+func journalled(t *testing.T, dir string) []journalEntry {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, journalFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bytes.Count(b, []byte("\n"))
+	return readJournal(b, hclog.NewNullLogger())
 }
 
 func TestJournalRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	j, left := startedJournal(t, dir, io.Discard)
+	j, left := startedJournal(t, dir, 2, io.Discard)
 	if len(left) != 0 {
 		t.Fatalf("jobs left in a new journal = %v, want none", left)
 	}
@@ -57,21 +62,21 @@ func TestJournalRoundTrip(t *testing.T) {
 	}
 	must(j.started("run-a", "dep.mac-a", at))
 	must(j.started("run-b", "dep.mac-b", at))
-	must(j.stage("run-a", blacktreev1.JobStage_JOB_STAGE_BUILD))
-	must(j.done("run-b"))
-	// Enough finished jobs to rewrite the file more than once.
-	for i := range journalCompactAfter + 10 {
-		id := "finished-" + strings.Repeat("x", i%3)
+	if err := j.started("run-c", "t", at); !errors.Is(err, ErrJournalFull) {
+		t.Errorf("third job in two slots: error = %v, want ErrJournalFull", err)
+	}
+	j.stage("run-a", blacktreev1.JobStage_JOB_STAGE_BUILD)
+	j.done("run-b")
+	// Slots are reused: many more jobs than slots come and go.
+	for i := range 100 {
+		id := fmt.Sprintf("finished-%d", i)
 		must(j.started(id, "t", at))
-		must(j.done(id))
+		j.done(id)
 	}
 	must(j.sync())
-	if n := journalLines(t, dir); n >= journalCompactAfter {
-		t.Errorf("journal has %d lines after compaction, want fewer than %d", n, journalCompactAfter)
-	}
 	j.close()
 
-	_, left = startedJournal(t, dir, io.Discard)
+	_, left = startedJournal(t, dir, 2, io.Discard)
 	if len(left) != 1 {
 		t.Fatalf("jobs left = %+v, want run-a only", left)
 	}
@@ -79,28 +84,41 @@ func TestJournalRoundTrip(t *testing.T) {
 	if got.JobID != "run-a" || got.Ticket != "dep.mac-a" || got.Stage != blacktreev1.JobStage_JOB_STAGE_BUILD || !got.Started.Equal(at) {
 		t.Errorf("left = %+v, want run-a, ticket dep.mac-a, stage BUILD, started %s", got, at)
 	}
-	if n := journalLines(t, dir); n != 0 {
-		t.Errorf("journal has %d lines after start, want 0 (the caller reports what was left)", n)
+	if got := journalled(t, dir); len(got) != 0 {
+		t.Errorf("journal after start holds %+v, want nothing (the caller reports what was left)", got)
 	}
 }
 
-func TestJournalTornLine(t *testing.T) {
+func TestJournalTornSlot(t *testing.T) {
 	dir := t.TempDir()
-	body := `{"op":"run","job":"whole","ticket":"t1","started":"2026-01-02T03:04:05Z"}` + "\n" +
-		"\x00\x00\x00 not json\n" +
-		`{"op":"launch","job":"odd"}` + "\n" +
-		`{"op":"done","job":"never-started"}` + "\n" +
-		`{"op":"run","job":"torn","tick` // cut short: no closing brace, no newline
-	if err := os.WriteFile(filepath.Join(dir, journalFile), []byte(body), 0o600); err != nil {
+	j, _ := startedJournal(t, dir, 4, io.Discard)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, id := range []string{"whole", "torn", "overlong", "garbage"} {
+		if err := j.started(id, "t-"+id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.close()
+	path := filepath.Join(dir, journalFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := func(i int) []byte { return b[i*journalSlotSize : (i+1)*journalSlotSize] }
+	slot(1)[journalHeaderSize+3] ^= 0xff                            // payload damaged: CRC fails
+	binary.NativeEndian.PutUint32(slot(2), journalSlotSize)         // length beyond the slot
+	copy(slot(3), bytes.Repeat([]byte{0xab}, journalSlotSize))      // noise
+	b = append(b, bytes.Repeat([]byte{0x01}, journalSlotSize/2)...) // a cut-off slot: ignored
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncbuf.Buffer{}
-	_, left := startedJournal(t, dir, logs)
-	if len(left) != 1 || left[0].JobID != "whole" || left[0].Ticket != "t1" {
+	_, left := startedJournal(t, dir, 4, logs)
+	if len(left) != 1 || left[0].JobID != "whole" || left[0].Ticket != "t-whole" {
 		t.Errorf("jobs left = %+v, want whole only", left)
 	}
 	out := logs.String()
-	for _, want := range []string{"journal line unreadable; skipping it: file=jobs.journal line=2", "line=5", "journal line of unknown kind", "op=launch"} {
+	for _, want := range []string{"journal slot unreadable; skipping it: file=jobs.journal slot=1", "slot=2", "slot=3"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
@@ -161,10 +179,6 @@ func TestRestartReportsInterruptedJob(t *testing.T) {
 	s1.Send(t, fakehub.RunJobTicket(jobReq("stuck"), "dep-a.stuck"))
 	s1.WaitFor(t, wait, "JobAccepted", fakehub.IsAccepted("stuck"))
 	waitStarted(t, gate, "stuck")
-	eventually(t, "build stage journalled", func() bool {
-		b, _ := os.ReadFile(filepath.Join(dir, journalFile))
-		return bytes.Contains(b, []byte(`"op":"stage","job":"stuck"`))
-	})
 	snapshot := copyStateDir(t, dir)
 
 	r2 := startAgent(t, Config{HubAddrs: []string{hub.Addr}, StateDir: snapshot}, executor.Noop{})
@@ -197,11 +211,8 @@ func TestRestartReportsInterruptedJob(t *testing.T) {
 			return m.GetHeartbeat() != nil
 		})
 	}
-	if err := r2.agent.journal.sync(); err != nil {
-		t.Fatal(err)
-	}
-	if n := journalLines(t, snapshot); n != 0 {
-		t.Errorf("restarted journal has %d lines, want 0 (nothing runs)", n)
+	if got := journalled(t, snapshot); len(got) != 0 {
+		t.Errorf("restarted journal holds %+v, want nothing (nothing runs)", got)
 	}
 	// The interrupted result is on disk until acknowledged, like any.
 	if n := resultFiles(t, snapshot); n != 1 {
@@ -222,9 +233,8 @@ func TestCleanStopLeavesNoJournalledJob(t *testing.T) {
 	waitStarted(t, gate, "cancelled-by-stop")
 	_ = r.stop(t) // cancels the job: its result is kept, its journal entry ends
 
-	_, left := startedJournal(t, dir, io.Discard)
-	if len(left) != 0 {
-		t.Errorf("jobs left in the journal after a clean stop = %+v, want none", left)
+	if got := journalled(t, dir); len(got) != 0 {
+		t.Errorf("jobs left in the journal after a clean stop = %+v, want none", got)
 	}
 }
 
