@@ -23,13 +23,14 @@
 //     waits), so a chatty build costs one frame per interval, not one per
 //     line.
 //   - state.go: the state directory (worker id, unacknowledged results).
-//   - journal.go: the job journal (docs/design/worker-journal.md): each
-//     accepted job is appended to the state directory's jobs.journal
-//     (one write(2), no fsync) before its JobAccepted, with its stage
-//     changes (executor.EnterStage) and its end when its result is held;
-//     Run owns the goroutine that fsyncs it at most once a second. New
-//     turns every job an earlier run left in it into a held, written,
-//     interrupted result carrying the job's ticket.
+//   - journal.go: the job journal (docs/design/worker-journal.md): the
+//     state directory's jobs.journal, one slot per job slot, mapped
+//     shared into memory. A job takes a slot before its JobAccepted,
+//     stores there the stage it enters (executor.EnterStage) and frees
+//     it when its result is held: stores into the page cache, which kill
+//     -9 keeps. Run owns the goroutine that fsyncs it at most once a
+//     second. New turns every job an earlier run left in it into a held,
+//     written, interrupted result carrying the job's ticket.
 //     statelock.go: the directory's flock, held from New until Run
 //     returns, so that two processes never share a worker id.
 //   - cache.go: the cache summary the hub places jobs by: the build keys
