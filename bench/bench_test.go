@@ -277,6 +277,15 @@ func TestDispatchRatioMedian(t *testing.T) {
 	if got := d.BlacktreeRate(); got != 200 {
 		t.Errorf("BlacktreeRate() = %v, want the median 200", got)
 	}
+	if got := d.JournalRatio(); got != 0 {
+		t.Errorf("JournalRatio() without NoJournal drains = %v, want 0", got)
+	}
+	for i, without := range []float64{400, 0, 250} { // round 2 not measured
+		d.Rounds[i].NoJournal.JobsPerSec = without
+	}
+	if got := d.JournalRatio(); math.Abs(got-0.775) > 1e-9 {
+		t.Errorf("JournalRatio() = %v, want the median of 0.75 and 0.8", got)
+	}
 }
 
 // TestWriteMarkdown: each scenario's section appears only when measured,
@@ -298,11 +307,12 @@ func TestWriteMarkdown(t *testing.T) {
 			lack: []string{"## Dispatch", "## Fleet", "## Failure", "## Log", "<!--", "met**", "missed**"}},
 		{name: "dispatch", rep: Report{Dispatch: &DispatchResult{
 			Config:           DefaultDispatchConfig(),
-			Rounds:           []Round{{Baseline: drain(1000), Blacktree: drain(500)}, {Baseline: drain(1000), Blacktree: drain(700)}},
+			Rounds:           []Round{{Baseline: drain(1000), Blacktree: drain(500), NoJournal: drain(625)}, {Baseline: drain(1000), Blacktree: drain(700)}},
 			BaselineLatency:  lat,
 			BlacktreeLatency: slower,
 		}}, want: []string{"| Blacktree less the relay, p50 / p99 | | +1.00ms / +2.50ms |", "| 1 | 1000 | 500 | 0.50× | 10/10 clean; 10/10 clean |", "| **median** | | | **0.60×** | |",
-			"| 2 | hub 100, total 300 | hub 100, total 300 |", "both offered 450 jobs/s", "| p99 | 4.00ms | 6.50ms |"}},
+			"| 2 | hub 100, total 300 | hub 100, total 300 |", "both offered 450 jobs/s", "| p99 | 4.00ms | 6.50ms |",
+			"| 1 | 500 | 625 | 0.80× | 0 / 0 | 10/10 clean |", "| **median** | | | **0.80×** | | |"}},
 		{name: "errors listed", rep: Report{Errors: []string{"fleet: boom"}}, want: []string{"did not complete", "- fleet: boom"}},
 		{name: "failure", rep: Report{Failure: &FailureResult{
 			Kills:     []KillResult{{Grace: 2 * time.Second, Flagged: true, Detected: 2010 * time.Millisecond, Error: "worker lost"}},

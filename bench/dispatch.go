@@ -31,6 +31,10 @@ type DispatchConfig struct {
 	LoadFraction float64
 	// Skip is the warm-up fraction dropped from throughput (Rate).
 	Skip float64
+	// JournalCost also drains each round's backlog through Blacktree
+	// with the workers' job journal off (BLACKTREE_BENCH_NO_JOURNAL), to
+	// measure what the journal costs (docs/design/worker-journal.md).
+	JournalCost bool
 }
 
 // DefaultDispatchConfig is what `make bench` runs: the hub's default
@@ -45,6 +49,7 @@ func DefaultDispatchConfig() DispatchConfig {
 		LatencyFor:   10 * time.Second,
 		LoadFraction: 0.5,
 		Skip:         0.1,
+		JournalCost:  true,
 	}
 }
 
@@ -62,6 +67,9 @@ type Drain struct {
 type Round struct {
 	Baseline  Drain
 	Blacktree Drain
+	// NoJournal is Blacktree with the workers' job journal off (zero
+	// unless DispatchConfig.JournalCost).
+	NoJournal Drain
 }
 
 // Ratio is Blacktree's drain rate over the baseline's (0 without one).
@@ -105,6 +113,18 @@ func (d *DispatchResult) Ratio() float64 {
 	for _, r := range d.Rounds {
 		if x := r.Ratio(); x > 0 {
 			rs = append(rs, x)
+		}
+	}
+	return median(rs)
+}
+
+// JournalRatio is the median over the rounds of Blacktree's drain rate
+// over its rate with the workers' job journal off (0 if not measured).
+func (d *DispatchResult) JournalRatio() float64 {
+	var rs []float64
+	for _, r := range d.Rounds {
+		if r.NoJournal.JobsPerSec > 0 {
+			rs = append(rs, r.Blacktree.JobsPerSec/r.NoJournal.JobsPerSec)
 		}
 	}
 	return median(rs)
@@ -159,8 +179,9 @@ func (cfg DispatchConfig) hubArgs() []string {
 }
 
 // startBlacktree starts a hub and cfg.Workers noop workers on q and
-// waits until the hub lists them live.
-func startBlacktree(ctx context.Context, env *Env, q Queues, cfg DispatchConfig, prefix string) (*side, error) {
+// waits until the hub lists them live; with noJournal the workers keep
+// no job journal.
+func startBlacktree(ctx context.Context, env *Env, q Queues, cfg DispatchConfig, prefix string, noJournal bool) (*side, error) {
 	hub, err := env.StartHub(ctx, q, cfg.hubArgs()...)
 	if err != nil {
 		return nil, err
@@ -183,7 +204,12 @@ func startBlacktree(ctx context.Context, env *Env, q Queues, cfg DispatchConfig,
 		},
 	}
 	for i := range cfg.Workers {
-		w, err := env.StartWorker(fmt.Sprintf("%s-w%d", prefix, i), hub.GRPCAddr, cfg.Slots, 0)
+		name := fmt.Sprintf("%s-w%d", prefix, i)
+		workerEnv := env.WorkerEnv
+		if noJournal {
+			workerEnv = append(slices.Clone(workerEnv), "BLACKTREE_BENCH_NO_JOURNAL=1")
+		}
+		w, err := env.start("worker "+name, env.Bins.Worker, env.WorkerArgs(name, hub.GRPCAddr, cfg.Slots, 0), workerEnv)
 		if err != nil {
 			s.stop()
 			return nil, err
@@ -349,15 +375,28 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 		if round.Baseline, err = drain(ctx, env.AMQPURL, cfg, fmt.Sprintf("base%d", r), relay); err != nil {
 			return res, fmt.Errorf("baseline: %w", err)
 		}
+		// With the journal off, every other round goes first, so that
+		// neither side always drains on a warmer machine.
+		noJournalFirst := cfg.JournalCost && r%2 == 1
+		if noJournalFirst {
+			if round.NoJournal, err = drainNoJournal(ctx, env, cfg, r, logf); err != nil {
+				return res, err
+			}
+		}
 		logf("dispatch round %d: draining %d jobs through the hub and %d workers x %d slots", r+1, cfg.Jobs, cfg.Workers, cfg.Slots)
 		prefix := fmt.Sprintf("bt%d", r)
 		round.Blacktree, err = drain(ctx, env.AMQPURL, cfg, prefix, func(q Queues) (*side, error) {
-			return startBlacktree(ctx, env, q, cfg, prefix)
+			return startBlacktree(ctx, env, q, cfg, prefix, false)
 		})
 		if err != nil {
 			return res, fmt.Errorf("blacktree: %w", err)
 		}
-		logf("dispatch round %d: relay %.0f jobs/s, blacktree %.0f jobs/s (%.2fx)", r+1, round.Baseline.JobsPerSec, round.Blacktree.JobsPerSec, round.Ratio())
+		if cfg.JournalCost && !noJournalFirst {
+			if round.NoJournal, err = drainNoJournal(ctx, env, cfg, r, logf); err != nil {
+				return res, err
+			}
+		}
+		logf("dispatch round %d: relay %.0f jobs/s, blacktree %.0f jobs/s (%.2fx), without the journal %.0f jobs/s", r+1, round.Baseline.JobsPerSec, round.Blacktree.JobsPerSec, round.Ratio(), round.NoJournal.JobsPerSec)
 		res.Rounds = append(res.Rounds, round)
 	}
 	if cfg.LatencyFor <= 0 || cfg.LoadFraction <= 0 {
@@ -370,10 +409,24 @@ func RunDispatch(ctx context.Context, env *Env, cfg DispatchConfig, logf func(st
 		return res, fmt.Errorf("baseline latency: %w", err)
 	}
 	res.BlacktreeLatency, err = latency(ctx, env.AMQPURL, cfg, "btlat", rate, func(q Queues) (*side, error) {
-		return startBlacktree(ctx, env, q, cfg, "btlat")
+		return startBlacktree(ctx, env, q, cfg, "btlat", false)
 	})
 	if err != nil {
 		return res, fmt.Errorf("blacktree latency: %w", err)
 	}
 	return res, nil
+}
+
+// drainNoJournal drains round r's backlog through Blacktree with the
+// workers' job journal off.
+func drainNoJournal(ctx context.Context, env *Env, cfg DispatchConfig, r int, logf func(string, ...any)) (Drain, error) {
+	logf("dispatch round %d: draining %d jobs through the hub and workers without their job journal", r+1, cfg.Jobs)
+	prefix := fmt.Sprintf("bn%d", r)
+	d, err := drain(ctx, env.AMQPURL, cfg, prefix, func(q Queues) (*side, error) {
+		return startBlacktree(ctx, env, q, cfg, prefix, true)
+	})
+	if err != nil {
+		return d, fmt.Errorf("blacktree without the journal: %w", err)
+	}
+	return d, nil
 }

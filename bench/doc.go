@@ -6,7 +6,8 @@
 // measures a baseline in the same run and reports a ratio to it:
 //
 //   - dispatch: a backlog drained through a minimal relay on amqp091-go
-//     and through the real hub and noop workers, alternating, then both
+//     and through the real hub and noop workers, alternating (and through
+//     workers with their job journal off, for its cost), then both
 //     offered the same fixed rate for latency;
 //   - fleet: thousands of in-process workers on one hub (memory, heartbeat
 //     CPU, dispatch rate) against a small fleet's dispatch;

@@ -135,6 +135,24 @@ func (d *DispatchResult) writeMarkdown(p func(string, ...any)) {
 	}
 	p("| **median** | | | **%.2f×** | |", d.Ratio())
 	p("")
+	if jr := d.JournalRatio(); jr > 0 {
+		p("The workers' job journal ([design/worker-journal.md](design/worker-journal.md)) costs")
+		p("one append per job before `JobAccepted` and one when its result is held; each round")
+		p("also drains its backlog through Blacktree with the journal off")
+		p("(`BLACKTREE_BENCH_NO_JOURNAL=1`), the two in turn first:")
+		p("")
+		p("| round | with the journal (jobs/s) | without (jobs/s) | ratio | workers' CPU per job, with / without (µs) | ledger without |")
+		p("|---|---:|---:|---:|---:|---|")
+		for i, r := range d.Rounds {
+			if r.NoJournal.JobsPerSec > 0 {
+				p("| %d | %.0f | %.0f | %.2f× | %.0f / %.0f | %s |", i+1, r.Blacktree.JobsPerSec, r.NoJournal.JobsPerSec,
+					r.Blacktree.JobsPerSec/r.NoJournal.JobsPerSec, r.Blacktree.CPUPerJob["workers"], r.NoJournal.CPUPerJob["workers"],
+					ledgerShort(r.NoJournal.Account))
+			}
+		}
+		p("| **median** | | | **%.2f×** | | |", jr)
+		p("")
+	}
 	p("CPU per job while draining, µs of one core (btbench is the load generator and")
 	p("collector, and for the relay the relay itself; total is the machine's busy time):")
 	p("")

@@ -47,6 +47,7 @@ type Agent struct {
 	// until Run returns; nil without a state directory.
 	stateLock *os.File
 	cache     *buildCache // build keys and the executor's cache state (cache.go)
+	journal   *journal    // the jobs running here (journal.go)
 
 	flushTimeout time.Duration // finalFlushTimeout; tests shorten it
 	inspectGap   time.Duration // cacheInspectGap; tests shorten it
@@ -161,7 +162,45 @@ func New(cfg Config, exec executor.Executor, logger hclog.Logger) (*Agent, error
 		a.results[r.GetResponse().GetJobId()] = &heldResult{res: r, written: true}
 		a.log.Info("result from an earlier run awaits acknowledgement", "job_id", r.GetResponse().GetJobId())
 	}
+	if err := a.openJournal(); err != nil {
+		unlockStateDir(lock)
+		return nil, err
+	}
 	return a, nil
+}
+
+// openJournal reads the job journal an earlier run left, turns each job
+// it left running without a result into a held, written, interrupted
+// result (docs/design/worker-journal.md), and starts the journal afresh,
+// unless Config.DisableJournal.
+func (a *Agent) openJournal() error {
+	journalDir := a.cfg.StateDir
+	if a.cfg.DisableJournal {
+		journalDir = ""
+	}
+	j, left, err := openJournal(journalDir, a.log)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, e := range left {
+		if a.results[e.JobID] != nil {
+			continue // finished: its result was written before the stop
+		}
+		res := interruptedResult(a.workerID, e, now)
+		// Written before the journal is emptied below, so that a crash in
+		// between reports the job again, never not at all.
+		if err := a.state.saveResult(res); err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		a.results[e.JobID] = &heldResult{res: res, written: true}
+		a.log.Warn("job interrupted by the restart of this worker; reporting it failed", "job_id", e.JobID, "stage", executor.StageWord(e.Stage), "started", e.Started)
+	}
+	if err := j.start(a.cfg.Slots); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	a.journal = j
+	return nil
 }
 
 // WorkerID is the agent's stable id (from the state directory).
@@ -186,6 +225,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() {
 		defer close(connDone)
 		a.connectLoop(connCtx)
+	}()
+
+	journalStop := make(chan struct{})
+	journalDone := make(chan struct{})
+	go func() {
+		defer close(journalDone)
+		a.journal.syncLoop(journalStop)
 	}()
 
 	inspectCtx, inspectCancel := context.WithCancel(context.Background())
@@ -232,6 +278,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.jobsWG.Wait()
 	inspectCancel()
 	<-inspectDone
+	// Every job has finished and journalled its end: sync and close.
+	close(journalStop)
+	<-journalDone
+	a.journal.close()
 
 	a.stopOnce.Do(func() { close(a.stopping) })
 	t := time.NewTimer(sessionCloseGrace)

@@ -68,9 +68,11 @@ type Config struct {
 	// "results", one file per job, written atomically as PersistResultsAfter
 	// says and removed on ResultAck), so that a restart loses neither; and
 	// the build keys of the latest builds (file "cache-keys"), which the
-	// hub places jobs by, since the engine's cache outlives the agent.
-	// Empty means ephemeral: a new id per process and results kept in
-	// memory only.
+	// hub places jobs by, since the engine's cache outlives the agent;
+	// and the running jobs (file "jobs.journal"), which a restart reports
+	// as interrupted (docs/design/worker-journal.md).
+	// Empty means ephemeral: a new id per process, results kept in
+	// memory only and no journal.
 	StateDir string
 	// PersistResultsAfter is how long a finished job's result may wait in
 	// memory for the hub's ResultAck before it is written to StateDir. The
@@ -90,6 +92,12 @@ type Config struct {
 	// sent, synchronously, instead (kill-safe, at the cost of a file write
 	// and remove per job; blacktree-worker --persist-results-after 0).
 	PersistResultsBeforeSend bool
+	// DisableJournal stops recording running jobs in StateDir's job
+	// journal (docs/design/worker-journal.md): a job running when the
+	// agent is killed is then reported only by the hub, as lost, after its
+	// lost-worker grace. For benchmarks that measure the journal's cost;
+	// no flag sets it.
+	DisableJournal bool
 	// Version is the agent version sent in Register (default DefaultVersion).
 	Version string
 

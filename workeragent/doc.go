@@ -23,6 +23,14 @@
 //     waits), so a chatty build costs one frame per interval, not one per
 //     line.
 //   - state.go: the state directory (worker id, unacknowledged results).
+//   - journal.go: the job journal (docs/design/worker-journal.md): the
+//     state directory's jobs.journal, one slot per job slot, mapped
+//     shared into memory. A job takes a slot before its JobAccepted,
+//     stores there the stage it enters (executor.EnterStage) and frees
+//     it when its result is held: stores into the page cache, which kill
+//     -9 keeps. Run owns the goroutine that fsyncs it at most once a
+//     second. New turns every job an earlier run left in it into a held,
+//     written, interrupted result carrying the job's ticket.
 //     statelock.go: the directory's flock, held from New until Run
 //     returns, so that two processes never share a worker id.
 //   - cache.go: the cache summary the hub places jobs by: the build keys
@@ -48,7 +56,8 @@
 //
 // Concurrency: Agent.mu guards the job table, the held results, the draining
 // flag and the current session; Agent.filesMu serialises result-file I/O
-// (taken before mu, never under it). buildCache.mu guards the cache
+// (taken before mu, never under it); journal.mu guards the journal and is
+// a leaf (taken with neither held, and nothing taken under it). buildCache.mu guards the cache
 // summary (taken under Agent.mu by registerFrame, never the reverse) and
 // its writeMu the keys file (taken before its mu); a session's hbMu
 // orders its heartbeats (taken before Agent.mu and buildCache.mu). Each session has exactly one goroutine that

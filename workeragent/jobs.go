@@ -13,6 +13,7 @@ import (
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/jobspec"
 	"github.com/blacktree/blacktree/internal/redact"
+	"github.com/blacktree/blacktree/workeragent/executor"
 )
 
 // scrubMargin is more than the longest encoded form (every character a
@@ -84,12 +85,20 @@ func (a *Agent) handleRunJob(s *session, rj *blacktreev1.RunJob) {
 		_ = s.sendCtrl(rejectFrame(id, reason, detail))
 		return
 	}
+	if j != nil {
+		// Journalled before the hub hears of it, so that a restart
+		// reports the job if this process dies running it.
+		if err := a.journal.started(id, j.ticket, j.started); err != nil {
+			j.log.Error("job not journalled: if this worker dies running it, the hub reports it lost after its grace", "error", err)
+		}
+	}
 	accepted := &blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_JobAccepted{JobAccepted: &blacktreev1.JobAccepted{JobId: id}}}
 	if err := s.sendCtrl(accepted); err != nil {
 		if j != nil {
 			// The hub never heard of the acceptance: it still owns the
 			// job (RabbitMQ redelivers it), so do not run it here.
 			j.cancel(err)
+			a.journal.done(id)
 			a.mu.Lock()
 			delete(a.jobs, id)
 			a.checkIdleLocked()
@@ -166,6 +175,7 @@ func (a *Agent) runJob(j *job) {
 	}
 	ctx, cancel := context.WithTimeoutCause(j.ctx, timeout, jobTimeoutError(timeout))
 	defer cancel()
+	ctx = executor.WithStageFunc(ctx, func(stage blacktreev1.JobStage) { a.journal.stage(j.id, stage) })
 
 	secrets := redact.New(j.req.GetGithubToken())
 	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)
@@ -289,6 +299,11 @@ func (a *Agent) completeJob(j *job, resp *blacktreev1.JobResponse, cacheChanged 
 		}
 		h.written = err == nil
 	}
+	// The journal's entry goes before the result can reach a hub, so that
+	// a restart never reports as interrupted a job whose result a hub has
+	// published. From here to the result's write or ack, a killed agent
+	// loses the result, as it always could (results.go).
+	a.journal.done(j.id)
 	a.mu.Lock()
 	delete(a.jobs, j.id)
 	a.results[j.id] = h

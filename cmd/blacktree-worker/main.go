@@ -31,6 +31,11 @@ import (
 	_ "github.com/blacktree/blacktree/workeragent/executor/docker"
 )
 
+// benchNoJournalEnv, set to 1, turns the job journal off
+// (workeragent.Config.DisableJournal): for btbench's measure of the
+// journal's cost only, so it is no flag.
+const benchNoJournalEnv = "BLACKTREE_BENCH_NO_JOURNAL"
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = workeragent.DefaultVersion
 
@@ -125,7 +130,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.registry, "registry", "", "registry `prefix` images are pushed under, e.g. registry.example.com/team")
 	fs.StringVar(&o.allowedPushPrefixes, "allowed-push-prefixes", "", "more image `prefixes` (host[/path]) jobs may push under, comma-separated")
 	fs.BoolVar(&o.allowAnyPush, "allow-any-push", false, "with no --registry or --allowed-push-prefixes, push wherever the credentials reach")
-	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id, unacknowledged results and the build keys of recent builds")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`dir` for the stable worker id, unacknowledged results, running jobs and recent build keys")
 	fs.DurationVar(&o.persistResultsAfter, "persist-results-after", workeragent.DefaultPersistResultsAfter,
 		"write a result to --state-dir when its ack is this late (0: before sending)")
 	fs.DurationVar(&o.logFlushInterval, "log-flush-interval", workeragent.DefaultLogFlushInterval,
@@ -306,6 +311,7 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 		PersistResultsAfter:      o.persistResultsAfter,
 		PersistResultsBeforeSend: o.persistResultsAfter == 0,
 		LogFlushInterval:         logFlush,
+		DisableJournal:           os.Getenv(benchNoJournalEnv) == "1",
 	}
 	return cfg, exec, logger, nil
 }

@@ -1,6 +1,8 @@
 // Package executor defines the seam between the worker agent and the code
 // that actually runs a job, and the registry that --executor selects from.
 // The noop executor lives here; the docker executor in executor/docker.
+// stage.go carries the stage a running job reached back to the agent
+// (EnterStage), which journals it.
 package executor
 
 import (

@@ -264,23 +264,8 @@ type stageError struct {
 	err   error
 }
 
-func (s *stageError) Error() string { return stageWord(s.stage) + ": " + s.err.Error() }
+func (s *stageError) Error() string { return executor.StageWord(s.stage) + ": " + s.err.Error() }
 func (s *stageError) Unwrap() error { return s.err }
-
-func stageWord(s blacktreev1.JobStage) string {
-	switch s {
-	case blacktreev1.JobStage_JOB_STAGE_VALIDATE:
-		return "validate"
-	case blacktreev1.JobStage_JOB_STAGE_CLONE:
-		return "clone"
-	case blacktreev1.JobStage_JOB_STAGE_BUILD:
-		return "build"
-	case blacktreev1.JobStage_JOB_STAGE_PUSH:
-		return "push"
-	default:
-		return "job"
-	}
-}
 
 // fail wraps err for stage; when ctx is done the cause (timeout or
 // cancellation) replaces whatever the interrupted call reported.
@@ -328,7 +313,7 @@ func (e *Executor) Run(ctx context.Context, req *blacktreev1.JobRequest, logs io
 		if errors.As(err, &se) {
 			resp.FailedStage = se.stage
 		}
-		log.Info("job failed", "stage", stageWord(resp.FailedStage), "error", msg)
+		log.Info("job failed", "stage", executor.StageWord(resp.FailedStage), "error", msg)
 	} else {
 		resp.Success = true
 		resp.ImageUrl = res.imageURL
@@ -379,6 +364,7 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 		}
 	}()
 
+	executor.EnterStage(ctx, clone)
 	repoDir, err := e.clone(ctx, src, req.GetBranch(), req.GetGithubToken(), ws, out)
 	if err != nil {
 		return result{}, fail(ctx, clone, err)
@@ -396,6 +382,7 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 	if e.pruner != nil {
 		defer e.pruner.request() // deferred first, so it runs after cleanup
 	}
+	executor.EnterStage(ctx, build)
 	b := &buildRun{docker: e.docker, out: out, log: log, network: e.cfg.BuildNetwork}
 	defer b.cleanup(context.WithoutCancel(ctx))
 	var res result
@@ -413,6 +400,7 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 	if err != nil {
 		return res, fail(ctx, build, err)
 	}
+	executor.EnterStage(ctx, push)
 	res.digest, err = b.push(ctx, ref, ws)
 	if err != nil {
 		return res, fail(ctx, push, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/workeragent/executor"
 )
 
 func request(jobID, repo string) *blacktreev1.JobRequest {
@@ -56,9 +58,15 @@ func testBuildAndPush(t *testing.T, builder string) {
 			req := request("job-ok", "acme/app")
 			req.ContextDir, req.DockerfilePath, req.ImageName = tc.contextDir, tc.dockerfile, tc.image
 			logs := newLogSink("")
-			resp := e.exec.Run(context.Background(), req, logs)
+			var stages []blacktreev1.JobStage // what the agent journals
+			ctx := executor.WithStageFunc(context.Background(), func(s blacktreev1.JobStage) { stages = append(stages, s) })
+			resp := e.exec.Run(ctx, req, logs)
 			if !resp.GetSuccess() {
 				t.Fatalf("Run() failed: error=%q stage=%v logs:\n%s", resp.GetError(), resp.GetFailedStage(), resp.GetLogs())
+			}
+			wantStages := []blacktreev1.JobStage{blacktreev1.JobStage_JOB_STAGE_CLONE, blacktreev1.JobStage_JOB_STAGE_BUILD, blacktreev1.JobStage_JOB_STAGE_PUSH}
+			if !slices.Equal(stages, wantStages) {
+				t.Errorf("stages entered = %v, want %v", stages, wantStages)
 			}
 			want := e.regHost + "/blacktree/" + tc.image
 			if !strings.Contains(tc.image, ":") {
