@@ -25,6 +25,7 @@ type ControlPlane struct {
 	pub    *amqp.Channel    // confirm mode
 	sub    *amqp.Channel    // owned by the consume goroutine after start
 	done   chan struct{}    // closed when the current consume goroutine ends
+	fo     *failover        // nil unless made by NewClusterControlPlane (failover.go)
 
 	mu       sync.Mutex // guards the following
 	statuses map[string][]*blacktreev1.JobResponse
@@ -136,13 +137,7 @@ func (cp *ControlPlane) Publish(ctx context.Context, req *blacktreev1.JobRequest
 func (cp *ControlPlane) PublishRaw(ctx context.Context, body []byte, messageID string) error {
 	cp.connMu.Lock()
 	defer cp.connMu.Unlock()
-	conf, err := cp.pub.PublishWithDeferredConfirmWithContext(ctx, "", cp.ExecuteQueue, true, false, amqp.Publishing{
-		ContentType:   "application/json",
-		DeliveryMode:  amqp.Persistent,
-		MessageId:     messageID,
-		CorrelationId: "corr-" + messageID,
-		Body:          body,
-	})
+	conf, err := cp.pub.PublishWithDeferredConfirmWithContext(ctx, "", cp.ExecuteQueue, true, false, jobPublishing(body, messageID))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", messageID, err)
 	}
@@ -154,6 +149,18 @@ func (cp *ControlPlane) PublishRaw(ctx context.Context, body []byte, messageID s
 		return fmt.Errorf("publish %s: broker nacked", messageID)
 	}
 	return nil
+}
+
+// jobPublishing is the message a control plane publishes for a job: a
+// persistent JSON body with the job id as its message id.
+func jobPublishing(body []byte, messageID string) amqp.Publishing {
+	return amqp.Publishing{
+		ContentType:   "application/json",
+		DeliveryMode:  amqp.Persistent,
+		MessageId:     messageID,
+		CorrelationId: "corr-" + messageID,
+		Body:          body,
+	}
 }
 
 // WaitFor waits until every id has at least one status, or ctx ends. It
@@ -285,6 +292,7 @@ func (cp *ControlPlane) DeleteQueues(names ...string) error {
 
 // Close stops consuming and closes the connection.
 func (cp *ControlPlane) Close() error {
+	cp.stopFollowing()
 	cp.connMu.Lock()
 	defer cp.connMu.Unlock()
 	err := cp.conn.Close()
