@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +56,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("status queue leader = node %d, %v; want node %d, the execute queue's (hub A declared both through its own node)", l, err, victim)
 	}
 
+	workersOfA := e.workerIDs(a)
 	jobs := ids("cluster", jobCount)
 	published := make(chan publishOutcome, 1)
 	go func() { published <- publishPaced(ctx, e.cp, jobs, publishStep, 100*time.Millisecond) }()
@@ -114,14 +117,16 @@ func TestClusterFailover(t *testing.T) {
 		t.Errorf("%d failed statuses, want every noop job to succeed", failed)
 	}
 	repeated := e.cp.RepeatedStatuses()
-	r := recoveryOf(e.cp, jobs, killedAt)
+	all := recoveryOf(e.cp, jobs, killedAt, nil)
+	onA := recoveryOf(e.cp, jobs, killedAt, workersOfA)
 	cpMove := "none"
 	if f := e.cp.Failovers(); len(f) > 0 {
 		cpMove = f[0].Back.Sub(f[0].Lost).Round(time.Millisecond).String()
 	}
-	record(t, "3-node cluster, quorum, 2 hubs, node %d (leader) kill -9, back after %s: %s; duplicates=%d (same message again=%d, job run again=%d), publishes repeated=%d; first status after kill %s, longest stall %s, all answered %s after kill; control plane moved in %s; run %s",
+	record(t, "3-node cluster, quorum, 2 hubs, node %d (leader) kill -9, back after %s: %s; duplicates=%d (same message again=%d, job run again=%d), control-plane publishes repeated=%d; "+
+		"all statuses: first after kill %s, longest stall %s; hub A's (on the killed node): first after kill %s, longest stall %s; all answered %s after kill; control plane moved in %s; run %s",
 		victim, backAt.Sub(killedAt).Round(100*time.Millisecond), l, l.Duplicates, repeated, l.Duplicates-repeated, pub.repeated,
-		r.firstAfter, r.stall, r.drained, cpMove, time.Since(started).Round(time.Second))
+		all.firstAfter, all.stall, onA.firstAfter, onA.stall, all.drained, cpMove, time.Since(started).Round(time.Second))
 }
 
 // startRabbitCluster starts an n-node cluster with scripts/rabbitmq-cluster
@@ -133,6 +138,9 @@ func startRabbitCluster(t *testing.T, ctx context.Context, n int) *cluster.Rabbi
 		t.Fatalf("StartRabbitCluster() = %v (is rabbitmq-server installed? scripts/ensure-rabbitmq)", err)
 	}
 	t.Cleanup(func() {
+		if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
+			keepRabbitLogs(t, rc, filepath.Join(dir, t.Name()))
+		}
 		if err := rc.Stop(context.Background()); err != nil {
 			t.Errorf("stop the cluster: %v", err)
 		}
@@ -223,13 +231,19 @@ type recovery struct {
 // recoveryOf measures, from when each job's first status arrived: the time
 // from the kill to the first status after it, the longest gap between
 // first statuses from the kill on, and the time from the kill until every
-// job was answered.
-func recoveryOf(cp *cluster.ControlPlane, jobs []string, killedAt time.Time) recovery {
+// job was answered. With workers set, only jobs whose first status came
+// from one of them count.
+func recoveryOf(cp *cluster.ControlPlane, jobs []string, killedAt time.Time, workers map[string]bool) recovery {
 	var after []time.Time
 	for _, id := range jobs {
-		if at, ok := cp.FirstStatusAt(id); ok && at.After(killedAt) {
-			after = append(after, at)
+		at, ok := cp.FirstStatusAt(id)
+		if !ok || !at.After(killedAt) {
+			continue
 		}
+		if workers != nil && !workers[cp.Statuses(id)[0].GetWorkerId()] {
+			continue
+		}
+		after = append(after, at)
 	}
 	if len(after) == 0 {
 		return recovery{}
@@ -250,4 +264,37 @@ func head(s []string, n int) string {
 		return fmt.Sprintf("%v ... (%d more)", s[:n], len(s)-n)
 	}
 	return fmt.Sprint(s)
+}
+
+// workerIDs returns the ids of the workers connected to hub h.
+func (e *env) workerIDs(h *hubProc) map[string]bool {
+	e.t.Helper()
+	client, ctx := e.admin(h)
+	resp, err := client.ListWorkers(ctx, &blacktreev1.ListWorkersRequest{})
+	if err != nil {
+		e.t.Fatalf("ListWorkers() = %v", err)
+	}
+	ids := map[string]bool{}
+	for _, w := range resp.GetWorkers() {
+		ids[w.GetWorkerId()] = true
+	}
+	return ids
+}
+
+// keepRabbitLogs copies the cluster's node logs into dir, for reading a
+// run afterwards ($E2E_LOG_DIR, as env.keepLog does for processes).
+func keepRabbitLogs(t *testing.T, rc *cluster.RabbitCluster, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keep rabbit logs: %v", err)
+		return
+	}
+	for _, f := range rc.LogFiles() {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "rabbit-"+filepath.Base(f)), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("keep rabbit logs: %v", err)
+		}
+	}
 }

@@ -205,12 +205,16 @@ func (cp *ControlPlane) PublishAll(ctx context.Context, reqs []*blacktreev1.JobR
 		}
 		repeated += len(again)
 		if !ch.IsClosed() {
-			// Nacked: the queue may have no leader for a moment.
+			// Nacked: the queue had no leader when this channel first
+			// published to it. RabbitMQ 3.10 then nacks that channel's
+			// publishes for seconds after a leader is elected; a new
+			// channel publishes at once.
 			select {
 			case <-time.After(failoverRetry):
 			case <-ctx.Done():
 				return repeated, ctx.Err()
 			}
+			cp.renewPublishChannel(ch)
 			continue
 		}
 		err := Poll(ctx, 20*time.Millisecond, func() bool {
@@ -223,6 +227,27 @@ func (cp *ControlPlane) PublishAll(ctx context.Context, reqs []*blacktreev1.JobR
 		}
 	}
 	return repeated, nil
+}
+
+// renewPublishChannel replaces the publish channel ch, if it is still the
+// current one, with a new confirm-mode channel on the same connection. On
+// failure it leaves ch: the failover replaces it with the connection.
+func (cp *ControlPlane) renewPublishChannel(ch *amqp.Channel) {
+	cp.connMu.Lock()
+	defer cp.connMu.Unlock()
+	if cp.pub != ch {
+		return
+	}
+	fresh, err := cp.conn.Channel()
+	if err != nil {
+		return
+	}
+	if err := fresh.Confirm(false); err != nil {
+		_ = fresh.Close()
+		return
+	}
+	_ = ch.Close()
+	cp.pub = fresh
 }
 
 // RepeatedStatuses counts the status messages whose exact bytes had

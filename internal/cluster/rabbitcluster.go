@@ -21,6 +21,7 @@ type RabbitCluster struct {
 	Nodes []string
 
 	script string
+	dir    string
 	env    []string
 }
 
@@ -35,6 +36,7 @@ func StartRabbitCluster(ctx context.Context, n, basePort int, dir string) (*Rabb
 	}
 	c := &RabbitCluster{
 		script: filepath.Join(root, "scripts", "rabbitmq-cluster"),
+		dir:    dir,
 		env: append(os.Environ(),
 			"BLACKTREE_RMQ_BASE_PORT="+strconv.Itoa(basePort),
 			"BLACKTREE_RMQ_DIR="+dir,
@@ -88,6 +90,13 @@ func (c *RabbitCluster) Leader(ctx context.Context, queue string) (int, error) {
 // Ctl runs rabbitmqctl args against node i and returns its output.
 func (c *RabbitCluster) Ctl(ctx context.Context, i int, args ...string) (string, error) {
 	return c.run(ctx, append([]string{"ctl", strconv.Itoa(i)}, args...)...)
+}
+
+// LogFiles returns the paths of the nodes' RabbitMQ log files (gone after
+// Stop).
+func (c *RabbitCluster) LogFiles() []string {
+	files, _ := filepath.Glob(filepath.Join(c.dir, "node*", "log", "*.log"))
+	return files
 }
 
 // Stop kills every node and removes the cluster's directory.

@@ -52,7 +52,10 @@
 // node after the one the connection last reached, so a node that has just
 // failed is tried last. The two connections may land on different nodes.
 // Quorum queues are reachable from any node of the cluster, so this is
-// all failover needs on the client side (docs/design/rabbitmq-cluster.md).
+// all failover needs on the client side, but for one thing: a nack on a
+// quorum queue closes the publish channel (renewAfterNack), because a
+// channel that published while the queue had no leader keeps being
+// nacked for seconds after one is elected (docs/design/rabbitmq-cluster.md).
 // Ready reports false while
 // either side is down. Deliveries() is one channel for the Client's life.
 // A delivery held when its channel died is stale: the broker has requeued

@@ -2,6 +2,8 @@ package rabbit
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"reflect"
@@ -9,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/blacktree/blacktree/internal/broker"
 	"github.com/blacktree/blacktree/internal/cluster"
+	"github.com/blacktree/blacktree/internal/syncbuf"
 )
 
 func TestSplitURLs(t *testing.T) {
@@ -157,5 +162,48 @@ func TestConnectNoNodeReachable(t *testing.T) {
 	}
 	if strings.Contains(msg, "topsecret") {
 		t.Fatalf("Connect() = %q leaks the password", msg)
+	}
+}
+
+// TestNackOnQuorumQueueRenewsTheChannel: a publish the broker nacks (here
+// a full quorum queue with reject-publish) returns ErrNacked and closes
+// the publish channel, so the retry goes out on a new session; once the
+// queue takes messages again, Publish succeeds.
+func TestNackOnQuorumQueueRenewsTheChannel(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.QueueType = QueueTypeQuorum })
+	if _, err := e.admin.ch.QueueDeclare(e.cfg.StatusQueue, true, false, false, false, amqp.Table{
+		amqp.QueueTypeArg:     amqp.QueueTypeQuorum,
+		amqp.QueueMaxLenArg:   int32(1),
+		amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish,
+	}); err != nil {
+		t.Fatalf("QueueDeclare() = %v", err)
+	}
+	var logs *syncbuf.Buffer
+	e.logger, logs = capturingLogger(t)
+	c := e.start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := c.Publish(ctx, broker.Message{Body: []byte("{}"), MessageID: "fills"}); err != nil {
+		t.Fatalf("Publish(fills) = %v", err)
+	}
+	// A quorum queue tells its publishers it is full with a short lag.
+	var err error
+	for i := 0; i < 50 && !errors.Is(err, ErrNacked); i++ {
+		err = c.Publish(ctx, broker.Message{Body: []byte("{}"), MessageID: fmt.Sprintf("overflows-%d", i)})
+	}
+	if !errors.Is(err, ErrNacked) {
+		t.Fatalf("Publish(overflows) = %v, want ErrNacked", err)
+	}
+	waitFor(t, "a new publish session", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "publisher: reconnected") && c.Ready()
+	})
+	if !strings.Contains(logs.String(), "broker nacked a publish; publishing on a new channel") {
+		t.Fatalf("no warning about the nacked channel:\n%s", logs)
+	}
+	if _, err := e.admin.ch.QueuePurge(e.cfg.StatusQueue, false); err != nil {
+		t.Fatalf("QueuePurge() = %v", err)
+	}
+	if err := c.Publish(ctx, broker.Message{Body: []byte("{}"), MessageID: "after"}); err != nil {
+		t.Fatalf("Publish(after) = %v", err)
 	}
 }
