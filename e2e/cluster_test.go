@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,19 +152,11 @@ func startRabbitCluster(t *testing.T, ctx context.Context, n int) *cluster.Rabbi
 // do not collide.
 func freeClusterBasePort(t *testing.T, n int) int {
 	t.Helper()
-	free := func(port int) bool {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return false
-		}
-		ln.Close()
-		return true
-	}
 	for range 50 {
 		base := 13000 + 10*rand.IntN(500)
 		ok := true
 		for i := range n {
-			ok = ok && free(base+i) && free(base+1000+i) && free(base+11000+i)
+			ok = ok && cluster.PortFree(base+i) && cluster.PortFree(base+1000+i) && cluster.PortFree(base+11000+i)
 		}
 		if ok {
 			return base

@@ -38,19 +38,25 @@ type ControlPlane struct {
 // NewControlPlane connects to url and starts consuming statusQueue, which
 // must exist.
 func NewControlPlane(url, executeQueue, statusQueue string) (*ControlPlane, error) {
-	cp := &ControlPlane{
-		ExecuteQueue: executeQueue,
-		StatusQueue:  statusQueue,
-		statuses:     map[string][]*blacktreev1.JobResponse{},
-		firstAt:      map[string]time.Time{},
-		changed:      make(chan struct{}),
-	}
+	cp := newControlPlane(executeQueue, statusQueue)
 	cp.connMu.Lock()
 	defer cp.connMu.Unlock()
 	if err := cp.connect(url); err != nil {
 		return nil, err
 	}
 	return cp, nil
+}
+
+// newControlPlane is a control plane with an empty record and no
+// connection yet.
+func newControlPlane(executeQueue, statusQueue string) *ControlPlane {
+	return &ControlPlane{
+		ExecuteQueue: executeQueue,
+		StatusQueue:  statusQueue,
+		statuses:     map[string][]*blacktreev1.JobResponse{},
+		firstAt:      map[string]time.Time{},
+		changed:      make(chan struct{}),
+	}
 }
 
 // connect dials url, opens the publishing and consuming channels and starts

@@ -49,17 +49,11 @@ func NewClusterControlPlane(urls []string, executeQueue, statusQueue string) (*C
 	if len(urls) == 0 {
 		return nil, errors.New("control plane: no broker URL")
 	}
-	cp := &ControlPlane{
-		ExecuteQueue: executeQueue,
-		StatusQueue:  statusQueue,
-		statuses:     map[string][]*blacktreev1.JobResponse{},
-		firstAt:      map[string]time.Time{},
-		changed:      make(chan struct{}),
-		fo: &failover{
-			urls: urls,
-			stop: make(chan struct{}),
-			done: make(chan struct{}),
-		},
+	cp := newControlPlane(executeQueue, statusQueue)
+	cp.fo = &failover{
+		urls: urls,
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	cp.connMu.Lock()
 	var errs []error
