@@ -46,6 +46,15 @@ func TestClusterFailover(t *testing.T) {
 	e.waitWorkers(a, 2, 30*time.Second)
 	e.waitWorkers(b, 2, 30*time.Second)
 
+	types, err := rc.Ctl(ctx, 1, "-q", "-s", "list_queues", "name", "type")
+	if err != nil {
+		t.Fatalf("list_queues = %v", err)
+	}
+	for _, q := range []string{e.execQ, e.execQ + ".dead", e.statusQ} {
+		if !strings.Contains(types, q+"\tquorum") {
+			t.Fatalf("queue %s is not a quorum queue:\n%s", q, types)
+		}
+	}
 	victim, err := rc.Leader(ctx, e.execQ)
 	if err != nil {
 		t.Fatalf("Leader(execute queue) = %v", err)
