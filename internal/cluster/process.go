@@ -242,8 +242,9 @@ func FreeAddr() (string, error) {
 	if lo := ephemeralLow(); lo > floor {
 		for range 20 {
 			port := floor + rand.IntN(lo-floor)
-			if PortFree(port) {
-				return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+			if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+				ln.Close()
+				return ln.Addr().String(), nil
 			}
 		}
 	}
@@ -253,17 +254,6 @@ func FreeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
-}
-
-// PortFree reports whether a TCP listener could bind port on 127.0.0.1
-// just now (it is closed again at once).
-func PortFree(port int) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
 }
 
 // ephemeralLow returns the lowest port of the kernel's ephemeral range
