@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -46,35 +44,6 @@ func chaosConfigFromEnv(t *testing.T) chaosConfig {
 		cfg.duration = d
 	}
 	return cfg
-}
-
-// freeBrokerPort returns a port p for a private RabbitMQ node such that p
-// (AMQP) and p+20000 (Erlang distribution, see cluster.StartPrivateBroker)
-// are both free and below the kernel's ephemeral range, where no outgoing
-// connection takes them.
-func freeBrokerPort(t *testing.T, rng *rand.Rand) int {
-	t.Helper()
-	const floor, distOffset = 10000, 20000
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		_, _ = fmt.Sscan(string(b), &lo)
-	}
-	free := func(port int) bool {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return false
-		}
-		ln.Close()
-		return true
-	}
-	for range 50 {
-		p := floor + rng.IntN(lo-distOffset-floor)
-		if free(p) && free(p+distOffset) {
-			return p
-		}
-	}
-	t.Fatalf("no free port pair p, p+%d below %d for a private broker", distOffset, lo)
-	return 0
 }
 
 // chaosMember is a hub or worker that the chaos loop kills and restarts

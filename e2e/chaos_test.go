@@ -42,7 +42,10 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.duration+10*time.Minute)
 	defer cancel()
 
-	port := freeBrokerPort(t, rng)
+	port, err := cluster.FreePortBase(0, cluster.PrivateBrokerDistOffset)
+	if err != nil {
+		t.Fatalf("FreePortBase() = %v", err)
+	}
 	broker, err := cluster.StartPrivateBroker(ctx, fmt.Sprintf("btchaos%d", port), t.TempDir(), port)
 	if err != nil {
 		t.Fatalf("StartPrivateBroker() = %v (is rabbitmq-server installed? scripts/ensure-rabbitmq)", err)
