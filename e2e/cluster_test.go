@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,23 +155,19 @@ func startRabbitCluster(t *testing.T, ctx context.Context, n int) *cluster.Rabbi
 }
 
 // freeClusterBasePort picks a base port for scripts/rabbitmq-cluster whose
-// AMQP (base+i), distribution (base+1000+i) and CLI (base+11000..+11010)
-// ports are free now, below the ephemeral range, so that concurrent runs
-// do not collide.
+// AMQP (base+i), distribution (base+1000+i) and CLI (base+11000+i) ports
+// are free now, so that concurrent runs do not collide.
 func freeClusterBasePort(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		base := 13000 + 10*rand.IntN(500)
-		ok := true
-		for i := range n {
-			ok = ok && cluster.PortFree(base+i) && cluster.PortFree(base+1000+i) && cluster.PortFree(base+11000+i)
-		}
-		if ok {
-			return base
-		}
+	var offsets []int
+	for i := range n {
+		offsets = append(offsets, i, 1000+i, 11000+i)
 	}
-	t.Fatal("no free port range for a RabbitMQ cluster")
-	return 0
+	base, err := cluster.FreePortBase(offsets...)
+	if err != nil {
+		t.Fatalf("FreePortBase() = %v", err)
+	}
+	return base
 }
 
 // ownNodeFirst is the nodes' URLs comma-joined, starting at node i: the
