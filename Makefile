@@ -5,7 +5,7 @@ BIN       ?= bin
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: services all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo bench bench-builds clean
+.PHONY: services all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo images bench bench-builds clean
 
 all: build
 
@@ -56,6 +56,10 @@ services:
 ## demo: the main job end to end (starts RabbitMQ and Docker when missing)
 demo:
 	bash scripts/demo
+
+## images: container images blacktree/hub:dev, blacktree/worker:dev and blacktree/btctl:dev from static binaries built here, FROM scratch, offline (IMAGE_PREFIX, IMAGE_TAG; deploy/README.md)
+images:
+	bash scripts/build-images
 
 ## fuzz: run the request-decoding fuzzer for a while
 fuzz:

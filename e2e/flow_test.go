@@ -50,32 +50,8 @@ func TestSeedFlowManyJobs(t *testing.T) {
 // TestDockerBuildEndToEnd: the docs/protocol.md example through the docker executor,
 // a token-checking git server and a registry; the token leaks nowhere.
 func TestDockerBuildEndToEnd(t *testing.T) {
-	if err := devenv.CheckGit(); err != nil {
-		t.Fatalf("%v: run scripts/ensure-tools", err)
-	}
 	githubToken := "ghp_E2ESENTINEL" + randomHex(12)
-	git, err := devenv.StartGitServer(t.TempDir(), githubToken)
-	if err != nil {
-		t.Fatalf("StartGitServer() = %v", err)
-	}
-	t.Cleanup(func() { git.Close() })
-	root, _ := filepath.Abs("..")
-	files := map[string]string{}
-	for _, name := range []string{"Dockerfile", "hello.txt", "build-info.txt"} {
-		b, err := os.ReadFile(filepath.Join(root, "examples", "hello", name))
-		if err != nil {
-			t.Fatalf("read example: %v", err)
-		}
-		files[name] = string(b)
-	}
-	if err := git.CreateRepo("user/reponame", "main", files); err != nil {
-		t.Fatalf("CreateRepo() = %v", err)
-	}
-	reg, err := devenv.StartRegistry()
-	if err != nil {
-		t.Fatalf("StartRegistry() = %v", err)
-	}
-	t.Cleanup(func() { reg.Close() })
+	git, reg := startExampleServices(t, githubToken)
 
 	e := newEnv(t, sharedAMQP)
 	h := e.startHub()
@@ -112,4 +88,37 @@ func TestDockerBuildEndToEnd(t *testing.T) {
 	}
 	record(t, "build+push and a wrong-token clone answered in %s; token found in output: %v",
 		time.Since(start).Round(time.Millisecond), strings.Contains(everything, githubToken))
+}
+
+// startExampleServices serves examples/hello as user/reponame from a git
+// server that demands githubToken, and starts an empty registry; both stop
+// when the test ends.
+func startExampleServices(t *testing.T, githubToken string) (*devenv.GitServer, *devenv.Registry) {
+	t.Helper()
+	if err := devenv.CheckGit(); err != nil {
+		t.Fatalf("%v: run scripts/ensure-tools", err)
+	}
+	git, err := devenv.StartGitServer(t.TempDir(), githubToken)
+	if err != nil {
+		t.Fatalf("StartGitServer() = %v", err)
+	}
+	t.Cleanup(func() { git.Close() })
+	root, _ := filepath.Abs("..")
+	files := map[string]string{}
+	for _, name := range []string{"Dockerfile", "hello.txt", "build-info.txt"} {
+		b, err := os.ReadFile(filepath.Join(root, "examples", "hello", name))
+		if err != nil {
+			t.Fatalf("read example: %v", err)
+		}
+		files[name] = string(b)
+	}
+	if err := git.CreateRepo("user/reponame", "main", files); err != nil {
+		t.Fatalf("CreateRepo() = %v", err)
+	}
+	reg, err := devenv.StartRegistry()
+	if err != nil {
+		t.Fatalf("StartRegistry() = %v", err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return git, reg
 }

@@ -17,8 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
 	"github.com/blacktree/blacktree/internal/cliflags"
@@ -44,9 +42,7 @@ type options struct {
 	dispatchKeyFile                    string
 	insecureNoAuth, pprof              bool
 	tlsCert, tlsKey, tlsClientCA       string
-	logJSON                            bool
-	logLevel                           string
-	logWriteInterval                   string // deprecated, ignored
+	logging                            cliflags.Logging
 	maxSessionsPerToken                int
 	maxConns, maxConnsPerIP            int
 	handshakeTimeout                   time.Duration
@@ -115,9 +111,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate `file` for the gRPC listener")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key `file` for the gRPC listener")
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA `file` to verify worker client certificates (mTLS)")
-	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
-	fs.StringVar(&o.logWriteInterval, "log-write-interval", "", "deprecated and ignored: log lines are written at once")
+	o.logging.Register(fs)
 	cliflags.SetUsage(fs, usageText)
 	return fs
 }
@@ -161,8 +155,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.handshakeTimeout <= 0 || o.unauthConnTimeout <= 0 {
 		return nil, errors.New("invalid --handshake-timeout or --unauthenticated-conn-timeout: want more than 0")
 	}
-	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
-		return nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
+	if err := o.logging.Validate(); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -204,14 +198,10 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blacktree-hub: %v\n", err)
 		return 2
 	}
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:       "blacktree-hub",
-		Level:      hclog.LevelFromString(o.logLevel),
-		JSONFormat: o.logJSON,
-		Output:     stderr,
-	})
-	if o.logWriteInterval != "" {
-		logger.Warn("--log-write-interval is deprecated and ignored: log lines are written at once")
+	logger, err := o.logging.Logger("blacktree-hub", stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "blacktree-hub: %v\n", err)
+		return 2
 	}
 	fail := func(code int, err error) int {
 		logger.Error("cannot start", "error", err)

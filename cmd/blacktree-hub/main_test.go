@@ -19,7 +19,7 @@ func TestParse(t *testing.T) {
 	}{
 		{name: "defaults", check: func(o *options) bool {
 			return o.grpcAddr == ":7070" && o.httpAddr == ":7071" && o.executeQueue == "execute.queue" &&
-				o.statusQueue == "status.queue" && o.lostWorkerGrace == 30*time.Second && o.logLevel == "info" &&
+				o.statusQueue == "status.queue" && o.lostWorkerGrace == 30*time.Second && o.logging.Level == "info" &&
 				o.placement == hub.PlacementSpread && o.cacheAffinity && o.affinityWait == 0
 		}},
 		{name: "cache affinity off", args: []string{"--cache-affinity=false", "--affinity-wait", "2s"},
@@ -53,9 +53,9 @@ func TestParse(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
 		// Deprecated and ignored, but still accepted: old unit files keep working.
 		{name: "log write interval accepted", args: []string{"--log-write-interval", "-1s"},
-			check: func(o *options) bool { return o.logWriteInterval == "-1s" }},
+			check: func(o *options) bool { return o.logging.WriteInterval == "-1s" }},
 		{name: "log write interval from env", env: map[string]string{"BLACKTREE_LOG_WRITE_INTERVAL": "0"},
-			check: func(o *options) bool { return o.logWriteInterval == "0" }},
+			check: func(o *options) bool { return o.logging.WriteInterval == "0" }},
 		{name: "positional", args: []string{"extra"}, wantErr: "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -50,12 +50,11 @@ type options struct {
 	hubs, tokenFile, name, labels, executor, gitBaseURL, allowedGitHosts string
 	registry, stateDir, workDir, tlsCA, tlsCert, tlsKey, tlsServerName   string
 	buildNetwork, builder, cacheMaxSize, allowedPushPrefixes             string
-	logLevel                                                             string
 	slots, noopLines                                                     int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
 	persistResultsAfter, logFlushInterval                                time.Duration
-	logWriteInterval                                                     string // deprecated, ignored
-	insecure, allowPrivateGitHosts, logJSON, allowAnyPush                bool
+	logging                                                              cliflags.Logging
+	insecure, allowPrivateGitHosts, allowAnyPush                         bool
 }
 
 const usageHead = `blacktree-worker: the Blacktree worker agent.
@@ -140,9 +139,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "client key `file` for mTLS")
 	fs.StringVar(&o.tlsServerName, "tls-server-name", "", "expected hub certificate `name` (default: the host in --hub)")
 	fs.BoolVar(&o.insecure, "insecure", false, "connect without TLS (plaintext; development only)")
-	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of human-readable text")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
-	fs.StringVar(&o.logWriteInterval, "log-write-interval", "", "deprecated and ignored: the worker's own log lines are written at once")
+	o.logging.Register(fs)
 	cliflags.SetUsage(fs, usageHead)
 	return fs
 }
@@ -218,16 +215,10 @@ func validationPolicy(o *options) (jobspec.Policy, error) {
 // logger (writing to logOut). Its errors are usage errors (exit 2).
 func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor, hclog.Logger, error) {
 	var cfg workeragent.Config
-	level := hclog.LevelFromString(o.logLevel)
-	if level == hclog.NoLevel {
-		return cfg, nil, nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
+	logger, err := o.logging.Logger("blacktree-worker", logOut)
+	if err != nil {
+		return cfg, nil, nil, err
 	}
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:       "blacktree-worker",
-		Level:      level,
-		JSONFormat: o.logJSON,
-		Output:     logOut,
-	})
 	hubs := splitList(o.hubs)
 	if len(hubs) == 0 {
 		return cfg, nil, nil, errors.New("--hub is empty")
@@ -332,9 +323,6 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "blacktree-worker: %v\n", err)
 		return exitUsage
-	}
-	if o.logWriteInterval != "" {
-		logger.Warn("--log-write-interval is deprecated and ignored: log lines are written at once")
 	}
 	if c, ok := exec.(io.Closer); ok {
 		defer c.Close()

@@ -1,7 +1,8 @@
 // Package cliflags gives the Blacktree binaries one way to read flags:
 // every flag has a BLACKTREE_* environment fallback (the command line
 // wins), --help lists each flag on one line with its variable and default,
-// and errors are one line for the caller to print.
+// errors are one line for the caller to print, and the logging flags
+// (logging.go) build each binary's root logger.
 package cliflags
 
 import (
