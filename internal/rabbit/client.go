@@ -27,11 +27,10 @@ type Client struct {
 	adopt chan broker.Adoption
 	cons  consumer
 	pub   publisher
+	nodes *nodes // the URLs dialled, in turn (nodes.go)
 	// brokerMaxBody is the broker's max_message_size once a publish found
 	// it (refusedForSize), else 0.
 	brokerMaxBody atomic.Int64
-
-	nodes *nodes // the URLs of cfg.URL, dialled in turn (nodes.go)
 
 	closed    chan struct{} // closed by Shutdown or when Run returns
 	closeOnce sync.Once
@@ -71,10 +70,10 @@ func New(cfg Config, logger hclog.Logger) (*Client, error) {
 		adopt:  make(chan broker.Adoption, adoptionBuffer),
 		closed: make(chan struct{}),
 	}
-	c.cons.init(log.Named("consumer"))
-	c.pub.init(log.Named("publisher"))
 	urls, _ := SplitURLs(cfg.URL) // validated by withDefaults
 	c.nodes = newNodes(urls)
+	c.cons.init(log.Named("consumer"))
+	c.pub.init(log.Named("publisher"))
 	return c, nil
 }
 
