@@ -217,7 +217,13 @@ func (e *env) startHubAt(grpcAddr, httpAddr string, extra ...string) *hubProc {
 	h := &hubProc{Process: p, GRPCAddr: grpcAddr, HTTPAddr: httpAddr, args: args}
 	e.waitReady(h)
 	if e.cp == nil {
-		cp, err := cluster.NewControlPlane(e.amqpURL, e.execQ, e.statusQ)
+		newCP := cluster.NewControlPlane
+		if strings.Contains(e.amqpURL, ",") { // the nodes of a cluster
+			newCP = func(list, execQ, statusQ string) (*cluster.ControlPlane, error) {
+				return cluster.NewClusterControlPlane(strings.Split(list, ","), execQ, statusQ)
+			}
+		}
+		cp, err := newCP(e.amqpURL, e.execQ, e.statusQ)
 		if err != nil {
 			e.t.Fatalf("NewControlPlane() = %v", err)
 		}

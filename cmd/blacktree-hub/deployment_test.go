@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
 )
 
@@ -51,6 +53,52 @@ func TestDeployment(t *testing.T) {
 	}
 	if _, _, err := deployment(&withFile); err == nil {
 		t.Errorf("a 5-character --dispatch-key-file was accepted")
+	}
+}
+
+// TestDeploymentNodeList: hubs listing the nodes of one cluster in any
+// order (each its own node first) share the id and the key; one URL keeps
+// the derivation from before lists; another set of nodes is another
+// deployment.
+func TestDeploymentNodeList(t *testing.T) {
+	withURL := func(u string) options {
+		return options{amqpURL: u, executeQueue: "execute.queue", statusQueue: "status.queue"}
+	}
+	hubA := withURL("amqp://bt:secret@rabbit-0:5672/prod,amqp://bt:secret@rabbit-1:5672/prod,amqp://bt:secret@rabbit-2:5672/prod")
+	hubB := withURL("amqp://bt:secret@rabbit-1:5672/prod, amqp://bt:secret@rabbit-2:5672/prod, amqp://bt:secret@rabbit-0:5672/prod")
+	idA, keyA, err := deployment(&hubA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idB, keyB, err := deployment(&hubB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idA != idB || !bytes.Equal(keyA, keyB) {
+		t.Errorf("the same nodes in another order: id %q vs %q, keys equal %v; want the same deployment", idA, idB, bytes.Equal(keyA, keyB))
+	}
+	if strings.Contains(idA, "secret") {
+		t.Errorf("deployment id %q carries the password", idA)
+	}
+
+	two := withURL("amqp://bt:secret@rabbit-0:5672/prod,amqp://bt:secret@rabbit-1:5672/prod")
+	if id, key, _ := deployment(&two); id == idA || bytes.Equal(key, keyA) {
+		t.Errorf("a subset of the nodes gave the same id or key")
+	}
+
+	// One URL: the derivation from before lists, so upgraded and older
+	// hubs of one deployment agree.
+	one := "amqp://bt:secret@rabbit:5672/prod"
+	single := withURL(one)
+	id, key, _ := deployment(&single)
+	legacyKey := sha256.Sum256([]byte("blacktree dispatch key\x00" + one + "\x00execute.queue\x00status.queue"))
+	if want := hub.DeploymentID("rabbit:5672/prod", "execute.queue", "status.queue"); id != want || !bytes.Equal(key, legacyKey[:]) {
+		t.Errorf("one URL: id %q (want %q) or key changed from the single-URL derivation", id, want)
+	}
+
+	bad := withURL("amqp://bt:topsecret@rabbit-0/prod,amqp://bt:topsecret@rabbit-1/staging")
+	if _, _, err := deployment(&bad); err == nil || !strings.Contains(err.Error(), "--amqp-url") || strings.Contains(err.Error(), "topsecret") {
+		t.Errorf("URLs of two vhosts: err = %v, want an --amqp-url error without the password", err)
 	}
 }
 

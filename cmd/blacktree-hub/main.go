@@ -82,7 +82,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address`: workers, admin API, health, reflection (admin token)")
 	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz and /metrics")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --http-addr (trusted networks only)")
-	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`")
+	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`, or the URLs of a cluster's nodes, comma-separated, tried in turn")
 	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")

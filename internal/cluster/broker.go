@@ -41,8 +41,12 @@ type PrivateBroker struct {
 	done      chan struct{}
 }
 
+// PrivateBrokerDistOffset is how far above its AMQP port a private node
+// listens for Erlang distribution.
+const PrivateBrokerDistOffset = 20000
+
 // StartPrivateBroker starts a node named name on port (AMQP) and
-// port+20000 (Erlang distribution), with data under dir.
+// port+PrivateBrokerDistOffset (Erlang distribution), with data under dir.
 func StartPrivateBroker(ctx context.Context, name, dir string, port int) (*PrivateBroker, error) {
 	if _, err := os.Stat(rabbitmqServer); err != nil {
 		return nil, fmt.Errorf("%s missing: run scripts/ensure-rabbitmq: %w", rabbitmqServer, err)
@@ -61,7 +65,7 @@ func (b *PrivateBroker) Start(ctx context.Context) error {
 	cmd.Env = append(os.Environ(),
 		"RABBITMQ_NODENAME="+b.name+"@localhost",
 		fmt.Sprintf("RABBITMQ_NODE_PORT=%d", b.port),
-		fmt.Sprintf("RABBITMQ_DIST_PORT=%d", b.port+20000),
+		fmt.Sprintf("RABBITMQ_DIST_PORT=%d", b.port+PrivateBrokerDistOffset),
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(b.dir, "mnesia"),
 		"RABBITMQ_LOG_BASE="+filepath.Join(b.dir, "log"),
 		"RABBITMQ_PID_FILE="+filepath.Join(b.dir, "pid"),

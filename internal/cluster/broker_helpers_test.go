@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-func declareAndPublish(t *testing.T, url string) {
+// withChannel runs f on a channel of a new connection to url, failing the
+// test on any error.
+func withChannel(t *testing.T, url string, f func(ch *amqp.Channel) error) {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -17,32 +20,66 @@ func declareAndPublish(t *testing.T, url string) {
 	if err != nil {
 		t.Fatalf("Channel() = %v", err)
 	}
-	if _, err := ch.QueueDeclare("durable.q", true, false, false, false, nil); err != nil {
-		t.Fatalf("QueueDeclare() = %v", err)
+	if err := f(ch); err != nil {
+		t.Fatalf("on %s: %v", url, err)
 	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatalf("Confirm() = %v", err)
-	}
-	conf, err := ch.PublishWithDeferredConfirm("", "durable.q", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")})
-	if err != nil || !conf.Wait() {
-		t.Fatalf("Publish() = %v", err)
-	}
+}
+
+func declareQueues(t *testing.T, url string, names ...string) {
+	withChannel(t, url, func(ch *amqp.Channel) error {
+		for _, n := range names {
+			if _, err := ch.QueueDeclare(n, true, false, false, false, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func deleteQueues(t *testing.T, url string, names ...string) {
+	withChannel(t, url, func(ch *amqp.Channel) error {
+		for _, n := range names {
+			if _, err := ch.QueueDelete(n, false, false, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func publishRaw(t *testing.T, url, queue string, body []byte) {
+	withChannel(t, url, func(ch *amqp.Channel) error {
+		return ch.PublishWithContext(context.Background(), "", queue, false, false, amqp.Publishing{Body: body})
+	})
+}
+
+func declareAndPublish(t *testing.T, url string) {
+	t.Helper()
+	withChannel(t, url, func(ch *amqp.Channel) error {
+		if _, err := ch.QueueDeclare("durable.q", true, false, false, false, nil); err != nil {
+			return err
+		}
+		if err := ch.Confirm(false); err != nil {
+			return err
+		}
+		conf, err := ch.PublishWithDeferredConfirm("", "durable.q", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")})
+		if err != nil {
+			return err
+		}
+		if !conf.Wait() {
+			t.Fatalf("publish to durable.q: nacked")
+		}
+		return nil
+	})
 }
 
 func depth(t *testing.T, url, q string) int {
 	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatalf("Dial() = %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("Channel() = %v", err)
-	}
-	qi, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("QueueDeclarePassive() = %v", err)
-	}
-	return qi.Messages
+	var n int
+	withChannel(t, url, func(ch *amqp.Channel) error {
+		qi, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		n = qi.Messages
+		return err
+	})
+	return n
 }

@@ -15,19 +15,21 @@ import (
 
 // ControlPlane publishes JobRequests and records every JobResponse that
 // appears on the status queue. It does not declare the queues: start a hub
-// first (the hub declares them with the arguments it wants).
+// first (the hub declares them with the arguments it wants). After a broker
+// restart, Reconnect resumes it with its record intact.
 type ControlPlane struct {
 	ExecuteQueue, StatusQueue string
 
-	conn *amqp.Connection
-	pub  *amqp.Channel // confirm mode; guarded by pubMu
-	sub  *amqp.Channel // owned by the consume goroutine after start
-	done chan struct{}
-
-	pubMu sync.Mutex // serialises publishing on pub
+	connMu sync.Mutex       // guards conn, pub, sub and done; serialises publishing on pub
+	conn   *amqp.Connection // the current connection (Reconnect replaces it)
+	pub    *amqp.Channel    // confirm mode
+	sub    *amqp.Channel    // owned by the consume goroutine after start
+	done   chan struct{}    // closed when the current consume goroutine ends
+	fo     *failover        // nil unless made by NewClusterControlPlane (failover.go)
 
 	mu       sync.Mutex // guards the following
 	statuses map[string][]*blacktreev1.JobResponse
+	firstAt  map[string]time.Time // when each id's first status arrived
 	bodies   [][]byte
 	bad      int
 	changed  chan struct{} // closed and replaced on every new status
@@ -36,38 +38,77 @@ type ControlPlane struct {
 // NewControlPlane connects to url and starts consuming statusQueue, which
 // must exist.
 func NewControlPlane(url, executeQueue, statusQueue string) (*ControlPlane, error) {
-	conn, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": "blacktree-test-control-plane"}})
-	if err != nil {
-		return nil, fmt.Errorf("control plane: dial: %w", err)
+	cp := newControlPlane(executeQueue, statusQueue)
+	cp.connMu.Lock()
+	defer cp.connMu.Unlock()
+	if err := cp.connect(url); err != nil {
+		return nil, err
 	}
-	cp := &ControlPlane{
-		ExecuteQueue: executeQueue,
-		StatusQueue:  statusQueue,
-		conn:         conn,
-		done:         make(chan struct{}),
-		statuses:     map[string][]*blacktreev1.JobResponse{},
-		changed:      make(chan struct{}),
-	}
-	if cp.pub, err = conn.Channel(); err == nil {
-		err = cp.pub.Confirm(false)
-	}
-	if err == nil {
-		cp.sub, err = conn.Channel()
-	}
-	var deliveries <-chan amqp.Delivery
-	if err == nil {
-		deliveries, err = cp.sub.Consume(statusQueue, "", false, false, false, false, nil)
-	}
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("control plane: %w", err)
-	}
-	go cp.consume(deliveries)
 	return cp, nil
 }
 
-func (cp *ControlPlane) consume(deliveries <-chan amqp.Delivery) {
-	defer close(cp.done)
+// newControlPlane is a control plane with an empty record and no
+// connection yet.
+func newControlPlane(executeQueue, statusQueue string) *ControlPlane {
+	return &ControlPlane{
+		ExecuteQueue: executeQueue,
+		StatusQueue:  statusQueue,
+		statuses:     map[string][]*blacktreev1.JobResponse{},
+		firstAt:      map[string]time.Time{},
+		changed:      make(chan struct{}),
+	}
+}
+
+// connect dials url, opens the publishing and consuming channels and starts
+// the consume goroutine. The caller holds connMu.
+func (cp *ControlPlane) connect(url string) error {
+	conn, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": "blacktree-test-control-plane"}})
+	if err != nil {
+		return fmt.Errorf("control plane: dial: %w", err)
+	}
+	var pub, sub *amqp.Channel
+	if pub, err = conn.Channel(); err == nil {
+		err = pub.Confirm(false)
+	}
+	if err == nil {
+		sub, err = conn.Channel()
+	}
+	var deliveries <-chan amqp.Delivery
+	if err == nil {
+		deliveries, err = sub.Consume(cp.StatusQueue, "", false, false, false, false, nil)
+	}
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("control plane: %w", err)
+	}
+	cp.conn, cp.pub, cp.sub, cp.done = conn, pub, sub, make(chan struct{})
+	go cp.consume(deliveries, cp.done)
+	return nil
+}
+
+// Reconnect closes the current connection (dead after a broker crash) and
+// connects to url again, as a control plane does when its broker comes
+// back. The statuses recorded so far are kept; a status that was unacked
+// at the crash is delivered again and counts as a duplicate.
+func (cp *ControlPlane) Reconnect(url string) error {
+	cp.connMu.Lock()
+	defer cp.connMu.Unlock()
+	_ = cp.conn.Close() // already closed when the broker died
+	cp.waitConsumer()
+	return cp.connect(url)
+}
+
+// waitConsumer waits a bounded time for the current consume goroutine to
+// end after its connection closed. The caller holds connMu.
+func (cp *ControlPlane) waitConsumer() {
+	select {
+	case <-cp.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (cp *ControlPlane) consume(deliveries <-chan amqp.Delivery, done chan<- struct{}) {
+	defer close(done)
 	for d := range deliveries {
 		resp, err := jobspec.DecodeResponse(d.Body)
 		cp.mu.Lock()
@@ -75,7 +116,11 @@ func (cp *ControlPlane) consume(deliveries <-chan amqp.Delivery) {
 		if err != nil {
 			cp.bad++
 		} else {
-			cp.statuses[resp.GetJobId()] = append(cp.statuses[resp.GetJobId()], resp)
+			id := resp.GetJobId()
+			if len(cp.statuses[id]) == 0 {
+				cp.firstAt[id] = time.Now()
+			}
+			cp.statuses[id] = append(cp.statuses[id], resp)
 		}
 		close(cp.changed)
 		cp.changed = make(chan struct{})
@@ -96,15 +141,9 @@ func (cp *ControlPlane) Publish(ctx context.Context, req *blacktreev1.JobRequest
 
 // PublishRaw publishes body as is (for malformed-input tests).
 func (cp *ControlPlane) PublishRaw(ctx context.Context, body []byte, messageID string) error {
-	cp.pubMu.Lock()
-	defer cp.pubMu.Unlock()
-	conf, err := cp.pub.PublishWithDeferredConfirmWithContext(ctx, "", cp.ExecuteQueue, true, false, amqp.Publishing{
-		ContentType:   "application/json",
-		DeliveryMode:  amqp.Persistent,
-		MessageId:     messageID,
-		CorrelationId: "corr-" + messageID,
-		Body:          body,
-	})
+	cp.connMu.Lock()
+	defer cp.connMu.Unlock()
+	conf, err := cp.pub.PublishWithDeferredConfirmWithContext(ctx, "", cp.ExecuteQueue, true, false, jobPublishing(body, messageID))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", messageID, err)
 	}
@@ -116,6 +155,18 @@ func (cp *ControlPlane) PublishRaw(ctx context.Context, body []byte, messageID s
 		return fmt.Errorf("publish %s: broker nacked", messageID)
 	}
 	return nil
+}
+
+// jobPublishing is the message a control plane publishes for a job: a
+// persistent JSON body with the job id as its message id.
+func jobPublishing(body []byte, messageID string) amqp.Publishing {
+	return amqp.Publishing{
+		ContentType:   "application/json",
+		DeliveryMode:  amqp.Persistent,
+		MessageId:     messageID,
+		CorrelationId: "corr-" + messageID,
+		Body:          body,
+	}
 }
 
 // WaitFor waits until every id has at least one status, or ctx ends. It
@@ -153,6 +204,15 @@ func (cp *ControlPlane) Statuses(id string) []*blacktreev1.JobResponse {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	return append([]*blacktreev1.JobResponse(nil), cp.statuses[id]...)
+}
+
+// FirstStatusAt returns when the first status for id arrived, and whether
+// one did.
+func (cp *ControlPlane) FirstStatusAt(id string) (time.Time, bool) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	at, ok := cp.firstAt[id]
+	return at, ok
 }
 
 // Bodies returns every raw status message body received.
@@ -205,6 +265,8 @@ func (cp *ControlPlane) Ledger(published []string) Ledger {
 
 // QueueDepth returns the ready-message count of a queue (passive declare).
 func (cp *ControlPlane) QueueDepth(name string) (int, error) {
+	cp.connMu.Lock()
+	defer cp.connMu.Unlock()
 	ch, err := cp.conn.Channel()
 	if err != nil {
 		return 0, err
@@ -219,6 +281,8 @@ func (cp *ControlPlane) QueueDepth(name string) (int, error) {
 
 // DeleteQueues deletes the named queues (test cleanup).
 func (cp *ControlPlane) DeleteQueues(names ...string) error {
+	cp.connMu.Lock()
+	defer cp.connMu.Unlock()
 	ch, err := cp.conn.Channel()
 	if err != nil {
 		return err
@@ -234,10 +298,10 @@ func (cp *ControlPlane) DeleteQueues(names ...string) error {
 
 // Close stops consuming and closes the connection.
 func (cp *ControlPlane) Close() error {
+	cp.stopFollowing()
+	cp.connMu.Lock()
+	defer cp.connMu.Unlock()
 	err := cp.conn.Close()
-	select {
-	case <-cp.done:
-	case <-time.After(5 * time.Second):
-	}
+	cp.waitConsumer()
 	return err
 }

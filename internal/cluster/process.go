@@ -238,13 +238,11 @@ func (p *Process) WaitOutput(ctx context.Context, substr string) error {
 // can take it, so a few random ports are tried there before falling back
 // to port 0.
 func FreeAddr() (string, error) {
-	const floor = 10000
-	if lo := ephemeralLow(); lo > floor {
+	if lo := ephemeralLow(); lo > portFloor {
 		for range 20 {
-			port := floor + rand.IntN(lo-floor)
-			if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
-				ln.Close()
-				return ln.Addr().String(), nil
+			port := portFloor + rand.IntN(lo-portFloor)
+			if portFree(port) {
+				return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 			}
 		}
 	}

@@ -27,6 +27,7 @@ type Client struct {
 	adopt chan broker.Adoption
 	cons  consumer
 	pub   publisher
+	nodes *nodes // the URLs dialled, in turn (nodes.go)
 	// brokerMaxBody is the broker's max_message_size once a publish found
 	// it (refusedForSize), else 0.
 	brokerMaxBody atomic.Int64
@@ -69,6 +70,8 @@ func New(cfg Config, logger hclog.Logger) (*Client, error) {
 		adopt:  make(chan broker.Adoption, adoptionBuffer),
 		closed: make(chan struct{}),
 	}
+	urls, _ := SplitURLs(cfg.URL) // validated by withDefaults
+	c.nodes = newNodes(urls)
 	c.cons.init(log.Named("consumer"))
 	c.pub.init(log.Named("publisher"))
 	return c, nil
@@ -185,14 +188,14 @@ func (c *Client) Shutdown(ctx context.Context) error {
 func (c *Client) markClosed() { c.closeOnce.Do(func() { close(c.closed) }) }
 func (c *Client) closeOut()   { c.outOnce.Do(func() { close(c.out) }) }
 
-// dial opens one AMQP connection named "<ConnectionName>-<role>". Dialing
-// honours ctx; dial plus handshake are bounded by RPCTimeout. Errors carry
-// the masked URL.
-func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
+// dialURL opens one AMQP connection to rawURL named
+// "<ConnectionName>-<role>". Dialing honours ctx; dial plus handshake are
+// bounded by RPCTimeout. Errors carry the masked URL.
+func (c *Client) dialURL(ctx context.Context, role, rawURL string) (amqpConn, error) {
 	var batched *batchConn
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(c.cfg.ConnectionName + "-" + role)
-	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
 		Properties: props,
 		Heartbeat:  c.cfg.Heartbeat,
 		Locale:     "en_US",
@@ -217,7 +220,7 @@ func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 		if batched != nil {
 			_ = batched.Close() // a failed handshake may leave it open
 		}
-		return amqpConn{}, fmt.Errorf("connect to %s: %w", MaskURL(c.cfg.URL), err)
+		return amqpConn{}, fmt.Errorf("connect to %s: %w", MaskURL(rawURL), err)
 	}
 	if testHookAfterDial != nil {
 		testHookAfterDial(role)

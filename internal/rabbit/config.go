@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Queue types accepted by Config.QueueType.
@@ -31,7 +29,9 @@ const (
 // Config configures a Client. The zero value of every optional field selects
 // its default.
 type Config struct {
-	// URL is the AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/. Required.
+	// URL is the AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/, or
+	// several separated by commas: nodes of one RabbitMQ cluster, dialled
+	// in turn (SplitURLs, nodes.go). Required.
 	URL string
 	// ExecuteQueue is the queue JobRequests are consumed from. Required.
 	ExecuteQueue string
@@ -84,9 +84,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.URL == "" {
 		return cfg, errors.New("rabbit: URL is required")
 	}
-	if _, err := amqp.ParseURI(cfg.URL); err != nil {
-		// The parse error may quote the URL; do not echo it.
-		return cfg, fmt.Errorf("rabbit: invalid URL %s", MaskURL(cfg.URL))
+	if _, err := SplitURLs(cfg.URL); err != nil {
+		return cfg, err
 	}
 	if cfg.ExecuteQueue == "" {
 		return cfg, errors.New("rabbit: ExecuteQueue is required")
@@ -143,11 +142,21 @@ func (cfg Config) withDefaults() (Config, error) {
 }
 
 // MaskURL returns rawURL with its password replaced by "***", for logs and
-// error messages. A URL that does not parse is replaced entirely, since it
-// may still carry a secret.
+// error messages; in a comma-separated list (SplitURLs), every URL's. A URL
+// that does not parse is replaced entirely, since it may still carry a
+// secret.
 func MaskURL(rawURL string) string {
+	if strings.Contains(rawURL, ",") {
+		return maskURLList(rawURL)
+	}
+	return maskOneURL(rawURL)
+}
+
+func maskOneURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
-	if err != nil {
+	if err != nil || u.Scheme == "" {
+		// Without a scheme it may be a fragment of a password that held
+		// a comma.
 		return "<unparseable url>"
 	}
 	if u.User == nil {

@@ -43,7 +43,20 @@
 // a loop that watches NotifyClose of its connection and channel, and on
 // failure redials with internal/backoff's jittered exponential backoff (ReconnectMin..
 // ReconnectMax), re-declares its queues and, on the consume side,
-// re-consumes (unless StopConsuming was called). Ready reports false while
+// re-consumes (unless StopConsuming was called).
+//
+// Config.URL may list several nodes of one cluster, comma-separated
+// (nodes.go): every dial tries them in turn, each once, and a pass that
+// reaches none counts as one failed attempt before the backoff. The first
+// dial of each connection starts at the first URL; a redial starts at the
+// node after the one the connection last reached, so a node that has just
+// failed is tried last. The two connections may land on different nodes.
+// Quorum queues are reachable from any node of the cluster, so this is
+// all failover needs on the client side, but for one thing: a nack on a
+// quorum queue closes the publish channel (renewAfterNack), because a
+// channel that published while the queue had no leader keeps being
+// nacked for seconds after one is elected (docs/design/rabbitmq-cluster.md).
+// Ready reports false while
 // either side is down. Deliveries() is one channel for the Client's life.
 // A delivery held when its channel died is stale: the broker has requeued
 // it and will deliver it again (Redelivered set); its Ack/Nack returns

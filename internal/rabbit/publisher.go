@@ -379,6 +379,7 @@ func (c *Client) PublishTo(ctx context.Context, queue string, m broker.Message) 
 			c.pub.log.Debug("channel closed before confirm; publishing again", "job_id", m.MessageID)
 			continue
 		}
+		c.renewAfterNack(s)
 		return ErrNacked
 	}
 }
