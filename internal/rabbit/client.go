@@ -27,6 +27,13 @@ type Client struct {
 	adopt chan broker.Adoption
 	cons  consumer
 	pub   publisher
+	// ledger carries ledger-queue deliveries; sent on only by the ledger
+	// loop (ledger.go), never closed.
+	ledger chan broker.LedgerDelivery
+	// ledgerSession is the number of the live ledger consumer session, 0
+	// while there is none; ledgerSeq numbers sessions.
+	ledgerSession atomic.Uint64
+	ledgerSeq     atomic.Uint64
 	// brokerMaxBody is the broker's max_message_size once a publish found
 	// it (refusedForSize), else 0.
 	brokerMaxBody atomic.Int64
@@ -67,6 +74,7 @@ func New(cfg Config, logger hclog.Logger) (*Client, error) {
 		log:    log,
 		out:    make(chan broker.Delivery),
 		adopt:  make(chan broker.Adoption, adoptionBuffer),
+		ledger: make(chan broker.LedgerDelivery),
 		closed: make(chan struct{}),
 	}
 	c.cons.init(log.Named("consumer"))
@@ -127,6 +135,9 @@ func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.consumeLoop(ctx, initCons) })
 	wg.Go(func() { c.publishLoop(ctx, initPub) })
+	if c.cfg.LedgerQueue != "" {
+		wg.Go(func() { c.ledgerLoop(ctx) })
+	}
 	select {
 	case <-ctx.Done():
 	case <-c.closed:
