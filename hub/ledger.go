@@ -170,6 +170,11 @@ func (w *ledgerWriter) flush(ctx context.Context) {
 			w.requeue(accepted, dels, nil)
 		} else {
 			w.confirmedAccepts.Add(int64(len(dels)))
+			if w.log.IsDebug() {
+				for _, j := range accepted {
+					w.log.Debug("accepted job in the ledger", "job_id", j.JobID)
+				}
+			}
 			for i, del := range dels {
 				if err := del.Ack(); err != nil {
 					// A stale delivery is redelivered by the broker and then
