@@ -89,6 +89,6 @@
 // Goroutines: Run starts the servers, the dispatch loop, the connection
 // sweeper and, with a ledger, the ledger writer and keeper (all in
 // Hub.bgWG, ended by the stop path; the ledger's after the Dispatcher has
-// stopped, so that the last statuses' done events are flushed). The
+// stopped, so that the last statuses are flushed as done). The
 // Dispatcher's publish and announcement goroutines are in Dispatcher.wg.
 package hub

@@ -282,7 +282,7 @@ func (h *Hub) stop(ctx context.Context) error {
 	h.mu.Unlock()
 	cancel()
 	h.dispatcher.stop()
-	ledgerCancel() // after the last status's done event is queued
+	ledgerCancel() // after the last status is queued as done
 	h.manager.close()
 	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer hcancel()

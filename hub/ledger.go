@@ -35,21 +35,21 @@ type Ledger interface {
 
 // Kinds of ledger events (docs/protocol.md#orphan-ledger).
 const (
-	// ledgerAccepted: workers accepted these jobs; the hub acks their
-	// deliveries once the event is confirmed.
-	ledgerAccepted = "accepted"
-	// ledgerAlive: the hub still answers for these jobs (running,
-	// orphaned within their grace, or having their status published).
+	// ledgerUpdate: Jobs were accepted by workers (the hub acks their
+	// deliveries once the event is confirmed) and Done jobs have their
+	// final statuses confirmed, since the hub's previous update.
+	ledgerUpdate = "update"
+	// ledgerAlive: the hub still answers for Jobs (running, orphaned
+	// within their grace, or having their status published).
 	ledgerAlive = "alive"
-	// ledgerDone: these jobs' final statuses are confirmed.
-	ledgerDone = "done"
 )
 
 // ledgerEvent is one ledger message's JSON body.
 type ledgerEvent struct {
 	Kind  string      `json:"kind"`
 	HubID string      `json:"hubId"`
-	Jobs  []ledgerJob `json:"jobs"`
+	Jobs  []ledgerJob `json:"jobs,omitempty"`
+	Done  []string    `json:"done,omitempty"`
 }
 
 // ledgerJob is what a lost report needs of a job.
@@ -65,9 +65,9 @@ const ledgerFlushWait = 5 * time.Second
 
 // ledgerWriter publishes this hub's ledger events from one goroutine
 // (run): accepted jobs and done jobs are queued by the Dispatcher and
-// published together, as many as gathered while the previous publish
-// waited for its confirm (one message per kind per round, no added
-// delay), and an alive event every Config.LedgerRenewInterval.
+// published together in one update event, as many as gathered while the
+// previous publish waited for its confirm (no added delay), and an alive
+// event every Config.LedgerRenewInterval.
 type ledgerWriter struct {
 	l     Ledger
 	hubID string
@@ -100,7 +100,7 @@ func newLedgerWriter(cfg Config, l Ledger, holding func() []ledgerJob, log hclog
 	}
 }
 
-// accept queues an accepted event for j; del is acked once it is
+// accept queues j for the next update event; del is acked once that is
 // confirmed (nacked with requeue if the hub stops first).
 func (w *ledgerWriter) accept(j ledgerJob, del *broker.Delivery) {
 	w.mu.Lock()
@@ -110,7 +110,7 @@ func (w *ledgerWriter) accept(j ledgerJob, del *broker.Delivery) {
 	w.poke()
 }
 
-// finished queues a done event for jobID.
+// finished queues jobID as done for the next update event.
 func (w *ledgerWriter) finished(jobID string) {
 	w.mu.Lock()
 	w.done = append(w.done, jobID)
@@ -126,7 +126,7 @@ func (w *ledgerWriter) poke() {
 }
 
 // run publishes until ctx ends, then flushes what is queued for at most
-// ledgerFlushWait and requeues the deliveries of accepted events it could
+// ledgerFlushWait and requeues the deliveries of accepted jobs it could
 // not publish.
 func (w *ledgerWriter) run(ctx context.Context) {
 	tick := time.NewTicker(w.renew)
@@ -158,39 +158,30 @@ func (w *ledgerWriter) run(ctx context.Context) {
 	}
 }
 
-// flush publishes the queued accepted and done events, then acks the
-// accepted jobs' deliveries. What it could not publish stays queued.
+// flush publishes the queued accepted and done jobs in one update event,
+// then acks the accepted jobs' deliveries. What it could not publish
+// stays queued.
 func (w *ledgerWriter) flush(ctx context.Context) {
 	w.mu.Lock()
 	accepted, dels, done := w.accepted, w.dels, w.done
 	w.accepted, w.dels, w.done = nil, nil, nil
 	w.mu.Unlock()
-	if len(accepted) > 0 {
-		if err := w.publish(ctx, ledgerEvent{Kind: ledgerAccepted, HubID: w.hubID, Jobs: accepted}); err != nil {
-			w.requeue(accepted, dels, nil)
-		} else {
-			w.confirmedAccepts.Add(int64(len(dels)))
-			if w.log.IsDebug() {
-				for _, j := range accepted {
-					w.log.Debug("accepted job in the ledger", "job_id", j.JobID)
-				}
-			}
-			for i, del := range dels {
-				if err := del.Ack(); err != nil {
-					// A stale delivery is redelivered by the broker and then
-					// dropped as a duplicate of this in-flight job.
-					w.log.Warn("ack after acceptance failed", "job_id", accepted[i].JobID, "error", err)
-				}
-			}
-		}
+	if len(accepted) == 0 && len(done) == 0 {
+		return
 	}
-	if len(done) > 0 {
-		jobs := make([]ledgerJob, len(done))
-		for i, id := range done {
-			jobs[i] = ledgerJob{JobID: id}
+	if err := w.publish(ctx, ledgerEvent{Kind: ledgerUpdate, HubID: w.hubID, Jobs: accepted, Done: done}); err != nil {
+		w.requeue(accepted, dels, done)
+		return
+	}
+	w.confirmedAccepts.Add(int64(len(dels)))
+	for i, del := range dels {
+		if w.log.IsDebug() {
+			w.log.Debug("accepted job in the ledger", "job_id", accepted[i].JobID)
 		}
-		if err := w.publish(ctx, ledgerEvent{Kind: ledgerDone, HubID: w.hubID, Jobs: jobs}); err != nil {
-			w.requeue(nil, nil, done)
+		if err := del.Ack(); err != nil {
+			// A stale delivery is redelivered by the broker and then
+			// dropped as a duplicate of this in-flight job.
+			w.log.Warn("ack after acceptance failed", "job_id", accepted[i].JobID, "error", err)
 		}
 	}
 }
@@ -221,7 +212,7 @@ func (w *ledgerWriter) publish(ctx context.Context, ev ledgerEvent) error {
 		if ctx.Err() != nil {
 			return err
 		}
-		w.log.Warn("publishing a ledger event failed; retrying", "kind", ev.Kind, "jobs", len(ev.Jobs), "error", err, "in", backoff)
+		w.log.Warn("publishing a ledger event failed; retrying", "kind", ev.Kind, "jobs", len(ev.Jobs), "done", len(ev.Done), "error", err, "in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:

@@ -40,8 +40,9 @@ type ledgerEntry struct {
 // ledgerMsg is one unacked ledger message and the number of jobs it is
 // the latest word on.
 type ledgerMsg struct {
-	refs int
-	ack  broker.Acknowledger
+	refs    int
+	settled bool // its ack is handed out
+	ack     broker.Acknowledger
 }
 
 func newLedgerBook(tombLife time.Duration) *ledgerBook {
@@ -57,19 +58,10 @@ func (b *ledgerBook) reset(session uint64) {
 
 // receive applies one event that arrived at now and returns the messages
 // to ack: those it supersedes for every job they named, and itself when
-// it is the latest word on no job (done, or naming only finished jobs).
+// it is the latest word on no job (naming only done or finished jobs).
+// An event's Jobs are applied before its Done.
 func (b *ledgerBook) receive(ev ledgerEvent, ack broker.Acknowledger, now time.Time) []broker.Acknowledger {
 	var settle []broker.Acknowledger
-	if ev.Kind == ledgerDone {
-		for _, j := range ev.Jobs {
-			if e := b.jobs[j.JobID]; e != nil {
-				delete(b.jobs, j.JobID)
-				settle = b.unref(e.msg, settle)
-			}
-			b.tombs[j.JobID] = now.Add(b.tombLife)
-		}
-		return append(settle, ack)
-	}
 	m := &ledgerMsg{ack: ack}
 	for _, j := range ev.Jobs {
 		if jobspec.ValidJobID(j.JobID) != nil {
@@ -96,7 +88,15 @@ func (b *ledgerBook) receive(ev ledgerEvent, ack broker.Acknowledger, now time.T
 		e.hubID, e.seen, e.msg = ev.HubID, now, m
 		m.refs++
 	}
-	if m.refs == 0 {
+	for _, id := range ev.Done {
+		if e := b.jobs[id]; e != nil {
+			delete(b.jobs, id)
+			settle = b.unref(e.msg, settle)
+		}
+		b.tombs[id] = now.Add(b.tombLife)
+	}
+	if m.refs == 0 && !m.settled {
+		m.settled = true
 		settle = append(settle, ack)
 	}
 	return settle
@@ -104,7 +104,8 @@ func (b *ledgerBook) receive(ev ledgerEvent, ack broker.Acknowledger, now time.T
 
 // unref drops one reference to m, adding m's ack to settle at the last.
 func (b *ledgerBook) unref(m *ledgerMsg, settle []broker.Acknowledger) []broker.Acknowledger {
-	if m.refs--; m.refs == 0 {
+	if m.refs--; m.refs == 0 && !m.settled {
+		m.settled = true
 		settle = append(settle, m.ack)
 	}
 	return settle

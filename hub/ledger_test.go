@@ -38,7 +38,7 @@ func TestLedgerBookSupersedes(t *testing.T) {
 	b := newLedgerBook(time.Minute)
 	t0 := time.Unix(1000, 0)
 	acc := &countingAck{}
-	ack(b.receive(ledgerEvent{Kind: ledgerAccepted, HubID: "a", Jobs: jobsNamed("j1", "j2")}, acc, t0))
+	ack(b.receive(ledgerEvent{Kind: ledgerUpdate, HubID: "a", Jobs: jobsNamed("j1", "j2")}, acc, t0))
 	if acc.acked() {
 		t.Fatalf("accepted event acked while it is the latest word on its jobs")
 	}
@@ -54,12 +54,12 @@ func TestLedgerBookSupersedes(t *testing.T) {
 			acc.acked(), alive1.acked(), alive2.acked())
 	}
 	done := &countingAck{}
-	ack(b.receive(ledgerEvent{Kind: ledgerDone, HubID: "a", Jobs: jobsNamed("j1")}, done, t0))
+	ack(b.receive(ledgerEvent{Kind: ledgerUpdate, HubID: "a", Done: []string{"j1"}}, done, t0))
 	if !done.acked() || alive2.acked() {
 		t.Fatalf("done j1: done acked %v (want true), alive acked %v (want false: still the word on j2)", done.acked(), alive2.acked())
 	}
 	done2 := &countingAck{}
-	ack(b.receive(ledgerEvent{Kind: ledgerDone, HubID: "b", Jobs: jobsNamed("j2")}, done2, t0))
+	ack(b.receive(ledgerEvent{Kind: ledgerUpdate, HubID: "b", Done: []string{"j2"}}, done2, t0))
 	if !alive2.acked() || len(b.jobs) != 0 {
 		t.Fatalf("done j2: alive acked %v, %d jobs left; want acked and none", alive2.acked(), len(b.jobs))
 	}
@@ -68,6 +68,12 @@ func TestLedgerBookSupersedes(t *testing.T) {
 	ack(b.receive(ledgerEvent{Kind: ledgerAlive, HubID: "a", Jobs: jobsNamed("j1")}, late, t0.Add(time.Second)))
 	if !late.acked() || len(b.jobs) != 0 {
 		t.Fatalf("late alive for a done job: acked %v, %d jobs; want acked, none", late.acked(), len(b.jobs))
+	}
+	// One update may accept a job and finish it: acked once, nothing kept.
+	both := &countingAck{}
+	ack(b.receive(ledgerEvent{Kind: ledgerUpdate, HubID: "a", Jobs: jobsNamed("j3"), Done: []string{"j3"}}, both, t0))
+	if both.acks != 1 || len(b.jobs) != 0 {
+		t.Fatalf("update accepting and finishing j3: %d acks, %d jobs; want 1, none", both.acks, len(b.jobs))
 	}
 }
 
@@ -78,7 +84,7 @@ func TestLedgerBookExpires(t *testing.T) {
 	b := newLedgerBook(time.Minute)
 	t0 := time.Unix(1000, 0)
 	acc := &countingAck{}
-	ack(b.receive(ledgerEvent{Kind: ledgerAccepted, HubID: "a", Jobs: jobsNamed("j1")}, acc, t0))
+	ack(b.receive(ledgerEvent{Kind: ledgerUpdate, HubID: "a", Jobs: jobsNamed("j1")}, acc, t0))
 	alive := &countingAck{}
 	ack(b.receive(ledgerEvent{Kind: ledgerAlive, HubID: "b", Jobs: []ledgerJob{{JobID: "j1", WorkerID: "w2"}}}, alive, t0.Add(5*time.Second)))
 	if got := b.expired(t0.Add(14*time.Second), 10*time.Second); len(got) != 0 {
@@ -114,7 +120,7 @@ func TestLedgerBookKeepAndReset(t *testing.T) {
 	b.reset(1)
 	t0 := time.Unix(1000, 0)
 	acc := &countingAck{}
-	ack(b.receive(ledgerEvent{Kind: ledgerAccepted, HubID: "a", Jobs: jobsNamed("j1")}, acc, t0))
+	ack(b.receive(ledgerEvent{Kind: ledgerUpdate, HubID: "a", Jobs: jobsNamed("j1")}, acc, t0))
 	got := b.expired(t0.Add(10*time.Second), 10*time.Second)
 	if len(got) != 1 {
 		t.Fatalf("expired: %d entries, want 1", len(got))
@@ -126,7 +132,7 @@ func TestLedgerBookKeepAndReset(t *testing.T) {
 	if n := len(b.expired(t0.Add(20*time.Second), 10*time.Second)); n != 1 {
 		t.Fatalf("a kept job did not expire a timeout later: %d", n)
 	}
-	ack(b.receive(ledgerEvent{Kind: ledgerAccepted, HubID: "a", Jobs: jobsNamed("j2")}, &countingAck{}, t0))
+	ack(b.receive(ledgerEvent{Kind: ledgerUpdate, HubID: "a", Jobs: jobsNamed("j2")}, &countingAck{}, t0))
 	b.reset(2)
 	if len(b.jobs) != 0 || b.session != 2 || acc.acked() {
 		t.Fatalf("after reset: %d jobs, session %d, acked %v; want none, 2, false", len(b.jobs), b.session, acc.acked())

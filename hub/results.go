@@ -65,7 +65,7 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 		d.metrics.latency.Observe(time.Since(j.received).Seconds())
 		id := j.id
 		if d.ledger != nil {
-			// Acked once the accepted event is confirmed
+			// Acked once the update event naming it is confirmed
 			// (docs/design/orphan-ledger.md).
 			lj := ledgerJob{JobID: id, CorrelationID: j.corrID, WorkerID: w.id}
 			*fx = append(*fx, func() { d.ledger.accept(lj, del) })
