@@ -139,6 +139,23 @@ func TestLedgerBookKeepAndReset(t *testing.T) {
 	}
 }
 
+// TestLedgerBookTakeoverWait: a keeper that takes over receives the old
+// events again, late; each job gets the full timeout from then, however
+// old the events are.
+func TestLedgerBookTakeoverWait(t *testing.T) {
+	b := newLedgerBook(time.Minute)
+	b.reset(7)
+	published := time.Unix(1000, 0)
+	takeover := published.Add(time.Hour)
+	ack(b.receive(ledgerEvent{Kind: ledgerAlive, HubID: "a", Jobs: jobsNamed("j1")}, &countingAck{}, takeover))
+	if n := len(b.expired(takeover.Add(9*time.Second), 10*time.Second)); n != 0 {
+		t.Fatalf("%d jobs expired within the timeout after takeover, want 0", n)
+	}
+	if n := len(b.expired(takeover.Add(10*time.Second), 10*time.Second)); n != 1 {
+		t.Fatalf("%d jobs expired at the timeout after takeover, want 1", n)
+	}
+}
+
 // TestLedgerCheckEvery bounds the keeper's polling.
 func TestLedgerCheckEvery(t *testing.T) {
 	for timeout, want := range map[time.Duration]time.Duration{

@@ -168,6 +168,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.handshakeTimeout <= 0 || o.unauthConnTimeout <= 0 {
 		return nil, errors.New("invalid --handshake-timeout or --unauthenticated-conn-timeout: want more than 0")
 	}
+	if o.ledgerRenew <= 0 || o.ledgerTimeout < 0 {
+		return nil, errors.New("invalid --ledger-renew-interval or --ledger-timeout: want more than 0 (--ledger-timeout 0: the default)")
+	}
+	if o.ledgerTimeout > 0 && o.ledgerTimeout < 2*o.ledgerRenew {
+		return nil, fmt.Errorf("--ledger-timeout %v is shorter than 2 × --ledger-renew-interval %v", o.ledgerTimeout, o.ledgerRenew)
+	}
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("invalid --log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
