@@ -155,6 +155,7 @@ type ledgerKeeper struct {
 	book    *ledgerBook
 	timeout time.Duration
 	log     hclog.Logger
+	active  uint64 // the session of the latest delivery (for the log)
 }
 
 func newLedgerKeeper(cfg Config, l Ledger, d *Dispatcher, log hclog.Logger) *ledgerKeeper {
@@ -188,7 +189,10 @@ func (k *ledgerKeeper) receive(ld broker.LedgerDelivery) {
 		return // stale: delivered again on the current session
 	case ld.Session > k.book.session:
 		k.book.reset(ld.Session)
-		k.log.Info("keeping the orphan ledger", "session", ld.Session)
+	}
+	if ld.Session != k.active {
+		k.active = ld.Session
+		k.log.Info("this hub keeps the orphan ledger now (its active consumer)", "session", ld.Session)
 	}
 	var ev ledgerEvent
 	if err := json.Unmarshal(ld.Body, &ev); err != nil || ev.Kind == "" {
