@@ -7,7 +7,6 @@ import (
 	"time"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
-	"github.com/blacktree/blacktree/internal/cluster"
 )
 
 // ledgerHubArgs: the grace given, a short renew interval, and debug logs
@@ -31,20 +30,7 @@ func orphanOnHub(t *testing.T, e *env, h *hubProc, id string) {
 		t.Fatalf("the hub never confirmed %s in the ledger: %v%s", id, err, e.diagnose(h))
 	}
 	w.Kill()
-	client, actx := e.admin(h)
-	err := cluster.Poll(ctx, 20*time.Millisecond, func() bool {
-		resp, err := client.ListJobs(actx, &blacktreev1.ListJobsRequest{})
-		if err != nil {
-			return false
-		}
-		for _, j := range resp.GetJobs() {
-			if j.GetJobId() == id && j.GetState() == blacktreev1.JobState_JOB_STATE_ORPHANED {
-				return true
-			}
-		}
-		return false
-	})
-	if err != nil {
+	if err := waitJobState(ctx, e, h, id, blacktreev1.JobState_JOB_STATE_ORPHANED); err != nil {
 		t.Fatalf("hub never held %s orphaned: %v%s", id, err, e.diagnose(h))
 	}
 }

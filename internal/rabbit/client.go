@@ -230,8 +230,8 @@ func (c *Client) dial(ctx context.Context, role string) (amqpConn, error) {
 		}
 		return amqpConn{}, fmt.Errorf("connect to %s: %w", MaskURL(c.cfg.URL), err)
 	}
-	if testHookAfterDial != nil {
-		testHookAfterDial(role)
+	if hook := testHookAfterDial.Load(); hook != nil {
+		(*hook)(role)
 	}
 	return amqpConn{Connection: conn, batch: batched}, nil
 }
