@@ -70,7 +70,9 @@ func (q Queues) Delete(url string) error {
 	}
 	defer conn.Close()
 	var errs []error
-	for _, name := range []string{q.Execute, q.Status, q.Dead} {
+	// The hub also declares its orphan ledger queue next to the execute
+	// queue (docs/design/orphan-ledger.md).
+	for _, name := range []string{q.Execute, q.Status, q.Dead, q.Execute + ".ledger"} {
 		ch, err := conn.Channel()
 		if err != nil {
 			return err

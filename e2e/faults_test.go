@@ -23,22 +23,27 @@ func waitAccepted(t *testing.T, e *env, h *hubProc, w *cluster.Process, id strin
 	// Until the hub has it, a broken stream puts the job back on offer
 	// (docs/protocol.md#acknowledging-a-job) instead of starting the lost-worker grace, so a fault
 	// injected in that window tests something else.
+	if err := waitJobState(ctx, e, h, id, blacktreev1.JobState_JOB_STATE_RUNNING); err != nil {
+		t.Fatalf("hub never listed %s as running: %v", id, err)
+	}
+}
+
+// waitJobState polls the hub's ListJobs until it lists id in state, or
+// ctx ends.
+func waitJobState(ctx context.Context, e *env, h *hubProc, id string, state blacktreev1.JobState) error {
 	client, actx := e.admin(h)
-	err := cluster.Poll(ctx, 20*time.Millisecond, func() bool {
+	return cluster.Poll(ctx, 20*time.Millisecond, func() bool {
 		resp, err := client.ListJobs(actx, &blacktreev1.ListJobsRequest{})
 		if err != nil {
 			return false
 		}
 		for _, j := range resp.GetJobs() {
-			if j.GetJobId() == id && j.GetState() == blacktreev1.JobState_JOB_STATE_RUNNING {
+			if j.GetJobId() == id && j.GetState() == state {
 				return true
 			}
 		}
 		return false
 	})
-	if err != nil {
-		t.Fatalf("hub never listed %s as running: %v", id, err)
-	}
 }
 
 // TestKillWorkerMidJob: kill -9 of a busy worker → a failed status naming

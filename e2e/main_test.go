@@ -139,7 +139,7 @@ func (e *env) cleanup() {
 		e.keepLog(p)
 	}
 	if e.cp != nil {
-		_ = e.cp.DeleteQueues(e.execQ, e.statusQ, e.execQ+".dead")
+		_ = e.cp.DeleteQueues(e.execQ, e.statusQ, e.execQ+".dead", e.execQ+".ledger")
 		e.cp.Close()
 	}
 }

@@ -45,6 +45,7 @@ const (
 	DefaultMaxConns             = 20000
 	DefaultMaxConnsPerIP        = 1000
 	DefaultUnauthConnTimeout    = 30 * time.Second
+	DefaultLedgerRenewInterval  = 5 * time.Second
 	// DefaultMaxStatusBytes is RabbitMQ 4.x's default max_message_size
 	// (16 MiB) less 1 MiB of headroom.
 	DefaultMaxStatusBytes = 15 << 20
@@ -112,6 +113,15 @@ type Config struct {
 	// is nacked with requeue (docs/protocol.md#prefetch-and-holding).
 	// Default 5s.
 	HoldTimeout time.Duration
+	// LedgerRenewInterval is how often the hub publishes the jobs it still
+	// answers for to the orphan ledger (docs/design/orphan-ledger.md),
+	// when the Broker has one (Ledger). Default 5s.
+	LedgerRenewInterval time.Duration
+	// LedgerTimeout is how long the ledger's keeper waits without an event
+	// on a job before it reports the job lost (the hub that answered for
+	// it stopped renewing). Default LostWorkerGrace + 3 ×
+	// LedgerRenewInterval; at least 2 × LedgerRenewInterval.
+	LedgerTimeout time.Duration
 	// DeadRetention is how long dead workers stay visible. Default 5m.
 	DeadRetention time.Duration
 	// DrainTimeout bounds the drain Run performs when its ctx ends (Shutdown
@@ -288,6 +298,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.AcceptTimeout, DefaultAcceptTimeout)
 	setDur(&c.LostWorkerGrace, DefaultLostWorkerGrace)
 	setDur(&c.HoldTimeout, DefaultHoldTimeout)
+	setDur(&c.LedgerRenewInterval, DefaultLedgerRenewInterval)
+	setDur(&c.LedgerTimeout, c.LostWorkerGrace+3*c.LedgerRenewInterval)
 	setDur(&c.DeadRetention, DefaultDeadRetention)
 	setDur(&c.DrainTimeout, DefaultDrainTimeout)
 	setDur(&c.PublishRetryMax, DefaultPublishRetryMax)
@@ -338,6 +350,8 @@ func (c Config) withDefaults() (Config, error) {
 		"AcceptTimeout":              c.AcceptTimeout,
 		"LostWorkerGrace":            c.LostWorkerGrace,
 		"HoldTimeout":                c.HoldTimeout,
+		"LedgerRenewInterval":        c.LedgerRenewInterval,
+		"LedgerTimeout":              c.LedgerTimeout,
 		"DeadRetention":              c.DeadRetention,
 		"DrainTimeout":               c.DrainTimeout,
 		"KeepaliveTime":              c.KeepaliveTime,
@@ -352,6 +366,9 @@ func (c Config) withDefaults() (Config, error) {
 		if d < 0 {
 			return c, fmt.Errorf("hub: %s %v is negative", name, d)
 		}
+	}
+	if c.LedgerTimeout < 2*c.LedgerRenewInterval {
+		return c, fmt.Errorf("hub: LedgerTimeout %v is shorter than 2 × LedgerRenewInterval %v", c.LedgerTimeout, c.LedgerRenewInterval)
 	}
 	if !c.Placement.valid() {
 		return c, fmt.Errorf("hub: unknown %v", c.Placement)

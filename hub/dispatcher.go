@@ -86,6 +86,8 @@ type Dispatcher struct {
 	tickets   ticketer
 	m         *WorkerManager
 	metrics   *metrics
+	// ledger is the orphan ledger's writer; nil without one (ledger.go).
+	ledger *ledgerWriter
 
 	pubCtx    context.Context // ends at hard stop: publishes give up
 	pubCancel context.CancelFunc
@@ -102,7 +104,7 @@ type Dispatcher struct {
 func newDispatcher(cfg Config, b Broker, m *WorkerManager, hubMetrics *metrics, log hclog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	announcer, _ := b.(Announcer)
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg:       cfg,
 		log:       log,
 		b:         b,
@@ -115,6 +117,10 @@ func newDispatcher(cfg Config, b Broker, m *WorkerManager, hubMetrics *metrics, 
 		jobs:      map[string]*job{},
 		changed:   make(chan struct{}),
 	}
+	if l, ok := b.(Ledger); ok && l.LedgerEnabled() {
+		d.ledger = newLedgerWriter(cfg, l, d.ledgerHolding, log.Named("ledger"))
+	}
+	return d
 }
 
 // run consumes deliveries until ctx ends or the channel closes.

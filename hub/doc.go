@@ -83,4 +83,12 @@
 // called while they are held. The order is Dispatcher.mu before
 // WorkerManager.mu; the manager never calls into the Dispatcher while
 // holding its lock. No lock is held across broker I/O or a blocking send.
+// The ledgerWriter's mu is a leaf; the ledgerBook has no lock (the
+// keeper's goroutine owns it).
+//
+// Goroutines: Run starts the servers, the dispatch loop, the connection
+// sweeper and, with a ledger, the ledger writer and keeper (all in
+// Hub.bgWG, ended by the stop path; the ledger's after the Dispatcher has
+// stopped, so that the last statuses are flushed as done). The
+// Dispatcher's publish and announcement goroutines are in Dispatcher.wg.
 package hub

@@ -51,7 +51,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, id: id, execQ: "bt-hubtest-exec-" + id, statusQ: "bt-hubtest-status-" + id}
 	t.Cleanup(func() {
 		if e.cp != nil {
-			_ = e.cp.DeleteQueues(e.execQ, e.statusQ, e.execQ+rabbit.DeadLetterSuffix)
+			_ = e.cp.DeleteQueues(e.execQ, e.statusQ, e.execQ+rabbit.DeadLetterSuffix, e.execQ+rabbit.LedgerSuffix)
 			_ = e.cp.Close()
 		}
 	})

@@ -38,6 +38,11 @@ type Hub struct {
 	listening chan struct{} // closed once Run listens
 
 	dispatchCancel context.CancelFunc
+	// keeper keeps the orphan ledger while this hub is its active
+	// consumer; nil without a ledger. ledgerCancel ends it and the
+	// dispatcher's ledger writer, after the dispatcher has stopped.
+	keeper       *ledgerKeeper
+	ledgerCancel context.CancelFunc
 
 	// idLocks serialise the registrations of one worker id (striped by
 	// idLock): the identity check and the registration it allows are one
@@ -77,11 +82,15 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 		stopReq:        make(chan struct{}),
 		stopped:        make(chan struct{}),
 		dispatchCancel: func() {},
+		ledgerCancel:   func() {},
 	}
 	h.conns = newConnRegistry(h.connLimits())
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
 	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
+	if h.dispatcher.ledger != nil {
+		h.keeper = newLedgerKeeper(cfg, h.dispatcher.ledger.l, h.dispatcher, h.log.Named("ledger"))
+	}
 	h.grpc, h.health = h.newGRPCServer()
 	h.http = &http.Server{Handler: h.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	return h, nil
@@ -172,10 +181,16 @@ func (h *Hub) Run(ctx context.Context) error {
 		})
 	}
 	dctx, dcancel := context.WithCancel(context.Background())
+	lctx, lcancel := context.WithCancel(context.Background())
 	h.mu.Lock()
 	h.dispatchCancel = dcancel
+	h.ledgerCancel = lcancel
 	h.mu.Unlock()
 	h.bgWG.Go(func() { h.dispatcher.run(dctx) })
+	if h.keeper != nil {
+		h.bgWG.Go(func() { h.dispatcher.ledger.run(lctx) })
+		h.bgWG.Go(func() { h.keeper.run(lctx) })
+	}
 	h.bgWG.Go(func() { h.conns.sweepEvery(time.Minute, h.stopped) })
 	h.serving.Store(true)
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -263,10 +278,11 @@ func (h *Hub) stop(ctx context.Context) error {
 	}
 
 	h.mu.Lock()
-	cancel := h.dispatchCancel
+	cancel, ledgerCancel := h.dispatchCancel, h.ledgerCancel
 	h.mu.Unlock()
 	cancel()
 	h.dispatcher.stop()
+	ledgerCancel() // after the last status is queued as done
 	h.manager.close()
 	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer hcancel()

@@ -64,6 +64,13 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 		d.metrics.dispatched.Inc()
 		d.metrics.latency.Observe(time.Since(j.received).Seconds())
 		id := j.id
+		if d.ledger != nil {
+			// Acked once the update event naming it is confirmed
+			// (docs/design/orphan-ledger.md).
+			lj := ledgerJob{JobID: id, CorrelationID: j.corrID, WorkerID: w.id}
+			*fx = append(*fx, func() { d.ledger.accept(lj, del) })
+			return
+		}
 		*fx = append(*fx, func() {
 			if err := del.Ack(); err != nil {
 				// A stale delivery is redelivered by the broker and then
@@ -300,6 +307,9 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 		if err == nil {
 			d.metrics.publish.Observe(time.Since(since).Seconds())
 			d.published(jobID, sent, workerID, del)
+			if d.ledger != nil && resp.GetWorkerId() != "" {
+				d.ledger.finished(jobID)
+			}
 		}
 		// The job leaves the table only after its ResultAck is queued: a
 		// draining hub waits for an empty table, then ends the sessions,

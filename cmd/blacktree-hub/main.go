@@ -49,6 +49,9 @@ type options struct {
 	unauthConnTimeout                  time.Duration
 	maxStatusBytes                     int
 	allowedPushPrefixes                string
+	ledger                             bool
+	ledgerQueue                        string
+	ledgerRenew, ledgerTimeout         time.Duration
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -93,6 +96,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxStatusBytes, "max-status-bytes", hub.DefaultMaxStatusBytes, "largest status message in `bytes`; keep it under the broker's max_message_size")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", hub.DefaultHoldTimeout, "how long a delivery waits for a free worker before it is requeued")
 	fs.DurationVar(&o.lostWorkerGrace, "lost-worker-grace", hub.DefaultLostWorkerGrace, "how long a vanished worker may take to return before its jobs are reported lost")
+	fs.BoolVar(&o.ledger, "ledger", true, "keep accepted jobs in the orphan ledger queue, so that one whose hub and worker both die is still reported lost")
+	fs.StringVar(&o.ledgerQueue, "ledger-queue", "", "orphan ledger `queue`, shared by the hubs of a deployment (default: --execute-queue + \".ledger\")")
+	fs.DurationVar(&o.ledgerRenew, "ledger-renew-interval", hub.DefaultLedgerRenewInterval, "how often the hub tells the orphan ledger which jobs it still answers for")
+	fs.DurationVar(&o.ledgerTimeout, "ledger-timeout", 0, "how long a job may go unrenewed in the orphan ledger before it is reported lost (default: --lost-worker-grace + 3 × --ledger-renew-interval)")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "heartbeat period of a small fleet; 3 missed = dead")
 	fs.Float64Var(&o.maxHeartbeatRate, "max-heartbeat-rate", hub.DefaultMaxHeartbeatRate, "most heartbeats a second from the whole fleet; a larger fleet beats less often (0: no limit)")
 	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest heartbeat period --max-heartbeat-rate may set")
@@ -154,6 +161,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.handshakeTimeout <= 0 || o.unauthConnTimeout <= 0 {
 		return nil, errors.New("invalid --handshake-timeout or --unauthenticated-conn-timeout: want more than 0")
+	}
+	if o.ledgerRenew <= 0 || o.ledgerTimeout < 0 {
+		return nil, errors.New("invalid --ledger-renew-interval or --ledger-timeout: want more than 0 (--ledger-timeout 0: the default)")
+	}
+	if o.ledgerTimeout > 0 && o.ledgerTimeout < 2*o.ledgerRenew {
+		return nil, fmt.Errorf("--ledger-timeout %v is shorter than 2 × --ledger-renew-interval %v", o.ledgerTimeout, o.ledgerRenew)
 	}
 	if err := o.logging.Validate(); err != nil {
 		return nil, err
@@ -241,6 +254,8 @@ func run(args []string, stderr io.Writer) int {
 		MaxStatusBytes:       o.maxStatusBytes,
 		Placement:            o.placement,
 		LostWorkerGrace:      o.lostWorkerGrace,
+		LedgerRenewInterval:  o.ledgerRenew,
+		LedgerTimeout:        o.ledgerTimeout,
 		DisableCacheAffinity: !o.cacheAffinity,
 		AffinityWait:         o.affinityWait,
 		HeartbeatInterval:    o.heartbeatInterval,
@@ -284,6 +299,8 @@ func run(args []string, stderr io.Writer) int {
 		StatusQueue:    o.statusQueue,
 		QueueType:      o.queueType,
 		Prefetch:       o.prefetch,
+		LedgerQueue:    o.ledgerQueue,
+		DisableLedger:  !o.ledger,
 		ConnectionName: "blacktree-hub",
 	}, logger)
 	if err != nil {

@@ -37,6 +37,11 @@ func TestParse(t *testing.T) {
 			return o.heartbeatInterval == 5*time.Second && o.maxHeartbeatInterval == 20*time.Second && o.maxHeartbeatRate == 1000 &&
 				o.heartbeatGrid == 100*time.Millisecond
 		}},
+		{name: "ledger defaults", check: func(o *options) bool {
+			return o.ledger && o.ledgerQueue == "" && o.ledgerRenew == 5*time.Second && o.ledgerTimeout == 0
+		}},
+		{name: "ledger off", args: []string{"--ledger=false"}, check: func(o *options) bool { return !o.ledger }},
+		{name: "ledger timeout under two renewals", args: []string{"--ledger-renew-interval", "5s", "--ledger-timeout", "9s"}, wantErr: "--ledger-timeout"},
 		{name: "heartbeat grid off", args: []string{"--heartbeat-grid", "0"}, check: func(o *options) bool { return o.heartbeatGrid == 0 }},
 		{name: "heartbeat grid from env", env: map[string]string{"BLACKTREE_HEARTBEAT_GRID": "1s"},
 			check: func(o *options) bool { return o.heartbeatGrid == time.Second }},

@@ -81,3 +81,13 @@ type Adoption struct {
 	JobID    string `json:"jobId"`
 	WorkerID string `json:"workerId"`
 }
+
+// LedgerDelivery is one message of the ledger queue, which holds the
+// liveness events of accepted jobs (docs/design/orphan-ledger.md). Session
+// numbers the consumer session that carried it: deliveries of an earlier
+// session are stale (the broker gave them back to the queue when that
+// session ended, and delivers them again).
+type LedgerDelivery struct {
+	Delivery
+	Session uint64
+}

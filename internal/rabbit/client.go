@@ -28,6 +28,13 @@ type Client struct {
 	cons  consumer
 	pub   publisher
 	nodes *nodes // the URLs dialled, in turn (nodes.go)
+	// ledger carries ledger-queue deliveries; sent on only by the ledger
+	// loop (ledger.go), never closed.
+	ledger chan broker.LedgerDelivery
+	// ledgerSession is the number of the live ledger consumer session, 0
+	// while there is none; ledgerSeq numbers sessions.
+	ledgerSession atomic.Uint64
+	ledgerSeq     atomic.Uint64
 	// brokerMaxBody is the broker's max_message_size once a publish found
 	// it (refusedForSize), else 0.
 	brokerMaxBody atomic.Int64
@@ -68,6 +75,7 @@ func New(cfg Config, logger hclog.Logger) (*Client, error) {
 		log:    log,
 		out:    make(chan broker.Delivery),
 		adopt:  make(chan broker.Adoption, adoptionBuffer),
+		ledger: make(chan broker.LedgerDelivery),
 		closed: make(chan struct{}),
 	}
 	urls, _ := SplitURLs(cfg.URL) // validated by withDefaults
@@ -130,6 +138,9 @@ func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.consumeLoop(ctx, initCons) })
 	wg.Go(func() { c.publishLoop(ctx, initPub) })
+	if c.cfg.LedgerQueue != "" {
+		wg.Go(func() { c.ledgerLoop(ctx) })
+	}
 	select {
 	case <-ctx.Done():
 	case <-c.closed:
@@ -222,8 +233,8 @@ func (c *Client) dialURL(ctx context.Context, role, rawURL string) (amqpConn, er
 		}
 		return amqpConn{}, fmt.Errorf("connect to %s: %w", MaskURL(rawURL), err)
 	}
-	if testHookAfterDial != nil {
-		testHookAfterDial(role)
+	if hook := testHookAfterDial.Load(); hook != nil {
+		(*hook)(role)
 	}
 	return amqpConn{Connection: conn, batch: batched}, nil
 }

@@ -22,6 +22,7 @@ const (
 	DefaultConnectionName = "blacktree"
 	DeadLetterSuffix      = ".dead"
 	AdoptionSuffix        = ".adoptions"
+	LedgerSuffix          = ".ledger"
 	DefaultRPCTimeout     = 15 * time.Second
 	DefaultHeartbeat      = 10 * time.Second
 )
@@ -65,6 +66,15 @@ type Config struct {
 	// ExecuteQueue+".adoptions", so replicas sharing an execute queue share
 	// it.
 	AdoptionExchange string
+	// LedgerQueue holds the liveness events of accepted jobs, which every
+	// hub replica publishes and one consumes at a time
+	// (x-single-active-consumer; docs/design/orphan-ledger.md). Default
+	// ExecuteQueue+".ledger", so replicas sharing an execute queue share
+	// it. Ignored when DisableLedger is set.
+	LedgerQueue string
+	// DisableLedger turns the ledger queue off: LedgerEnabled reports
+	// false and nothing is declared, published or consumed for it.
+	DisableLedger bool
 	// RPCTimeout bounds each exchange with the broker that amqp091 does not
 	// bound itself: the TCP dial plus AMQP handshake, and each setup or
 	// teardown call (channel open, queue declare, qos, consume, cancel,
@@ -131,6 +141,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.AdoptionExchange == "" {
 		cfg.AdoptionExchange = cfg.ExecuteQueue + AdoptionSuffix
+	}
+	if cfg.DisableLedger {
+		cfg.LedgerQueue = ""
+	} else if cfg.LedgerQueue == "" {
+		cfg.LedgerQueue = cfg.ExecuteQueue + LedgerSuffix
+	}
+	if cfg.LedgerQueue != "" && (cfg.LedgerQueue == cfg.ExecuteQueue || cfg.LedgerQueue == cfg.StatusQueue || cfg.LedgerQueue == cfg.DeadLetterQueue) {
+		return cfg, errors.New("rabbit: LedgerQueue must differ from the other queues")
 	}
 	if cfg.RPCTimeout <= 0 {
 		cfg.RPCTimeout = DefaultRPCTimeout

@@ -20,6 +20,14 @@
 // basic.publish on the publish channel holds publishSession.sendMu; the
 // consume loop goroutine alone reads deliveries and close notifications.
 //
+// The orphan ledger (ledger.go; docs/design/orphan-ledger.md) has a third
+// connection, "<ConnectionName>-ledger", consuming the ledger queue
+// (x-single-active-consumer, manual acks, no prefetch limit) with its own
+// reconnect loop; every session is numbered (LedgerSession), so that the
+// hub can tell the deliveries of an ended session. Ledger events are
+// published like statuses (PublishLedger). StopConsuming leaves it
+// running: a draining hub may still be the keeper.
+//
 // # Writes
 //
 // amqp091 flushes after every publish, ack and heartbeat: one write system

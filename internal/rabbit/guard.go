@@ -3,6 +3,7 @@ package rabbit
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -47,5 +48,7 @@ func (c amqpConn) close(d time.Duration) {
 }
 
 // testHookAfterDial, when set (tests only), runs after each successful dial
-// with the connection's role ("consume", "publish", "declare").
-var testHookAfterDial func(role string)
+// with the connection's role ("consume", "publish", "ledger", "declare").
+// It is atomic: the ledger loop (ledger.go) dials on its own schedule,
+// also while a test installs the hook.
+var testHookAfterDial atomic.Pointer[func(role string)]

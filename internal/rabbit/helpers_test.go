@@ -112,7 +112,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *testEnv {
 		if err != nil {
 			return
 		}
-		for _, q := range []string{cfg.ExecuteQueue, cfg.StatusQueue, cfg.ExecuteQueue + DeadLetterSuffix, cfg.DeadLetterQueue} {
+		for _, q := range []string{cfg.ExecuteQueue, cfg.StatusQueue, cfg.ExecuteQueue + DeadLetterSuffix, cfg.DeadLetterQueue, cfg.ExecuteQueue + LedgerSuffix} {
 			if q != "" {
 				_, _ = ch.QueueDelete(q, false, false, false)
 			}

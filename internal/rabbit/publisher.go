@@ -424,14 +424,18 @@ func (c *Client) learnSizeLimit(n int) bool {
 // ownsQueue reports whether the Client declares queue itself.
 func (c *Client) ownsQueue(queue string) bool {
 	return queue == c.cfg.StatusQueue || queue == c.cfg.ExecuteQueue ||
-		(queue == c.cfg.DeadLetterQueue && queue != "")
+		(queue == c.cfg.DeadLetterQueue && queue != "") ||
+		(queue == c.cfg.LedgerQueue && queue != "")
 }
 
 // redeclare declares one of the Client's queues again on s's connection.
 func (c *Client) redeclare(s *publishSession, queue string) error {
 	args := queueArgs(c.cfg.QueueType, "")
-	if queue == c.cfg.ExecuteQueue {
+	switch queue {
+	case c.cfg.ExecuteQueue:
 		args = queueArgs(c.cfg.QueueType, c.cfg.DeadLetterQueue)
+	case c.cfg.LedgerQueue:
+		args = ledgerArgs(c.cfg.QueueType)
 	}
 	return s.conn.bounded(c.cfg.RPCTimeout, "declare queue "+queue, func() error {
 		return declareQueue(s.conn.Connection, queue, args, c.pub.log)

@@ -38,8 +38,8 @@ func proxiedEnv(t *testing.T, mutate func(*Config)) (*testEnv, *cluster.Proxy) {
 
 // setDialHook installs testHookAfterDial for one test.
 func setDialHook(t *testing.T, f func(role string)) {
-	testHookAfterDial = f
-	t.Cleanup(func() { testHookAfterDial = nil })
+	testHookAfterDial.Store(&f)
+	t.Cleanup(func() { testHookAfterDial.Store(nil) })
 }
 
 // TestConnectSilentBroker: a broker that completes the handshake and then
