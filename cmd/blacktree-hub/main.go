@@ -31,7 +31,7 @@ type options struct {
 	grpcAddr, httpAddr                 string
 	amqpURL, executeQueue, statusQueue string
 	queueType                          string
-	prefetch                           int
+	prefetch, lookahead                int
 	placement                          hub.Placement
 	cacheAffinity                      bool
 	affinityWait                       time.Duration
@@ -90,7 +90,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
-	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once")
+	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once, whatever its free slots")
+	fs.IntVar(&o.lookahead, "lookahead", hub.DefaultLookahead, "deliveries taken beyond the free slots while one is free (none with no free slot; 0: none)")
 	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "which free worker gets a job: spread (least loaded first) or binpack (most loaded first)")
 	fs.BoolVar(&o.cacheAffinity, "cache-affinity", true, "among the free workers, prefer one whose build cache is warm for the job (false: place ignoring caches)")
 	fs.DurationVar(&o.affinityWait, "affinity-wait", 0, "how long a job waits for a busy worker with a warm cache before going to any free worker (0: never waits)")
@@ -187,7 +188,8 @@ func sessionKey(ctx context.Context) string {
 	return id.Kind + ":" + id.Fingerprint
 }
 
-// noLimit maps a flag's 0 (no limit) to hub.Config's negative.
+// noLimit maps a flag's 0 (no limit, or no lookahead) to hub.Config's
+// negative.
 func noLimit(n int) int {
 	if n == 0 {
 		return -1
@@ -248,6 +250,7 @@ func run(args []string, stderr io.Writer) int {
 		HTTPAddr:             o.httpAddr,
 		Pprof:                o.pprof,
 		HoldTimeout:          o.holdTimeout,
+		Lookahead:            noLimit(o.lookahead),
 		MaxStatusBytes:       o.maxStatusBytes,
 		Placement:            o.placement,
 		LostWorkerGrace:      o.lostWorkerGrace,
@@ -294,6 +297,7 @@ func run(args []string, stderr io.Writer) int {
 		StatusQueue:    o.statusQueue,
 		QueueType:      o.queueType,
 		Prefetch:       o.prefetch,
+		Paced:          true,
 		ConnectionName: "blacktree-hub",
 	}, logger)
 	if err != nil {

@@ -1,0 +1,92 @@
+package rabbit
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/blacktree/blacktree/internal/broker"
+)
+
+// TestPacedConsumer: a paced Client takes nothing until it has a window,
+// then at most the window unacked; a window of 0 stops new deliveries
+// while held ones stay ack-able; a window twice the running one restarts
+// the consumer with it; and a reconnect keeps the pause.
+func TestPacedConsumer(t *testing.T) {
+	for _, qt := range []string{QueueTypeClassic, QueueTypeQuorum} {
+		t.Run(qt, func(t *testing.T) {
+			const total = 6
+			e := newEnv(t, func(c *Config) { c.QueueType = qt; c.Paced = true })
+			c := e.start(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			for i := range total {
+				if err := c.PublishTo(ctx, e.cfg.ExecuteQueue, broker.Message{Body: []byte("{}"), MessageID: fmt.Sprint(i)}); err != nil {
+					t.Fatalf("PublishTo() = %v", err)
+				}
+			}
+			ready := func(want int) {
+				t.Helper()
+				waitFor(t, fmt.Sprintf("%d ready messages", want), 5*time.Second, func() bool { return e.admin.count(e.cfg.ExecuteQueue) == want })
+			}
+			expectNone(t, c, 500*time.Millisecond)
+			ready(total)
+
+			c.SetWindow(2)
+			held := []broker.Delivery{receive(t, c, 5*time.Second), receive(t, c, 5*time.Second)}
+			expectNone(t, c, 300*time.Millisecond)
+			ready(total - 2)
+
+			c.SetWindow(4) // twice the running window: a new consumer with 4
+			held = append(held, receive(t, c, 5*time.Second), receive(t, c, 5*time.Second))
+			expectNone(t, c, 300*time.Millisecond)
+			ready(total - 4)
+
+			c.SetWindow(0)
+			for _, d := range held {
+				if err := d.Ack(); err != nil {
+					t.Fatalf("Ack() while paused = %v, want nil", err)
+				}
+			}
+			expectNone(t, c, 500*time.Millisecond)
+			ready(total - 4)
+
+			killConnection(t, e.cfg.ConnectionName+"-consume")
+			waitFor(t, "client ready again", 10*time.Second, c.Ready)
+			expectNone(t, c, 500*time.Millisecond)
+			ready(total - 4)
+
+			c.SetWindow(100) // capped at Prefetch
+			for range total - 4 {
+				if err := receive(t, c, 5*time.Second).Ack(); err != nil {
+					t.Fatalf("Ack() = %v", err)
+				}
+			}
+			ready(0)
+		})
+	}
+}
+
+// TestUnpacedIgnoresWindow: without Config.Paced the consumer runs with
+// the prefetch window whatever SetWindow says.
+func TestUnpacedIgnoresWindow(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Prefetch = 2 })
+	c := e.start(t)
+	c.SetWindow(0)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if err := c.PublishTo(ctx, e.cfg.ExecuteQueue, broker.Message{Body: []byte("{}"), MessageID: fmt.Sprint(i)}); err != nil {
+			t.Fatalf("PublishTo() = %v", err)
+		}
+	}
+	for range 2 {
+		if err := receive(t, c, 5*time.Second).Ack(); err != nil {
+			t.Fatalf("Ack() = %v", err)
+		}
+	}
+	if err := receive(t, c, 5*time.Second).Ack(); err != nil {
+		t.Fatalf("Ack() = %v", err)
+	}
+}
