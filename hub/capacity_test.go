@@ -1,11 +1,16 @@
 package hub
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/broker"
 	"github.com/blacktree/blacktree/internal/rabbit"
 )
 
@@ -59,4 +64,68 @@ func TestConsumptionFollowsCapacity(t *testing.T) {
 	if n := e.depth(e.execQ); n != 0 {
 		t.Errorf("ready after all ran = %d, want 0", n)
 	}
+}
+
+// pacedBroker is a fakeBroker that records the windows the hub sets.
+type pacedBroker struct {
+	*fakeBroker
+	mu     sync.Mutex // guards window
+	window int
+}
+
+func (b *pacedBroker) SetWindow(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.window = n
+}
+
+func (b *pacedBroker) lastWindow() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.window
+}
+
+// TestWindowFollowsFreeSlots: the window is the free slots of the workers
+// that take jobs plus the lookahead, and 0 with none: before any worker,
+// with every slot offered, while the only worker drains and after it left.
+func TestWindowFollowsFreeSlots(t *testing.T) {
+	pb := &pacedBroker{fakeBroker: &fakeBroker{ch: make(chan broker.Delivery)}, window: -1}
+	h, err := New(Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DrainTimeout: time.Second, Lookahead: 2}, pb,
+		hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}}))
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Run(context.Background()) }()
+	<-h.Listening()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+		<-done
+	})
+	window := func(what string, want int) {
+		t.Helper()
+		eventually(t, 5*time.Second, fmt.Sprintf("%s: window %d", what, want), func() bool { return pb.lastWindow() == want })
+	}
+	window("no worker", 0)
+	w := dialWorker(t, h.GRPCAddr().String(), &blacktreev1.Register{WorkerId: "w1", Slots: 3}, false)
+	window("3 free slots", 5)
+	deliver(t, pb.fakeBroker, validJob("win-1"))
+	w.expectRunJob()
+	window("2 free slots", 4)
+	deliver(t, pb.fakeBroker, validJob("win-2"))
+	deliver(t, pb.fakeBroker, validJob("win-3"))
+	window("every slot offered", 0)
+	for _, id := range []string{"win-1", "win-2", "win-3"} {
+		w.accept(id)
+		w.result(id, true)
+	}
+	window("slots free again", 5)
+	w.send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{Draining: true}}})
+	window("worker draining", 0)
+	w.send(&blacktreev1.WorkerMessage{Frame: &blacktreev1.WorkerMessage_Heartbeat{Heartbeat: &blacktreev1.Heartbeat{}}})
+	window("worker back", 5)
+	w.kill()
+	window("worker gone", 0)
 }
