@@ -91,7 +91,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
 	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once, whatever its free slots")
-	fs.IntVar(&o.lookahead, "lookahead", hub.DefaultLookahead, "deliveries taken beyond the free slots while one is free (none with no free slot; 0: none)")
+	fs.IntVar(&o.lookahead, "lookahead", hub.DefaultLookahead, "deliveries taken beyond the free slots while a slot is free (0: none)")
 	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "which free worker gets a job: spread (least loaded first) or binpack (most loaded first)")
 	fs.BoolVar(&o.cacheAffinity, "cache-affinity", true, "among the free workers, prefer one whose build cache is warm for the job (false: place ignoring caches)")
 	fs.DurationVar(&o.affinityWait, "affinity-wait", 0, "how long a job waits for a busy worker with a warm cache before going to any free worker (0: never waits)")
@@ -152,6 +152,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.maxHeartbeatRate < 0 {
 		return nil, fmt.Errorf("invalid --max-heartbeat-rate %v: want 0 (off) or more", o.maxHeartbeatRate)
+	}
+	if o.lookahead < 0 {
+		return nil, fmt.Errorf("invalid --lookahead %d: want 0 (none) or more", o.lookahead)
 	}
 	if o.maxSessionsPerToken < 1 {
 		return nil, fmt.Errorf("invalid --max-sessions-per-token %d: want 1 or more", o.maxSessionsPerToken)
