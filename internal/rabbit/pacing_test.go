@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/blacktree/blacktree/internal/broker"
 )
 
@@ -88,5 +90,48 @@ func TestUnpacedIgnoresWindow(t *testing.T) {
 	}
 	if err := receive(t, c, 5*time.Second).Ack(); err != nil {
 		t.Fatalf("Ack() = %v", err)
+	}
+}
+
+// BenchmarkPauseResume measures one pause and restart of a paced
+// consumer (basic.cancel, then basic.qos with a new window and
+// basic.consume) on a queue with a backlog, per queue type: the price of
+// following capacity, paid about once per few dozen jobs at a high rate
+// (docs/design/consumption.md).
+func BenchmarkPauseResume(b *testing.B) {
+	for _, qt := range []string{QueueTypeClassic, QueueTypeQuorum} {
+		b.Run(qt, func(b *testing.B) {
+			e := newEnv(b, func(c *Config) { c.QueueType = qt; c.Paced = true })
+			c, err := New(e.cfg, testLogger(b))
+			if err != nil {
+				b.Fatalf("New() = %v", err)
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
+			defer cancel()
+			s, err := c.openConsume(ctx)
+			if err != nil {
+				b.Fatalf("openConsume() = %v", err)
+			}
+			defer s.kill()
+			for i := range 100 {
+				if err := e.admin.ch.PublishWithContext(ctx, "", e.cfg.ExecuteQueue, false, false, amqp.Publishing{Body: []byte("{}"), MessageId: fmt.Sprint(i)}); err != nil {
+					b.Fatalf("publish = %v", err)
+				}
+			}
+			var queue []pending
+			b.ResetTimer()
+			for i := range b.N {
+				if err := c.startConsume(s, 3+i%2); err != nil {
+					b.Fatalf("startConsume() = %v", err)
+				}
+				if err := c.pauseConsume(s, &queue); err != nil {
+					b.Fatalf("pauseConsume() = %v", err)
+				}
+				for _, p := range queue {
+					_ = p.acker.Nack(true)
+				}
+				queue = queue[:0]
+			}
+		})
 	}
 }
