@@ -1,13 +1,10 @@
 package hub
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/broker"
@@ -90,20 +87,7 @@ func (b *pacedBroker) lastWindow() int {
 // with every slot offered, while the only worker drains and after it left.
 func TestWindowFollowsFreeSlots(t *testing.T) {
 	pb := &pacedBroker{fakeBroker: &fakeBroker{ch: make(chan broker.Delivery)}, window: -1}
-	h, err := New(Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DrainTimeout: time.Second, Lookahead: 2}, pb,
-		hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}}))
-	if err != nil {
-		t.Fatalf("New() = %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- h.Run(context.Background()) }()
-	<-h.Listening()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-		<-done
-	})
+	h := startHubOn(t, pb, func(c *Config) { c.Lookahead = 2 })
 	window := func(what string, want int) {
 		t.Helper()
 		eventually(t, 5*time.Second, fmt.Sprintf("%s: window %d", what, want), func() bool { return pb.lastWindow() == want })
