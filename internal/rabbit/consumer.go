@@ -33,6 +33,10 @@ type consumeSession struct {
 	// prefetch is the per-consumer window the current consumer was started
 	// with, and qos the last one basic.qos set on ch (consume loop only).
 	prefetch, qos int
+	// baseTag is the first consumer's tag; starts counts consumers
+	// started on ch (consume loop only, pacing.go).
+	baseTag string
+	starts  int
 	// adoptions and adoptClose belong to the adoption channel (used by the
 	// consume loop only).
 	adoptions  <-chan amqp.Delivery
@@ -63,6 +67,9 @@ type consumer struct {
 	// wakes the consume loop after it changed (pacing.go).
 	window        atomic.Int64
 	windowChanged chan struct{}
+	// paused: a paced consumer is cancelled by pauseConsume and not yet
+	// started again.
+	paused atomic.Bool
 }
 
 // consumerSeq numbers generated consumer tags.
@@ -132,6 +139,7 @@ func (c *Client) startConsume(s *consumeSession, prefetch int) error {
 			}
 			s.qos = prefetch
 		}
+		s.tag = s.nextTag()
 		d, err := s.ch.Consume(c.cfg.ExecuteQueue, s.tag, false, false, false, false, nil)
 		if err != nil {
 			return fmt.Errorf("rabbit: consume %q: %w", c.cfg.ExecuteQueue, err)

@@ -1,5 +1,7 @@
 package rabbit
 
+import "fmt"
+
 // SetWindow sets how many deliveries a paced Client (Config.Paced) may
 // hold unacknowledged: the consumer runs only while the window is
 // positive, with a per-consumer prefetch of the window capped at
@@ -41,6 +43,7 @@ func (c *Client) followWindow(s *consumeSession, queue *[]pending) error {
 	want := c.targetPrefetch()
 	switch {
 	case s.deliveries == nil && want > 0:
+		c.cons.paused.Store(false)
 		return c.startConsume(s, want)
 	case s.deliveries != nil && want == 0:
 		return c.pauseConsume(s, queue)
@@ -65,5 +68,24 @@ func (c *Client) pauseConsume(s *consumeSession, queue *[]pending) error {
 		*queue = append(*queue, c.wrap(s, d))
 	}
 	s.deliveries, s.prefetch = nil, 0
+	c.cons.paused.Store(true)
 	return nil
+}
+
+// nextTag is the tag of the next consumer started on s: the configured or
+// generated tag for the first, then that tag with a sequence number. A
+// consumer started after a cancel never reuses a tag on the channel:
+// RabbitMQ 3.10 closed the connection (INTERNAL_ERROR, a function_clause
+// in rabbit_channel:handle_deliver0) when a quorum queue delivered to a
+// new consumer under the tag of a cancelled one whose deliveries were
+// still unacked.
+func (s *consumeSession) nextTag() string {
+	if s.starts == 0 {
+		s.baseTag = s.tag
+	}
+	s.starts++
+	if s.starts == 1 {
+		return s.baseTag
+	}
+	return fmt.Sprintf("%s.%d", s.baseTag, s.starts)
 }
