@@ -28,6 +28,7 @@ const (
 	DefaultAcceptTimeout        = 10 * time.Second
 	DefaultLostWorkerGrace      = 30 * time.Second
 	DefaultHoldTimeout          = 5 * time.Second
+	DefaultLookahead            = 2
 	DefaultDeadRetention        = 5 * time.Minute
 	DefaultDrainTimeout         = 30 * time.Second
 	DefaultMaxRecvMsgSize       = 4 << 20
@@ -122,6 +123,11 @@ type Config struct {
 	// it stopped renewing). Default LostWorkerGrace + 3 ×
 	// LedgerRenewInterval; at least 2 × LedgerRenewInterval.
 	LedgerTimeout time.Duration
+	// Lookahead is how many deliveries beyond its free slots the hub takes
+	// while it has a free slot, so that a slot freed next finds a job
+	// already here; with no free slot it takes none
+	// (docs/design/consumption.md). Default 2. Negative: none.
+	Lookahead int
 	// DeadRetention is how long dead workers stay visible. Default 5m.
 	DeadRetention time.Duration
 	// DrainTimeout bounds the drain Run performs when its ctx ends (Shutdown
@@ -311,6 +317,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = DefaultSendQueue
+	}
+	if c.Lookahead == 0 {
+		c.Lookahead = DefaultLookahead
 	}
 	if c.MaxRecvMsgSize == 0 {
 		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize

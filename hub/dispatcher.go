@@ -83,6 +83,7 @@ type Dispatcher struct {
 	log       hclog.Logger
 	b         Broker
 	announcer Announcer // b's adoption announcements; nil when b has none
+	pacer     Pacer     // b's pacing to the hub's capacity; nil when b has none
 	tickets   ticketer
 	m         *WorkerManager
 	metrics   *metrics
@@ -104,11 +105,13 @@ type Dispatcher struct {
 func newDispatcher(cfg Config, b Broker, m *WorkerManager, hubMetrics *metrics, log hclog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	announcer, _ := b.(Announcer)
+	pacer, _ := b.(Pacer)
 	d := &Dispatcher{
 		cfg:       cfg,
 		log:       log,
 		b:         b,
 		announcer: announcer,
+		pacer:     pacer,
 		tickets:   ticketer{deployment: cfg.DeploymentID, key: cfg.DispatchKey},
 		m:         m,
 		metrics:   hubMetrics,
@@ -130,10 +133,13 @@ func (d *Dispatcher) run(ctx context.Context) {
 	if d.announcer != nil {
 		adoptions = d.announcer.Adoptions()
 	}
+	d.pace()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-d.m.capacityChanged:
+			d.pace()
 		case del, ok := <-deliveries:
 			if !ok {
 				d.log.Info("delivery channel closed")

@@ -54,6 +54,11 @@
 //     delivery only after JobAccepted, holds deliveries that find no free
 //     worker for at most HoldTimeout, publishes results before ResultAck,
 //     and reports jobs of lost workers after LostWorkerGrace.
+//   - capacity.go: consumption follows capacity. The WorkerManager counts
+//     the free slots of the workers that take jobs and signals each change
+//     (capacityChanged, never blocking); the Dispatcher's run loop then
+//     tells a Pacer broker its window, the free slots plus
+//     Config.Lookahead, 0 with none free (docs/design/consumption.md).
 //   - status.go: a status's last step before the broker: its fields bounded
 //     again (the hub does not trust the worker's bounds) to fit
 //     Config.MaxStatusBytes once encoded, else a failed status that says

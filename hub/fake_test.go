@@ -71,11 +71,17 @@ func (a *fakeAcker) get() string { a.mu.Lock(); defer a.mu.Unlock(); return a.se
 func startFakeHub(t *testing.T, mutate func(*Config)) (*Hub, *fakeBroker) {
 	t.Helper()
 	fb := &fakeBroker{ch: make(chan broker.Delivery)}
+	return startHubOn(t, fb, mutate), fb
+}
+
+// startHubOn runs a hub on b until the test ends.
+func startHubOn(t *testing.T, b Broker, mutate func(*Config)) *Hub {
+	t.Helper()
 	cfg := Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DrainTimeout: time.Second}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, err := New(cfg, fb, hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}}))
+	h, err := New(cfg, b, hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}}))
 	if err != nil {
 		t.Fatalf("New() = %v", err)
 	}
@@ -88,7 +94,7 @@ func startFakeHub(t *testing.T, mutate func(*Config)) (*Hub, *fakeBroker) {
 		_ = h.Shutdown(ctx)
 		<-done
 	})
-	return h, fb
+	return h
 }
 
 func deliver(t *testing.T, fb *fakeBroker, req *blacktreev1.JobRequest) *fakeAcker {

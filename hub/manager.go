@@ -74,6 +74,7 @@ type workerEntry struct {
 	cache     *cacheSummary // what the session's build cache holds, as it last said; nil: never said
 	inHolders bool          // filed under cache.keys in warm.holders
 	inFree    bool          // filed under cache.keys in warm.free
+	freeSlots int           // what e adds to WorkerManager.freeSlots
 }
 
 func (e *workerEntry) stateLocked() WorkerState {
@@ -118,6 +119,11 @@ type WorkerManager struct {
 	// picks the heartbeat interval for that many (heartbeat.go).
 	nLive      int
 	heartbeats heartbeatScale
+	// freeSlots counts the free slots of the current entries that take
+	// jobs (capacity.go); capacityChanged (buffer 1) is signalled when it
+	// changes, never blocking.
+	freeSlots       int
+	capacityChanged chan struct{}
 }
 
 func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
@@ -128,6 +134,9 @@ func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
 		log:       log,
 		workers:   map[string]*workerEntry{},
 		warm:      newWarmIndex(),
+		// capacityChanged is made here, with its one-slot buffer, so
+		// that a change is signalled without blocking under mu.
+		capacityChanged: make(chan struct{}, 1),
 		heartbeats: heartbeatScale{
 			base: cfg.HeartbeatInterval,
 			max:  cfg.MaxHeartbeatInterval,
@@ -144,6 +153,7 @@ func newWorkerManager(cfg Config, log hclog.Logger) *WorkerManager {
 func (m *WorkerManager) indexLocked(e *workerEntry) {
 	free := e.current && e.stateLocked() == StateFree
 	m.warm.sync(e, e.current && !e.dead, free)
+	m.countFreeLocked(e, free)
 	switch {
 	case free && len(e.jobs) == 0:
 		m.partial.remove(e)

@@ -29,7 +29,7 @@ type options struct {
 	grpcAddr, httpAddr                 string
 	amqpURL, executeQueue, statusQueue string
 	queueType                          string
-	prefetch                           int
+	prefetch, lookahead                int
 	placement                          hub.Placement
 	cacheAffinity                      bool
 	affinityWait                       time.Duration
@@ -89,7 +89,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
-	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once")
+	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once, whatever its free slots")
+	fs.IntVar(&o.lookahead, "lookahead", hub.DefaultLookahead, "deliveries taken beyond the free slots while a slot is free (0: none)")
 	fs.TextVar(&o.placement, "placement", hub.PlacementSpread, "which free worker gets a job: spread (least loaded first) or binpack (most loaded first)")
 	fs.BoolVar(&o.cacheAffinity, "cache-affinity", true, "among the free workers, prefer one whose build cache is warm for the job (false: place ignoring caches)")
 	fs.DurationVar(&o.affinityWait, "affinity-wait", 0, "how long a job waits for a busy worker with a warm cache before going to any free worker (0: never waits)")
@@ -153,6 +154,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.maxHeartbeatRate < 0 {
 		return nil, fmt.Errorf("invalid --max-heartbeat-rate %v: want 0 (off) or more", o.maxHeartbeatRate)
 	}
+	if o.lookahead < 0 {
+		return nil, fmt.Errorf("invalid --lookahead %d: want 0 (none) or more", o.lookahead)
+	}
 	if o.maxSessionsPerToken < 1 {
 		return nil, fmt.Errorf("invalid --max-sessions-per-token %d: want 1 or more", o.maxSessionsPerToken)
 	}
@@ -194,7 +198,8 @@ func sessionKey(ctx context.Context) string {
 	return id.Kind + ":" + id.Fingerprint
 }
 
-// noLimit maps a flag's 0 (no limit) to hub.Config's negative.
+// noLimit maps a flag's 0 (no limit, or no lookahead) to hub.Config's
+// negative.
 func noLimit(n int) int {
 	if n == 0 {
 		return -1
@@ -251,6 +256,7 @@ func run(args []string, stderr io.Writer) int {
 		HTTPAddr:             o.httpAddr,
 		Pprof:                o.pprof,
 		HoldTimeout:          o.holdTimeout,
+		Lookahead:            noLimit(o.lookahead),
 		MaxStatusBytes:       o.maxStatusBytes,
 		Placement:            o.placement,
 		LostWorkerGrace:      o.lostWorkerGrace,
@@ -301,6 +307,7 @@ func run(args []string, stderr io.Writer) int {
 		Prefetch:       o.prefetch,
 		LedgerQueue:    o.ledgerQueue,
 		DisableLedger:  !o.ledger,
+		Paced:          true,
 		ConnectionName: "blacktree-hub",
 	}, logger)
 	if err != nil {

@@ -54,6 +54,7 @@ func TestParse(t *testing.T) {
 		{name: "negative heartbeat rate", env: map[string]string{"BLACKTREE_MAX_HEARTBEAT_RATE": "-5"}, wantErr: "max-heartbeat-rate"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
 		{name: "bad env", env: map[string]string{"BLACKTREE_HOLD_TIMEOUT": "soon"}, wantErr: "BLACKTREE_HOLD_TIMEOUT"},
+		{name: "negative lookahead", args: []string{"--lookahead", "-1"}, wantErr: "--lookahead"},
 		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "go together"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
 		// Deprecated and ignored, but still accepted: old unit files keep working.

@@ -41,9 +41,13 @@ type Config struct {
 	// QueueType is "classic" (default) or "quorum"; it becomes the
 	// x-queue-type argument of every queue the Client declares.
 	QueueType string
-	// Prefetch is the fixed consumer prefetch window (basic.qos, per
-	// consumer): at most this many deliveries are unacked at once. Default 32.
+	// Prefetch bounds the consumer prefetch window (basic.qos, per
+	// consumer): at most this many deliveries are unacked at once. Unpaced,
+	// it is the window; paced, it caps SetWindow's. Default 32.
 	Prefetch int
+	// Paced starts the consumer paused: it consumes only while the window
+	// last given to SetWindow is positive (docs/design/consumption.md).
+	Paced bool
 	// DeadLetterQueue receives messages of ExecuteQueue that are nacked
 	// without requeue. Default ExecuteQueue+".dead". Ignored when
 	// DisableDeadLetter is set.

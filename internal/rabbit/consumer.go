@@ -28,8 +28,15 @@ type consumeSession struct {
 	chClose   chan *amqp.Error
 	tag       string
 	// deliveries is used by the consume loop only: nil until consuming,
-	// and after the consumer was cancelled.
+	// and after the consumer was cancelled or paused.
 	deliveries <-chan amqp.Delivery
+	// prefetch is the per-consumer window the current consumer was started
+	// with, and qos the last one basic.qos set on ch (consume loop only).
+	prefetch, qos int
+	// baseTag is the first consumer's tag; starts counts consumers
+	// started on ch (consume loop only, pacing.go).
+	baseTag string
+	starts  int
 	// adoptions and adoptClose belong to the adoption channel (used by the
 	// consume loop only).
 	adoptions  <-chan amqp.Delivery
@@ -56,6 +63,13 @@ type consumer struct {
 	stopped atomic.Bool  // StopConsuming was called
 	stopReq chan stopReq // StopConsuming → consume loop
 	running atomic.Bool  // the consume loop is running
+	// window is the paced consumer's window (SetWindow); windowChanged
+	// wakes the consume loop after it changed (pacing.go).
+	window        atomic.Int64
+	windowChanged chan struct{}
+	// paused: a paced consumer is cancelled by pauseConsume and not yet
+	// started again.
+	paused atomic.Bool
 }
 
 // consumerSeq numbers generated consumer tags.
@@ -66,6 +80,7 @@ type stopReq struct{ done chan error }
 func (cs *consumer) init(log hclog.Logger) {
 	cs.log = log
 	cs.stopReq = make(chan stopReq)
+	cs.windowChanged = make(chan struct{}, 1)
 }
 
 // openConsume dials the consumer connection, declares the execute and
@@ -109,16 +124,27 @@ func (c *Client) openConsume(ctx context.Context) (*consumeSession, error) {
 	return s, nil
 }
 
-// startConsume issues basic.consume on s.
-func (c *Client) startConsume(s *consumeSession) error {
+// startConsume issues basic.qos (when prefetch differs from the last one
+// set on s's channel) and basic.consume on s. RabbitMQ applies a
+// per-consumer prefetch to the consumers started after it, so a new window
+// needs a new consumer.
+func (c *Client) startConsume(s *consumeSession, prefetch int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.conn.bounded(s.timeout, "rabbit: start consuming", func() error {
+		if s.qos != prefetch {
+			// global=false: per consumer, the only form quorum queues support.
+			if err := s.ch.Qos(prefetch, 0, false); err != nil {
+				return fmt.Errorf("rabbit: set the prefetch window: %w", err)
+			}
+			s.qos = prefetch
+		}
+		s.tag = s.nextTag()
 		d, err := s.ch.Consume(c.cfg.ExecuteQueue, s.tag, false, false, false, false, nil)
 		if err != nil {
 			return fmt.Errorf("rabbit: consume %q: %w", c.cfg.ExecuteQueue, err)
 		}
-		s.deliveries = d
+		s.deliveries, s.prefetch = d, prefetch
 		return nil
 	})
 }
@@ -185,18 +211,16 @@ type pending struct {
 	acker *acker
 }
 
-// serveConsume starts the consumer on s (unless stopped) and forwards
-// deliveries until s fails (returning why) or ctx ends (returning nil).
-// Deliveries are queued locally while the reader of c.out is busy; the
-// prefetch window bounds that queue.
+// serveConsume starts the consumer on s (unless stopped, or paced with no
+// window) and forwards deliveries until s fails (returning why) or ctx ends
+// (returning nil). Deliveries are queued locally while the reader of c.out
+// is busy; the prefetch window bounds that queue.
 func (c *Client) serveConsume(ctx context.Context, s *consumeSession) error {
-	if !c.cons.stopped.Load() {
-		if err := c.startConsume(s); err != nil {
-			return err
-		}
+	var queue []pending
+	if err := c.followWindow(s, &queue); err != nil {
+		return err
 	}
 	c.cons.up.Store(true)
-	var queue []pending
 	requeueAll := func() {
 		for _, p := range queue {
 			_ = p.acker.Nack(true)
@@ -244,6 +268,10 @@ func (c *Client) serveConsume(ctx context.Context, s *consumeSession) error {
 		case out <- next:
 			queue[0] = pending{}
 			queue = queue[1:]
+		case <-c.cons.windowChanged:
+			if err := c.followWindow(s, &queue); err != nil {
+				return err
+			}
 		case r := <-c.cons.stopReq:
 			err := c.cancelConsume(s)
 			requeueAll()

@@ -111,9 +111,15 @@
 // it as it is and logs a warning — its dead-lettering is whatever the
 // existing queue has.
 //
-// # Prefetch
+// # Prefetch and pacing
 //
-// A fixed per-consumer prefetch window (basic.qos global=false, Prefetch,
+// A per-consumer prefetch window (basic.qos global=false, at most Prefetch,
 // default 32) bounds the unacked deliveries one Client holds, identically on
-// classic and quorum queues (docs/protocol.md#prefetch-and-holding).
+// classic and quorum queues (docs/protocol.md#prefetch-and-holding). A
+// paced Client (Config.Paced, pacing.go) starts paused and follows
+// SetWindow: the consume loop cancels its consumer at a window of 0, and
+// starts a new one with the window as its prefetch when it is positive
+// (again when it has doubled): RabbitMQ applies a per-consumer qos only to
+// consumers started after it. Deliveries that arrived before the cancel's
+// cancel-ok are handed out as usual (docs/design/consumption.md).
 package rabbit
