@@ -5,7 +5,7 @@ BIN       ?= bin
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: services all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo images bench bench-builds clean
+.PHONY: services all build generate generate-python check-generated lint breaking vet fmt-check test fuzz ci demo images chaos bench bench-builds clean
 
 all: build
 
@@ -60,6 +60,12 @@ demo:
 ## images: container images blacktree/hub:dev, blacktree/worker:dev and blacktree/btctl:dev from static binaries built here, FROM scratch, offline (IMAGE_PREFIX, IMAGE_TAG; deploy/README.md)
 images:
 	bash scripts/build-images
+
+## chaos: the chaos test for CHAOS_DURATION (default 15m) with a fresh seed, or CHAOS_SEED to replay one (needs RabbitMQ's packages; docs/design/chaos.md)
+CHAOS_DURATION ?= 15m
+CHAOS_SEED     ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+chaos: services
+	cd e2e && BLACKTREE_CHAOS_SEED=$(CHAOS_SEED) BLACKTREE_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -race -count=1 -timeout 60m -run '^TestChaos$$' -v .
 
 ## fuzz: run the request-decoding fuzzer for a while
 fuzz:

@@ -68,6 +68,8 @@ type chaosEvent struct {
 	target string
 	kind   string        // "kill -9" or "broker crash"
 	down   time.Duration // until the target was back (0: not back)
+	// overlap: other members were still down when this kill landed.
+	overlap bool
 }
 
 // chaosFleet owns the members, the restart goroutines and the schedule.
@@ -97,10 +99,15 @@ func (f *chaosFleet) upMembers() []*chaosMember {
 }
 
 // logEvent appends an event to the schedule and returns its index.
-func (f *chaosFleet) logEvent(target, kind string) int {
+func (f *chaosFleet) logEvent(target, kind string, overlap bool) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.schedule = append(f.schedule, chaosEvent{at: time.Since(f.start), target: target, kind: kind})
+	f.schedule = append(f.schedule, chaosEvent{
+		at:      time.Since(f.start),
+		target:  target,
+		kind:    kind,
+		overlap: overlap,
+	})
 	return len(f.schedule) - 1
 }
 
@@ -117,8 +124,12 @@ func (f *chaosFleet) kill(ctx context.Context, m *chaosMember, delay time.Durati
 	f.mu.Lock()
 	p := m.proc
 	m.up = false
+	overlap := false
+	for _, other := range f.members {
+		overlap = overlap || !other.up && other != m
+	}
 	f.mu.Unlock()
-	i := f.logEvent(m.name, "kill -9")
+	i := f.logEvent(m.name, "kill -9", overlap)
 	p.Kill()
 	f.restarts.Add(1)
 	go func() {
@@ -181,7 +192,7 @@ func (f *chaosFleet) restart(ctx context.Context, m *chaosMember) error {
 func (f *chaosFleet) brokerCrash(ctx context.Context, broker *cluster.PrivateBroker, pause *sync.Mutex) error {
 	pause.Lock()
 	defer pause.Unlock()
-	i := f.logEvent("rabbitmq", "broker crash")
+	i := f.logEvent("rabbitmq", "broker crash", false)
 	if err := broker.Restart(ctx); err != nil {
 		return fmt.Errorf("broker restart: %w", err)
 	}
@@ -202,13 +213,17 @@ func (f *chaosFleet) scheduleText() string {
 		if ev.down > 0 {
 			back = "back after " + ev.down.Round(10*time.Millisecond).String()
 		}
+		if ev.overlap {
+			back += " (others still down)"
+		}
 		fmt.Fprintf(&b, "  +%7.2fs  %-13s %-9s %s\n", ev.at.Seconds(), ev.kind, ev.target, back)
 	}
 	return b.String()
 }
 
-// killCounts counts the schedule's events by kind of target.
-func (f *chaosFleet) killCounts() (hubs, workers, brokers int) {
+// killCounts counts the schedule's events by kind of target, and the
+// kills that landed while other members were still down.
+func (f *chaosFleet) killCounts() (hubs, workers, brokers, overlaps int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, ev := range f.schedule {
@@ -220,6 +235,9 @@ func (f *chaosFleet) killCounts() (hubs, workers, brokers int) {
 		default:
 			workers++
 		}
+		if ev.overlap {
+			overlaps++
+		}
 	}
-	return hubs, workers, brokers
+	return hubs, workers, brokers, overlaps
 }

@@ -201,15 +201,15 @@ func TestChaos(t *testing.T) {
 			failures[failureKind(s.GetError())]++
 		}
 	}
-	hubs, workers, brokers := f.killCounts()
+	hubs, workers, brokers, overlaps := f.killCounts()
 	statuses := len(e.cp.Bodies())
 	t.Logf("chaos: kill schedule (seed %d):\n%s", cfg.seed, f.scheduleText())
 	t.Logf("chaos: first statuses that were failures, by kind: %v", failures)
 	if len(unconfirmed) > 0 {
 		t.Logf("chaos: %d publishes unconfirmed (not counted): %v", len(unconfirmed), unconfirmed[:min(len(unconfirmed), 10)])
 	}
-	record(t, "seed %d, %s of load, %d kills (hub %d, worker %d), broker crashes %d: jobs %d, statuses %d, %s, succeeded %d, worst publish→status %s (%s), settled in %s",
-		cfg.seed, loadFor.Round(time.Second), hubs+workers, hubs, workers, brokers,
+	record(t, "seed %d, %s of load, %d kills (hub %d, worker %d; %d while others were down), broker crashes %d: jobs %d, statuses %d, %s, succeeded %d, worst publish→status %s (%s), settled in %s",
+		cfg.seed, loadFor.Round(time.Second), hubs+workers, hubs, workers, overlaps, brokers,
 		len(published), statuses, l, succeeded, worst.Round(time.Millisecond), worstID, settled.Round(time.Millisecond))
 
 	if l.Lost != 0 || l.Unexpected != 0 || l.Undecodable != 0 {
