@@ -25,7 +25,7 @@ type fakeEvents struct {
 	body [][]byte
 }
 
-func (f *fakeEvents) EventsEnabled() bool                { return true }
+func (f *fakeEvents) EventsEnabled() bool                  { return true }
 func (f *fakeEvents) OpenEvents(ctx context.Context) error { return nil }
 func (f *fakeEvents) PublishEvent(ctx context.Context, key string, body []byte) error {
 	if f.gate != nil {
