@@ -27,8 +27,9 @@ exits 0 if the job succeeded, 1 if it failed. The hubs must run with
 "print what is there" mode. A finished job's logs are in its status
 (btctl watch --logs).
 
-Events published before btctl subscribed are not seen: start it before
-or right after submitting the job. A job that finished before btctl
+Events published before btctl subscribed are not seen: btctl prints
+"btctl: following job JOBID" to stderr once it has subscribed; start it
+before submitting the job, or right after. A job that finished before btctl
 subscribed sends no more events; --timeout bounds that wait (its outcome
 is on status.queue). Events are best effort: a gap in the output (dropped
 events, or output lost while the job's worker moved to another hub) is
@@ -88,6 +89,7 @@ func runLogs(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(e.stderr, "btctl: following job %s\n", jobID)
 	return followEvents(ctx, deliveries, jobID, *timeout, a, e)
 }
 
