@@ -32,11 +32,7 @@ func TestJobEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Channel() = %v", err)
 	}
-	t.Cleanup(func() {
-		if c, err := conn.Channel(); err == nil {
-			_ = c.ExchangeDelete(exchange, false, false)
-		}
-	})
+	t.Cleanup(func() { deleteExchange(t, exchange) })
 	// The hub declared the exchange at start: a passive declare fails if not.
 	if err := ch.ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		t.Fatalf("events exchange not declared by the hub: %v", err)
@@ -148,5 +144,19 @@ func TestLogsWithoutEventsExchange(t *testing.T) {
 	}
 	if code := p.ExitCode(); code != 3 || !strings.Contains(p.Output(), "--events-exchange") {
 		t.Errorf("btctl logs = exit %d, %q; want 3 and a hint at --events-exchange", code, p.Output())
+	}
+}
+
+// deleteExchange deletes a test's events exchange (durable: it outlives
+// the hub).
+func deleteExchange(t *testing.T, name string) {
+	conn, err := amqp.Dial(sharedAMQP)
+	if err != nil {
+		t.Logf("delete exchange %s: %v", name, err)
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		_ = ch.ExchangeDelete(name, false, false)
 	}
 }
