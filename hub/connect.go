@@ -316,6 +316,7 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 			if w.log.IsTrace() { // the arguments would be boxed for nothing
 				w.log.Trace("job log chunk", "job_id", f.JobLog.GetJobId(), "seq", f.JobLog.GetSeq(), "bytes", len(f.JobLog.GetData()))
 			}
+			h.dispatcher.jobLog(w, f.JobLog)
 		case *blacktreev1.WorkerMessage_JobResult:
 			h.dispatcher.result(w, f.JobResult)
 		case *blacktreev1.WorkerMessage_Register:

@@ -64,6 +64,9 @@ type job struct {
 	// movedAway: another replica adopted the job from its worker while the
 	// session here had not ended yet; ending it drops the job.
 	movedAway bool
+	// eventSeq is the seq of the job's latest event from this hub
+	// (events.go); 0 before its first.
+	eventSeq uint64
 }
 
 // effects are actions decided under mu and run after it is released
@@ -89,6 +92,9 @@ type Dispatcher struct {
 	metrics   *metrics
 	// ledger is the orphan ledger's writer; nil without one (ledger.go).
 	ledger *ledgerWriter
+	// events publishes job events; nil without an events exchange
+	// (events.go).
+	events *eventPublisher
 
 	pubCtx    context.Context // ends at hard stop: publishes give up
 	pubCancel context.CancelFunc
@@ -120,6 +126,7 @@ func newDispatcher(cfg Config, b Broker, m *WorkerManager, hubMetrics *metrics, 
 		jobs:      map[string]*job{},
 		changed:   make(chan struct{}),
 	}
+	d.events = newEventPublisher(b, cfg.HubID, hubMetrics, log.Named("events"))
 	if l, ok := b.(Ledger); ok && l.LedgerEnabled() {
 		d.ledger = newLedgerWriter(cfg, l, d.ledgerHolding, log.Named("ledger"))
 	}

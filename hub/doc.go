@@ -78,21 +78,28 @@
 //     takes JobAccepted and JobRejected only from the session a job is
 //     offered to, and JobResult and a Register's running jobs through
 //     ownsLocked (docs/protocol.md#ownership).
+//   - events.go: job events (Config-free: on when the Broker is an
+//     EventPublisher with an exchange). The Dispatcher numbers a job's
+//     events (job.eventSeq) and offers them under its mu to the
+//     eventPublisher's bounded buffer, which never blocks and drops
+//     (counted) when full; one goroutine publishes them in order.
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Hub's idLocks (one per stripe of worker ids) serialise the
 // identity check and registration of one worker id; they are taken before
 // any other lock and never held across a wait on the worker. The
 // Dispatcher's mu and the WorkerManager's mu each guard their own state.
-// The connRegistry's and the sessionCounter's mu are leaves: nothing is
-// called while they are held. The order is Dispatcher.mu before
+// The connRegistry's and the sessionCounter's mu, and the eventPublisher's
+// dropMu, are leaves: nothing is called while they are held. The order is Dispatcher.mu before
 // WorkerManager.mu; the manager never calls into the Dispatcher while
 // holding its lock. No lock is held across broker I/O or a blocking send.
 // The ledgerWriter's mu is a leaf; the ledgerBook has no lock (the
 // keeper's goroutine owns it).
 //
 // Goroutines: Run starts the servers, the dispatch loop, the connection
-// sweeper and, with a ledger, the ledger writer and keeper (all in
+// sweeper, with events the event publisher (ended with the ledger's, after
+// the Dispatcher has stopped, then flushing for at most 2 s), and, with a
+// ledger, the ledger writer and keeper (all in
 // Hub.bgWG, ended by the stop path; the ledger's after the Dispatcher has
 // stopped, so that the last statuses are flushed as done). The
 // Dispatcher's publish and announcement goroutines are in Dispatcher.wg.

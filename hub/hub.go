@@ -187,6 +187,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.ledgerCancel = lcancel
 	h.mu.Unlock()
 	h.bgWG.Go(func() { h.dispatcher.run(dctx) })
+	if h.dispatcher.events != nil {
+		// lctx ends after the Dispatcher has stopped: the last finished
+		// events are queued by then.
+		h.bgWG.Go(func() { h.dispatcher.events.run(lctx) })
+	}
 	if h.keeper != nil {
 		h.bgWG.Go(func() { h.dispatcher.ledger.run(lctx) })
 		h.bgWG.Go(func() { h.keeper.run(lctx) })

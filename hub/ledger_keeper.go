@@ -261,9 +261,13 @@ func (d *Dispatcher) reportLedgerLost(j ledgerJob, hubID string) bool {
 	d.log.Warn("reporting job lost from the orphan ledger", "job_id", j.JobID, "worker_id", j.WorkerID, "hub_id", hubID, "error", err)
 	resp := jobspec.Failed(j.JobID, blacktreev1.JobStage_JOB_STAGE_DISPATCH, err)
 	resp.WorkerId = j.WorkerID
-	if _, err := d.publish(j.JobID, resp, j.CorrelationID); err != nil {
+	sent, err := d.publish(j.JobID, resp, j.CorrelationID)
+	if err != nil {
 		return false
 	}
+	d.mu.Lock()
+	d.eventFinishedLocked(j.JobID, sent)
+	d.mu.Unlock()
 	d.metrics.lost.Inc()
 	d.metrics.failed.Inc()
 	return true

@@ -56,6 +56,7 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 		w.log.Debug("job running", "job_id", j.id) // "job finished" is the info line
 	}
 	j.state, j.w, j.lastWorkerID = jobRunning, w, w.id
+	d.eventAcceptedLocked(j, w)
 	if j.accepted.IsZero() {
 		j.accepted = time.Now()
 	}
@@ -316,6 +317,9 @@ func (d *Dispatcher) goPublishLocked(jobID string, resp *blacktreev1.JobResponse
 		// which writes what is queued; an ack queued after that would be
 		// lost and the worker would re-send the result elsewhere.
 		d.mu.Lock()
+		if err == nil {
+			d.eventFinishedLocked(jobID, sent)
+		}
 		if j := d.jobs[jobID]; j != nil && j.state == jobPublishing {
 			d.removeLocked(j)
 		}

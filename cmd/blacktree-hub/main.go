@@ -52,6 +52,7 @@ type options struct {
 	ledger                             bool
 	ledgerQueue                        string
 	ledgerRenew, ledgerTimeout         time.Duration
+	eventsExchange                     string
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -88,6 +89,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`, or the URLs of a cluster's nodes, comma-separated, tried in turn")
 	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
+	fs.StringVar(&o.eventsExchange, "events-exchange", "", "topic `exchange` for live job events, e.g. blacktree.events (empty: no events)")
 	fs.StringVar(&o.queueType, "queue-type", rabbit.QueueTypeClassic, "queue `type` declared: classic or quorum")
 	fs.IntVar(&o.prefetch, "prefetch", rabbit.DefaultPrefetch, "most unacked deliveries this hub holds at once, whatever its free slots")
 	fs.IntVar(&o.lookahead, "lookahead", hub.DefaultLookahead, "deliveries taken beyond the free slots while a slot is free (0: none)")
@@ -307,6 +309,7 @@ func run(args []string, stderr io.Writer) int {
 		Prefetch:       o.prefetch,
 		LedgerQueue:    o.ledgerQueue,
 		DisableLedger:  !o.ledger,
+		EventsExchange: o.eventsExchange,
 		Paced:          true,
 		ConnectionName: "blacktree-hub",
 	}, logger)

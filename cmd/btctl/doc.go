@@ -2,6 +2,7 @@
 //
 //	btctl submit   publish a JobRequest to execute.queue (optionally --wait for its status)
 //	btctl watch    show status.queue (non-destructive peek by default, --consume to take)
+//	btctl logs -f  follow a job's output live from the hub's job events (logs.go)
 //	btctl workers  list the hub's workers (AdminService.ListWorkers)
 //	btctl jobs     list the hub's in-flight jobs (AdminService.ListJobs)
 //	btctl drain    ask one worker to finish its jobs and take no new ones

@@ -64,6 +64,7 @@ func commands() []command {
 	return []command{
 		{"submit", "publish a JobRequest to execute.queue, optionally wait for its status", runSubmit},
 		{"watch", "show the statuses in status.queue (peek by default; --consume takes them)", runWatch},
+		{"logs", "follow a running job's output live (-f) and exit with its outcome", runLogs},
 		{"workers", "list the hub's workers", runWorkers},
 		{"jobs", "list the hub's in-flight jobs", runJobs},
 		{"drain", "drain a worker: it finishes its jobs and takes no new ones", runDrain},
@@ -133,6 +134,9 @@ Examples:
 
   # what is waiting in status.queue (nothing is removed)
   btctl watch
+
+  # follow a job's output live (hub run with --events-exchange blacktree.events)
+  btctl logs -f build-42
 
   # operate the hub (admin token from a file or BLACKTREE_ADMIN_TOKEN)
   btctl workers --hub hub.example.com:7070 --admin-token-file admin.token

@@ -35,6 +35,8 @@ type Client struct {
 	// while there is none; ledgerSeq numbers sessions.
 	ledgerSession atomic.Uint64
 	ledgerSeq     atomic.Uint64
+	// events is the channel job events are published on (events.go).
+	events eventChannel
 	// brokerMaxBody is the broker's max_message_size once a publish found
 	// it (refusedForSize), else 0.
 	brokerMaxBody atomic.Int64

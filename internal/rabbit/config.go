@@ -79,6 +79,10 @@ type Config struct {
 	// DisableLedger turns the ledger queue off: LedgerEnabled reports
 	// false and nothing is declared, published or consumed for it.
 	DisableLedger bool
+	// EventsExchange is the durable topic exchange job events are
+	// published to (events.go; docs/protocol.md#job-events). Empty: no
+	// events.
+	EventsExchange string
 	// RPCTimeout bounds each exchange with the broker that amqp091 does not
 	// bound itself: the TCP dial plus AMQP handshake, and each setup or
 	// teardown call (channel open, queue declare, qos, consume, cancel,

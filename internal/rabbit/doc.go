@@ -28,6 +28,12 @@
 // published like statuses (PublishLedger). StopConsuming leaves it
 // running: a draining hub may still be the keeper.
 //
+// Job events (events.go, Config.EventsExchange) go to a durable topic
+// exchange on a channel of the publisher connection of their own, opened
+// (and the exchange declared) on first use after each reconnect: no
+// confirms, not mandatory, best effort; a channel error there never
+// touches the status publishes.
+//
 // # Writes
 //
 // amqp091 flushes after every publish, ack and heartbeat: one write system
