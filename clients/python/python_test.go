@@ -48,8 +48,21 @@ func start(t *testing.T, name, bin string, args ...string) *cluster.Process {
 	return cluster.StartForTest(t, name, bin, []string{"PYTHONDONTWRITEBYTECODE=1"}, args...)
 }
 
-func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
-	requirePython(t)
+// realHub is a blacktree-hub built from this tree, on the shared RabbitMQ,
+// with one worker token, on queues of its own.
+type realHub struct {
+	bins      cluster.Binaries
+	grpcAddr  string
+	tokenFile string // the worker token
+	execute   string
+	status    string
+	ch        *amqp.Channel // on the shared broker, for the test's own use
+}
+
+// startRealHub builds the binaries and starts a hub with extra flags; the
+// hub, its queues and the channel go at the end of the test.
+func startRealHub(t *testing.T, extra ...string) *realHub {
+	t.Helper()
 	conn, err := amqp.DialConfig(cluster.SharedBrokerURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("RabbitMQ is not reachable: %v\nstart it with: bash ../shared/scripts/ensure-rabbitmq (from the repository root), then bash scripts/ensure-tools", err)
@@ -59,19 +72,21 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	execute, status := randomName("pyclient-test.execute"), randomName("pyclient-test.status")
+	h := &realHub{
+		ch:      ch,
+		execute: randomName("pyclient-test.execute"),
+		status:  randomName("pyclient-test.status"),
+	}
 	t.Cleanup(func() {
-		for _, q := range []string{execute, status, execute + ".dead"} {
+		for _, q := range []string{h.execute, h.status, h.execute + ".dead", h.execute + ".ledger"} {
 			_, _ = ch.QueueDelete(q, false, false, false)
 		}
 	})
 
-	// The real hub, with one worker token and an admin token.
 	root := repoRoot(t)
 	buildCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bins, err := cluster.Build(buildCtx, root, t.TempDir(), false)
+	h.bins, err = cluster.Build(buildCtx, root, t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,11 +94,11 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	workerToken := randomName("wtok")
 	tokens := filepath.Join(dir, "worker-tokens")
 	admin := filepath.Join(dir, "admin-token")
-	tokenFile := filepath.Join(dir, "worker-token")
+	h.tokenFile = filepath.Join(dir, "worker-token")
 	for f, body := range map[string]string{
-		tokens:    "pyworker:" + workerToken + "\n",
-		admin:     randomName("admin") + "\n",
-		tokenFile: workerToken + "\n",
+		tokens:      "pyworker:" + workerToken + "\n",
+		admin:       randomName("admin") + "\n",
+		h.tokenFile: workerToken + "\n",
 	} {
 		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
@@ -94,25 +109,24 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	if err := errors.Join(errGRPC, errHTTP); err != nil {
 		t.Fatal(err)
 	}
-	hub := start(t, "blacktree-hub", bins.Hub,
+	h.grpcAddr = grpcAddr
+	args := append([]string{
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--amqp-url", cluster.SharedBrokerURL(),
-		"--execute-queue", execute, "--status-queue", status,
-		"--worker-tokens", tokens, "--admin-token-file", admin)
+		"--execute-queue", h.execute, "--status-queue", h.status,
+		"--worker-tokens", tokens, "--admin-token-file", admin,
+	}, extra...)
+	hub := start(t, "blacktree-hub", h.bins.Hub, args...)
 	readyCtx, cancelReady := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelReady()
 	if err := cluster.WaitHTTP200(readyCtx, "http://"+httpAddr+"/readyz", hub); err != nil {
 		t.Fatalf("blacktree-hub not ready: %v", err)
 	}
+	return h
+}
 
-	// The Python worker: exits 0 after one acknowledged result.
-	worker := start(t, "python worker", "/usr/bin/python3", "-B", filepath.Join(root, "clients", "python", "worker.py"),
-		"--hub", grpcAddr, "--token-file", tokenFile, "--insecure", "--jobs", "1")
-
-	statuses, err := ch.Consume(status, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("consume %s: %v", status, err)
-	}
-	jobID := randomName("py-job")
+// publish puts a JobRequest for jobID on the hub's execute queue.
+func (h *realHub) publish(t *testing.T, jobID string) {
+	t.Helper()
 	body, err := jobspec.EncodeRequest(&blacktreev1.JobRequest{
 		JobId:       jobID,
 		RepoUrl:     "acme/api",
@@ -123,12 +137,29 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = ch.PublishWithContext(context.Background(), "", execute, false, false, amqp.Publishing{
+	err = h.ch.PublishWithContext(context.Background(), "", h.execute, false, false, amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: jobID, Body: body,
 	})
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
+}
+
+func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
+	requirePython(t)
+	h := startRealHub(t)
+	root := repoRoot(t)
+
+	// The Python worker: exits 0 after one acknowledged result.
+	worker := start(t, "python worker", "/usr/bin/python3", "-B", filepath.Join(root, "clients", "python", "worker.py"),
+		"--hub", h.grpcAddr, "--token-file", h.tokenFile, "--insecure", "--jobs", "1")
+
+	statuses, err := h.ch.Consume(h.status, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("consume %s: %v", h.status, err)
+	}
+	jobID := randomName("py-job")
+	h.publish(t, jobID)
 
 	var d amqp.Delivery
 	select {
@@ -136,7 +167,7 @@ func TestPythonWorkerRunsJobThroughRealHub(t *testing.T) {
 	case <-worker.Done():
 		t.Fatalf("python worker exited before a status arrived:\n%s", worker.Output())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("no status on %s within 60s", status)
+		t.Fatalf("no status on %s within 60s", h.status)
 	}
 	resp, err := jobspec.DecodeResponse(d.Body)
 	if err != nil {
