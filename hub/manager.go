@@ -397,6 +397,7 @@ func (m *WorkerManager) infoLocked(e *workerEntry) *blacktreev1.WorkerInfo {
 		WorkerId: e.w.id, Name: e.w.name, State: e.stateLocked().proto(), Labels: labels,
 		Slots: uint32(e.w.slots), RunningJobIds: jobs, ConnectedSince: timestamppb.New(e.w.connected),
 		LastHeartbeat: timestamppb.New(e.lastSeen), Address: e.w.addr, Version: e.w.version, SessionId: e.w.sessionID,
+		ProtocolVersion: e.w.protocol,
 	}
 	if e.cache != nil {
 		info.Cache = e.cache.proto()
