@@ -28,6 +28,10 @@
 // published like statuses (PublishLedger). StopConsuming leaves it
 // running: a draining hub may still be the keeper.
 //
+// QueueDepths (depth.go) counts the ready messages of the Client's queues
+// with passive queue.declare on a throw-away channel of the publish
+// connection, for the hub's autoscaling gauges.
+//
 // # Writes
 //
 // amqp091 flushes after every publish, ack and heartbeat: one write system
