@@ -11,6 +11,7 @@ import (
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/internal/protover"
 )
 
 // Bounds on the Register fields validateRegister does not bound itself
@@ -39,6 +40,9 @@ func validateRegisterSizes(reg *blacktreev1.Register) error {
 		return fmt.Errorf("at most %d running_jobs", maxRunningJobs)
 	case len(reg.GetUnackedResults()) > maxUnackedResults:
 		return fmt.Errorf("at most %d unacked_results", maxUnackedResults)
+	}
+	if err := protover.ValidFeatures(reg.GetFeatures()); err != nil {
+		return err
 	}
 	for k, v := range reg.GetLabels() {
 		if k == "" || len(k) > maxLabelKeyLen || len(v) > maxLabelValueLen {

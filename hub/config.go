@@ -149,6 +149,11 @@ type Config struct {
 	// job, one whose cache summary holds the job's build key
 	// (jobspec.CacheKey) comes first, whatever Placement says of the rest.
 	DisableCacheAffinity bool
+	// MinProtocolVersion and MaxProtocolVersion are the worker protocol
+	// versions the hub accepts (handshake.go); a Register outside them is
+	// refused with FailedPrecondition. Defaults protover.Oldest and
+	// protover.Current.
+	MinProtocolVersion, MaxProtocolVersion uint32
 	// AffinityWait is how long a job whose build key only busy workers
 	// hold waits for one of them to free a slot before it goes to any free
 	// worker; HoldTimeout counts from then. Default 0: a job never waits
@@ -346,6 +351,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxSessionsPerCredential == 0 {
 		c.MaxSessionsPerCredential = DefaultMaxSessionsPerCred
+	}
+	if err := c.setProtocolRange(); err != nil {
+		return c, err
 	}
 	if c.MaxSessionsPerCredential < 0 {
 		return c, fmt.Errorf("hub: MaxSessionsPerCredential %d is negative", c.MaxSessionsPerCredential)

@@ -110,6 +110,10 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 	if err != nil {
 		return err
 	}
+	protocol, err := h.checkProtocol(reg)
+	if err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	release, err := h.admit(ctx, reg)
 	if err != nil {
@@ -135,6 +139,8 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 		labels:          reg.GetLabels(),
 		slots:           int(reg.GetSlots()),
 		intervalUpdates: reg.GetHeartbeatIntervalUpdates(),
+		protocol:        protocol,
+		features:        reg.GetFeatures(),
 		connected:       time.Now(),
 		done:            make(chan struct{}),
 		stream:          stream.Send,
@@ -200,12 +206,15 @@ func (h *Hub) connect(stream blacktreev1.WorkerService_ConnectServer) error {
 func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
 	old := h.manager.register(w, reg.GetDraining(), func(interval time.Duration) {
 		w.send(&blacktreev1.HubMessage{Frame: &blacktreev1.HubMessage_Registered{Registered: &blacktreev1.Registered{
-			SessionId:         w.sessionID,
-			HeartbeatInterval: durationpb.New(interval),
-			HubId:             h.cfg.HubID,
-			WorkerName:        w.name,
-			HeartbeatGrid:     h.heartbeatGrid(),
-			DeploymentId:      h.cfg.DeploymentID,
+			SessionId:          w.sessionID,
+			HeartbeatInterval:  durationpb.New(interval),
+			HubId:              h.cfg.HubID,
+			WorkerName:         w.name,
+			HeartbeatGrid:      h.heartbeatGrid(),
+			DeploymentId:       h.cfg.DeploymentID,
+			ProtocolVersion:    h.cfg.MaxProtocolVersion,
+			MinProtocolVersion: h.cfg.MinProtocolVersion,
+			Features:           hubFeatures,
 		}}})
 	})
 	if cs := reg.GetCache(); cs != nil {
@@ -217,6 +226,7 @@ func (h *Hub) register(w *Worker, reg *blacktreev1.Register) {
 		h.dispatcher.sessionGone(old, ErrReplaced)
 	}
 	w.log.Info("worker registered", "name", w.name, "slots", w.slots, "address", w.addr, "version", w.version,
+		"protocol_version", w.protocol, "features", w.features,
 		"running_jobs", len(reg.GetRunningJobs()), "unacked_results", len(reg.GetUnackedResults()))
 	h.dispatcher.registered(w, reg)
 }

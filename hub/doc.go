@@ -30,6 +30,10 @@
 //     Config.MaxSessionsPerCredential (sessionCounter) before the session
 //     starts. operator.go: the operator's drains and denies by worker id,
 //     kept in the WorkerManager (behind its mu) across sessions.
+//   - handshake.go: the worker protocol version check (checkProtocol,
+//     before admit): a Register outside Config.MinProtocolVersion ..
+//     MaxProtocolVersion is refused with FailedPrecondition naming both
+//     versions; 0 (a worker from before the field) is version 1.
 //   - manager.go: WorkerManager, the live set of workers and their states
 //     (free/busy/draining/dead), inferred from the streams.
 //   - placement.go: Placement (spread, binpack) and pick, which reserves
@@ -83,6 +87,13 @@
 //     events (job.eventSeq) and offers them under its mu to the
 //     eventPublisher's bounded buffer, which never blocks and drops
 //     (counted) when full; one goroutine publishes them in order.
+//   - drain.go: fencing (WorkerInfo.fenced: the hub offers the worker
+//     nothing and the worker said it drains) and the requeue at once of a
+//     job a draining worker rejected when no other worker is free.
+//   - autoscale.go: the autoscaling gauges: ready messages per queue (a
+//     QueueInspector broker, asked at most once a second under the
+//     collector's own leaf mutex), deliveries this hub holds unacked, and
+//     slots by label set (bounded to 64 sets).
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Hub's idLocks (one per stripe of worker ids) serialise the

@@ -88,6 +88,7 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
 	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
+	h.metrics.registry.MustRegister(newAutoscaleCollector(h.manager, h.dispatcher, b))
 	if h.dispatcher.ledger != nil {
 		h.keeper = newLedgerKeeper(cfg, h.dispatcher.ledger.l, h.dispatcher, h.log.Named("ledger"))
 	}

@@ -75,6 +75,10 @@ type workerEntry struct {
 	inHolders bool          // filed under cache.keys in warm.holders
 	inFree    bool          // filed under cache.keys in warm.free
 	freeSlots int           // what e adds to WorkerManager.freeSlots
+
+	// saysDraining: the worker itself said it is draining (Register,
+	// Heartbeat, a DRAINING reject); with draining, it is fenced (drain.go).
+	saysDraining bool
 }
 
 func (e *workerEntry) stateLocked() WorkerState {
@@ -194,6 +198,7 @@ func (m *WorkerManager) register(w *Worker, draining bool, registered func(inter
 		lastSeen: time.Now(),
 		interval: m.heartbeats.interval(),
 	}
+	e.saysDraining = draining
 	registered(e.interval)
 	m.applyOperatorLocked(e)
 	m.armHeartbeatLocked(e)
@@ -267,6 +272,7 @@ func (m *WorkerManager) setDraining(w *Worker, draining bool) bool {
 }
 
 func (m *WorkerManager) setDrainingLocked(e *workerEntry, draining bool) bool {
+	e.saysDraining = draining
 	if e.draining == draining || !draining && e.drained {
 		return false
 	}
@@ -397,6 +403,7 @@ func (m *WorkerManager) infoLocked(e *workerEntry) *blacktreev1.WorkerInfo {
 		WorkerId: e.w.id, Name: e.w.name, State: e.stateLocked().proto(), Labels: labels,
 		Slots: uint32(e.w.slots), RunningJobIds: jobs, ConnectedSince: timestamppb.New(e.w.connected),
 		LastHeartbeat: timestamppb.New(e.lastSeen), Address: e.w.addr, Version: e.w.version, SessionId: e.w.sessionID,
+		Fenced: e.fencedLocked(), ProtocolVersion: e.w.protocol,
 	}
 	if e.cache != nil {
 		info.Cache = e.cache.proto()

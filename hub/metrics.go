@@ -49,6 +49,7 @@ const (
 	refusedInvalid      = "invalid"       // a field over its bound, or missing
 	refusedDenied       = "denied"        // the worker id is denied (DenyWorker)
 	refusedSessionLimit = "session_limit" // the credential holds MaxSessionsPerCredential workers
+	refusedProtocol     = "protocol"      // a worker protocol version outside the hub's range (handshake.go)
 )
 
 func counter(name, help string) prometheus.Counter {
@@ -104,9 +105,9 @@ func newMetrics() *metrics {
 	m.registerRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "blacktree",
 		Name:      "register_refused_total",
-		Help:      "Worker Register frames refused, by reason: invalid (a field missing or over its bound), denied (btctl deny), session_limit (--max-sessions-per-token).",
+		Help:      "Worker Register frames refused, by reason: invalid (a field missing or over its bound), denied (btctl deny), session_limit (--max-sessions-per-token), protocol (a worker protocol version the hub does not speak).",
 	}, []string{"reason"})
-	for _, r := range []string{refusedInvalid, refusedDenied, refusedSessionLimit} {
+	for _, r := range []string{refusedInvalid, refusedDenied, refusedSessionLimit, refusedProtocol} {
 		m.registerRefusals.WithLabelValues(r) // present at 0 from the start
 	}
 	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -94,7 +94,7 @@ func (d *Dispatcher) rejected(w *Worker, r *blacktreev1.JobRejected) {
 		}
 		d.m.release(w, j.id)
 		j.tried[w.id] = true
-		d.assignLocked(j, &fx)
+		d.reassignRejectedLocked(j, r.GetReason(), &fx)
 	} else if j == nil || j.w != w {
 		d.refuseLocked(w, r.GetJobId(), "JobRejected", refusedNotOwner)
 	}

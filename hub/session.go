@@ -103,6 +103,12 @@ type Worker struct {
 	progress   time.Time     // when the sender last took a frame
 	senderExit chan struct{} // closed when the running sender exits, if set
 	closeTimer *time.Timer   // endSession's pending connection close, if any
+
+	// protocol is the worker protocol version of the session (0 taken as
+	// 1) and features the optional behaviours the worker announced
+	// (handshake.go); set at registration, like the identity fields.
+	protocol uint32
+	features []string
 }
 
 func newID() string {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/internal/protover"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -100,6 +101,12 @@ type Config struct {
 	DisableJournal bool
 	// Version is the agent version sent in Register (default DefaultVersion).
 	Version string
+	// ProtocolVersion is the worker protocol version sent in Register
+	// (default protover.Current); UnnumberedProtocol sends none, as
+	// workers from before the version handshake did. Both let tests speak
+	// as another release (--protocol-version).
+	ProtocolVersion    uint32
+	UnnumberedProtocol bool
 
 	// KeepaliveTime is the gRPC client keepalive ping interval (default
 	// 30s, at least 10s: grpc-go raises lower values). The hub's
@@ -160,6 +167,9 @@ func (c *Config) setDefaults() {
 		} else {
 			c.Name = "worker"
 		}
+	}
+	if c.ProtocolVersion == 0 {
+		c.ProtocolVersion = protover.Current
 	}
 	if c.Version == "" {
 		c.Version = DefaultVersion

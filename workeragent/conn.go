@@ -36,7 +36,14 @@ func (a *Agent) connectLoop(ctx context.Context) {
 		}
 		next++
 		d := retry.Next()
-		a.log.Warn("hub session ended; reconnecting", "hub", addr, "error", err, "retry_in", d.Round(time.Millisecond))
+		if errors.Is(err, ErrProtocolRefused) {
+			// Retrying sooner cannot help: wait the longest delay (an
+			// upgrade of the hub or the worker is due).
+			d = a.cfg.BackoffMax
+			a.log.Error("hub refused this worker's protocol version; retrying at the longest backoff", "hub", addr, "error", err, "retry_in", d)
+		} else {
+			a.log.Warn("hub session ended; reconnecting", "hub", addr, "error", err, "retry_in", d.Round(time.Millisecond))
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

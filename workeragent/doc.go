@@ -9,7 +9,9 @@
 //   - agent.go: New, Run, Shutdown, Drain — the lifecycle.
 //   - conn.go: the connection loop (dial, backoff, failover over HubAddrs).
 //   - session.go: one stream: Register/Registered, the single sender
-//     goroutine and the receive loop.
+//     goroutine and the receive loop. handshake.go: the protocol version
+//     and features Register carries, and ErrProtocolRefused, on which the
+//     connection loop waits its longest backoff.
 //   - heartbeat.go: the heartbeat loop and its schedule: the hub's
 //     interval, at a phase on the hub's grid kept on the wall clock
 //     (internal/hbsched), so that a fleet's heartbeats reach the hub in

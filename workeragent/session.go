@@ -18,6 +18,7 @@ import (
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/hbsched"
+	"github.com/blacktree/blacktree/internal/protover"
 )
 
 const (
@@ -123,7 +124,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 	first, err := stream.Recv()
 	t.Stop()
 	if err != nil {
-		return false, fmt.Errorf("waiting for registered: %w", recvErr(err))
+		return false, fmt.Errorf("waiting for registered: %w", registerErr(err))
 	}
 	reg := first.GetRegistered()
 	if reg == nil {
@@ -134,7 +135,8 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 	sched := hbsched.New(heartbeatPeriod(reg.GetHeartbeatInterval()), s.grid)
 	a.everRegistered.Store(true)
 	s.log = s.log.With("session_id", reg.GetSessionId())
-	s.log.Info("registered", "hub_id", reg.GetHubId(), "worker_name", reg.GetWorkerName(), "heartbeat_interval", sched.Period, "heartbeat_grid", s.grid)
+	s.log.Info("registered", "hub_id", reg.GetHubId(), "worker_name", reg.GetWorkerName(), "heartbeat_interval", sched.Period, "heartbeat_grid", s.grid,
+		"hub_protocol_version", protover.Effective(reg.GetProtocolVersion()), "hub_features", reg.GetFeatures())
 
 	wg.Add(3)
 	go func() { defer wg.Done(); s.sendLoop(sctx) }()
@@ -265,6 +267,7 @@ func (a *Agent) registerFrame(s *session) *blacktreev1.WorkerMessage {
 		// heartbeatLoop applies HeartbeatInterval frames.
 		HeartbeatIntervalUpdates: true,
 	}
+	a.announceProtocol(reg)
 	// Not yet shared: s.hbMu is not needed. The summary always goes in
 	// Register (versions start at 1).
 	reg.Cache, s.cacheSent = a.cache.summaryAfter(0)

@@ -4,12 +4,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/protover"
 	"github.com/blacktree/blacktree/workeragent/fakehub"
 )
 
@@ -42,6 +44,9 @@ func TestWorkerProtocol(t *testing.T) {
 	reg := s.Register
 	if reg.GetWorkerId() != "py-proto" || reg.GetName() != "proto" || reg.GetSlots() != 1 || reg.GetVersion() == "" {
 		t.Errorf("Register = %v, want worker_id py-proto, name proto, slots 1, a version", reg)
+	}
+	if reg.GetProtocolVersion() != protover.Current || !slices.Contains(reg.GetFeatures(), protover.FeatureDrainReject) {
+		t.Errorf("Register protocol_version = %d, features = %v; want %d and %q", reg.GetProtocolVersion(), reg.GetFeatures(), protover.Current, protover.FeatureDrainReject)
 	}
 	s.WaitFor(t, 10*time.Second, "heartbeat", func(m *blacktreev1.WorkerMessage) bool { return m.GetHeartbeat() != nil })
 

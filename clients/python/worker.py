@@ -49,6 +49,11 @@ except ImportError as exc:  # pragma: no cover - environment problem
     sys.exit(1)
 
 VERSION = "0.1.0-python"
+# The worker protocol version this worker speaks (docs/protocol.md#versions)
+# and the optional behaviours it announces: once drained it rejects every
+# RunJob with REJECT_REASON_DRAINING and says so in a heartbeat at once.
+PROTOCOL_VERSION = 1
+FEATURES = ["drain-reject"]
 log = logging.getLogger("python-worker")
 
 # Codes after which reconnecting cannot help: the hub refused us.
@@ -57,6 +62,8 @@ FATAL_CODES = (
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.UNIMPLEMENTED,
+    # The hub does not speak our protocol version; the message names both.
+    grpc.StatusCode.FAILED_PRECONDITION,
 )
 
 
@@ -149,6 +156,8 @@ class Worker:
             slots=1,
             unacked_results=list(self.unacked.values()),
             draining=self.draining,
+            protocol_version=PROTOCOL_VERSION,
+            features=FEATURES,
         )))
         metadata = (("authorization", "Bearer " + self.token),)
         self.call = stub.Connect(frames(), metadata=metadata)
@@ -158,8 +167,9 @@ class Worker:
                 if kind == "registered":
                     registered = True
                     interval = msg.registered.heartbeat_interval.ToTimedelta().total_seconds() or 10.0
-                    log.info("registered: worker_id=%s session_id=%s hub_id=%s heartbeat=%.1fs",
-                             self.worker_id, msg.registered.session_id, msg.registered.hub_id, interval)
+                    log.info("registered: worker_id=%s session_id=%s hub_id=%s heartbeat=%.1fs hub_protocol=%d",
+                             self.worker_id, msg.registered.session_id, msg.registered.hub_id, interval,
+                             msg.registered.protocol_version or 1)
                     threading.Thread(target=self.heartbeats, args=(out, hb_stop, interval), daemon=True).start()
                 elif kind == "run_job":
                     self.on_run_job(out, msg.run_job)

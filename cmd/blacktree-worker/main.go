@@ -23,6 +23,7 @@ import (
 
 	"github.com/blacktree/blacktree/internal/cliflags"
 	"github.com/blacktree/blacktree/internal/jobspec"
+	"github.com/blacktree/blacktree/internal/protover"
 	"github.com/blacktree/blacktree/internal/tlsutil"
 	"github.com/blacktree/blacktree/workeragent"
 	"github.com/blacktree/blacktree/workeragent/executor"
@@ -60,6 +61,8 @@ type options struct {
 	persistResultsAfter, logFlushInterval                                time.Duration
 	logging                                                              cliflags.Logging
 	insecure, allowPrivateGitHosts, allowAnyPush                         bool
+
+	protocolVersion uint
 }
 
 const usageHead = `blacktree-worker: the Blacktree worker agent.
@@ -120,6 +123,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.labels, "labels", "", "labels matched against a job's workerLabels, `k=v,...`")
 	fs.StringVar(&o.executor, "executor", "docker", "executor: docker or noop")
 	fs.DurationVar(&o.noopDelay, "noop-delay", 0, "how long each noop job takes")
+	fs.UintVar(&o.protocolVersion, "protocol-version", uint(protover.Current), "worker protocol version to announce (tests; 0: none, as before versions)")
 	fs.IntVar(&o.noopLines, "noop-log-lines", 0, "lines of output each noop job writes over --noop-delay")
 	fs.StringVar(&o.gitBaseURL, "git-base-url", "https://github.com", "base `URL` that owner/name repoUrls resolve against")
 	fs.StringVar(&o.allowedGitHosts, "allowed-git-hosts", "", "more `hosts` https repoUrls may name, comma-separated")
@@ -313,6 +317,10 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 		LogFlushInterval:         logFlush,
 		DisableJournal:           os.Getenv(benchNoJournalEnv) == "1",
 	}
+	// 0 speaks as a worker from before the handshake (the Config field's
+	// own 0 means the current version).
+	cfg.ProtocolVersion = uint32(o.protocolVersion)
+	cfg.UnnumberedProtocol = o.protocolVersion == 0
 	return cfg, exec, logger, nil
 }
 

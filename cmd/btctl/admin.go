@@ -43,11 +43,17 @@ const usageDrain = `Usage: btctl drain [flags] WORKER
 Ask one worker (by id, or by name when unique) to finish its running jobs and
 take no new ones (AdminService.DrainWorker). Needs the admin token.
 
-Exit status: 0 drained, 1 no such worker, 2 usage, 3 hub unreachable or
-token refused.
+With --wait, btctl returns only once the worker is fenced (it takes no new
+job: the hub offers it none and the worker has said it is draining) and idle
+(no job running or offered), so an autoscaler may terminate it then. A worker
+that is disconnected is not idle: it may come back with jobs.
+
+Exit status: 0 drained (with --wait: fenced and idle), 1 no such worker,
+2 usage, 3 hub unreachable, token refused, or --timeout passed.
 
 Examples:
   btctl drain worker-7 --reason "kernel upgrade"
+  btctl drain worker-7 --wait --timeout 2h && terminate-instance worker-7
   btctl drain 3f2c9a1e-... --hub hub.example.com:7070 --json
 `
 
@@ -120,6 +126,8 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	fs, c := newFlagSet("drain", usageDrain, e)
 	asJSON := fs.Bool("json", false, "print the DrainWorkerResponse as JSON")
 	reason := fs.String("reason", "drained with btctl", "why, for the hub's and worker's logs")
+	wait := fs.Bool("wait", false, "return once the worker is fenced and idle (see above)")
+	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait: how long to wait")
 	worker, err := oneWorker(fs, args, "drain")
 	if err != nil {
 		return err
@@ -135,11 +143,22 @@ func runDrain(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return hub.rpcErr("drain "+worker, err)
 	}
+	if *wait {
+		w, err := waitDrained(ctx, hub, resp.GetWorker().GetWorkerId(), *timeout)
+		if err != nil {
+			return err
+		}
+		resp.Worker = w
+	}
 	if *asJSON {
 		return printJSON(e.stdout, resp)
 	}
 	w := resp.GetWorker()
-	fmt.Fprintf(e.stdout, "worker %s (%s) is %s, running %d job(s)\n", w.GetWorkerId(), w.GetName(), stateName(w.GetState()), len(w.GetRunningJobIds()))
+	fmt.Fprintf(e.stdout, "worker %s (%s) is %s, running %d job(s)", w.GetWorkerId(), w.GetName(), stateName(w.GetState()), len(w.GetRunningJobIds()))
+	if *wait {
+		fmt.Fprint(e.stdout, "; fenced and idle")
+	}
+	fmt.Fprintln(e.stdout)
 	return nil
 }
 

@@ -6,6 +6,7 @@
 //	btctl workers  list the hub's workers (AdminService.ListWorkers)
 //	btctl jobs     list the hub's in-flight jobs (AdminService.ListJobs)
 //	btctl drain    ask one worker to finish its jobs and take no new ones
+//	               (--wait: until it is fenced and idle, drainwait.go)
 //	btctl deny     end one worker's session and refuse its Register from now on
 //
 // Queue commands speak AMQP to RabbitMQ (--amqp-url); admin commands speak

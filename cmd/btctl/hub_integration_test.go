@@ -112,6 +112,15 @@ func TestWithHubSubmitWaitAndAdmin(t *testing.T) {
 		}
 	})
 
+	t.Run("drain --wait returns once the worker is fenced and idle", func(t *testing.T) {
+		// The Python worker says it drains in a heartbeat at once and
+		// runs nothing: fenced and idle.
+		res := btctl(ctx, vars, "drain", workerID, "--insecure", "--wait", "--timeout", "30s")
+		if res.code != exitOK || !strings.Contains(res.stdout, "fenced and idle") {
+			t.Errorf("drain --wait = %d %q %q, want 0 and fenced and idle", res.code, res.stdout, res.stderr)
+		}
+	})
+
 	t.Run("deny", func(t *testing.T) {
 		res := btctl(ctx, vars, "deny", workerID, "--insecure", "--reason", "test")
 		if res.code != exitOK || !strings.Contains(res.stdout, "is denied; its session was ended") {

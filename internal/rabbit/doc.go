@@ -33,6 +33,9 @@
 // (and the exchange declared) on first use after each reconnect: no
 // confirms, not mandatory, best effort; a channel error there never
 // touches the status publishes.
+// QueueDepths (depth.go) counts the ready messages of the Client's queues
+// with passive queue.declare on a throw-away channel of the publish
+// connection, for the hub's autoscaling gauges.
 //
 // # Writes
 //

@@ -175,9 +175,17 @@ type WorkerInfo struct {
 	SessionId string `protobuf:"bytes,11,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// What its build cache holds, as it last reported (bounded by the hub).
 	// Absent when it reported nothing.
-	Cache         *CacheSummary `protobuf:"bytes,12,opt,name=cache,proto3" json:"cache,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cache *CacheSummary `protobuf:"bytes,12,opt,name=cache,proto3" json:"cache,omitempty"`
+	// True when the worker takes no new job: the hub offers it none
+	// (draining) and the worker itself said it is draining, so no hub
+	// will hand it one. A fenced worker with no running_job_ids is idle
+	// for good and may be terminated (btctl drain --wait).
+	Fenced bool `protobuf:"varint,13,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// The worker protocol version of its session (Register.protocol_version,
+	// 0 taken as 1).
+	ProtocolVersion uint32 `protobuf:"varint,14,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WorkerInfo) Reset() {
@@ -292,6 +300,20 @@ func (x *WorkerInfo) GetCache() *CacheSummary {
 		return x.Cache
 	}
 	return nil
+}
+
+func (x *WorkerInfo) GetFenced() bool {
+	if x != nil {
+		return x.Fenced
+	}
+	return false
+}
+
+func (x *WorkerInfo) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
 }
 
 // ListWorkersRequest has no parameters yet.
@@ -776,7 +798,7 @@ var File_blacktree_v1_admin_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18blacktree/v1/admin.proto\x12\fblacktree.v1\x1a\x19blacktree/v1/worker.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
+	"\x18blacktree/v1/admin.proto\x12\fblacktree.v1\x1a\x19blacktree/v1/worker.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x04\n" +
 	"\n" +
 	"WorkerInfo\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
@@ -792,7 +814,9 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	" \x01(\tR\aversion\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\v \x01(\tR\tsessionId\x120\n" +
-	"\x05cache\x18\f \x01(\v2\x1a.blacktree.v1.CacheSummaryR\x05cache\x1a9\n" +
+	"\x05cache\x18\f \x01(\v2\x1a.blacktree.v1.CacheSummaryR\x05cache\x12\x16\n" +
+	"\x06fenced\x18\r \x01(\bR\x06fenced\x12)\n" +
+	"\x10protocol_version\x18\x0e \x01(\rR\x0fprotocolVersion\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +

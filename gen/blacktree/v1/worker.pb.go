@@ -424,7 +424,15 @@ type Register struct {
 	HeartbeatIntervalUpdates bool `protobuf:"varint,9,opt,name=heartbeat_interval_updates,json=heartbeatIntervalUpdates,proto3" json:"heartbeat_interval_updates,omitempty"`
 	// What the worker's build cache holds, for cache-aware placement.
 	// Absent when the worker does not report its cache.
-	Cache         *CacheSummary `protobuf:"bytes,10,opt,name=cache,proto3" json:"cache,omitempty"`
+	Cache *CacheSummary `protobuf:"bytes,10,opt,name=cache,proto3" json:"cache,omitempty"`
+	// The worker protocol version the worker speaks (docs/protocol.md#versions).
+	// 0, from workers that predate the field, means 1: the protocol as it
+	// was before versions were numbered. A hub refuses a version outside the
+	// range it supports with FAILED_PRECONDITION, naming both versions.
+	ProtocolVersion uint32 `protobuf:"varint,11,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	// Optional behaviours the worker supports, by name (e.g. `drain-reject`).
+	// Unknown names are ignored. At most 32 names of at most 64 bytes each.
+	Features      []string `protobuf:"bytes,12,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +533,20 @@ func (x *Register) GetHeartbeatIntervalUpdates() bool {
 func (x *Register) GetCache() *CacheSummary {
 	if x != nil {
 		return x.Cache
+	}
+	return nil
+}
+
+func (x *Register) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *Register) GetFeatures() []string {
+	if x != nil {
+		return x.Features
 	}
 	return nil
 }
@@ -1003,7 +1025,14 @@ type Registered struct {
 	// queues share it. A worker re-sends a stored result only to hubs whose
 	// deployment_id is the one the job's dispatch_ticket names. Empty from
 	// hubs that predate it.
-	DeploymentId  string `protobuf:"bytes,6,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	DeploymentId string `protobuf:"bytes,6,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	// The worker protocol version the hub speaks with this worker: the
+	// highest the hub supports. 0 from hubs that predate the field (1).
+	ProtocolVersion uint32 `protobuf:"varint,7,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	// The oldest worker protocol version the hub accepts.
+	MinProtocolVersion uint32 `protobuf:"varint,8,opt,name=min_protocol_version,json=minProtocolVersion,proto3" json:"min_protocol_version,omitempty"`
+	// Optional behaviours the hub supports, by name.
+	Features      []string `protobuf:"bytes,9,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1078,6 +1107,27 @@ func (x *Registered) GetDeploymentId() string {
 		return x.DeploymentId
 	}
 	return ""
+}
+
+func (x *Registered) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *Registered) GetMinProtocolVersion() uint32 {
+	if x != nil {
+		return x.MinProtocolVersion
+	}
+	return 0
+}
+
+func (x *Registered) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 // HeartbeatInterval changes how often the worker sends Heartbeat. When its
@@ -1365,7 +1415,7 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"cancel_job\x18\x04 \x01(\v2\x17.blacktree.v1.CancelJobH\x00R\tcancelJob\x12+\n" +
 	"\x05drain\x18\x05 \x01(\v2\x13.blacktree.v1.DrainH\x00R\x05drain\x12P\n" +
 	"\x12heartbeat_interval\x18\x06 \x01(\v2\x1f.blacktree.v1.HeartbeatIntervalH\x00R\x11heartbeatIntervalB\a\n" +
-	"\x05frame\"\xed\x03\n" +
+	"\x05frame\"\xb4\x04\n" +
 	"\bRegister\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1377,7 +1427,9 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\bdraining\x18\b \x01(\bR\bdraining\x12<\n" +
 	"\x1aheartbeat_interval_updates\x18\t \x01(\bR\x18heartbeatIntervalUpdates\x120\n" +
 	"\x05cache\x18\n" +
-	" \x01(\v2\x1a.blacktree.v1.CacheSummaryR\x05cache\x1a9\n" +
+	" \x01(\v2\x1a.blacktree.v1.CacheSummaryR\x05cache\x12)\n" +
+	"\x10protocol_version\x18\v \x01(\rR\x0fprotocolVersion\x12\x1a\n" +
+	"\bfeatures\x18\f \x03(\tR\bfeatures\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"m\n" +
@@ -1411,7 +1463,7 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\tR\x04data\"k\n" +
 	"\tJobResult\x125\n" +
 	"\bresponse\x18\x01 \x01(\v2\x19.blacktree.v1.JobResponseR\bresponse\x12'\n" +
-	"\x0fdispatch_ticket\x18\x02 \x01(\tR\x0edispatchTicket\"\x94\x02\n" +
+	"\x0fdispatch_ticket\x18\x02 \x01(\tR\x0edispatchTicket\"\x8d\x03\n" +
 	"\n" +
 	"Registered\x12\x1d\n" +
 	"\n" +
@@ -1421,7 +1473,10 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\vworker_name\x18\x04 \x01(\tR\n" +
 	"workerName\x12@\n" +
 	"\x0eheartbeat_grid\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rheartbeatGrid\x12#\n" +
-	"\rdeployment_id\x18\x06 \x01(\tR\fdeploymentId\"J\n" +
+	"\rdeployment_id\x18\x06 \x01(\tR\fdeploymentId\x12)\n" +
+	"\x10protocol_version\x18\a \x01(\rR\x0fprotocolVersion\x120\n" +
+	"\x14min_protocol_version\x18\b \x01(\rR\x12minProtocolVersion\x12\x1a\n" +
+	"\bfeatures\x18\t \x03(\tR\bfeatures\"J\n" +
 	"\x11HeartbeatInterval\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"]\n" +
 	"\x06RunJob\x12*\n" +
