@@ -28,6 +28,15 @@
 // published like statuses (PublishLedger). StopConsuming leaves it
 // running: a draining hub may still be the keeper.
 //
+// The cancel queue (cancels.go; Config.CancelQueue, off when empty) has a
+// fourth connection, "<ConnectionName>-cancel", consuming it (manual acks,
+// prefetch 64) with the same reconnect loop (openQueueConsumer is shared
+// with the ledger); CancelDeliveries yields its messages. Cancels are
+// passed on to every replica on the adoption exchange, as announcements
+// of kind "cancel" (AnnounceCancel, CancelAnnouncements); an adoption has
+// no kind, so replicas that predate cancels read one as an adoption that
+// matches none of their jobs.
+//
 // # Writes
 //
 // amqp091 flushes after every publish, ack and heartbeat: one write system
