@@ -118,3 +118,28 @@ func TestCancelReachesHubHoldingJob(t *testing.T) {
 		t.Errorf("hub A never logged the cancel of %s: it did not come through A", id)
 	}
 }
+
+// TestCancelByAdmin: AdminService.CancelJob takes the cancel queue's path:
+// a running job is stopped by its worker and reported cancelled once.
+func TestCancelByAdmin(t *testing.T) {
+	e := newEnv(t, sharedAMQP)
+	h := e.startHub()
+	w := e.startWorker("runner", []string{h.GRPCAddr}, "--executor", "noop", "--noop-delay", "10m", "--cancel-grace", "5s")
+	e.waitWorkers(h, 1, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const id = "cancel-admin"
+	e.publish(ctx, id)
+	waitAccepted(t, e, h, w, id)
+	client, actx := e.admin(h)
+	resp, err := client.CancelJob(actx, &blacktreev1.CancelJobRequest{JobId: id, Reason: "by admin"})
+	if err != nil {
+		t.Fatalf("CancelJob() = %v", err)
+	}
+	if resp.GetOutcome() != blacktreev1.CancelJobOutcome_CANCEL_JOB_OUTCOME_SENT_TO_WORKER || !resp.GetAnnounced() {
+		t.Fatalf("CancelJob() = %v, want sent to the worker and announced", resp)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second+20*time.Second)
+	defer wcancel()
+	expectOneCancelled(wctx, t, e, id, "by admin")
+}

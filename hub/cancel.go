@@ -83,13 +83,21 @@ func decodeCancel(body []byte) (cancelMessage, error) {
 	return m, nil
 }
 
-// cancel is the one cancel path of both entry points, the cancel queue
-// and AdminService.CancelJob: it applies the cancel here, then announces
-// it to every hub, so that the one holding the job applies it too.
-func (d *Dispatcher) cancel(ctx context.Context, jobID, reason string) (cancelOutcome, error) {
+// cancel serves AdminService.CancelJob the way handleCancelDelivery
+// serves the cancel queue: it applies the cancel here, then announces it
+// to every hub, so that the one holding the job applies it too. announced
+// is false without announcements (no Canceller) or when announcing
+// failed (err).
+func (d *Dispatcher) cancel(ctx context.Context, jobID, reason string) (out cancelOutcome, announced bool, err error) {
 	reason = jobspec.BoundCancelReason(reason)
-	out := d.cancelHere(jobID, reason)
-	return out, d.announceCancel(ctx, jobID, reason)
+	out = d.cancelHere(jobID, reason)
+	if d.canceller == nil {
+		return out, false, nil
+	}
+	if err := d.announceCancel(ctx, jobID, reason); err != nil {
+		return out, false, err
+	}
+	return out, true, nil
 }
 
 // handleCancelDelivery applies a cancel-queue message here at once (in
