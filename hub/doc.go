@@ -88,7 +88,7 @@
 //     Config.MaxCancelTombstones, guarded by the Dispatcher's mu) so that
 //     the job, delivered later, is answered cancelled and never run. The
 //     cancel is then announced to every hub; a cancel-queue message is
-//     acked once announced.
+//     acked once announced. cancel_admin.go: AdminService.CancelJob.
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Hub's idLocks (one per stripe of worker ids) serialise the
