@@ -116,12 +116,13 @@ func (d *Dispatcher) handleCancelDelivery(del broker.Delivery) {
 	}
 	d.cancelHere(m.JobID, m.Reason)
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.stopped {
-		_ = del.Nack(true)
+		d.mu.Unlock()
+		_ = del.Nack(true) // the hub is stopping: another announces it
 		return
 	}
 	d.wg.Add(1)
+	d.mu.Unlock()
 	go func() {
 		defer d.wg.Done()
 		ctx, cancel := context.WithTimeout(d.pubCtx, announceTimeout)
