@@ -139,7 +139,7 @@ func (e *env) cleanup() {
 		e.keepLog(p)
 	}
 	if e.cp != nil {
-		_ = e.cp.DeleteQueues(e.execQ, e.statusQ, e.execQ+".dead", e.execQ+".ledger")
+		_ = e.cp.DeleteQueues(e.execQ, e.statusQ, e.execQ+".dead", e.execQ+".ledger", e.cancelQ())
 		e.cp.Close()
 	}
 }
@@ -188,8 +188,12 @@ func (e *env) hubArgs(grpcAddr, httpAddr string, extra []string) []string {
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--amqp-url", e.amqpURL,
 		"--execute-queue", e.execQ, "--status-queue", e.statusQ,
 		"--worker-tokens", e.tokensFile, "--admin-token-file", e.adminFile,
+		"--cancel-queue", e.cancelQ(),
 	}, extra...)
 }
+
+// cancelQ is the env's cancel queue, which its hubs consume.
+func (e *env) cancelQ() string { return e.execQ + ".cancel" }
 
 // startHub starts a hub and waits until /readyz answers 200. The first hub
 // declares the queues; the control plane connects after it.

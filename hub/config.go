@@ -28,6 +28,8 @@ const (
 	DefaultAcceptTimeout        = 10 * time.Second
 	DefaultLostWorkerGrace      = 30 * time.Second
 	DefaultHoldTimeout          = 5 * time.Second
+	DefaultCancelTombstoneTTL   = 10 * time.Minute
+	DefaultMaxCancelTombstones  = 100_000
 	DefaultLookahead            = 2
 	DefaultDeadRetention        = 5 * time.Minute
 	DefaultDrainTimeout         = 30 * time.Second
@@ -114,6 +116,13 @@ type Config struct {
 	// is nacked with requeue (docs/protocol.md#prefetch-and-holding).
 	// Default 5s.
 	HoldTimeout time.Duration
+	// CancelTombstoneTTL is how long the hub remembers a cancel for a job
+	// it does not hold, to answer that job cancelled if it is delivered
+	// later (cancel.go). Default 10m.
+	CancelTombstoneTTL time.Duration
+	// MaxCancelTombstones caps the cancels remembered so; past it the
+	// oldest is forgotten. Default 100000.
+	MaxCancelTombstones int
 	// LedgerRenewInterval is how often the hub publishes the jobs it still
 	// answers for to the orphan ledger (docs/design/orphan-ledger.md),
 	// when the Broker has one (Ledger). Default 5s.
@@ -309,6 +318,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.AcceptTimeout, DefaultAcceptTimeout)
 	setDur(&c.LostWorkerGrace, DefaultLostWorkerGrace)
 	setDur(&c.HoldTimeout, DefaultHoldTimeout)
+	setDur(&c.CancelTombstoneTTL, DefaultCancelTombstoneTTL)
+	if c.MaxCancelTombstones == 0 {
+		c.MaxCancelTombstones = DefaultMaxCancelTombstones
+	}
 	setDur(&c.LedgerRenewInterval, DefaultLedgerRenewInterval)
 	setDur(&c.LedgerTimeout, c.LostWorkerGrace+3*c.LedgerRenewInterval)
 	setDur(&c.DeadRetention, DefaultDeadRetention)

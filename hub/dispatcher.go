@@ -67,6 +67,10 @@ type job struct {
 	// eventSeq is the seq of the job's latest event from this hub
 	// (events.go); 0 before its first.
 	eventSeq uint64
+	// cancelled: a cancel came for the job (cancel.go); it is never
+	// offered again, and a worker that runs it is told to stop.
+	cancelled    bool
+	cancelReason string
 }
 
 // effects are actions decided under mu and run after it is released
@@ -87,6 +91,7 @@ type Dispatcher struct {
 	b         Broker
 	announcer Announcer // b's adoption announcements; nil when b has none
 	pacer     Pacer     // b's pacing to the hub's capacity; nil when b has none
+	canceller Canceller // b's cancel queue and announcements; nil when b has none
 	tickets   ticketer
 	m         *WorkerManager
 	metrics   *metrics
@@ -106,18 +111,24 @@ type Dispatcher struct {
 	draining bool
 	stopped  bool          // set by stop: no new publish goroutines
 	changed  chan struct{} // closed and replaced when a job leaves the table
+	// tombs: cancels of jobs not held here; cancelLog bounds their log.
+	tombs     *tombstones
+	cancelLog cancelLogLimiter
 }
 
 func newDispatcher(cfg Config, b Broker, m *WorkerManager, hubMetrics *metrics, log hclog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	announcer, _ := b.(Announcer)
 	pacer, _ := b.(Pacer)
+	canceller, _ := b.(Canceller)
 	d := &Dispatcher{
 		cfg:       cfg,
 		log:       log,
 		b:         b,
 		announcer: announcer,
 		pacer:     pacer,
+		canceller: canceller,
+		tombs:     newTombstones(cfg.CancelTombstoneTTL, cfg.MaxCancelTombstones),
 		tickets:   ticketer{deployment: cfg.DeploymentID, key: cfg.DispatchKey},
 		m:         m,
 		metrics:   hubMetrics,
@@ -140,6 +151,14 @@ func (d *Dispatcher) run(ctx context.Context) {
 	if d.announcer != nil {
 		adoptions = d.announcer.Adoptions()
 	}
+	var cancels <-chan broker.Delivery
+	var cancelAnns <-chan broker.CancelRequest
+	if d.canceller != nil {
+		if d.canceller.CancelEnabled() {
+			cancels = d.canceller.CancelDeliveries()
+		}
+		cancelAnns = d.canceller.CancelAnnouncements()
+	}
 	d.pace()
 	for {
 		select {
@@ -155,6 +174,10 @@ func (d *Dispatcher) run(ctx context.Context) {
 			d.handleDelivery(del)
 		case a := <-adoptions:
 			d.adoptedElsewhere(a)
+		case del := <-cancels:
+			d.handleCancelDelivery(del)
+		case r := <-cancelAnns:
+			d.cancelAnnounced(r)
 		}
 	}
 }
@@ -227,6 +250,7 @@ func (d *Dispatcher) handleDelivery(del broker.Delivery) {
 			j.warmUntil = j.received.Add(d.cfg.AffinityWait)
 		}
 		d.jobs[j.id] = j
+		d.markIfCancelledLocked(j)
 		d.log.Debug("job received", jobspec.LogFields(req)...)
 		d.assignLocked(j, &fx)
 	}
@@ -254,6 +278,10 @@ func safeID(s string) string {
 // whose cache is warm for it while its affinity wait lasts, else for any
 // free worker up to HoldTimeout.
 func (d *Dispatcher) assignLocked(j *job, fx *effects) {
+	if j.cancelled {
+		d.answerCancelledLocked(j)
+		return
+	}
 	if d.draining {
 		d.requeueLocked(j, fx, "hub draining")
 		return

@@ -94,6 +94,17 @@
 //     QueueInspector broker, asked at most once a second under the
 //     collector's own leaf mutex), deliveries this hub holds unacked, and
 //     slots by label set (bounded to 64 sets).
+//   - cancel.go, cancel_tombstones.go: cancellation
+//     (docs/design/cancellation.md). Dispatcher.cancel is the one path of
+//     the cancel queue (a Canceller broker) and AdminService.CancelJob: a
+//     held job is answered cancelled, an offered, running or orphaned one
+//     is marked and its worker sent CancelJob (now, or when it comes
+//     back), a finished one is left alone, and an id not held here is
+//     remembered in tombstones (bounded by Config.CancelTombstoneTTL and
+//     Config.MaxCancelTombstones, guarded by the Dispatcher's mu) so that
+//     the job, delivered later, is answered cancelled and never run. The
+//     cancel is then announced to every hub; a cancel-queue message is
+//     acked once announced. cancel_admin.go: AdminService.CancelJob.
 //   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
 //
 // Locking: the Hub's idLocks (one per stripe of worker ids) serialise the
@@ -113,5 +124,6 @@
 // ledger, the ledger writer and keeper (all in
 // Hub.bgWG, ended by the stop path; the ledger's after the Dispatcher has
 // stopped, so that the last statuses are flushed as done). The
-// Dispatcher's publish and announcement goroutines are in Dispatcher.wg.
+// Dispatcher's publish and announcement goroutines (cancel announcements
+// included) are in Dispatcher.wg.
 package hub

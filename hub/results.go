@@ -57,6 +57,9 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 	}
 	j.state, j.w, j.lastWorkerID = jobRunning, w, w.id
 	d.eventAcceptedLocked(j, w)
+	if j.cancelled {
+		w.send(cancelJobMsg(j.id, j.cancelReason))
+	}
 	if j.accepted.IsZero() {
 		j.accepted = time.Now()
 	}
@@ -225,6 +228,7 @@ func (d *Dispatcher) registered(w *Worker, reg *blacktreev1.Register) {
 			j = &job{id: id, tried: map[string]bool{}, received: time.Now()}
 			d.jobs[id] = j
 		}
+		d.markIfCancelledLocked(j)
 		adopted = append(adopted, id)
 		w.log.Info("adopting running job", "job_id", id, "was", j.state.String())
 		d.ownLocked(j, w, &fx)

@@ -19,6 +19,7 @@ const (
 	DefaultBackoffMin        = 500 * time.Millisecond
 	DefaultBackoffMax        = 30 * time.Second
 	DefaultJobTimeout        = 1 * time.Hour
+	DefaultCancelGrace       = 10 * time.Second
 	DefaultRegisterTimeout   = 10 * time.Second
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultLogBufferBytes    = 1 << 20
@@ -135,6 +136,11 @@ type Config struct {
 	// JobTimeout bounds a job whose request sets no timeout_seconds
 	// (default 1h).
 	JobTimeout time.Duration
+	// CancelGrace is how long a job cancelled by the hub (CancelJob) is
+	// given to stop once its context is cancelled; after it the agent
+	// reports the job cancelled without waiting for its executor any
+	// longer (a push under way is exempt: it completes). Default 10s.
+	CancelGrace time.Duration
 	// LogBufferBytes bounds the output buffered per job while the hub is
 	// slow or unreachable; beyond it output is dropped and a note says how
 	// much (default 1 MiB).
@@ -198,6 +204,9 @@ func (c *Config) setDefaults() {
 	if c.JobTimeout == 0 {
 		c.JobTimeout = DefaultJobTimeout
 	}
+	if c.CancelGrace == 0 {
+		c.CancelGrace = DefaultCancelGrace
+	}
 	if c.LogBufferBytes == 0 {
 		c.LogBufferBytes = DefaultLogBufferBytes
 	}
@@ -224,7 +233,7 @@ func (c *Config) validate() error {
 		return bad("slots must be at least 1, got %d", c.Slots)
 	case c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin:
 		return bad("backoff min %s / max %s out of order", c.BackoffMin, c.BackoffMax)
-	case c.KeepaliveTimeout < 0 || c.RegisterTimeout < 0 || c.JobTimeout < 0 || c.InitialConnectTimeout < 0:
+	case c.KeepaliveTimeout < 0 || c.RegisterTimeout < 0 || c.JobTimeout < 0 || c.InitialConnectTimeout < 0 || c.CancelGrace < 0:
 		return bad("negative timeout")
 	case c.LogBufferBytes < MaxLogChunk:
 		return bad("log buffer must be at least %d bytes", MaxLogChunk)

@@ -16,7 +16,13 @@
 //     interval, at a phase on the hub's grid kept on the wall clock
 //     (internal/hbsched), so that a fleet's heartbeats reach the hub in
 //     groups.
-//   - jobs.go: RunJob/CancelJob/ResultAck handling and the job runner.
+//   - jobs.go: RunJob/ResultAck handling and the job runner.
+//   - cancel.go: CancelJob: the job's context cancelled with an
+//     executor.CancelError, then Config.CancelGrace (one time.AfterFunc
+//     per cancelled job) before the job is reported cancelled without
+//     waiting for its executor; the executor runs on a goroutine of its
+//     own (in jobsWG) so that it can be abandoned. A push is never
+//     abandoned. job.cancelMu is a leaf.
 //     Each job runs on a goroutine of its own (Agent.jobsWG), and so does
 //     its log pump (owned and waited for by the job's goroutine).
 //   - logstream.go: bounded, scrubbed JobLog chunking. A job's first

@@ -2,9 +2,10 @@ package workeragent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,10 +32,19 @@ type job struct {
 	// ticket is RunJob.dispatch_ticket, returned to the hub in
 	// RunningJob and JobResult (docs/protocol.md#ownership).
 	ticket string
+	// stage is the stage the job is in (executor.EnterStage), for the
+	// cancel grace: a push is never abandoned (cancel.go).
+	stage atomic.Int32
+	// killed is closed when a cancelled job outlives its cancel grace:
+	// runJob stops waiting for the executor (cancel.go).
+	killed   chan struct{}
+	cancelMu sync.Mutex  // guards graceTimer
+	grace    *time.Timer // the cancel grace; nil until a CancelJob
 }
 
-// ErrCancelled is the cause of a job cancelled by the hub's CancelJob.
-var ErrCancelled = errors.New("CancelJob from the hub")
+// ErrCancelled is the cause (errors.Is) of a job cancelled by the hub's
+// CancelJob.
+var ErrCancelled = executor.ErrCancelled
 
 // jobTimeoutError is the cause of a job that ran out of time: its limit.
 // Formatted only when a job does time out (every job sets one).
@@ -71,7 +81,16 @@ func (a *Agent) handleRunJob(s *session, rj *blacktreev1.RunJob) {
 		reason, detail = blacktreev1.RejectReason_REJECT_REASON_NO_CAPACITY, fmt.Sprintf("all %d slots are busy", a.cfg.Slots)
 	default:
 		ctx, cancel := context.WithCancelCause(a.jobsCtx)
-		j = &job{id: id, req: req, started: time.Now(), ctx: ctx, cancel: cancel, log: a.log.With("job_id", id), ticket: rj.GetDispatchTicket()}
+		j = &job{
+			id:      id,
+			req:     req,
+			started: time.Now(),
+			ctx:     ctx,
+			cancel:  cancel,
+			log:     a.log.With("job_id", id),
+			ticket:  rj.GetDispatchTicket(),
+			killed:  make(chan struct{}),
+		}
 		a.jobs[id] = j
 		a.jobsWG.Add(1)
 	}
@@ -150,22 +169,6 @@ func (a *Agent) handleResultAck(s *session, id string) {
 	s.log.Debug("result acknowledged", "job_id", id)
 }
 
-// handleCancelJob cancels a running job; its failed result follows.
-func (a *Agent) handleCancelJob(s *session, id, reason string) {
-	a.mu.Lock()
-	j := a.jobs[id]
-	a.mu.Unlock()
-	if j == nil {
-		s.log.Info("cancel for a job not running here; ignoring it", "job_id", id)
-		return
-	}
-	if reason == "" {
-		reason = "no reason given"
-	}
-	j.log.Info("cancelling job", "reason", reason)
-	j.cancel(fmt.Errorf("%w: %s", ErrCancelled, reason))
-}
-
 // runJob runs one accepted job to its result.
 func (a *Agent) runJob(j *job) {
 	defer a.jobsWG.Done()
@@ -175,7 +178,10 @@ func (a *Agent) runJob(j *job) {
 	}
 	ctx, cancel := context.WithTimeoutCause(j.ctx, timeout, jobTimeoutError(timeout))
 	defer cancel()
-	ctx = executor.WithStageFunc(ctx, func(stage blacktreev1.JobStage) { a.journal.stage(j.id, stage) })
+	ctx = executor.WithStageFunc(ctx, func(stage blacktreev1.JobStage) {
+		j.stage.Store(int32(stage))
+		a.journal.stage(j.id, stage)
+	})
 
 	secrets := redact.New(j.req.GetGithubToken())
 	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)
@@ -184,7 +190,8 @@ func (a *Agent) runJob(j *job) {
 		defer close(pumpDone)
 		a.pumpLogs(ls)
 	}()
-	resp := a.execute(ctx, j, ls, secrets)
+	resp := a.executeUntilKilled(ctx, j, ls, secrets)
+	j.stopGrace()
 	ls.Close()
 	<-pumpDone
 	// Finish before releasing the job's context: finishResponse reads its
@@ -242,7 +249,12 @@ func (a *Agent) finishResponse(ctx context.Context, j *job, resp *blacktreev1.Jo
 		resp.Error, resp.FailedStage = "", blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED
 	} else {
 		resp.ImageUrl, resp.ImageDigest = "", ""
-		if cause := context.Cause(ctx); cause != nil && !strings.HasPrefix(resp.GetError(), "cancelled") {
+		if reason, ok := executor.Cancelled(ctx); ok {
+			// The executor's own words for the interruption are in the
+			// logs; the status says cancelled, as the hub's would.
+			resp.Error = jobspec.CancelledError(reason)
+			resp.FailedStage = blacktreev1.JobStage_JOB_STAGE_CANCELLED
+		} else if cause := context.Cause(ctx); cause != nil && !strings.HasPrefix(resp.GetError(), "cancelled") {
 			if resp.GetError() == "" {
 				resp.Error = fmt.Sprintf("cancelled: %v", cause)
 			} else {

@@ -266,8 +266,11 @@ func TestCancelJob(t *testing.T) {
 	if res.GetSuccess() {
 		t.Fatalf("cancelled job result = %v, want failure", res)
 	}
-	if got, want := res.GetError(), "cancelled: CancelJob from the hub: operator said so"; got != want {
+	if got, want := res.GetError(), "cancelled: operator said so"; got != want {
 		t.Errorf("cancelled job error = %q, want %q", got, want)
+	}
+	if got := res.GetFailedStage(); got != blacktreev1.JobStage_JOB_STAGE_CANCELLED {
+		t.Errorf("cancelled job stage = %v, want JOB_STAGE_CANCELLED", got)
 	}
 	s.Send(t, fakehub.Ack("long"))
 }

@@ -53,6 +53,9 @@ type options struct {
 	ledgerQueue                        string
 	ledgerRenew, ledgerTimeout         time.Duration
 	eventsExchange                     string
+	cancelQueue                        string
+	cancelTombstoneTTL                 time.Duration
+	maxCancelTombstones                int
 }
 
 const usageText = `blacktree-hub consumes JobRequests from RabbitMQ, pushes each to a connected
@@ -103,6 +106,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.ledgerQueue, "ledger-queue", "", "orphan ledger `queue`, shared by the hubs of a deployment (default: --execute-queue + \".ledger\")")
 	fs.DurationVar(&o.ledgerRenew, "ledger-renew-interval", hub.DefaultLedgerRenewInterval, "how often the hub tells the orphan ledger which jobs it still answers for")
 	fs.DurationVar(&o.ledgerTimeout, "ledger-timeout", 0, "how long a job may go unrenewed in the orphan ledger before it is reported lost (default: --lost-worker-grace + 3 × --ledger-renew-interval)")
+	fs.StringVar(&o.cancelQueue, "cancel-queue", "cancel.queue", "`queue` control planes publish job cancels to, shared by the hubs of a deployment (empty: none)")
+	fs.DurationVar(&o.cancelTombstoneTTL, "cancel-tombstone-ttl", hub.DefaultCancelTombstoneTTL, "how long a cancel for a job not yet delivered is remembered, to answer that job cancelled")
+	fs.IntVar(&o.maxCancelTombstones, "max-cancel-tombstones", hub.DefaultMaxCancelTombstones, "most cancels for jobs not yet delivered remembered at once (the oldest are forgotten)")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", hub.DefaultHeartbeatInterval, "heartbeat period of a small fleet; 3 missed = dead")
 	fs.Float64Var(&o.maxHeartbeatRate, "max-heartbeat-rate", hub.DefaultMaxHeartbeatRate, "most heartbeats a second from the whole fleet; a larger fleet beats less often (0: no limit)")
 	fs.DurationVar(&o.maxHeartbeatInterval, "max-heartbeat-interval", hub.DefaultMaxHeartbeatInterval, "longest heartbeat period --max-heartbeat-rate may set")
@@ -167,6 +173,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.handshakeTimeout <= 0 || o.unauthConnTimeout <= 0 {
 		return nil, errors.New("invalid --handshake-timeout or --unauthenticated-conn-timeout: want more than 0")
+	}
+	if o.cancelTombstoneTTL <= 0 || o.maxCancelTombstones < 1 {
+		return nil, errors.New("invalid --cancel-tombstone-ttl or --max-cancel-tombstones: want more than 0")
 	}
 	if o.ledgerRenew <= 0 || o.ledgerTimeout < 0 {
 		return nil, errors.New("invalid --ledger-renew-interval or --ledger-timeout: want more than 0 (--ledger-timeout 0: the default)")
@@ -262,6 +271,8 @@ func run(args []string, stderr io.Writer) int {
 		MaxStatusBytes:       o.maxStatusBytes,
 		Placement:            o.placement,
 		LostWorkerGrace:      o.lostWorkerGrace,
+		CancelTombstoneTTL:   o.cancelTombstoneTTL,
+		MaxCancelTombstones:  o.maxCancelTombstones,
 		LedgerRenewInterval:  o.ledgerRenew,
 		LedgerTimeout:        o.ledgerTimeout,
 		DisableCacheAffinity: !o.cacheAffinity,
@@ -310,6 +321,7 @@ func run(args []string, stderr io.Writer) int {
 		LedgerQueue:    o.ledgerQueue,
 		DisableLedger:  !o.ledger,
 		EventsExchange: o.eventsExchange,
+		CancelQueue:    o.cancelQueue,
 		Paced:          true,
 		ConnectionName: "blacktree-hub",
 	}, logger)

@@ -58,7 +58,7 @@ type options struct {
 	buildNetwork, builder, cacheMaxSize, allowedPushPrefixes             string
 	slots, noopLines                                                     int
 	noopDelay, jobTimeout, drainTimeout, connectTimeout                  time.Duration
-	persistResultsAfter, logFlushInterval                                time.Duration
+	persistResultsAfter, logFlushInterval, cancelGrace                   time.Duration
 	logging                                                              cliflags.Logging
 	insecure, allowPrivateGitHosts, allowAnyPush                         bool
 
@@ -141,6 +141,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 		"send a job's output to the hub at most this often (0: every write at once)")
 	fs.StringVar(&o.workDir, "work-dir", "", "`dir` for per-job workspaces (default: the system temp dir)")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", workeragent.DefaultJobTimeout, "time limit of a job whose request sets none")
+	fs.DurationVar(&o.cancelGrace, "cancel-grace", workeragent.DefaultCancelGrace, "how long a cancelled job is given to stop before it is reported and abandoned")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", time.Minute, "at start-up, exit 1 if no hub answers within this (0: retry forever)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", time.Hour, "on SIGTERM, how long to wait for jobs and result acks")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA bundle `file` to verify the hub (default: system roots)")
@@ -241,6 +242,9 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 	if o.persistResultsAfter < 0 {
 		return cfg, nil, nil, fmt.Errorf("invalid --persist-results-after %s: want 0 or more", o.persistResultsAfter)
 	}
+	if o.cancelGrace <= 0 {
+		return cfg, nil, nil, fmt.Errorf("invalid --cancel-grace %s: want more than 0", o.cancelGrace)
+	}
 	if o.logFlushInterval < 0 {
 		return cfg, nil, nil, fmt.Errorf("invalid --log-flush-interval %s: want 0 or more", o.logFlushInterval)
 	}
@@ -310,6 +314,8 @@ func setup(o *options, logOut io.Writer) (workeragent.Config, executor.Executor,
 		Version:    version,
 		JobTimeout: o.jobTimeout,
 		Policy:     policy,
+
+		CancelGrace: o.cancelGrace,
 
 		InitialConnectTimeout:    o.connectTimeout,
 		PersistResultsAfter:      o.persistResultsAfter,

@@ -87,6 +87,7 @@ func runDocBlocks(t *testing.T, bin string, h *testHub, blocks []docBlock) {
 		"/ListJobs":                          "{",
 		"/DrainWorker":                       "WORKER_STATE_DRAINING",
 		"/DenyWorker":                        `"sessionEnded": true`,
+		"/CancelJob":                         "CANCEL_JOB_OUTCOME_NOT_HELD",
 	}
 	for _, b := range blocks {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -89,6 +89,24 @@ func TestWithHubSubmitWaitAndAdmin(t *testing.T) {
 		}
 	})
 
+	t.Run("cancel a job not held", func(t *testing.T) {
+		res := btctl(ctx, vars, "cancel", "never-published-1", "--insecure", "--reason", "test")
+		if res.code != exitOK || !strings.Contains(res.stdout, "job never-published-1: not held by this hub") {
+			t.Errorf("cancel = %d %q %q, want 0 and not held", res.code, res.stdout, res.stderr)
+		}
+	})
+
+	t.Run("cancel usage error exits 2", func(t *testing.T) {
+		res := btctl(ctx, vars, "cancel", "--insecure")
+		if res.code != exitUsage {
+			t.Errorf("cancel without a job id = %d %q, want 2", res.code, res.stderr)
+		}
+		res = btctl(ctx, vars, "cancel", "bad id with spaces", "--insecure")
+		if res.code != exitJobFailed || !strings.Contains(res.stderr, "job_id") {
+			t.Errorf("cancel of an invalid id = %d %q, want 1 and the hub's refusal", res.code, res.stderr)
+		}
+	})
+
 	t.Run("wrong admin token exits 3", func(t *testing.T) {
 		bad := h.vars()
 		bad["BLACKTREE_ADMIN_TOKEN"] = "wrong"

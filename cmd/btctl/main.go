@@ -69,6 +69,7 @@ func commands() []command {
 		{"jobs", "list the hub's in-flight jobs", runJobs},
 		{"drain", "drain a worker: it finishes its jobs and takes no new ones", runDrain},
 		{"deny", "deny a worker: end its session and refuse it from now on", runDeny},
+		{"cancel", "cancel a job: stop it if running, never run it if not yet", runCancel},
 	}
 }
 
@@ -143,6 +144,7 @@ Examples:
   btctl jobs --json
   btctl drain worker-7 --reason "kernel upgrade"
   btctl deny worker-7 --reason "token leaked"
+  btctl cancel build-42 --reason "superseded"
 
 Common flags (every command; environment fallback in brackets):
   --amqp-url URL          RabbitMQ URL [BLACKTREE_AMQP_URL] (default amqp://guest:guest@127.0.0.1:5672/)

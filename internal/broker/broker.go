@@ -82,6 +82,16 @@ type Adoption struct {
 	WorkerID string `json:"workerId"`
 }
 
+// CancelRequest asks every hub of a deployment to cancel job JobID (hub
+// HubID consumed it from the cancel queue or took it on its AdminService).
+// Announcements are best effort; the announcing hub has applied the cancel
+// itself.
+type CancelRequest struct {
+	HubID  string `json:"hubId"`
+	JobID  string `json:"jobId"`
+	Reason string `json:"reason,omitempty"`
+}
+
 // LedgerDelivery is one message of the ledger queue, which holds the
 // liveness events of accepted jobs (docs/design/orphan-ledger.md). Session
 // numbers the consumer session that carried it: deliveries of an earlier

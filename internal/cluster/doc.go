@@ -1,7 +1,7 @@
 // Package cluster drives real Blacktree processes the way an operator and a
 // control plane do: it builds the binaries, starts hubs and workers with
-// the documented flags, publishes JobRequests to RabbitMQ and keeps a
-// ledger of the JobResponses on the status queue. The demo
+// the documented flags, publishes JobRequests (and cancels, cancel.go) to
+// RabbitMQ and keeps a ledger of the JobResponses on the status queue. The demo
 // (cmd/blacktree-demo) and the end-to-end suite (e2e/) are built on it.
 //
 // The control-plane side talks to RabbitMQ with amqp091-go directly: it

@@ -52,21 +52,39 @@ func (c *Client) openAdoptions(conn amqpConn) (*amqp.Channel, <-chan amqp.Delive
 	return ch, d, nil
 }
 
-// noteAdoption decodes an announcement and hands it to Adoptions without
-// ever blocking the consume loop.
-func (c *Client) noteAdoption(body []byte) {
-	var a broker.Adoption
+// noteAnnouncement decodes an announcement of the adoption exchange and
+// hands it to Adoptions or CancelAnnouncements, never blocking the consume
+// loop.
+func (c *Client) noteAnnouncement(body []byte) {
+	var a announcement
 	if err := json.Unmarshal(body, &a); err != nil || a.HubID == "" || a.JobID == "" {
-		c.cons.log.Debug("ignoring a malformed adoption announcement", "bytes", len(body))
+		c.cons.log.Debug("ignoring a malformed announcement", "bytes", len(body))
+		return
+	}
+	switch a.Kind {
+	case "":
+	case announcementKindCancel:
+		c.noteCancel(a)
+		return
+	default:
+		c.cons.log.Debug("ignoring an announcement of an unknown kind", "kind", safeKind(a.Kind))
 		return
 	}
 	select {
-	case c.adopt <- a:
+	case c.adopt <- broker.Adoption{HubID: a.HubID, JobID: a.JobID, WorkerID: a.WorkerID}:
 	default:
 		// This hub may then report the job lost although another replica
 		// publishes its result: a second status (docs/protocol.md#between-hub-replicas).
 		c.cons.log.Warn("adoption announcement dropped: reader busy", "job_id", a.JobID)
 	}
+}
+
+// safeKind bounds an announcement's kind before it is logged.
+func safeKind(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
 }
 
 // Adoptions yields the adoption announcements of every Client bound to the
@@ -91,13 +109,21 @@ func (c *Client) AnnounceAdoption(ctx context.Context, a broker.Adoption) error 
 	if err != nil {
 		return fmt.Errorf("rabbit: encode adoption: %w", err)
 	}
+	if err := c.announce(ctx, body); err != nil {
+		return fmt.Errorf("rabbit: announce adoption of %s: %w", a.JobID, err)
+	}
+	return nil
+}
+
+// announce publishes body to the adoption exchange (see AnnounceAdoption).
+func (c *Client) announce(ctx context.Context, body []byte) error {
 	s, err := c.pub.wait(ctx, c.closed)
 	if err != nil {
 		return err
 	}
 	s.adoptMu.Lock()
 	defer s.adoptMu.Unlock()
-	err = s.conn.bounded(c.cfg.RPCTimeout, "rabbit: announce adoption", func() error {
+	return s.conn.bounded(c.cfg.RPCTimeout, "rabbit: announce", func() error {
 		if s.adoptCh == nil || s.adoptCh.IsClosed() {
 			ch, err := s.conn.Channel()
 			if err != nil {
@@ -111,8 +137,4 @@ func (c *Client) AnnounceAdoption(ctx context.Context, a broker.Adoption) error 
 		return s.adoptCh.PublishWithContext(ctx, c.cfg.AdoptionExchange, "", false, false,
 			amqp.Publishing{ContentType: "application/json", Body: body})
 	})
-	if err != nil {
-		return fmt.Errorf("rabbit: announce adoption of %s: %w", a.JobID, err)
-	}
-	return nil
 }

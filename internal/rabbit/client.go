@@ -31,6 +31,11 @@ type Client struct {
 	// ledger carries ledger-queue deliveries; sent on only by the ledger
 	// loop (ledger.go), never closed.
 	ledger chan broker.LedgerDelivery
+	// cancels carries cancel-queue deliveries; sent on only by the cancel
+	// loop (cancels.go), never closed. cancelAnn carries cancel
+	// announcements; sent on (never blocking) only by the consume loop.
+	cancels   chan broker.Delivery
+	cancelAnn chan broker.CancelRequest
 	// ledgerSession is the number of the live ledger consumer session, 0
 	// while there is none; ledgerSeq numbers sessions.
 	ledgerSession atomic.Uint64
@@ -78,7 +83,10 @@ func New(cfg Config, logger hclog.Logger) (*Client, error) {
 		out:    make(chan broker.Delivery),
 		adopt:  make(chan broker.Adoption, adoptionBuffer),
 		ledger: make(chan broker.LedgerDelivery),
-		closed: make(chan struct{}),
+
+		cancels:   make(chan broker.Delivery),
+		cancelAnn: make(chan broker.CancelRequest, cancelBuffer),
+		closed:    make(chan struct{}),
 	}
 	urls, _ := SplitURLs(cfg.URL) // validated by withDefaults
 	c.nodes = newNodes(urls)
@@ -142,6 +150,9 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Go(func() { c.publishLoop(ctx, initPub) })
 	if c.cfg.LedgerQueue != "" {
 		wg.Go(func() { c.ledgerLoop(ctx) })
+	}
+	if c.cfg.CancelQueue != "" {
+		wg.Go(func() { c.cancelLoop(ctx) })
 	}
 	select {
 	case <-ctx.Done():

@@ -76,6 +76,10 @@ type Config struct {
 	// ExecuteQueue+".ledger", so replicas sharing an execute queue share
 	// it. Ignored when DisableLedger is set.
 	LedgerQueue string
+	// CancelQueue is the durable queue control planes publish cancels to
+	// ({"jobId","reason"}); every hub replica consumes it and passes each
+	// cancel on to all of them on AdoptionExchange. Empty: no cancel queue.
+	CancelQueue string
 	// DisableLedger turns the ledger queue off: LedgerEnabled reports
 	// false and nothing is declared, published or consumed for it.
 	DisableLedger bool
@@ -157,6 +161,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.LedgerQueue != "" && (cfg.LedgerQueue == cfg.ExecuteQueue || cfg.LedgerQueue == cfg.StatusQueue || cfg.LedgerQueue == cfg.DeadLetterQueue) {
 		return cfg, errors.New("rabbit: LedgerQueue must differ from the other queues")
+	}
+	if cfg.CancelQueue != "" && (cfg.CancelQueue == cfg.ExecuteQueue || cfg.CancelQueue == cfg.StatusQueue || cfg.CancelQueue == cfg.DeadLetterQueue || cfg.CancelQueue == cfg.LedgerQueue) {
+		return cfg, errors.New("rabbit: CancelQueue must differ from the other queues")
 	}
 	if cfg.RPCTimeout <= 0 {
 		cfg.RPCTimeout = DefaultRPCTimeout

@@ -246,7 +246,7 @@ func (c *Client) serveConsume(ctx context.Context, s *consumeSession) error {
 			if !ok {
 				return errors.New("adoption consumer ended")
 			}
-			c.noteAdoption(d.Body)
+			c.noteAnnouncement(d.Body)
 		case d, ok := <-s.deliveries:
 			if !ok {
 				s.deliveries = nil

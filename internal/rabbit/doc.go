@@ -36,6 +36,14 @@
 // QueueDepths (depth.go) counts the ready messages of the Client's queues
 // with passive queue.declare on a throw-away channel of the publish
 // connection, for the hub's autoscaling gauges.
+// The cancel queue (cancels.go; Config.CancelQueue, off when empty) has a
+// fourth connection, "<ConnectionName>-cancel", consuming it (manual acks,
+// prefetch 64) with the same reconnect loop (openQueueConsumer is shared
+// with the ledger); CancelDeliveries yields its messages. Cancels are
+// passed on to every replica on the adoption exchange, as announcements
+// of kind "cancel" (AnnounceCancel, CancelAnnouncements); an adoption has
+// no kind, so replicas that predate cancels read one as an adoption that
+// matches none of their jobs.
 //
 // # Writes
 //

@@ -51,34 +51,7 @@ func (c *Client) LedgerSession() uint64 { return c.ledgerSession.Load() }
 // could fill with those and starve it of the newer events that release
 // them. The number held is bounded by the running jobs and the hubs.
 func (c *Client) openLedger(ctx context.Context) (*consumeSession, error) {
-	conn, err := c.dial(ctx, "ledger")
-	if err != nil {
-		return nil, err
-	}
-	tag := fmt.Sprintf("%s-ledger-%d", c.cfg.ConnectionName, consumerSeq.Add(1))
-	var ch *amqp.Channel
-	var d <-chan amqp.Delivery
-	err = conn.bounded(c.cfg.RPCTimeout, "set up the ledger consumer", func() error {
-		if err := declareQueue(conn.Connection, c.cfg.LedgerQueue, ledgerArgs(c.cfg.QueueType), c.log); err != nil {
-			return err
-		}
-		var err error
-		if ch, err = conn.Channel(); err != nil {
-			return fmt.Errorf("open ledger channel: %w", err)
-		}
-		if d, err = ch.Consume(c.cfg.LedgerQueue, tag, false, false, false, false, nil); err != nil {
-			return fmt.Errorf("consume %q: %w", c.cfg.LedgerQueue, err)
-		}
-		return nil
-	})
-	if err != nil {
-		conn.close(c.cfg.RPCTimeout)
-		return nil, fmt.Errorf("rabbit: %w", err)
-	}
-	s := &consumeSession{conn: conn, timeout: c.cfg.RPCTimeout, ch: ch, tag: tag, deliveries: d}
-	s.connClose = conn.NotifyClose(make(chan *amqp.Error, 1))
-	s.chClose = ch.NotifyClose(make(chan *amqp.Error, 1))
-	return s, nil
+	return c.openQueueConsumer(ctx, "ledger", c.cfg.LedgerQueue, ledgerArgs(c.cfg.QueueType), 0)
 }
 
 // ledgerLoop keeps a ledger consumer session alive until ctx ends. It does

@@ -425,7 +425,8 @@ func (c *Client) learnSizeLimit(n int) bool {
 func (c *Client) ownsQueue(queue string) bool {
 	return queue == c.cfg.StatusQueue || queue == c.cfg.ExecuteQueue ||
 		(queue == c.cfg.DeadLetterQueue && queue != "") ||
-		(queue == c.cfg.LedgerQueue && queue != "")
+		(queue == c.cfg.LedgerQueue && queue != "") ||
+		(queue == c.cfg.CancelQueue && queue != "")
 }
 
 // redeclare declares one of the Client's queues again on s's connection.

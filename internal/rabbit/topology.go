@@ -69,9 +69,14 @@ func declareConsumeTopology(conn *amqp.Connection, cfg Config, log hclog.Logger)
 	return declareQueue(conn, cfg.ExecuteQueue, queueArgs(cfg.QueueType, cfg.DeadLetterQueue), log)
 }
 
-// declarePublishTopology declares the status queue and the ledger queue
-// (when enabled), so that publishing to either never waits for a consumer.
+// declarePublishTopology declares the status queue, the ledger queue
+// (when enabled) and the cancel queue (when set), so that publishing to either never waits for a consumer.
 func declarePublishTopology(conn *amqp.Connection, cfg Config, log hclog.Logger) error {
+	if cfg.CancelQueue != "" {
+		if err := declareQueue(conn, cfg.CancelQueue, queueArgs(cfg.QueueType, ""), log); err != nil {
+			return err
+		}
+	}
 	if cfg.LedgerQueue != "" {
 		if err := declareQueue(conn, cfg.LedgerQueue, ledgerArgs(cfg.QueueType), log); err != nil {
 			return err

@@ -2,7 +2,9 @@
 // that actually runs a job, and the registry that --executor selects from.
 // The noop executor lives here; the docker executor in executor/docker.
 // stage.go carries the stage a running job reached back to the agent
-// (EnterStage), which journals it.
+// (EnterStage), which journals it. cancel.go: the cause a cancelled job's
+// context carries (CancelError) and ShieldFromCancel, which keeps a push
+// from being cut short by a cancel.
 package executor
 
 import (

@@ -148,6 +148,70 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_blacktree_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
+// CancelJobOutcome is what a cancel did at the hub that took the call.
+type CancelJobOutcome int32
+
+const (
+	// Not set.
+	CancelJobOutcome_CANCEL_JOB_OUTCOME_UNSPECIFIED CancelJobOutcome = 0
+	// This hub does not hold the job: it may be running on another hub
+	// (which the cancel is passed on to), still queued (it is answered
+	// cancelled when delivered), finished, or unknown.
+	CancelJobOutcome_CANCEL_JOB_OUTCOME_NOT_HELD CancelJobOutcome = 1
+	// The job was held here, not run: it is answered cancelled now.
+	CancelJobOutcome_CANCEL_JOB_OUTCOME_ANSWERED CancelJobOutcome = 2
+	// The job is on a worker of this hub, which is told to stop it and
+	// reports it cancelled.
+	CancelJobOutcome_CANCEL_JOB_OUTCOME_SENT_TO_WORKER CancelJobOutcome = 3
+	// The job's status is already being published: the cancel is dropped.
+	CancelJobOutcome_CANCEL_JOB_OUTCOME_FINISHED CancelJobOutcome = 4
+)
+
+// Enum value maps for CancelJobOutcome.
+var (
+	CancelJobOutcome_name = map[int32]string{
+		0: "CANCEL_JOB_OUTCOME_UNSPECIFIED",
+		1: "CANCEL_JOB_OUTCOME_NOT_HELD",
+		2: "CANCEL_JOB_OUTCOME_ANSWERED",
+		3: "CANCEL_JOB_OUTCOME_SENT_TO_WORKER",
+		4: "CANCEL_JOB_OUTCOME_FINISHED",
+	}
+	CancelJobOutcome_value = map[string]int32{
+		"CANCEL_JOB_OUTCOME_UNSPECIFIED":    0,
+		"CANCEL_JOB_OUTCOME_NOT_HELD":       1,
+		"CANCEL_JOB_OUTCOME_ANSWERED":       2,
+		"CANCEL_JOB_OUTCOME_SENT_TO_WORKER": 3,
+		"CANCEL_JOB_OUTCOME_FINISHED":       4,
+	}
+)
+
+func (x CancelJobOutcome) Enum() *CancelJobOutcome {
+	p := new(CancelJobOutcome)
+	*p = x
+	return p
+}
+
+func (x CancelJobOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CancelJobOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_blacktree_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (CancelJobOutcome) Type() protoreflect.EnumType {
+	return &file_blacktree_v1_admin_proto_enumTypes[2]
+}
+
+func (x CancelJobOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CancelJobOutcome.Descriptor instead.
+func (CancelJobOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_blacktree_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
 // WorkerInfo describes one worker.
 type WorkerInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -794,6 +858,117 @@ func (x *DenyWorkerResponse) GetSessionEnded() bool {
 	return false
 }
 
+// CancelJobRequest names the job to cancel.
+type CancelJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's id.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Why; ends up in the job's status error ("cancelled: <reason>").
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobRequest) Reset() {
+	*x = CancelJobRequest{}
+	mi := &file_blacktree_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobRequest) ProtoMessage() {}
+
+func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blacktree_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
+func (*CancelJobRequest) Descriptor() ([]byte, []int) {
+	return file_blacktree_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CancelJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CancelJobResponse reports what the cancel did at this hub.
+type CancelJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The outcome here.
+	Outcome CancelJobOutcome `protobuf:"varint,1,opt,name=outcome,proto3,enum=blacktree.v1.CancelJobOutcome" json:"outcome,omitempty"`
+	// Whether the cancel was passed on to the other hubs (false without
+	// replicas' announcements, or when announcing failed).
+	Announced     bool `protobuf:"varint,2,opt,name=announced,proto3" json:"announced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobResponse) Reset() {
+	*x = CancelJobResponse{}
+	mi := &file_blacktree_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobResponse) ProtoMessage() {}
+
+func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blacktree_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
+func (*CancelJobResponse) Descriptor() ([]byte, []int) {
+	return file_blacktree_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CancelJobResponse) GetOutcome() CancelJobOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return CancelJobOutcome_CANCEL_JOB_OUTCOME_UNSPECIFIED
+}
+
+func (x *CancelJobResponse) GetAnnounced() bool {
+	if x != nil {
+		return x.Announced
+	}
+	return false
+}
+
 var File_blacktree_v1_admin_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_admin_proto_rawDesc = "" +
@@ -847,7 +1022,13 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"V\n" +
 	"\x12DenyWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12#\n" +
-	"\rsession_ended\x18\x02 \x01(\bR\fsessionEnded*\x8b\x01\n" +
+	"\rsession_ended\x18\x02 \x01(\bR\fsessionEnded\"A\n" +
+	"\x10CancelJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"k\n" +
+	"\x11CancelJobResponse\x128\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x1e.blacktree.v1.CancelJobOutcomeR\aoutcome\x12\x1c\n" +
+	"\tannounced\x18\x02 \x01(\bR\tannounced*\x8b\x01\n" +
 	"\vWorkerState\x12\x1c\n" +
 	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11WORKER_STATE_FREE\x10\x01\x12\x15\n" +
@@ -860,13 +1041,20 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\x11JOB_STATE_OFFERED\x10\x02\x12\x15\n" +
 	"\x11JOB_STATE_RUNNING\x10\x03\x12\x16\n" +
 	"\x12JOB_STATE_ORPHANED\x10\x04\x12\x18\n" +
-	"\x14JOB_STATE_PUBLISHING\x10\x052\xd2\x02\n" +
+	"\x14JOB_STATE_PUBLISHING\x10\x05*\xc0\x01\n" +
+	"\x10CancelJobOutcome\x12\"\n" +
+	"\x1eCANCEL_JOB_OUTCOME_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bCANCEL_JOB_OUTCOME_NOT_HELD\x10\x01\x12\x1f\n" +
+	"\x1bCANCEL_JOB_OUTCOME_ANSWERED\x10\x02\x12%\n" +
+	"!CANCEL_JOB_OUTCOME_SENT_TO_WORKER\x10\x03\x12\x1f\n" +
+	"\x1bCANCEL_JOB_OUTCOME_FINISHED\x10\x042\xa0\x03\n" +
 	"\fAdminService\x12R\n" +
 	"\vListWorkers\x12 .blacktree.v1.ListWorkersRequest\x1a!.blacktree.v1.ListWorkersResponse\x12I\n" +
 	"\bListJobs\x12\x1d.blacktree.v1.ListJobsRequest\x1a\x1e.blacktree.v1.ListJobsResponse\x12R\n" +
 	"\vDrainWorker\x12 .blacktree.v1.DrainWorkerRequest\x1a!.blacktree.v1.DrainWorkerResponse\x12O\n" +
 	"\n" +
-	"DenyWorker\x12\x1f.blacktree.v1.DenyWorkerRequest\x1a .blacktree.v1.DenyWorkerResponseB=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3"
+	"DenyWorker\x12\x1f.blacktree.v1.DenyWorkerRequest\x1a .blacktree.v1.DenyWorkerResponse\x12L\n" +
+	"\tCancelJob\x12\x1e.blacktree.v1.CancelJobRequest\x1a\x1f.blacktree.v1.CancelJobResponseB=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3"
 
 var (
 	file_blacktree_v1_admin_proto_rawDescOnce sync.Once
@@ -880,50 +1068,56 @@ func file_blacktree_v1_admin_proto_rawDescGZIP() []byte {
 	return file_blacktree_v1_admin_proto_rawDescData
 }
 
-var file_blacktree_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_blacktree_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_blacktree_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_blacktree_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_blacktree_v1_admin_proto_goTypes = []any{
 	(WorkerState)(0),              // 0: blacktree.v1.WorkerState
 	(JobState)(0),                 // 1: blacktree.v1.JobState
-	(*WorkerInfo)(nil),            // 2: blacktree.v1.WorkerInfo
-	(*ListWorkersRequest)(nil),    // 3: blacktree.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 4: blacktree.v1.ListWorkersResponse
-	(*JobInfo)(nil),               // 5: blacktree.v1.JobInfo
-	(*ListJobsRequest)(nil),       // 6: blacktree.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 7: blacktree.v1.ListJobsResponse
-	(*DrainWorkerRequest)(nil),    // 8: blacktree.v1.DrainWorkerRequest
-	(*DrainWorkerResponse)(nil),   // 9: blacktree.v1.DrainWorkerResponse
-	(*DenyWorkerRequest)(nil),     // 10: blacktree.v1.DenyWorkerRequest
-	(*DenyWorkerResponse)(nil),    // 11: blacktree.v1.DenyWorkerResponse
-	nil,                           // 12: blacktree.v1.WorkerInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*CacheSummary)(nil),          // 14: blacktree.v1.CacheSummary
+	(CancelJobOutcome)(0),         // 2: blacktree.v1.CancelJobOutcome
+	(*WorkerInfo)(nil),            // 3: blacktree.v1.WorkerInfo
+	(*ListWorkersRequest)(nil),    // 4: blacktree.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 5: blacktree.v1.ListWorkersResponse
+	(*JobInfo)(nil),               // 6: blacktree.v1.JobInfo
+	(*ListJobsRequest)(nil),       // 7: blacktree.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 8: blacktree.v1.ListJobsResponse
+	(*DrainWorkerRequest)(nil),    // 9: blacktree.v1.DrainWorkerRequest
+	(*DrainWorkerResponse)(nil),   // 10: blacktree.v1.DrainWorkerResponse
+	(*DenyWorkerRequest)(nil),     // 11: blacktree.v1.DenyWorkerRequest
+	(*DenyWorkerResponse)(nil),    // 12: blacktree.v1.DenyWorkerResponse
+	(*CancelJobRequest)(nil),      // 13: blacktree.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 14: blacktree.v1.CancelJobResponse
+	nil,                           // 15: blacktree.v1.WorkerInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*CacheSummary)(nil),          // 17: blacktree.v1.CacheSummary
 }
 var file_blacktree_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: blacktree.v1.WorkerInfo.state:type_name -> blacktree.v1.WorkerState
-	12, // 1: blacktree.v1.WorkerInfo.labels:type_name -> blacktree.v1.WorkerInfo.LabelsEntry
-	13, // 2: blacktree.v1.WorkerInfo.connected_since:type_name -> google.protobuf.Timestamp
-	13, // 3: blacktree.v1.WorkerInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	14, // 4: blacktree.v1.WorkerInfo.cache:type_name -> blacktree.v1.CacheSummary
-	2,  // 5: blacktree.v1.ListWorkersResponse.workers:type_name -> blacktree.v1.WorkerInfo
+	15, // 1: blacktree.v1.WorkerInfo.labels:type_name -> blacktree.v1.WorkerInfo.LabelsEntry
+	16, // 2: blacktree.v1.WorkerInfo.connected_since:type_name -> google.protobuf.Timestamp
+	16, // 3: blacktree.v1.WorkerInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	17, // 4: blacktree.v1.WorkerInfo.cache:type_name -> blacktree.v1.CacheSummary
+	3,  // 5: blacktree.v1.ListWorkersResponse.workers:type_name -> blacktree.v1.WorkerInfo
 	1,  // 6: blacktree.v1.JobInfo.state:type_name -> blacktree.v1.JobState
-	13, // 7: blacktree.v1.JobInfo.received_at:type_name -> google.protobuf.Timestamp
-	13, // 8: blacktree.v1.JobInfo.accepted_at:type_name -> google.protobuf.Timestamp
-	5,  // 9: blacktree.v1.ListJobsResponse.jobs:type_name -> blacktree.v1.JobInfo
-	2,  // 10: blacktree.v1.DrainWorkerResponse.worker:type_name -> blacktree.v1.WorkerInfo
-	3,  // 11: blacktree.v1.AdminService.ListWorkers:input_type -> blacktree.v1.ListWorkersRequest
-	6,  // 12: blacktree.v1.AdminService.ListJobs:input_type -> blacktree.v1.ListJobsRequest
-	8,  // 13: blacktree.v1.AdminService.DrainWorker:input_type -> blacktree.v1.DrainWorkerRequest
-	10, // 14: blacktree.v1.AdminService.DenyWorker:input_type -> blacktree.v1.DenyWorkerRequest
-	4,  // 15: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
-	7,  // 16: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
-	9,  // 17: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
-	11, // 18: blacktree.v1.AdminService.DenyWorker:output_type -> blacktree.v1.DenyWorkerResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 7: blacktree.v1.JobInfo.received_at:type_name -> google.protobuf.Timestamp
+	16, // 8: blacktree.v1.JobInfo.accepted_at:type_name -> google.protobuf.Timestamp
+	6,  // 9: blacktree.v1.ListJobsResponse.jobs:type_name -> blacktree.v1.JobInfo
+	3,  // 10: blacktree.v1.DrainWorkerResponse.worker:type_name -> blacktree.v1.WorkerInfo
+	2,  // 11: blacktree.v1.CancelJobResponse.outcome:type_name -> blacktree.v1.CancelJobOutcome
+	4,  // 12: blacktree.v1.AdminService.ListWorkers:input_type -> blacktree.v1.ListWorkersRequest
+	7,  // 13: blacktree.v1.AdminService.ListJobs:input_type -> blacktree.v1.ListJobsRequest
+	9,  // 14: blacktree.v1.AdminService.DrainWorker:input_type -> blacktree.v1.DrainWorkerRequest
+	11, // 15: blacktree.v1.AdminService.DenyWorker:input_type -> blacktree.v1.DenyWorkerRequest
+	13, // 16: blacktree.v1.AdminService.CancelJob:input_type -> blacktree.v1.CancelJobRequest
+	5,  // 17: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
+	8,  // 18: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
+	10, // 19: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
+	12, // 20: blacktree.v1.AdminService.DenyWorker:output_type -> blacktree.v1.DenyWorkerResponse
+	14, // 21: blacktree.v1.AdminService.CancelJob:output_type -> blacktree.v1.CancelJobResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_admin_proto_init() }
@@ -937,8 +1131,8 @@ func file_blacktree_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blacktree_v1_admin_proto_rawDesc), len(file_blacktree_v1_admin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   11,
+			NumEnums:      3,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

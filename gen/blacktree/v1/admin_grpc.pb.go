@@ -23,6 +23,7 @@ const (
 	AdminService_ListJobs_FullMethodName    = "/blacktree.v1.AdminService/ListJobs"
 	AdminService_DrainWorker_FullMethodName = "/blacktree.v1.AdminService/DrainWorker"
 	AdminService_DenyWorker_FullMethodName  = "/blacktree.v1.AdminService/DenyWorker"
+	AdminService_CancelJob_FullMethodName   = "/blacktree.v1.AdminService/CancelJob"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -44,6 +45,12 @@ type AdminServiceClient interface {
 	// its live session is ended, and every Register with that id is refused
 	// with PermissionDenied.
 	DenyWorker(ctx context.Context, in *DenyWorkerRequest, opts ...grpc.CallOption) (*DenyWorkerResponse, error)
+	// CancelJob cancels one job, as a message on the cancel queue does
+	// (docs/protocol.md#cancelling-a-job): this hub applies the cancel and
+	// passes it on to every hub. The job's one status follows on the status
+	// queue, failed with stage JOB_STAGE_CANCELLED, unless it finished
+	// first.
+	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
 }
 
 type adminServiceClient struct {
@@ -94,6 +101,16 @@ func (c *adminServiceClient) DenyWorker(ctx context.Context, in *DenyWorkerReque
 	return out, nil
 }
 
+func (c *adminServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelJobResponse)
+	err := c.cc.Invoke(ctx, AdminService_CancelJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -113,6 +130,12 @@ type AdminServiceServer interface {
 	// its live session is ended, and every Register with that id is refused
 	// with PermissionDenied.
 	DenyWorker(context.Context, *DenyWorkerRequest) (*DenyWorkerResponse, error)
+	// CancelJob cancels one job, as a message on the cancel queue does
+	// (docs/protocol.md#cancelling-a-job): this hub applies the cancel and
+	// passes it on to every hub. The job's one status follows on the status
+	// queue, failed with stage JOB_STAGE_CANCELLED, unless it finished
+	// first.
+	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -134,6 +157,9 @@ func (UnimplementedAdminServiceServer) DrainWorker(context.Context, *DrainWorker
 }
 func (UnimplementedAdminServiceServer) DenyWorker(context.Context, *DenyWorkerRequest) (*DenyWorkerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DenyWorker not implemented")
+}
+func (UnimplementedAdminServiceServer) CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelJob not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -228,6 +254,24 @@ func _AdminService_DenyWorker_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CancelJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CancelJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CancelJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CancelJob(ctx, req.(*CancelJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -250,6 +294,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DenyWorker",
 			Handler:    _AdminService_DenyWorker_Handler,
+		},
+		{
+			MethodName: "CancelJob",
+			Handler:    _AdminService_CancelJob_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -46,6 +46,9 @@ const (
 	JobStage_JOB_STAGE_BUILD JobStage = 4
 	// Pushing the image.
 	JobStage_JOB_STAGE_PUSH JobStage = 5
+	// Cancelled by the control plane (cancel.queue or AdminService.CancelJob)
+	// before it finished; the error starts with `cancelled`.
+	JobStage_JOB_STAGE_CANCELLED JobStage = 6
 )
 
 // Enum value maps for JobStage.
@@ -57,6 +60,7 @@ var (
 		3: "JOB_STAGE_CLONE",
 		4: "JOB_STAGE_BUILD",
 		5: "JOB_STAGE_PUSH",
+		6: "JOB_STAGE_CANCELLED",
 	}
 	JobStage_value = map[string]int32{
 		"JOB_STAGE_UNSPECIFIED": 0,
@@ -65,6 +69,7 @@ var (
 		"JOB_STAGE_CLONE":       3,
 		"JOB_STAGE_BUILD":       4,
 		"JOB_STAGE_PUSH":        5,
+		"JOB_STAGE_CANCELLED":   6,
 	}
 )
 
@@ -451,14 +456,15 @@ const file_blacktree_v1_job_proto_rawDesc = "" +
 	"finishedAt\x12!\n" +
 	"\fcached_steps\x18\v \x01(\rR\vcachedSteps\x12\x1f\n" +
 	"\vtotal_steps\x18\f \x01(\rR\n" +
-	"totalSteps*\x93\x01\n" +
+	"totalSteps*\xac\x01\n" +
 	"\bJobStage\x12\x19\n" +
 	"\x15JOB_STAGE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STAGE_VALIDATE\x10\x01\x12\x16\n" +
 	"\x12JOB_STAGE_DISPATCH\x10\x02\x12\x13\n" +
 	"\x0fJOB_STAGE_CLONE\x10\x03\x12\x13\n" +
 	"\x0fJOB_STAGE_BUILD\x10\x04\x12\x12\n" +
-	"\x0eJOB_STAGE_PUSH\x10\x05B=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3"
+	"\x0eJOB_STAGE_PUSH\x10\x05\x12\x17\n" +
+	"\x13JOB_STAGE_CANCELLED\x10\x06B=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3"
 
 var (
 	file_blacktree_v1_job_proto_rawDescOnce sync.Once

@@ -400,10 +400,20 @@ func (e *Executor) run(ctx context.Context, req *blacktreev1.JobRequest, out *jo
 	if err != nil {
 		return res, fail(ctx, build, err)
 	}
+	if ctx.Err() != nil {
+		// Cancelled or timed out during the build: push nothing.
+		return res, fail(ctx, push, ctx.Err())
+	}
 	executor.EnterStage(ctx, push)
-	res.digest, err = b.push(ctx, ref, ws)
+	// A push once started is not cut short by a cancel: it completes and
+	// the job reports it, so that a cancel never leaves a tag behind a
+	// cancelled status (docs/design/cancellation.md). A timeout or the
+	// worker stopping still ends it.
+	pushCtx, stopPush := executor.ShieldFromCancel(ctx)
+	defer stopPush()
+	res.digest, err = b.push(pushCtx, ref, ws)
 	if err != nil {
-		return res, fail(ctx, push, err)
+		return res, fail(pushCtx, push, err)
 	}
 	res.imageURL = ref.String()
 	return res, nil

@@ -37,6 +37,11 @@ class AdminServiceStub(object):
                 request_serializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerRequest.SerializeToString,
                 response_deserializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerResponse.FromString,
                 )
+        self.CancelJob = channel.unary_unary(
+                '/blacktree.v1.AdminService/CancelJob',
+                request_serializer=blacktree_dot_v1_dot_admin__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=blacktree_dot_v1_dot_admin__pb2.CancelJobResponse.FromString,
+                )
 
 
 class AdminServiceServicer(object):
@@ -76,6 +81,17 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """CancelJob cancels one job, as a message on the cancel queue does
+        (docs/protocol.md#cancelling-a-job): this hub applies the cancel and
+        passes it on to every hub. The job's one status follows on the status
+        queue, failed with stage JOB_STAGE_CANCELLED, unless it finished
+        first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +114,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DenyWorker,
                     request_deserializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerRequest.FromString,
                     response_serializer=blacktree_dot_v1_dot_admin__pb2.DenyWorkerResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=blacktree_dot_v1_dot_admin__pb2.CancelJobRequest.FromString,
+                    response_serializer=blacktree_dot_v1_dot_admin__pb2.CancelJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,5 +198,22 @@ class AdminService(object):
         return grpc.experimental.unary_unary(request, target, '/blacktree.v1.AdminService/DenyWorker',
             blacktree_dot_v1_dot_admin__pb2.DenyWorkerRequest.SerializeToString,
             blacktree_dot_v1_dot_admin__pb2.DenyWorkerResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/blacktree.v1.AdminService/CancelJob',
+            blacktree_dot_v1_dot_admin__pb2.CancelJobRequest.SerializeToString,
+            blacktree_dot_v1_dot_admin__pb2.CancelJobResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
