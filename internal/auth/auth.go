@@ -32,6 +32,9 @@ type Config struct {
 	// AdminTokenFile is the --admin-token-file: one token. Without it the
 	// admin API is refused, unless InsecureNoAuth.
 	AdminTokenFile string
+	// ConsoleTokenFile is the --console-token-file: one token that logs
+	// in to the console read-only (console.go). Optional.
+	ConsoleTokenFile string
 	// InsecureNoAuth lets callers without credentials through
 	// (--insecure-no-auth). Presented credentials are still checked.
 	InsecureNoAuth bool
@@ -78,6 +81,7 @@ func IdentityFromContext(ctx context.Context) (Identity, bool) {
 type tokenSet struct {
 	workers []token
 	admin   *token // nil: no admin token file
+	console *token // nil: no console token file
 }
 
 // Authenticator checks callers' credentials. Safe for concurrent use.
@@ -160,6 +164,25 @@ func (a *Authenticator) load() (*tokenSet, error) {
 			}
 		}
 		set.admin = &admin
+	}
+	if p := a.cfg.ConsoleTokenFile; p != "" {
+		cs, err := loadTokens(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(cs) != 1 {
+			return nil, &FileError{Path: p, Line: cs[1].line, Err: errors.New("console token file must hold exactly one token")}
+		}
+		a.warnPermissions(p)
+		if set.admin != nil && cs[0].digest == set.admin.digest {
+			return nil, &FileError{Path: p, Line: cs[0].line, Err: errors.New("console token is the admin token: it would log in read-only")}
+		}
+		for _, w := range set.workers {
+			if cs[0].digest == w.digest {
+				return nil, &FileError{Path: p, Line: cs[0].line, Err: fmt.Errorf("console token is also a worker token (%s line %d)", a.cfg.WorkerTokensFile, w.line)}
+			}
+		}
+		set.console = &cs[0]
 	}
 	return set, nil
 }
