@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/tap"
 
+	"github.com/blacktree/blacktree/console"
 	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
@@ -69,6 +70,10 @@ type Config struct {
 	// Pprof also serves net/http/pprof under /debug/pprof/ on HTTPAddr. Off
 	// by default: profiles expose internals, so only for trusted networks.
 	Pprof bool
+	// ConsoleAuth turns on the operator console under /ui/ on HTTPAddr
+	// (package console) and checks its logins: the admin token acts, a
+	// console token only views. nil: no console.
+	ConsoleAuth console.Authenticator
 	// HubID names this hub instance in Registered and logs. Default: a
 	// random id.
 	HubID string

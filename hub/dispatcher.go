@@ -100,6 +100,9 @@ type Dispatcher struct {
 	// events publishes job events; nil without an events exchange
 	// (events.go).
 	events *eventPublisher
+	// tap keeps running jobs' output for the console (logtap.go); nil
+	// without a console.
+	tap *logTap
 
 	pubCtx    context.Context // ends at hard stop: publishes give up
 	pubCancel context.CancelFunc
@@ -370,6 +373,9 @@ func (d *Dispatcher) removeLocked(j *job) {
 	d.unholdLocked(j)
 	d.stopTimerLocked(j)
 	if d.jobs[j.id] == j {
+		if d.tap != nil {
+			d.tap.leave(j.id) // a finished job keeps its end
+		}
 		delete(d.jobs, j.id)
 		close(d.changed)
 		d.changed = make(chan struct{})

@@ -249,10 +249,11 @@ func (d *Dispatcher) eventAcceptedLocked(j *job, w *Worker) {
 	d.events.offer(pendingEvent{kind: eventAccepted, jobID: j.id, workerID: w.id, seq: 1, at: time.Now()})
 }
 
-// jobLog offers a log event for a chunk of a job's output, when w is the
-// session the job runs on; other chunks are ignored.
+// jobLog offers a log event for a chunk of a job's output, and writes it
+// to the console's log tap, when w is the session the job runs on; other
+// chunks are ignored.
 func (d *Dispatcher) jobLog(w *Worker, l *blacktreev1.JobLog) {
-	if d.events == nil {
+	if d.events == nil && d.tap == nil {
 		return
 	}
 	data := l.GetData()
@@ -263,6 +264,12 @@ func (d *Dispatcher) jobLog(w *Worker, l *blacktreev1.JobLog) {
 	defer d.mu.Unlock()
 	j := d.jobs[l.GetJobId()]
 	if j == nil || j.w != w || j.state != jobRunning {
+		return
+	}
+	if d.tap != nil {
+		d.tap.write(j.id, data)
+	}
+	if d.events == nil {
 		return
 	}
 	j.eventSeq++
@@ -281,6 +288,9 @@ func (d *Dispatcher) jobLog(w *Worker, l *blacktreev1.JobLog) {
 // resp, the broker has just confirmed. A job this hub holds no events for
 // (an invalid request, a result it had not dispatched) gets seq 1.
 func (d *Dispatcher) eventFinishedLocked(jobID string, resp *blacktreev1.JobResponse) {
+	if d.tap != nil {
+		d.tap.finish(jobID, resp)
+	}
 	if d.events == nil {
 		return
 	}

@@ -8,7 +8,8 @@ import (
 )
 
 // httpHandler serves /healthz (alive), /readyz (broker up and serving),
-// /metrics and, when Config.Pprof is set, /debug/pprof/.
+// /metrics, the console under /ui/ when Config.ConsoleAuth is set and,
+// when Config.Pprof is set, /debug/pprof/.
 func (h *Hub) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -22,6 +23,7 @@ func (h *Hub) httpHandler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(h.metrics.registry, promhttp.HandlerOpts{Registry: h.metrics.registry}))
+	h.mountConsole(mux)
 	if h.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

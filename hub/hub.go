@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/blacktree/blacktree/console"
 )
 
 // Hub is one hub instance: gRPC server for workers and operators, HTTP
@@ -28,6 +30,8 @@ type Hub struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
+	autoscale  *autoscaleCollector
+	console    *console.Console // nil without Config.ConsoleAuth
 
 	conns     *connRegistry   // accepted gRPC connections, to end silent sessions
 	sessions  *sessionCounter // worker sessions per credential (admission.go)
@@ -88,7 +92,13 @@ func New(cfg Config, b Broker, logger hclog.Logger) (*Hub, error) {
 	h.manager = newWorkerManager(cfg, h.log.Named("manager"))
 	h.dispatcher = newDispatcher(cfg, b, h.manager, h.metrics, h.log.Named("dispatcher"))
 	h.metrics.registerState(h.manager, h.dispatcher)
-	h.metrics.registry.MustRegister(newAutoscaleCollector(h.manager, h.dispatcher, b))
+	h.autoscale = newAutoscaleCollector(h.manager, h.dispatcher, b)
+	h.metrics.registry.MustRegister(h.autoscale)
+	if cfg.ConsoleAuth != nil {
+		if err := h.newConsole(); err != nil {
+			return nil, err
+		}
+	}
 	if h.dispatcher.ledger != nil {
 		h.keeper = newLedgerKeeper(cfg, h.dispatcher.ledger.l, h.dispatcher, h.log.Named("ledger"))
 	}
@@ -198,6 +208,9 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.bgWG.Go(func() { h.keeper.run(lctx) })
 	}
 	h.bgWG.Go(func() { h.conns.sweepEvery(time.Minute, h.stopped) })
+	if h.console != nil {
+		h.bgWG.Go(func() { h.console.Run(context.Background()) }) // ends at console.Shutdown in stop
+	}
 	h.serving.Store(true)
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.log.Info("hub serving", "grpc_addr", h.grpcAddr.String(), "http_addr", fmt.Sprint(h.httpAddr), "hub_id", h.cfg.HubID, "deployment_id", h.cfg.DeploymentID,
@@ -292,6 +305,9 @@ func (h *Hub) stop(ctx context.Context) error {
 	h.manager.close()
 	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer hcancel()
+	if h.console != nil {
+		_ = h.console.Shutdown(hctx) // ends its log streams, which the HTTP server would wait for
+	}
 	if err := h.http.Shutdown(hctx); err != nil {
 		_ = h.http.Close()
 	}

@@ -503,6 +503,7 @@ func jobInfoLocked(j *job) *blacktreev1.JobInfo {
 		State:      j.state,
 		WorkerId:   j.lastWorkerID,
 		RepoUrl:    j.req.GetRepoUrl(),
+		Branch:     j.req.GetBranch(),
 		ImageName:  j.req.GetImageName(),
 		ReceivedAt: timestamppb.New(j.received),
 	}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/blacktree/blacktree/console"
 	"github.com/blacktree/blacktree/hub"
 	"github.com/blacktree/blacktree/internal/auth"
 	"github.com/blacktree/blacktree/internal/cliflags"
@@ -41,6 +42,8 @@ type options struct {
 	workerTokens, adminTokenFile       string
 	dispatchKeyFile                    string
 	insecureNoAuth, pprof              bool
+	console                            bool
+	consoleTokenFile                   string
 	tlsCert, tlsKey, tlsClientCA       string
 	logging                            cliflags.Logging
 	maxSessionsPerToken                int
@@ -87,8 +90,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("blacktree-hub", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&o.grpcAddr, "grpc-addr", hub.DefaultGRPCAddr, "gRPC listen `address`: workers, admin API, health, reflection (admin token)")
-	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz and /metrics")
+	fs.StringVar(&o.httpAddr, "http-addr", hub.DefaultHTTPAddr, "HTTP listen `address` for /healthz, /readyz, /metrics and the console (/ui/)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on --http-addr (trusted networks only)")
+	fs.BoolVar(&o.console, "console", true, "serve the operator console under /ui/ on --http-addr; the admin token logs in (false: no console)")
+	fs.StringVar(&o.consoleTokenFile, "console-token-file", "", "`file` holding a token that logs in to the console read-only")
 	fs.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ `url`, or the URLs of a cluster's nodes, comma-separated, tried in turn")
 	fs.StringVar(&o.executeQueue, "execute-queue", "execute.queue", "`queue` JobRequests are consumed from")
 	fs.StringVar(&o.statusQueue, "status-queue", "status.queue", "`queue` JobResponses are published to")
@@ -241,6 +246,7 @@ func run(args []string, stderr io.Writer) int {
 	authn, err := auth.New(auth.Config{
 		WorkerTokensFile:  o.workerTokens,
 		AdminTokenFile:    o.adminTokenFile,
+		ConsoleTokenFile:  o.consoleTokenFile,
 		InsecureNoAuth:    o.insecureNoAuth,
 		AllowMTLSIdentity: o.tlsClientCA != "",
 	}, logger.Named("auth"))
@@ -266,6 +272,7 @@ func run(args []string, stderr io.Writer) int {
 		GRPCAddr:             o.grpcAddr,
 		HTTPAddr:             o.httpAddr,
 		Pprof:                o.pprof,
+		ConsoleAuth:          consoleAuth(o, authn),
 		HoldTimeout:          o.holdTimeout,
 		Lookahead:            noLimit(o.lookahead),
 		MaxStatusBytes:       o.maxStatusBytes,
@@ -377,4 +384,12 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// consoleAuth is hub.Config.ConsoleAuth: authn, unless --console=false.
+func consoleAuth(o *options, authn *auth.Authenticator) console.Authenticator {
+	if !o.console {
+		return nil
+	}
+	return authn
 }

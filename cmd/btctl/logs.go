@@ -170,7 +170,7 @@ func finishedOutcome(jobID string, ev jobEvent, e env) error {
 		fmt.Fprintf(e.stderr, "btctl: job %s succeeded on worker %s: %s\n", jobID, orDash(resp.GetWorkerId()), orDash(resp.GetImageUrl()))
 		return nil
 	}
-	return failedErr("job %s failed at %s: %s", jobID, stageName(resp.GetFailedStage()), oneLine(resp.GetError()))
+	return failedErr("job %s failed at %s: %s", jobID, jobspec.StageName(resp.GetFailedStage()), oneLine(resp.GetError()))
 }
 
 // gapTracker notes, on stderr, events a follower did not see: a seq gap

@@ -96,17 +96,13 @@ func printStatus(w io.Writer, d amqp.Delivery, asJSON, withLogs bool) {
 	if resp.GetSuccess() {
 		fmt.Fprintf(w, "%s %s ok image=%s worker=%s%s\n", when, id, resp.GetImageUrl(), orDash(resp.GetWorkerId()), redelivered)
 	} else {
-		fmt.Fprintf(w, "%s %s FAILED stage=%s worker=%s error=%q%s\n", when, id, stageName(resp.GetFailedStage()), orDash(resp.GetWorkerId()), oneLine(resp.GetError()), redelivered)
+		fmt.Fprintf(w, "%s %s FAILED stage=%s worker=%s error=%q%s\n", when, id, jobspec.StageName(resp.GetFailedStage()), orDash(resp.GetWorkerId()), oneLine(resp.GetError()), redelivered)
 	}
 	if withLogs && resp.GetLogs() != "" {
 		for _, line := range strings.Split(strings.TrimRight(resp.GetLogs(), "\n"), "\n") {
 			fmt.Fprintf(w, "    | %s\n", line)
 		}
 	}
-}
-
-func stageName(s blacktreev1.JobStage) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STAGE_"))
 }
 
 func orDash(s string) string {

@@ -479,7 +479,9 @@ type JobInfo struct {
 	// When the hub received it.
 	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
 	// When a worker accepted it.
-	AcceptedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	AcceptedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	// Its branch ("" for the repository's default).
+	Branch        string `protobuf:"bytes,8,opt,name=branch,proto3" json:"branch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -561,6 +563,13 @@ func (x *JobInfo) GetAcceptedAt() *timestamppb.Timestamp {
 		return x.AcceptedAt
 	}
 	return nil
+}
+
+func (x *JobInfo) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
 }
 
 // ListJobsRequest has no parameters yet.
@@ -997,7 +1006,7 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
 	"\x12ListWorkersRequest\"I\n" +
 	"\x13ListWorkersResponse\x122\n" +
-	"\aworkers\x18\x01 \x03(\v2\x18.blacktree.v1.WorkerInfoR\aworkers\"\x9f\x02\n" +
+	"\aworkers\x18\x01 \x03(\v2\x18.blacktree.v1.WorkerInfoR\aworkers\"\xb7\x02\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.blacktree.v1.JobStateR\x05state\x12\x1b\n" +
@@ -1008,7 +1017,8 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\vreceived_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12;\n" +
 	"\vaccepted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"acceptedAt\"\x11\n" +
+	"acceptedAt\x12\x16\n" +
+	"\x06branch\x18\b \x01(\tR\x06branch\"\x11\n" +
 	"\x0fListJobsRequest\"=\n" +
 	"\x10ListJobsResponse\x12)\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x15.blacktree.v1.JobInfoR\x04jobs\"I\n" +
