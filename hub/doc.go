@@ -105,14 +105,21 @@
 //     the job, delivered later, is answered cancelled and never run. The
 //     cancel is then announced to every hub; a cancel-queue message is
 //     acked once announced. cancel_admin.go: AdminService.CancelJob.
-//   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics.
+//   - admin.go: AdminService. httpserver.go: /healthz, /readyz, /metrics,
+//     and the console under /ui/.
+//   - console.go, logtap.go: the operator console (package console), on
+//     when Config.ConsoleAuth is set. It reads and acts through the
+//     AdminService in-process; the Dispatcher writes running jobs' output
+//     into the logTap (bounded: the tail of each of a bounded number of
+//     jobs) in jobLog, and ends it when a status is confirmed or the job
+//     leaves; the console reads it by cursor.
 //
 // Locking: the Hub's idLocks (one per stripe of worker ids) serialise the
 // identity check and registration of one worker id; they are taken before
 // any other lock and never held across a wait on the worker. The
 // Dispatcher's mu and the WorkerManager's mu each guard their own state.
-// The connRegistry's and the sessionCounter's mu, and the eventPublisher's
-// dropMu, are leaves: nothing is called while they are held. The order is Dispatcher.mu before
+// The connRegistry's and the sessionCounter's mu, the eventPublisher's
+// dropMu and the logTap's mu are leaves: nothing is called while they are held. The order is Dispatcher.mu before
 // WorkerManager.mu; the manager never calls into the Dispatcher while
 // holding its lock. No lock is held across broker I/O or a blocking send.
 // The ledgerWriter's mu is a leaf; the ledgerBook has no lock (the

@@ -12,6 +12,12 @@
 // operator's) is no worker identity. grpc.health.v1 is open. Any other
 // method, server reflection included, needs the admin token.
 //
+// The hub's console (console.go) logs in with the admin token (view and
+// act) or the --console-token-file token (view only), typed into its
+// login form: ConsoleLogin checks it under the same per-IP failure limit,
+// and ConsoleRole re-checks a session's token digest on every request, so
+// Reload ends the sessions of a rotated token.
+//
 // TapHandle (tap.go) checks a call's headers before grpc-go reads any of
 // its messages (grpc.InTapHandle); the interceptors do the same check for
 // servers wired without it, and skip calls TapHandle already

@@ -14,5 +14,6 @@
 // executor's), validate.go, addr.go (the address ranges a job's git
 // traffic must not reach), bound.go (the bounds every JobResponse field
 // gets on the worker and again on the hub, and TruncateMiddle, the
-// head-and-tail cut with its "… N bytes truncated …" marker).
+// head-and-tail cut with its "… N bytes truncated …" marker), stage.go
+// (a JobStage's name in messages and pages).
 package jobspec
