@@ -68,7 +68,7 @@ func (a *fakeAuth) ConsoleRole(d auth.ConsoleDigest) string {
 
 func (a *fakeAuth) rotate() { a.mu.Lock(); a.admin = "rotated-0123456789"; a.mu.Unlock() }
 
-// fakeAdmin is an AdminService with one worker and one job; it records
+// fakeAdmin is an AdminService with two workers and three jobs; it records
 // the drains and cancels it is asked for.
 type fakeAdmin struct {
 	blacktreev1.UnimplementedAdminServiceServer
@@ -101,6 +101,13 @@ func (f *fakeAdmin) ListJobs(context.Context, *blacktreev1.ListJobsRequest) (*bl
 		JobId: "job-1", State: blacktreev1.JobState_JOB_STATE_RUNNING, WorkerId: "w-1",
 		RepoUrl: "acme/api", Branch: "main", ImageName: "acme/api:1",
 		ReceivedAt: timestamppb.Now(), AcceptedAt: timestamppb.Now(),
+	}, {
+		JobId: "job-building", State: blacktreev1.JobState_JOB_STATE_RUNNING, Stage: blacktreev1.JobStage_JOB_STAGE_BUILD,
+		WorkerId: "w-1", RepoUrl: "acme/web", ImageName: "acme/web:2",
+		ReceivedAt: timestamppb.Now(), AcceptedAt: timestamppb.Now(),
+	}, {
+		JobId: "job-lost", State: blacktreev1.JobState_JOB_STATE_ORPHANED, Stage: blacktreev1.JobStage_JOB_STAGE_PUSH,
+		RepoUrl: "acme/db", ImageName: "acme/db:3", ReceivedAt: timestamppb.Now(),
 	}}}, nil
 }
 
@@ -315,6 +322,29 @@ func TestFleetFilterAndFragment(t *testing.T) {
 	_, body = get(t, cl, f.srv.URL+"/ui/?label=nonsense")
 	if !strings.Contains(body, "is not key=value") {
 		t.Errorf("a bad label filter is not explained")
+	}
+}
+
+// The Stage column shows the stage a running job's worker reported, and
+// the hub's words for where the job is otherwise.
+func TestJobsPageShowsStage(t *testing.T) {
+	f := newFixture(t)
+	cl, _ := f.login(viewerToken)
+	_, body := get(t, cl, f.srv.URL+"/ui/jobs")
+	for job, want := range map[string]string{
+		"job-1":        "running",     // running, no stage reported
+		"job-building": "build",       // running in the build stage
+		"job-lost":     "worker lost", // a stage, but not running
+	} {
+		_, row, _ := strings.Cut(body, `<tr data-job="`+job+`">`)
+		row, _, _ = strings.Cut(row, "</tr>")
+		if cell := `data-label="Stage">` + want + `</td>`; !strings.Contains(row, cell) {
+			t.Errorf("jobs page row of %s lacks %q:\n%s", job, cell, row)
+		}
+	}
+	_, body = get(t, cl, f.srv.URL+"/ui/jobs/job-building")
+	if want := `id="job-state">build</dd>`; !strings.Contains(body, want) {
+		t.Errorf("job page of job-building lacks %q", want)
 	}
 }
 

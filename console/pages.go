@@ -241,7 +241,11 @@ var jobStateWords = map[blacktreev1.JobState]string{
 
 type jobRow struct {
 	ID, State, Worker, Repo, Branch, Image string
-	Received, Accepted                     time.Time
+	// Stage is the stage the worker reported ("build"), while the job
+	// runs and once one is known; "" otherwise, and State says where
+	// the job is.
+	Stage              string
+	Received, Accepted time.Time
 }
 
 // Since is when the job's current phase began: accepted, else received.
@@ -264,6 +268,9 @@ func jobRowOf(j *blacktreev1.JobInfo) jobRow {
 	}
 	if j.GetAcceptedAt() != nil {
 		row.Accepted = j.GetAcceptedAt().AsTime()
+	}
+	if j.GetState() == blacktreev1.JobState_JOB_STATE_RUNNING && j.GetStage() != blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED {
+		row.Stage = jobspec.StageName(j.GetStage())
 	}
 	return row
 }

@@ -329,6 +329,8 @@ func (h *Hub) recvLoop(w *Worker, stream blacktreev1.WorkerService_ConnectServer
 			h.dispatcher.jobLog(w, f.JobLog)
 		case *blacktreev1.WorkerMessage_JobResult:
 			h.dispatcher.result(w, f.JobResult)
+		case *blacktreev1.WorkerMessage_JobProgress:
+			h.dispatcher.progress(w, f.JobProgress)
 		case *blacktreev1.WorkerMessage_Register:
 			return errors.New("protocol error: second Register on one stream")
 		}

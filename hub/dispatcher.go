@@ -71,6 +71,9 @@ type job struct {
 	// offered again, and a worker that runs it is told to stop.
 	cancelled    bool
 	cancelReason string
+	// stage is the stage the job's session last reported (JobProgress,
+	// progress.go); unspecified until its first report on that session.
+	stage blacktreev1.JobStage
 }
 
 // effects are actions decided under mu and run after it is released

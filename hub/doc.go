@@ -82,6 +82,10 @@
 //     takes JobAccepted and JobRejected only from the session a job is
 //     offered to, and JobResult and a Register's running jobs through
 //     ownsLocked (docs/protocol.md#ownership).
+//   - progress.go: JobProgress. The Dispatcher keeps the stage a job's
+//     session last reported (job.stage, one enum per job, under its mu),
+//     reset when the job runs on another session, and ListJobs shows it
+//     while the job runs.
 //   - events.go: job events (Config-free: on when the Broker is an
 //     EventPublisher with an exchange). The Dispatcher numbers a job's
 //     events (job.eventSeq) and offers them under its mu to the

@@ -18,7 +18,7 @@ import (
 
 // hubFeatures are the optional behaviours this hub announces in
 // Registered.features.
-var hubFeatures = []string{protover.FeatureDrainRequeue}
+var hubFeatures = []string{protover.FeatureDrainRequeue, protover.FeatureJobProgress}
 
 // setProtocolRange defaults the accepted worker protocol versions and
 // checks that they form a range this build can speak.

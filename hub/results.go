@@ -55,6 +55,11 @@ func (d *Dispatcher) ownLocked(j *job, w *Worker, fx *effects) {
 	if j.state != jobRunning || j.w != w {
 		w.log.Debug("job running", "job_id", j.id) // "job finished" is the info line
 	}
+	if j.w != w {
+		// A stage is what one session reported: a new one reports
+		// its own (the worker re-sends it after Registered).
+		j.stage = blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED
+	}
 	j.state, j.w, j.lastWorkerID = jobRunning, w, w.id
 	d.eventAcceptedLocked(j, w)
 	if j.cancelled {
@@ -512,6 +517,9 @@ func jobInfoLocked(j *job) *blacktreev1.JobInfo {
 	}
 	if !j.accepted.IsZero() {
 		info.AcceptedAt = timestamppb.New(j.accepted)
+	}
+	if j.state == jobRunning {
+		info.Stage = j.stage
 	}
 	return info
 }

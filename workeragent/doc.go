@@ -25,6 +25,10 @@
 //     abandoned. job.cancelMu is a leaf.
 //     Each job runs on a goroutine of its own (Agent.jobsWG), and so does
 //     its log pump (owned and waited for by the job's goroutine).
+//   - progress.go: JobProgress, the stage each running job enters, offered
+//     without waiting to the current session's control queue when its hub
+//     announced job-progress, and every running job's stage again after
+//     each Registered.
 //   - logstream.go: bounded, scrubbed JobLog chunking. A job's first
 //     output leaves at once; later output gathers for
 //     Config.LogFlushInterval between chunks (sooner when a whole chunk

@@ -33,7 +33,8 @@ type job struct {
 	// RunningJob and JobResult (docs/protocol.md#ownership).
 	ticket string
 	// stage is the stage the job is in (executor.EnterStage), for the
-	// cancel grace: a push is never abandoned (cancel.go).
+	// cancel grace (a push is never abandoned, cancel.go) and the hub
+	// (JobProgress, progress.go).
 	stage atomic.Int32
 	// killed is closed when a cancelled job outlives its cancel grace:
 	// runJob stops waiting for the executor (cancel.go).
@@ -178,10 +179,7 @@ func (a *Agent) runJob(j *job) {
 	}
 	ctx, cancel := context.WithTimeoutCause(j.ctx, timeout, jobTimeoutError(timeout))
 	defer cancel()
-	ctx = executor.WithStageFunc(ctx, func(stage blacktreev1.JobStage) {
-		j.stage.Store(int32(stage))
-		a.journal.stage(j.id, stage)
-	})
+	ctx = executor.WithStageFunc(ctx, func(stage blacktreev1.JobStage) { a.enterStage(j, stage) })
 
 	secrets := redact.New(j.req.GetGithubToken())
 	ls := newLogStream(j.id, secrets, a.cfg.LogBufferBytes)

@@ -58,6 +58,9 @@ type session struct {
 	// deployment is Registered.deployment_id: results go only to hubs of
 	// the deployment that dispatched their job (takes).
 	deployment string
+	// progress: the hub announced protover.FeatureJobProgress, so it is
+	// sent JobProgress frames (progress.go).
+	progress bool
 
 	hbMu      sync.Mutex // serialises sendHeartbeat; guards cacheSent
 	cacheSent uint64     // version of the cache summary last queued on the stream
@@ -132,6 +135,7 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 	}
 	s.grid = reg.GetHeartbeatGrid().AsDuration()
 	s.deployment = reg.GetDeploymentId()
+	s.progress = a.hubTakesProgress(reg.GetFeatures())
 	sched := hbsched.New(heartbeatPeriod(reg.GetHeartbeatInterval()), s.grid)
 	a.everRegistered.Store(true)
 	s.log = s.log.With("session_id", reg.GetSessionId())
@@ -152,8 +156,10 @@ func (a *Agent) runSession(ctx context.Context, addr string) (registered bool, e
 
 	// Results produced since Register was built (or left out of it) go
 	// as JobResult frames; from now on new results go to s directly.
+	// So do the stages the running jobs are in.
 	a.mu.Lock()
 	a.setSessionLocked(s)
+	a.catchUpProgressLocked(s)
 	var pending []*blacktreev1.WorkerMessage
 	for _, h := range a.results {
 		if h.sentOn != s && s.takes(h.res) {

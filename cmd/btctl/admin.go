@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
+	"github.com/blacktree/blacktree/internal/jobspec"
 )
 
 const usageWorkers = `Usage: btctl workers [flags]
@@ -30,8 +31,9 @@ Examples:
 const usageJobs = `Usage: btctl jobs [flags]
 
 List the jobs one hub has in flight (AdminService.ListJobs): pending,
-offered, running, orphaned or publishing. Finished jobs are on status.queue
-(btctl watch). Needs the admin token.
+offered, running, orphaned or publishing, and the stage (clone, build,
+push) a running job's worker last reported. Finished jobs are on
+status.queue (btctl watch). Needs the admin token.
 
 Examples:
   btctl jobs --hub hub.example.com:7070 --admin-token-file admin.token
@@ -244,15 +246,24 @@ func printWorkers(w io.Writer, workers []*blacktreev1.WorkerInfo, now time.Time)
 func printJobs(w io.Writer, jobs []*blacktreev1.JobInfo, now time.Time) {
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].GetJobId() < jobs[j].GetJobId() })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB ID\tSTATE\tWORKER\tREPO\tIMAGE\tRECEIVED")
+	fmt.Fprintln(tw, "JOB ID\tSTATE\tSTAGE\tWORKER\tREPO\tIMAGE\tRECEIVED")
 	for _, j := range jobs {
 		state := strings.ToLower(strings.TrimPrefix(j.GetState().String(), "JOB_STATE_"))
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.GetJobId(), state, orDash(j.GetWorkerId()), j.GetRepoUrl(), j.GetImageName(), ago(j.GetReceivedAt(), now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.GetJobId(), state, jobStage(j), orDash(j.GetWorkerId()), j.GetRepoUrl(), j.GetImageName(), ago(j.GetReceivedAt(), now))
 	}
 	_ = tw.Flush()
 	if len(jobs) == 0 {
 		fmt.Fprintln(w, "(no jobs in flight)")
 	}
+}
+
+// jobStage is the stage a running job's worker last reported ("build"),
+// "-" when none is known.
+func jobStage(j *blacktreev1.JobInfo) string {
+	if j.GetStage() == blacktreev1.JobStage_JOB_STAGE_UNSPECIFIED {
+		return "-"
+	}
+	return jobspec.StageName(j.GetStage())
 }
 
 func stateName(s blacktreev1.WorkerState) string {

@@ -21,6 +21,10 @@ const (
 	// FeatureDrainRequeue: the hub hands a job a draining worker rejected
 	// to another worker or back to the queue at once.
 	FeatureDrainRequeue = "drain-requeue"
+	// FeatureJobProgress: the hub takes JobProgress frames and shows the
+	// stage of each running job; the worker sends them only to a hub
+	// that announces it.
+	FeatureJobProgress = "job-progress"
 )
 
 // Bounds on a feature list.

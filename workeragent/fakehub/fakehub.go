@@ -39,7 +39,8 @@ type Hub struct {
 	heartbeat time.Duration
 	grid      time.Duration // Registered.heartbeat_grid; 0: unset
 	token     string
-	deploy    atomic.Pointer[string] // Registered.deployment_id
+	deploy    atomic.Pointer[string]   // Registered.deployment_id
+	features  atomic.Pointer[[]string] // Registered.features
 	srv       *grpc.Server
 	lis       net.Listener
 	done      chan struct{}
@@ -61,6 +62,8 @@ type Options struct {
 	TLS *tls.Config
 	// DeploymentID is sent in Registered (SetDeploymentID changes it).
 	DeploymentID string
+	// Features are sent in Registered (SetFeatures changes them).
+	Features []string
 }
 
 // Start starts a hub and stops it in t.Cleanup.
@@ -95,6 +98,7 @@ func Start(t testing.TB, o Options) *Hub {
 		serveErr:  make(chan error, 1),
 	}
 	h.SetDeploymentID(o.DeploymentID)
+	h.SetFeatures(o.Features)
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             5 * time.Second,
@@ -118,6 +122,9 @@ func Start(t testing.TB, o Options) *Hub {
 // SetDeploymentID sets the deployment id later streams are told in
 // Registered.
 func (h *Hub) SetDeploymentID(id string) { h.deploy.Store(&id) }
+
+// SetFeatures sets the features later streams are told in Registered.
+func (h *Hub) SetFeatures(features []string) { h.features.Store(&features) }
 
 // Stop stops the server at once, breaking every stream. Idempotent.
 func (h *Hub) Stop() {
@@ -161,6 +168,7 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[blacktreev1.WorkerMessage,
 		WorkerName:        reg.GetName(),
 		HeartbeatGrid:     optDuration(h.grid),
 		DeploymentId:      *h.deploy.Load(),
+		Features:          *h.features.Load(),
 	}}}); err != nil {
 		return err
 	}

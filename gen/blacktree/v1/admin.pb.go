@@ -481,7 +481,11 @@ type JobInfo struct {
 	// When a worker accepted it.
 	AcceptedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
 	// Its branch ("" for the repository's default).
-	Branch        string `protobuf:"bytes,8,opt,name=branch,proto3" json:"branch,omitempty"`
+	Branch string `protobuf:"bytes,8,opt,name=branch,proto3" json:"branch,omitempty"`
+	// The stage its worker last reported while it runs (JobProgress);
+	// unspecified before the first report or when the worker does not
+	// report stages.
+	Stage         JobStage `protobuf:"varint,9,opt,name=stage,proto3,enum=blacktree.v1.JobStage" json:"stage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +574,13 @@ func (x *JobInfo) GetBranch() string {
 		return x.Branch
 	}
 	return ""
+}
+
+func (x *JobInfo) GetStage() JobStage {
+	if x != nil {
+		return x.Stage
+	}
+	return JobStage_JOB_STAGE_UNSPECIFIED
 }
 
 // ListJobsRequest has no parameters yet.
@@ -982,7 +993,7 @@ var File_blacktree_v1_admin_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18blacktree/v1/admin.proto\x12\fblacktree.v1\x1a\x19blacktree/v1/worker.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x04\n" +
+	"\x18blacktree/v1/admin.proto\x12\fblacktree.v1\x1a\x16blacktree/v1/job.proto\x1a\x19blacktree/v1/worker.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x04\n" +
 	"\n" +
 	"WorkerInfo\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
@@ -1006,7 +1017,7 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
 	"\x12ListWorkersRequest\"I\n" +
 	"\x13ListWorkersResponse\x122\n" +
-	"\aworkers\x18\x01 \x03(\v2\x18.blacktree.v1.WorkerInfoR\aworkers\"\xb7\x02\n" +
+	"\aworkers\x18\x01 \x03(\v2\x18.blacktree.v1.WorkerInfoR\aworkers\"\xe5\x02\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.blacktree.v1.JobStateR\x05state\x12\x1b\n" +
@@ -1018,7 +1029,8 @@ const file_blacktree_v1_admin_proto_rawDesc = "" +
 	"receivedAt\x12;\n" +
 	"\vaccepted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"acceptedAt\x12\x16\n" +
-	"\x06branch\x18\b \x01(\tR\x06branch\"\x11\n" +
+	"\x06branch\x18\b \x01(\tR\x06branch\x12,\n" +
+	"\x05stage\x18\t \x01(\x0e2\x16.blacktree.v1.JobStageR\x05stage\"\x11\n" +
 	"\x0fListJobsRequest\"=\n" +
 	"\x10ListJobsResponse\x12)\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x15.blacktree.v1.JobInfoR\x04jobs\"I\n" +
@@ -1099,6 +1111,7 @@ var file_blacktree_v1_admin_proto_goTypes = []any{
 	nil,                           // 15: blacktree.v1.WorkerInfo.LabelsEntry
 	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 	(*CacheSummary)(nil),          // 17: blacktree.v1.CacheSummary
+	(JobStage)(0),                 // 18: blacktree.v1.JobStage
 }
 var file_blacktree_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: blacktree.v1.WorkerInfo.state:type_name -> blacktree.v1.WorkerState
@@ -1110,24 +1123,25 @@ var file_blacktree_v1_admin_proto_depIdxs = []int32{
 	1,  // 6: blacktree.v1.JobInfo.state:type_name -> blacktree.v1.JobState
 	16, // 7: blacktree.v1.JobInfo.received_at:type_name -> google.protobuf.Timestamp
 	16, // 8: blacktree.v1.JobInfo.accepted_at:type_name -> google.protobuf.Timestamp
-	6,  // 9: blacktree.v1.ListJobsResponse.jobs:type_name -> blacktree.v1.JobInfo
-	3,  // 10: blacktree.v1.DrainWorkerResponse.worker:type_name -> blacktree.v1.WorkerInfo
-	2,  // 11: blacktree.v1.CancelJobResponse.outcome:type_name -> blacktree.v1.CancelJobOutcome
-	4,  // 12: blacktree.v1.AdminService.ListWorkers:input_type -> blacktree.v1.ListWorkersRequest
-	7,  // 13: blacktree.v1.AdminService.ListJobs:input_type -> blacktree.v1.ListJobsRequest
-	9,  // 14: blacktree.v1.AdminService.DrainWorker:input_type -> blacktree.v1.DrainWorkerRequest
-	11, // 15: blacktree.v1.AdminService.DenyWorker:input_type -> blacktree.v1.DenyWorkerRequest
-	13, // 16: blacktree.v1.AdminService.CancelJob:input_type -> blacktree.v1.CancelJobRequest
-	5,  // 17: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
-	8,  // 18: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
-	10, // 19: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
-	12, // 20: blacktree.v1.AdminService.DenyWorker:output_type -> blacktree.v1.DenyWorkerResponse
-	14, // 21: blacktree.v1.AdminService.CancelJob:output_type -> blacktree.v1.CancelJobResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	18, // 9: blacktree.v1.JobInfo.stage:type_name -> blacktree.v1.JobStage
+	6,  // 10: blacktree.v1.ListJobsResponse.jobs:type_name -> blacktree.v1.JobInfo
+	3,  // 11: blacktree.v1.DrainWorkerResponse.worker:type_name -> blacktree.v1.WorkerInfo
+	2,  // 12: blacktree.v1.CancelJobResponse.outcome:type_name -> blacktree.v1.CancelJobOutcome
+	4,  // 13: blacktree.v1.AdminService.ListWorkers:input_type -> blacktree.v1.ListWorkersRequest
+	7,  // 14: blacktree.v1.AdminService.ListJobs:input_type -> blacktree.v1.ListJobsRequest
+	9,  // 15: blacktree.v1.AdminService.DrainWorker:input_type -> blacktree.v1.DrainWorkerRequest
+	11, // 16: blacktree.v1.AdminService.DenyWorker:input_type -> blacktree.v1.DenyWorkerRequest
+	13, // 17: blacktree.v1.AdminService.CancelJob:input_type -> blacktree.v1.CancelJobRequest
+	5,  // 18: blacktree.v1.AdminService.ListWorkers:output_type -> blacktree.v1.ListWorkersResponse
+	8,  // 19: blacktree.v1.AdminService.ListJobs:output_type -> blacktree.v1.ListJobsResponse
+	10, // 20: blacktree.v1.AdminService.DrainWorker:output_type -> blacktree.v1.DrainWorkerResponse
+	12, // 21: blacktree.v1.AdminService.DenyWorker:output_type -> blacktree.v1.DenyWorkerResponse
+	14, // 22: blacktree.v1.AdminService.CancelJob:output_type -> blacktree.v1.CancelJobResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_admin_proto_init() }
@@ -1135,6 +1149,7 @@ func file_blacktree_v1_admin_proto_init() {
 	if File_blacktree_v1_admin_proto != nil {
 		return
 	}
+	file_blacktree_v1_job_proto_init()
 	file_blacktree_v1_worker_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -93,6 +93,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_JobRejected
 	//	*WorkerMessage_JobLog
 	//	*WorkerMessage_JobResult
+	//	*WorkerMessage_JobProgress
 	Frame         isWorkerMessage_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -189,6 +190,15 @@ func (x *WorkerMessage) GetJobResult() *JobResult {
 	return nil
 }
 
+func (x *WorkerMessage) GetJobProgress() *JobProgress {
+	if x != nil {
+		if x, ok := x.Frame.(*WorkerMessage_JobProgress); ok {
+			return x.JobProgress
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Frame interface {
 	isWorkerMessage_Frame()
 }
@@ -223,6 +233,12 @@ type WorkerMessage_JobResult struct {
 	JobResult *JobResult `protobuf:"bytes,6,opt,name=job_result,json=jobResult,proto3,oneof"`
 }
 
+type WorkerMessage_JobProgress struct {
+	// The stage a running job has entered. Sent only to hubs that announce
+	// the `job-progress` feature.
+	JobProgress *JobProgress `protobuf:"bytes,7,opt,name=job_progress,json=jobProgress,proto3,oneof"`
+}
+
 func (*WorkerMessage_Register) isWorkerMessage_Frame() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Frame() {}
@@ -234,6 +250,8 @@ func (*WorkerMessage_JobRejected) isWorkerMessage_Frame() {}
 func (*WorkerMessage_JobLog) isWorkerMessage_Frame() {}
 
 func (*WorkerMessage_JobResult) isWorkerMessage_Frame() {}
+
+func (*WorkerMessage_JobProgress) isWorkerMessage_Frame() {}
 
 // HubMessage is one frame from the hub to a worker.
 type HubMessage struct {
@@ -943,6 +961,65 @@ func (x *JobLog) GetData() string {
 	return ""
 }
 
+// JobProgress reports the stage a running job has entered, so that the
+// hub can show it. A worker sends one when the job enters a stage, and
+// after each Registered the current stage of every job it still runs; it
+// may drop one rather than hold up the job. The hub applies it only from
+// the session the job runs on.
+type JobProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job's id.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The stage: JOB_STAGE_CLONE, JOB_STAGE_BUILD or JOB_STAGE_PUSH.
+	Stage         JobStage `protobuf:"varint,2,opt,name=stage,proto3,enum=blacktree.v1.JobStage" json:"stage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobProgress) Reset() {
+	*x = JobProgress{}
+	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobProgress) ProtoMessage() {}
+
+func (x *JobProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobProgress.ProtoReflect.Descriptor instead.
+func (*JobProgress) Descriptor() ([]byte, []int) {
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *JobProgress) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobProgress) GetStage() JobStage {
+	if x != nil {
+		return x.Stage
+	}
+	return JobStage_JOB_STAGE_UNSPECIFIED
+}
+
 // JobResult carries the outcome of a job.
 type JobResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -959,7 +1036,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1048,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[9]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1061,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JobResult) GetResponse() *JobResponse {
@@ -1039,7 +1116,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1128,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[10]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1141,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Registered) GetSessionId() string {
@@ -1147,7 +1224,7 @@ type HeartbeatInterval struct {
 
 func (x *HeartbeatInterval) Reset() {
 	*x = HeartbeatInterval{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1236,7 @@ func (x *HeartbeatInterval) String() string {
 func (*HeartbeatInterval) ProtoMessage() {}
 
 func (x *HeartbeatInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[11]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1249,7 @@ func (x *HeartbeatInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatInterval.ProtoReflect.Descriptor instead.
 func (*HeartbeatInterval) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeartbeatInterval) GetInterval() *durationpb.Duration {
@@ -1198,7 +1275,7 @@ type RunJob struct {
 
 func (x *RunJob) Reset() {
 	*x = RunJob{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1287,7 @@ func (x *RunJob) String() string {
 func (*RunJob) ProtoMessage() {}
 
 func (x *RunJob) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[12]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1300,7 @@ func (x *RunJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunJob.ProtoReflect.Descriptor instead.
 func (*RunJob) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunJob) GetJob() *JobRequest {
@@ -1252,7 +1329,7 @@ type ResultAck struct {
 
 func (x *ResultAck) Reset() {
 	*x = ResultAck{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1341,7 @@ func (x *ResultAck) String() string {
 func (*ResultAck) ProtoMessage() {}
 
 func (x *ResultAck) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[13]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1354,7 @@ func (x *ResultAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultAck.ProtoReflect.Descriptor instead.
 func (*ResultAck) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResultAck) GetJobId() string {
@@ -1301,7 +1378,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1390,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[14]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1403,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -1354,7 +1431,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_blacktree_v1_worker_proto_msgTypes[15]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1443,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_blacktree_v1_worker_proto_msgTypes[15]
+	mi := &file_blacktree_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1456,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_blacktree_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Drain) GetReason() string {
@@ -1393,7 +1470,7 @@ var File_blacktree_v1_worker_proto protoreflect.FileDescriptor
 
 const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x19blacktree/v1/worker.proto\x12\fblacktree.v1\x1a\x16blacktree/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n" +
+	"\x19blacktree/v1/worker.proto\x12\fblacktree.v1\x1a\x16blacktree/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n" +
 	"\rWorkerMessage\x124\n" +
 	"\bregister\x18\x01 \x01(\v2\x16.blacktree.v1.RegisterH\x00R\bregister\x127\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x17.blacktree.v1.HeartbeatH\x00R\theartbeat\x12>\n" +
@@ -1401,7 +1478,8 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\fjob_rejected\x18\x04 \x01(\v2\x19.blacktree.v1.JobRejectedH\x00R\vjobRejected\x12/\n" +
 	"\ajob_log\x18\x05 \x01(\v2\x14.blacktree.v1.JobLogH\x00R\x06jobLog\x128\n" +
 	"\n" +
-	"job_result\x18\x06 \x01(\v2\x17.blacktree.v1.JobResultH\x00R\tjobResultB\a\n" +
+	"job_result\x18\x06 \x01(\v2\x17.blacktree.v1.JobResultH\x00R\tjobResult\x12>\n" +
+	"\fjob_progress\x18\a \x01(\v2\x19.blacktree.v1.JobProgressH\x00R\vjobProgressB\a\n" +
 	"\x05frame\"\xf5\x02\n" +
 	"\n" +
 	"HubMessage\x12:\n" +
@@ -1460,7 +1538,10 @@ const file_blacktree_v1_worker_proto_rawDesc = "" +
 	"\x06JobLog\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\tR\x04data\"k\n" +
+	"\x04data\x18\x03 \x01(\tR\x04data\"R\n" +
+	"\vJobProgress\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n" +
+	"\x05stage\x18\x02 \x01(\x0e2\x16.blacktree.v1.JobStageR\x05stage\"k\n" +
 	"\tJobResult\x125\n" +
 	"\bresponse\x18\x01 \x01(\v2\x19.blacktree.v1.JobResponseR\bresponse\x12'\n" +
 	"\x0fdispatch_ticket\x18\x02 \x01(\tR\x0edispatchTicket\"\x8d\x03\n" +
@@ -1510,7 +1591,7 @@ func file_blacktree_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_blacktree_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_blacktree_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_blacktree_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_blacktree_v1_worker_proto_goTypes = []any{
 	(RejectReason)(0),             // 0: blacktree.v1.RejectReason
 	(*WorkerMessage)(nil),         // 1: blacktree.v1.WorkerMessage
@@ -1522,18 +1603,20 @@ var file_blacktree_v1_worker_proto_goTypes = []any{
 	(*JobAccepted)(nil),           // 7: blacktree.v1.JobAccepted
 	(*JobRejected)(nil),           // 8: blacktree.v1.JobRejected
 	(*JobLog)(nil),                // 9: blacktree.v1.JobLog
-	(*JobResult)(nil),             // 10: blacktree.v1.JobResult
-	(*Registered)(nil),            // 11: blacktree.v1.Registered
-	(*HeartbeatInterval)(nil),     // 12: blacktree.v1.HeartbeatInterval
-	(*RunJob)(nil),                // 13: blacktree.v1.RunJob
-	(*ResultAck)(nil),             // 14: blacktree.v1.ResultAck
-	(*CancelJob)(nil),             // 15: blacktree.v1.CancelJob
-	(*Drain)(nil),                 // 16: blacktree.v1.Drain
-	nil,                           // 17: blacktree.v1.Register.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*JobResponse)(nil),           // 19: blacktree.v1.JobResponse
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
-	(*JobRequest)(nil),            // 21: blacktree.v1.JobRequest
+	(*JobProgress)(nil),           // 10: blacktree.v1.JobProgress
+	(*JobResult)(nil),             // 11: blacktree.v1.JobResult
+	(*Registered)(nil),            // 12: blacktree.v1.Registered
+	(*HeartbeatInterval)(nil),     // 13: blacktree.v1.HeartbeatInterval
+	(*RunJob)(nil),                // 14: blacktree.v1.RunJob
+	(*ResultAck)(nil),             // 15: blacktree.v1.ResultAck
+	(*CancelJob)(nil),             // 16: blacktree.v1.CancelJob
+	(*Drain)(nil),                 // 17: blacktree.v1.Drain
+	nil,                           // 18: blacktree.v1.Register.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(JobStage)(0),                 // 20: blacktree.v1.JobStage
+	(*JobResponse)(nil),           // 21: blacktree.v1.JobResponse
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*JobRequest)(nil),            // 23: blacktree.v1.JobRequest
 }
 var file_blacktree_v1_worker_proto_depIdxs = []int32{
 	3,  // 0: blacktree.v1.WorkerMessage.register:type_name -> blacktree.v1.Register
@@ -1541,33 +1624,35 @@ var file_blacktree_v1_worker_proto_depIdxs = []int32{
 	7,  // 2: blacktree.v1.WorkerMessage.job_accepted:type_name -> blacktree.v1.JobAccepted
 	8,  // 3: blacktree.v1.WorkerMessage.job_rejected:type_name -> blacktree.v1.JobRejected
 	9,  // 4: blacktree.v1.WorkerMessage.job_log:type_name -> blacktree.v1.JobLog
-	10, // 5: blacktree.v1.WorkerMessage.job_result:type_name -> blacktree.v1.JobResult
-	11, // 6: blacktree.v1.HubMessage.registered:type_name -> blacktree.v1.Registered
-	13, // 7: blacktree.v1.HubMessage.run_job:type_name -> blacktree.v1.RunJob
-	14, // 8: blacktree.v1.HubMessage.result_ack:type_name -> blacktree.v1.ResultAck
-	15, // 9: blacktree.v1.HubMessage.cancel_job:type_name -> blacktree.v1.CancelJob
-	16, // 10: blacktree.v1.HubMessage.drain:type_name -> blacktree.v1.Drain
-	12, // 11: blacktree.v1.HubMessage.heartbeat_interval:type_name -> blacktree.v1.HeartbeatInterval
-	17, // 12: blacktree.v1.Register.labels:type_name -> blacktree.v1.Register.LabelsEntry
-	5,  // 13: blacktree.v1.Register.running_jobs:type_name -> blacktree.v1.RunningJob
-	10, // 14: blacktree.v1.Register.unacked_results:type_name -> blacktree.v1.JobResult
-	4,  // 15: blacktree.v1.Register.cache:type_name -> blacktree.v1.CacheSummary
-	18, // 16: blacktree.v1.RunningJob.started_at:type_name -> google.protobuf.Timestamp
-	18, // 17: blacktree.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	4,  // 18: blacktree.v1.Heartbeat.cache:type_name -> blacktree.v1.CacheSummary
-	0,  // 19: blacktree.v1.JobRejected.reason:type_name -> blacktree.v1.RejectReason
-	19, // 20: blacktree.v1.JobResult.response:type_name -> blacktree.v1.JobResponse
-	20, // 21: blacktree.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	20, // 22: blacktree.v1.Registered.heartbeat_grid:type_name -> google.protobuf.Duration
-	20, // 23: blacktree.v1.HeartbeatInterval.interval:type_name -> google.protobuf.Duration
-	21, // 24: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
-	1,  // 25: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
-	2,  // 26: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
-	26, // [26:27] is the sub-list for method output_type
-	25, // [25:26] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	11, // 5: blacktree.v1.WorkerMessage.job_result:type_name -> blacktree.v1.JobResult
+	10, // 6: blacktree.v1.WorkerMessage.job_progress:type_name -> blacktree.v1.JobProgress
+	12, // 7: blacktree.v1.HubMessage.registered:type_name -> blacktree.v1.Registered
+	14, // 8: blacktree.v1.HubMessage.run_job:type_name -> blacktree.v1.RunJob
+	15, // 9: blacktree.v1.HubMessage.result_ack:type_name -> blacktree.v1.ResultAck
+	16, // 10: blacktree.v1.HubMessage.cancel_job:type_name -> blacktree.v1.CancelJob
+	17, // 11: blacktree.v1.HubMessage.drain:type_name -> blacktree.v1.Drain
+	13, // 12: blacktree.v1.HubMessage.heartbeat_interval:type_name -> blacktree.v1.HeartbeatInterval
+	18, // 13: blacktree.v1.Register.labels:type_name -> blacktree.v1.Register.LabelsEntry
+	5,  // 14: blacktree.v1.Register.running_jobs:type_name -> blacktree.v1.RunningJob
+	11, // 15: blacktree.v1.Register.unacked_results:type_name -> blacktree.v1.JobResult
+	4,  // 16: blacktree.v1.Register.cache:type_name -> blacktree.v1.CacheSummary
+	19, // 17: blacktree.v1.RunningJob.started_at:type_name -> google.protobuf.Timestamp
+	19, // 18: blacktree.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	4,  // 19: blacktree.v1.Heartbeat.cache:type_name -> blacktree.v1.CacheSummary
+	0,  // 20: blacktree.v1.JobRejected.reason:type_name -> blacktree.v1.RejectReason
+	20, // 21: blacktree.v1.JobProgress.stage:type_name -> blacktree.v1.JobStage
+	21, // 22: blacktree.v1.JobResult.response:type_name -> blacktree.v1.JobResponse
+	22, // 23: blacktree.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	22, // 24: blacktree.v1.Registered.heartbeat_grid:type_name -> google.protobuf.Duration
+	22, // 25: blacktree.v1.HeartbeatInterval.interval:type_name -> google.protobuf.Duration
+	23, // 26: blacktree.v1.RunJob.job:type_name -> blacktree.v1.JobRequest
+	1,  // 27: blacktree.v1.WorkerService.Connect:input_type -> blacktree.v1.WorkerMessage
+	2,  // 28: blacktree.v1.WorkerService.Connect:output_type -> blacktree.v1.HubMessage
+	28, // [28:29] is the sub-list for method output_type
+	27, // [27:28] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_blacktree_v1_worker_proto_init() }
@@ -1583,6 +1668,7 @@ func file_blacktree_v1_worker_proto_init() {
 		(*WorkerMessage_JobRejected)(nil),
 		(*WorkerMessage_JobLog)(nil),
 		(*WorkerMessage_JobResult)(nil),
+		(*WorkerMessage_JobProgress)(nil),
 	}
 	file_blacktree_v1_worker_proto_msgTypes[1].OneofWrappers = []any{
 		(*HubMessage_Registered)(nil),
@@ -1598,7 +1684,7 @@ func file_blacktree_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blacktree_v1_worker_proto_rawDesc), len(file_blacktree_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

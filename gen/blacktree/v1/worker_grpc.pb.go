@@ -44,9 +44,11 @@ const (
 //  4. The hub sends RunJob; the worker answers JobAccepted (it now owns the
 //     job) or JobRejected (the hub gives the job to someone else). Only after
 //     JobAccepted does the hub acknowledge the job on `execute.queue`.
-//  5. While the job runs the worker may send JobLog chunks; at the end it
-//     sends JobResult and keeps the result until the hub answers ResultAck,
-//     which the hub sends only after the broker confirmed the status message.
+//  5. While the job runs the worker may send JobLog chunks, and JobProgress
+//     as it enters each stage (to a hub that announces `job-progress`); at
+//     the end it sends JobResult and keeps the result until the hub answers
+//     ResultAck, which the hub sends only after the broker confirmed the
+//     status message.
 //     A worker whose stream breaks reconnects, reports its still-running jobs
 //     and re-sends unacknowledged results in its next Register.
 //  6. CancelJob stops one job (the worker still sends a failed JobResult);
@@ -99,9 +101,11 @@ type WorkerService_ConnectClient = grpc.BidiStreamingClient[WorkerMessage, HubMe
 //  4. The hub sends RunJob; the worker answers JobAccepted (it now owns the
 //     job) or JobRejected (the hub gives the job to someone else). Only after
 //     JobAccepted does the hub acknowledge the job on `execute.queue`.
-//  5. While the job runs the worker may send JobLog chunks; at the end it
-//     sends JobResult and keeps the result until the hub answers ResultAck,
-//     which the hub sends only after the broker confirmed the status message.
+//  5. While the job runs the worker may send JobLog chunks, and JobProgress
+//     as it enters each stage (to a hub that announces `job-progress`); at
+//     the end it sends JobResult and keeps the result until the hub answers
+//     ResultAck, which the hub sends only after the broker confirmed the
+//     status message.
 //     A worker whose stream breaks reconnects, reports its still-running jobs
 //     and re-sends unacknowledged results in its next Register.
 //  6. CancelJob stops one job (the worker still sends a failed JobResult);

@@ -11,11 +11,12 @@ from google.protobuf import symbol_database as _symbol_database
 _sym_db = _symbol_database.Default()
 
 
+from blacktree.v1 import job_pb2 as blacktree_dot_v1_dot_job__pb2
 from blacktree.v1 import worker_pb2 as blacktree_dot_v1_dot_worker__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62lacktree/v1/admin.proto\x12\x0c\x62lacktree.v1\x1a\x19\x62lacktree/v1/worker.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x04\n\nWorkerInfo\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12/\n\x05state\x18\x03 \x01(\x0e\x32\x19.blacktree.v1.WorkerStateR\x05state\x12<\n\x06labels\x18\x04 \x03(\x0b\x32$.blacktree.v1.WorkerInfo.LabelsEntryR\x06labels\x12\x14\n\x05slots\x18\x05 \x01(\rR\x05slots\x12&\n\x0frunning_job_ids\x18\x06 \x03(\tR\rrunningJobIds\x12\x43\n\x0f\x63onnected_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0e\x63onnectedSince\x12\x41\n\x0elast_heartbeat\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12\x18\n\x07\x61\x64\x64ress\x18\t \x01(\tR\x07\x61\x64\x64ress\x12\x18\n\x07version\x18\n \x01(\tR\x07version\x12\x1d\n\nsession_id\x18\x0b \x01(\tR\tsessionId\x12\x30\n\x05\x63\x61\x63he\x18\x0c \x01(\x0b\x32\x1a.blacktree.v1.CacheSummaryR\x05\x63\x61\x63he\x12\x16\n\x06\x66\x65nced\x18\r \x01(\x08R\x06\x66\x65nced\x12)\n\x10protocol_version\x18\x0e \x01(\rR\x0fprotocolVersion\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x14\n\x12ListWorkersRequest\"I\n\x13ListWorkersResponse\x12\x32\n\x07workers\x18\x01 \x03(\x0b\x32\x18.blacktree.v1.WorkerInfoR\x07workers\"\xb7\x02\n\x07JobInfo\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x16.blacktree.v1.JobStateR\x05state\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08repo_url\x18\x04 \x01(\tR\x07repoUrl\x12\x1d\n\nimage_name\x18\x05 \x01(\tR\timageName\x12;\n\x0breceived_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nreceivedAt\x12;\n\x0b\x61\x63\x63\x65pted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nacceptedAt\x12\x16\n\x06\x62ranch\x18\x08 \x01(\tR\x06\x62ranch\"\x11\n\x0fListJobsRequest\"=\n\x10ListJobsResponse\x12)\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.blacktree.v1.JobInfoR\x04jobs\"I\n\x12\x44rainWorkerRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"G\n\x13\x44rainWorkerResponse\x12\x30\n\x06worker\x18\x01 \x01(\x0b\x32\x18.blacktree.v1.WorkerInfoR\x06worker\"H\n\x11\x44\x65nyWorkerRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"V\n\x12\x44\x65nyWorkerResponse\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12#\n\rsession_ended\x18\x02 \x01(\x08R\x0csessionEnded\"A\n\x10\x43\x61ncelJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"k\n\x11\x43\x61ncelJobResponse\x12\x38\n\x07outcome\x18\x01 \x01(\x0e\x32\x1e.blacktree.v1.CancelJobOutcomeR\x07outcome\x12\x1c\n\tannounced\x18\x02 \x01(\x08R\tannounced*\x8b\x01\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11WORKER_STATE_FREE\x10\x01\x12\x15\n\x11WORKER_STATE_BUSY\x10\x02\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x03\x12\x15\n\x11WORKER_STATE_DEAD\x10\x04*\x9c\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_OFFERED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x16\n\x12JOB_STATE_ORPHANED\x10\x04\x12\x18\n\x14JOB_STATE_PUBLISHING\x10\x05*\xc0\x01\n\x10\x43\x61ncelJobOutcome\x12\"\n\x1e\x43\x41NCEL_JOB_OUTCOME_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43\x41NCEL_JOB_OUTCOME_NOT_HELD\x10\x01\x12\x1f\n\x1b\x43\x41NCEL_JOB_OUTCOME_ANSWERED\x10\x02\x12%\n!CANCEL_JOB_OUTCOME_SENT_TO_WORKER\x10\x03\x12\x1f\n\x1b\x43\x41NCEL_JOB_OUTCOME_FINISHED\x10\x04\x32\xa0\x03\n\x0c\x41\x64minService\x12R\n\x0bListWorkers\x12 .blacktree.v1.ListWorkersRequest\x1a!.blacktree.v1.ListWorkersResponse\x12I\n\x08ListJobs\x12\x1d.blacktree.v1.ListJobsRequest\x1a\x1e.blacktree.v1.ListJobsResponse\x12R\n\x0b\x44rainWorker\x12 .blacktree.v1.DrainWorkerRequest\x1a!.blacktree.v1.DrainWorkerResponse\x12O\n\nDenyWorker\x12\x1f.blacktree.v1.DenyWorkerRequest\x1a .blacktree.v1.DenyWorkerResponse\x12L\n\tCancelJob\x12\x1e.blacktree.v1.CancelJobRequest\x1a\x1f.blacktree.v1.CancelJobResponseB=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62lacktree/v1/admin.proto\x12\x0c\x62lacktree.v1\x1a\x16\x62lacktree/v1/job.proto\x1a\x19\x62lacktree/v1/worker.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x04\n\nWorkerInfo\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12/\n\x05state\x18\x03 \x01(\x0e\x32\x19.blacktree.v1.WorkerStateR\x05state\x12<\n\x06labels\x18\x04 \x03(\x0b\x32$.blacktree.v1.WorkerInfo.LabelsEntryR\x06labels\x12\x14\n\x05slots\x18\x05 \x01(\rR\x05slots\x12&\n\x0frunning_job_ids\x18\x06 \x03(\tR\rrunningJobIds\x12\x43\n\x0f\x63onnected_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0e\x63onnectedSince\x12\x41\n\x0elast_heartbeat\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12\x18\n\x07\x61\x64\x64ress\x18\t \x01(\tR\x07\x61\x64\x64ress\x12\x18\n\x07version\x18\n \x01(\tR\x07version\x12\x1d\n\nsession_id\x18\x0b \x01(\tR\tsessionId\x12\x30\n\x05\x63\x61\x63he\x18\x0c \x01(\x0b\x32\x1a.blacktree.v1.CacheSummaryR\x05\x63\x61\x63he\x12\x16\n\x06\x66\x65nced\x18\r \x01(\x08R\x06\x66\x65nced\x12)\n\x10protocol_version\x18\x0e \x01(\rR\x0fprotocolVersion\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x14\n\x12ListWorkersRequest\"I\n\x13ListWorkersResponse\x12\x32\n\x07workers\x18\x01 \x03(\x0b\x32\x18.blacktree.v1.WorkerInfoR\x07workers\"\xe5\x02\n\x07JobInfo\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x16.blacktree.v1.JobStateR\x05state\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08repo_url\x18\x04 \x01(\tR\x07repoUrl\x12\x1d\n\nimage_name\x18\x05 \x01(\tR\timageName\x12;\n\x0breceived_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nreceivedAt\x12;\n\x0b\x61\x63\x63\x65pted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nacceptedAt\x12\x16\n\x06\x62ranch\x18\x08 \x01(\tR\x06\x62ranch\x12,\n\x05stage\x18\t \x01(\x0e\x32\x16.blacktree.v1.JobStageR\x05stage\"\x11\n\x0fListJobsRequest\"=\n\x10ListJobsResponse\x12)\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.blacktree.v1.JobInfoR\x04jobs\"I\n\x12\x44rainWorkerRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"G\n\x13\x44rainWorkerResponse\x12\x30\n\x06worker\x18\x01 \x01(\x0b\x32\x18.blacktree.v1.WorkerInfoR\x06worker\"H\n\x11\x44\x65nyWorkerRequest\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"V\n\x12\x44\x65nyWorkerResponse\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12#\n\rsession_ended\x18\x02 \x01(\x08R\x0csessionEnded\"A\n\x10\x43\x61ncelJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"k\n\x11\x43\x61ncelJobResponse\x12\x38\n\x07outcome\x18\x01 \x01(\x0e\x32\x1e.blacktree.v1.CancelJobOutcomeR\x07outcome\x12\x1c\n\tannounced\x18\x02 \x01(\x08R\tannounced*\x8b\x01\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11WORKER_STATE_FREE\x10\x01\x12\x15\n\x11WORKER_STATE_BUSY\x10\x02\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x03\x12\x15\n\x11WORKER_STATE_DEAD\x10\x04*\x9c\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_OFFERED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x16\n\x12JOB_STATE_ORPHANED\x10\x04\x12\x18\n\x14JOB_STATE_PUBLISHING\x10\x05*\xc0\x01\n\x10\x43\x61ncelJobOutcome\x12\"\n\x1e\x43\x41NCEL_JOB_OUTCOME_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43\x41NCEL_JOB_OUTCOME_NOT_HELD\x10\x01\x12\x1f\n\x1b\x43\x41NCEL_JOB_OUTCOME_ANSWERED\x10\x02\x12%\n!CANCEL_JOB_OUTCOME_SENT_TO_WORKER\x10\x03\x12\x1f\n\x1b\x43\x41NCEL_JOB_OUTCOME_FINISHED\x10\x04\x32\xa0\x03\n\x0c\x41\x64minService\x12R\n\x0bListWorkers\x12 .blacktree.v1.ListWorkersRequest\x1a!.blacktree.v1.ListWorkersResponse\x12I\n\x08ListJobs\x12\x1d.blacktree.v1.ListJobsRequest\x1a\x1e.blacktree.v1.ListJobsResponse\x12R\n\x0b\x44rainWorker\x12 .blacktree.v1.DrainWorkerRequest\x1a!.blacktree.v1.DrainWorkerResponse\x12O\n\nDenyWorker\x12\x1f.blacktree.v1.DenyWorkerRequest\x1a .blacktree.v1.DenyWorkerResponse\x12L\n\tCancelJob\x12\x1e.blacktree.v1.CancelJobRequest\x1a\x1f.blacktree.v1.CancelJobResponseB=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'blacktree.v1.admin_pb2', globals())
@@ -25,38 +26,38 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._serialized_options = b'Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1'
   _WORKERINFO_LABELSENTRY._options = None
   _WORKERINFO_LABELSENTRY._serialized_options = b'8\001'
-  _WORKERSTATE._serialized_start=1714
-  _WORKERSTATE._serialized_end=1853
-  _JOBSTATE._serialized_start=1856
-  _JOBSTATE._serialized_end=2012
-  _CANCELJOBOUTCOME._serialized_start=2015
-  _CANCELJOBOUTCOME._serialized_end=2207
-  _WORKERINFO._serialized_start=103
-  _WORKERINFO._serialized_end=732
-  _WORKERINFO_LABELSENTRY._serialized_start=675
-  _WORKERINFO_LABELSENTRY._serialized_end=732
-  _LISTWORKERSREQUEST._serialized_start=734
-  _LISTWORKERSREQUEST._serialized_end=754
-  _LISTWORKERSRESPONSE._serialized_start=756
-  _LISTWORKERSRESPONSE._serialized_end=829
-  _JOBINFO._serialized_start=832
-  _JOBINFO._serialized_end=1143
-  _LISTJOBSREQUEST._serialized_start=1145
-  _LISTJOBSREQUEST._serialized_end=1162
-  _LISTJOBSRESPONSE._serialized_start=1164
-  _LISTJOBSRESPONSE._serialized_end=1225
-  _DRAINWORKERREQUEST._serialized_start=1227
-  _DRAINWORKERREQUEST._serialized_end=1300
-  _DRAINWORKERRESPONSE._serialized_start=1302
-  _DRAINWORKERRESPONSE._serialized_end=1373
-  _DENYWORKERREQUEST._serialized_start=1375
-  _DENYWORKERREQUEST._serialized_end=1447
-  _DENYWORKERRESPONSE._serialized_start=1449
-  _DENYWORKERRESPONSE._serialized_end=1535
-  _CANCELJOBREQUEST._serialized_start=1537
-  _CANCELJOBREQUEST._serialized_end=1602
-  _CANCELJOBRESPONSE._serialized_start=1604
-  _CANCELJOBRESPONSE._serialized_end=1711
-  _ADMINSERVICE._serialized_start=2210
-  _ADMINSERVICE._serialized_end=2626
+  _WORKERSTATE._serialized_start=1784
+  _WORKERSTATE._serialized_end=1923
+  _JOBSTATE._serialized_start=1926
+  _JOBSTATE._serialized_end=2082
+  _CANCELJOBOUTCOME._serialized_start=2085
+  _CANCELJOBOUTCOME._serialized_end=2277
+  _WORKERINFO._serialized_start=127
+  _WORKERINFO._serialized_end=756
+  _WORKERINFO_LABELSENTRY._serialized_start=699
+  _WORKERINFO_LABELSENTRY._serialized_end=756
+  _LISTWORKERSREQUEST._serialized_start=758
+  _LISTWORKERSREQUEST._serialized_end=778
+  _LISTWORKERSRESPONSE._serialized_start=780
+  _LISTWORKERSRESPONSE._serialized_end=853
+  _JOBINFO._serialized_start=856
+  _JOBINFO._serialized_end=1213
+  _LISTJOBSREQUEST._serialized_start=1215
+  _LISTJOBSREQUEST._serialized_end=1232
+  _LISTJOBSRESPONSE._serialized_start=1234
+  _LISTJOBSRESPONSE._serialized_end=1295
+  _DRAINWORKERREQUEST._serialized_start=1297
+  _DRAINWORKERREQUEST._serialized_end=1370
+  _DRAINWORKERRESPONSE._serialized_start=1372
+  _DRAINWORKERRESPONSE._serialized_end=1443
+  _DENYWORKERREQUEST._serialized_start=1445
+  _DENYWORKERREQUEST._serialized_end=1517
+  _DENYWORKERRESPONSE._serialized_start=1519
+  _DENYWORKERRESPONSE._serialized_end=1605
+  _CANCELJOBREQUEST._serialized_start=1607
+  _CANCELJOBREQUEST._serialized_end=1672
+  _CANCELJOBRESPONSE._serialized_start=1674
+  _CANCELJOBRESPONSE._serialized_end=1781
+  _ADMINSERVICE._serialized_start=2280
+  _ADMINSERVICE._serialized_end=2696
 # @@protoc_insertion_point(module_scope)

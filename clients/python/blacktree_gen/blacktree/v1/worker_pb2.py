@@ -16,7 +16,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62lacktree/v1/worker.proto\x12\x0c\x62lacktree.v1\x1a\x16\x62lacktree/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n\rWorkerMessage\x12\x34\n\x08register\x18\x01 \x01(\x0b\x32\x16.blacktree.v1.RegisterH\x00R\x08register\x12\x37\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.blacktree.v1.HeartbeatH\x00R\theartbeat\x12>\n\x0cjob_accepted\x18\x03 \x01(\x0b\x32\x19.blacktree.v1.JobAcceptedH\x00R\x0bjobAccepted\x12>\n\x0cjob_rejected\x18\x04 \x01(\x0b\x32\x19.blacktree.v1.JobRejectedH\x00R\x0bjobRejected\x12/\n\x07job_log\x18\x05 \x01(\x0b\x32\x14.blacktree.v1.JobLogH\x00R\x06jobLog\x12\x38\n\njob_result\x18\x06 \x01(\x0b\x32\x17.blacktree.v1.JobResultH\x00R\tjobResultB\x07\n\x05\x66rame\"\xf5\x02\n\nHubMessage\x12:\n\nregistered\x18\x01 \x01(\x0b\x32\x18.blacktree.v1.RegisteredH\x00R\nregistered\x12/\n\x07run_job\x18\x02 \x01(\x0b\x32\x14.blacktree.v1.RunJobH\x00R\x06runJob\x12\x38\n\nresult_ack\x18\x03 \x01(\x0b\x32\x17.blacktree.v1.ResultAckH\x00R\tresultAck\x12\x38\n\ncancel_job\x18\x04 \x01(\x0b\x32\x17.blacktree.v1.CancelJobH\x00R\tcancelJob\x12+\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x13.blacktree.v1.DrainH\x00R\x05\x64rain\x12P\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x1f.blacktree.v1.HeartbeatIntervalH\x00R\x11heartbeatIntervalB\x07\n\x05\x66rame\"\xb4\x04\n\x08Register\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x12:\n\x06labels\x18\x04 \x03(\x0b\x32\".blacktree.v1.Register.LabelsEntryR\x06labels\x12\x14\n\x05slots\x18\x05 \x01(\rR\x05slots\x12;\n\x0crunning_jobs\x18\x06 \x03(\x0b\x32\x18.blacktree.v1.RunningJobR\x0brunningJobs\x12@\n\x0funacked_results\x18\x07 \x03(\x0b\x32\x17.blacktree.v1.JobResultR\x0eunackedResults\x12\x1a\n\x08\x64raining\x18\x08 \x01(\x08R\x08\x64raining\x12<\n\x1aheartbeat_interval_updates\x18\t \x01(\x08R\x18heartbeatIntervalUpdates\x12\x30\n\x05\x63\x61\x63he\x18\n \x01(\x0b\x32\x1a.blacktree.v1.CacheSummaryR\x05\x63\x61\x63he\x12)\n\x10protocol_version\x18\x0b \x01(\rR\x0fprotocolVersion\x12\x1a\n\x08\x66\x65\x61tures\x18\x0c \x03(\tR\x08\x66\x65\x61tures\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"m\n\x0c\x43\x61\x63heSummary\x12\x1d\n\nbuild_keys\x18\x01 \x03(\tR\tbuildKeys\x12\x1f\n\x0b\x62\x61se_images\x18\x02 \x03(\tR\nbaseImages\x12\x1d\n\nsize_bytes\x18\x03 \x01(\x04R\tsizeBytes\"\x87\x01\n\nRunningJob\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x39\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12\'\n\x0f\x64ispatch_ticket\x18\x03 \x01(\tR\x0e\x64ispatchTicket\"\xb6\x01\n\tHeartbeat\x12\x33\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n\x0frunning_job_ids\x18\x02 \x03(\tR\rrunningJobIds\x12\x1a\n\x08\x64raining\x18\x03 \x01(\x08R\x08\x64raining\x12\x30\n\x05\x63\x61\x63he\x18\x04 \x01(\x0b\x32\x1a.blacktree.v1.CacheSummaryR\x05\x63\x61\x63he\"$\n\x0bJobAccepted\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"r\n\x0bJobRejected\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x32\n\x06reason\x18\x02 \x01(\x0e\x32\x1a.blacktree.v1.RejectReasonR\x06reason\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\"E\n\x06JobLog\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n\x04\x64\x61ta\x18\x03 \x01(\tR\x04\x64\x61ta\"k\n\tJobResult\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32\x19.blacktree.v1.JobResponseR\x08response\x12\'\n\x0f\x64ispatch_ticket\x18\x02 \x01(\tR\x0e\x64ispatchTicket\"\x8d\x03\n\nRegistered\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12H\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x11heartbeatInterval\x12\x15\n\x06hub_id\x18\x03 \x01(\tR\x05hubId\x12\x1f\n\x0bworker_name\x18\x04 \x01(\tR\nworkerName\x12@\n\x0eheartbeat_grid\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\rheartbeatGrid\x12#\n\rdeployment_id\x18\x06 \x01(\tR\x0c\x64\x65ploymentId\x12)\n\x10protocol_version\x18\x07 \x01(\rR\x0fprotocolVersion\x12\x30\n\x14min_protocol_version\x18\x08 \x01(\rR\x12minProtocolVersion\x12\x1a\n\x08\x66\x65\x61tures\x18\t \x03(\tR\x08\x66\x65\x61tures\"J\n\x11HeartbeatInterval\x12\x35\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08interval\"]\n\x06RunJob\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x18.blacktree.v1.JobRequestR\x03job\x12\'\n\x0f\x64ispatch_ticket\x18\x02 \x01(\tR\x0e\x64ispatchTicket\"\"\n\tResultAck\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\":\n\tCancelJob\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"\x1f\n\x05\x44rain\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reason*\x87\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19REJECT_REASON_NO_CAPACITY\x10\x01\x12\x1a\n\x16REJECT_REASON_DRAINING\x10\x02\x12\x1d\n\x19REJECT_REASON_UNSUPPORTED\x10\x03\x32U\n\rWorkerService\x12\x44\n\x07\x43onnect\x12\x1b.blacktree.v1.WorkerMessage\x1a\x18.blacktree.v1.HubMessage(\x01\x30\x01\x42=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62lacktree/v1/worker.proto\x12\x0c\x62lacktree.v1\x1a\x16\x62lacktree/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n\rWorkerMessage\x12\x34\n\x08register\x18\x01 \x01(\x0b\x32\x16.blacktree.v1.RegisterH\x00R\x08register\x12\x37\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.blacktree.v1.HeartbeatH\x00R\theartbeat\x12>\n\x0cjob_accepted\x18\x03 \x01(\x0b\x32\x19.blacktree.v1.JobAcceptedH\x00R\x0bjobAccepted\x12>\n\x0cjob_rejected\x18\x04 \x01(\x0b\x32\x19.blacktree.v1.JobRejectedH\x00R\x0bjobRejected\x12/\n\x07job_log\x18\x05 \x01(\x0b\x32\x14.blacktree.v1.JobLogH\x00R\x06jobLog\x12\x38\n\njob_result\x18\x06 \x01(\x0b\x32\x17.blacktree.v1.JobResultH\x00R\tjobResult\x12>\n\x0cjob_progress\x18\x07 \x01(\x0b\x32\x19.blacktree.v1.JobProgressH\x00R\x0bjobProgressB\x07\n\x05\x66rame\"\xf5\x02\n\nHubMessage\x12:\n\nregistered\x18\x01 \x01(\x0b\x32\x18.blacktree.v1.RegisteredH\x00R\nregistered\x12/\n\x07run_job\x18\x02 \x01(\x0b\x32\x14.blacktree.v1.RunJobH\x00R\x06runJob\x12\x38\n\nresult_ack\x18\x03 \x01(\x0b\x32\x17.blacktree.v1.ResultAckH\x00R\tresultAck\x12\x38\n\ncancel_job\x18\x04 \x01(\x0b\x32\x17.blacktree.v1.CancelJobH\x00R\tcancelJob\x12+\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x13.blacktree.v1.DrainH\x00R\x05\x64rain\x12P\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x1f.blacktree.v1.HeartbeatIntervalH\x00R\x11heartbeatIntervalB\x07\n\x05\x66rame\"\xb4\x04\n\x08Register\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x12:\n\x06labels\x18\x04 \x03(\x0b\x32\".blacktree.v1.Register.LabelsEntryR\x06labels\x12\x14\n\x05slots\x18\x05 \x01(\rR\x05slots\x12;\n\x0crunning_jobs\x18\x06 \x03(\x0b\x32\x18.blacktree.v1.RunningJobR\x0brunningJobs\x12@\n\x0funacked_results\x18\x07 \x03(\x0b\x32\x17.blacktree.v1.JobResultR\x0eunackedResults\x12\x1a\n\x08\x64raining\x18\x08 \x01(\x08R\x08\x64raining\x12<\n\x1aheartbeat_interval_updates\x18\t \x01(\x08R\x18heartbeatIntervalUpdates\x12\x30\n\x05\x63\x61\x63he\x18\n \x01(\x0b\x32\x1a.blacktree.v1.CacheSummaryR\x05\x63\x61\x63he\x12)\n\x10protocol_version\x18\x0b \x01(\rR\x0fprotocolVersion\x12\x1a\n\x08\x66\x65\x61tures\x18\x0c \x03(\tR\x08\x66\x65\x61tures\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"m\n\x0c\x43\x61\x63heSummary\x12\x1d\n\nbuild_keys\x18\x01 \x03(\tR\tbuildKeys\x12\x1f\n\x0b\x62\x61se_images\x18\x02 \x03(\tR\nbaseImages\x12\x1d\n\nsize_bytes\x18\x03 \x01(\x04R\tsizeBytes\"\x87\x01\n\nRunningJob\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x39\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12\'\n\x0f\x64ispatch_ticket\x18\x03 \x01(\tR\x0e\x64ispatchTicket\"\xb6\x01\n\tHeartbeat\x12\x33\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n\x0frunning_job_ids\x18\x02 \x03(\tR\rrunningJobIds\x12\x1a\n\x08\x64raining\x18\x03 \x01(\x08R\x08\x64raining\x12\x30\n\x05\x63\x61\x63he\x18\x04 \x01(\x0b\x32\x1a.blacktree.v1.CacheSummaryR\x05\x63\x61\x63he\"$\n\x0bJobAccepted\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"r\n\x0bJobRejected\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x32\n\x06reason\x18\x02 \x01(\x0e\x32\x1a.blacktree.v1.RejectReasonR\x06reason\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\"E\n\x06JobLog\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n\x04\x64\x61ta\x18\x03 \x01(\tR\x04\x64\x61ta\"R\n\x0bJobProgress\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n\x05stage\x18\x02 \x01(\x0e\x32\x16.blacktree.v1.JobStageR\x05stage\"k\n\tJobResult\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32\x19.blacktree.v1.JobResponseR\x08response\x12\'\n\x0f\x64ispatch_ticket\x18\x02 \x01(\tR\x0e\x64ispatchTicket\"\x8d\x03\n\nRegistered\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12H\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x11heartbeatInterval\x12\x15\n\x06hub_id\x18\x03 \x01(\tR\x05hubId\x12\x1f\n\x0bworker_name\x18\x04 \x01(\tR\nworkerName\x12@\n\x0eheartbeat_grid\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\rheartbeatGrid\x12#\n\rdeployment_id\x18\x06 \x01(\tR\x0c\x64\x65ploymentId\x12)\n\x10protocol_version\x18\x07 \x01(\rR\x0fprotocolVersion\x12\x30\n\x14min_protocol_version\x18\x08 \x01(\rR\x12minProtocolVersion\x12\x1a\n\x08\x66\x65\x61tures\x18\t \x03(\tR\x08\x66\x65\x61tures\"J\n\x11HeartbeatInterval\x12\x35\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08interval\"]\n\x06RunJob\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x18.blacktree.v1.JobRequestR\x03job\x12\'\n\x0f\x64ispatch_ticket\x18\x02 \x01(\tR\x0e\x64ispatchTicket\"\"\n\tResultAck\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\":\n\tCancelJob\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"\x1f\n\x05\x44rain\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reason*\x87\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19REJECT_REASON_NO_CAPACITY\x10\x01\x12\x1a\n\x16REJECT_REASON_DRAINING\x10\x02\x12\x1d\n\x19REJECT_REASON_UNSUPPORTED\x10\x03\x32U\n\rWorkerService\x12\x44\n\x07\x43onnect\x12\x1b.blacktree.v1.WorkerMessage\x1a\x18.blacktree.v1.HubMessage(\x01\x30\x01\x42=Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'blacktree.v1.worker_pb2', globals())
@@ -26,42 +26,44 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._serialized_options = b'Z;github.com/blacktree/blacktree/gen/blacktree/v1;blacktreev1'
   _REGISTER_LABELSENTRY._options = None
   _REGISTER_LABELSENTRY._serialized_options = b'8\001'
-  _REJECTREASON._serialized_start=2917
-  _REJECTREASON._serialized_end=3052
+  _REJECTREASON._serialized_start=3065
+  _REJECTREASON._serialized_end=3200
   _WORKERMESSAGE._serialized_start=133
-  _WORKERMESSAGE._serialized_end=503
-  _HUBMESSAGE._serialized_start=506
-  _HUBMESSAGE._serialized_end=879
-  _REGISTER._serialized_start=882
-  _REGISTER._serialized_end=1446
-  _REGISTER_LABELSENTRY._serialized_start=1389
-  _REGISTER_LABELSENTRY._serialized_end=1446
-  _CACHESUMMARY._serialized_start=1448
-  _CACHESUMMARY._serialized_end=1557
-  _RUNNINGJOB._serialized_start=1560
-  _RUNNINGJOB._serialized_end=1695
-  _HEARTBEAT._serialized_start=1698
-  _HEARTBEAT._serialized_end=1880
-  _JOBACCEPTED._serialized_start=1882
-  _JOBACCEPTED._serialized_end=1918
-  _JOBREJECTED._serialized_start=1920
-  _JOBREJECTED._serialized_end=2034
-  _JOBLOG._serialized_start=2036
-  _JOBLOG._serialized_end=2105
-  _JOBRESULT._serialized_start=2107
-  _JOBRESULT._serialized_end=2214
-  _REGISTERED._serialized_start=2217
-  _REGISTERED._serialized_end=2614
-  _HEARTBEATINTERVAL._serialized_start=2616
-  _HEARTBEATINTERVAL._serialized_end=2690
-  _RUNJOB._serialized_start=2692
-  _RUNJOB._serialized_end=2785
-  _RESULTACK._serialized_start=2787
-  _RESULTACK._serialized_end=2821
-  _CANCELJOB._serialized_start=2823
-  _CANCELJOB._serialized_end=2881
-  _DRAIN._serialized_start=2883
-  _DRAIN._serialized_end=2914
-  _WORKERSERVICE._serialized_start=3054
-  _WORKERSERVICE._serialized_end=3139
+  _WORKERMESSAGE._serialized_end=567
+  _HUBMESSAGE._serialized_start=570
+  _HUBMESSAGE._serialized_end=943
+  _REGISTER._serialized_start=946
+  _REGISTER._serialized_end=1510
+  _REGISTER_LABELSENTRY._serialized_start=1453
+  _REGISTER_LABELSENTRY._serialized_end=1510
+  _CACHESUMMARY._serialized_start=1512
+  _CACHESUMMARY._serialized_end=1621
+  _RUNNINGJOB._serialized_start=1624
+  _RUNNINGJOB._serialized_end=1759
+  _HEARTBEAT._serialized_start=1762
+  _HEARTBEAT._serialized_end=1944
+  _JOBACCEPTED._serialized_start=1946
+  _JOBACCEPTED._serialized_end=1982
+  _JOBREJECTED._serialized_start=1984
+  _JOBREJECTED._serialized_end=2098
+  _JOBLOG._serialized_start=2100
+  _JOBLOG._serialized_end=2169
+  _JOBPROGRESS._serialized_start=2171
+  _JOBPROGRESS._serialized_end=2253
+  _JOBRESULT._serialized_start=2255
+  _JOBRESULT._serialized_end=2362
+  _REGISTERED._serialized_start=2365
+  _REGISTERED._serialized_end=2762
+  _HEARTBEATINTERVAL._serialized_start=2764
+  _HEARTBEATINTERVAL._serialized_end=2838
+  _RUNJOB._serialized_start=2840
+  _RUNJOB._serialized_end=2933
+  _RESULTACK._serialized_start=2935
+  _RESULTACK._serialized_end=2969
+  _CANCELJOB._serialized_start=2971
+  _CANCELJOB._serialized_end=3029
+  _DRAIN._serialized_start=3031
+  _DRAIN._serialized_end=3062
+  _WORKERSERVICE._serialized_start=3202
+  _WORKERSERVICE._serialized_end=3287
 # @@protoc_insertion_point(module_scope)
