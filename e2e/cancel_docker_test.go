@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	blacktreev1 "github.com/blacktree/blacktree/gen/blacktree/v1"
 	"github.com/blacktree/blacktree/internal/devenv"
 )
 
@@ -38,9 +39,11 @@ func TestCancelDockerBuild(t *testing.T) {
 		t.Fatalf("Publish() = %v", err)
 	}
 	waitAccepted(t, e, h, w, id)
-	// Let the clone finish and the RUN step start: the cancel must stop a
-	// build, not a clone.
-	time.Sleep(5 * time.Second)
+	// The cancel must stop a build, not a clone: wait until the worker
+	// reports the build stage to the hub (JobProgress, shown in ListJobs),
+	// then give the RUN step a moment to start.
+	waitJobStage(ctx, t, e, h, id, blacktreev1.JobStage_JOB_STAGE_BUILD)
+	time.Sleep(2 * time.Second)
 	if n := len(e.cp.Statuses(id)); n != 0 {
 		t.Fatalf("the slow build already has a status: %v", e.cp.Statuses(id))
 	}
@@ -59,4 +62,28 @@ func TestCancelDockerBuild(t *testing.T) {
 	}
 	record(t, "cancel of a docker build in its RUN step: status %s after the cancel (grace %s); tag pushed: none",
 		at.Sub(sent).Round(time.Millisecond), grace)
+}
+
+// waitJobStage waits until the hub's ListJobs shows job id running in
+// stage, as its worker reported it.
+func waitJobStage(ctx context.Context, t *testing.T, e *env, h *hubProc, id string, stage blacktreev1.JobStage) {
+	t.Helper()
+	admin, actx := e.admin(h)
+	deadline := time.Now().Add(60 * time.Second)
+	var last blacktreev1.JobStage
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		resp, err := admin.ListJobs(actx, &blacktreev1.ListJobsRequest{})
+		if err != nil {
+			t.Fatalf("ListJobs() = %v", err)
+		}
+		for _, j := range resp.GetJobs() {
+			if j.GetJobId() == id {
+				if last = j.GetStage(); last == stage {
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("job %s: the hub shows stage %v after 60 s, want %v", id, last, stage)
 }
