@@ -10,10 +10,13 @@ import (
 )
 
 // Bounds of the log tap: the output of at most logTapJobs jobs, the last
-// logTapTailBytes of each (so at most 32 MiB), with ended jobs evicted
-// first and then the least recently written.
+// logTapTailBytes of each (so at most 32 MiB). Of those, at most
+// logTapEndedJobs have ended (a page opened just after a job finished
+// still shows its output); the oldest ended job goes first, and only when
+// every kept job is running does the least recently written one go.
 const (
 	logTapJobs      = 2048
+	logTapEndedJobs = 256
 	logTapTailBytes = 16 << 10
 )
 
@@ -22,8 +25,13 @@ const (
 // pushed to a reader, so a slow browser never holds the Dispatcher back.
 // The Dispatcher writes to it under its mu; the tap's mu is a leaf.
 type logTap struct {
-	mu   sync.Mutex // guards jobs and every tappedJob
+	mu   sync.Mutex // guards the following and every tappedJob
 	jobs map[string]*tappedJob
+	// ended holds the ids of the ended entries, oldest first, so that
+	// making room is O(1) while a job's first chunk holds the
+	// Dispatcher's mu. An id whose entry was replaced by a new run of the
+	// same job id may linger; popping it removes only an ended entry.
+	ended []string
 }
 
 // tappedJob is one job's tail. Chunk i of the job's output (counted from
@@ -39,35 +47,58 @@ type tappedJob struct {
 
 func newLogTap() *logTap { return &logTap{jobs: map[string]*tappedJob{}} }
 
-// entryLocked returns jobID's entry, making room for a new one.
-func (t *logTap) entryLocked(jobID string) *tappedJob {
+// runningEntryLocked returns jobID's entry for new output. An ended
+// entry is replaced: jobLog writes only for a job running on its session,
+// so output after an end is a new run of the same job id.
+func (t *logTap) runningEntryLocked(jobID string) *tappedJob {
 	if tj := t.jobs[jobID]; tj != nil {
-		return tj
+		if tj.end == nil {
+			return tj
+		}
+		t.dropLocked(jobID, tj)
 	}
-	if len(t.jobs) >= logTapJobs {
-		t.evictLocked()
+	if len(t.jobs) >= logTapJobs && !t.dropOldestEndedLocked() {
+		t.dropLeastRecentLocked()
 	}
 	tj := &tappedJob{changed: make(chan struct{})}
 	t.jobs[jobID] = tj
 	return tj
 }
 
-// evictLocked drops the ended job written least recently, or the running
-// one when none has ended.
-func (t *logTap) evictLocked() {
+// dropLocked forgets jobID's entry; a reader waiting on it wakes and
+// finds it gone.
+func (t *logTap) dropLocked(jobID string, tj *tappedJob) {
+	close(tj.changed)
+	delete(t.jobs, jobID)
+}
+
+// dropOldestEndedLocked forgets the entry that ended first, if any.
+func (t *logTap) dropOldestEndedLocked() bool {
+	for len(t.ended) > 0 {
+		id := t.ended[0]
+		t.ended[0] = ""
+		t.ended = t.ended[1:]
+		if tj := t.jobs[id]; tj != nil && tj.end != nil {
+			t.dropLocked(id, tj)
+			return true
+		}
+	}
+	return false
+}
+
+// dropLeastRecentLocked forgets the running entry written least recently.
+// It scans the tap, which happens only while logTapJobs jobs are running
+// with output.
+func (t *logTap) dropLeastRecentLocked() {
 	var victim string
-	var victimEnded bool
 	var oldest time.Time
 	for id, tj := range t.jobs {
-		ended := tj.end != nil
-		better := victim == "" || ended && !victimEnded || ended == victimEnded && tj.touched.Before(oldest)
-		if better {
-			victim, victimEnded, oldest = id, ended, tj.touched
+		if victim == "" || tj.touched.Before(oldest) {
+			victim, oldest = id, tj.touched
 		}
 	}
 	if tj := t.jobs[victim]; tj != nil {
-		close(tj.changed)
-		delete(t.jobs, victim)
+		t.dropLocked(victim, tj)
 	}
 }
 
@@ -85,10 +116,7 @@ func (t *logTap) write(jobID, data string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tj := t.entryLocked(jobID)
-	if tj.end != nil {
-		return
-	}
+	tj := t.runningEntryLocked(jobID)
 	tj.tail = append(tj.tail, data)
 	tj.bytes += len(data)
 	for tj.bytes > logTapTailBytes {
@@ -100,31 +128,39 @@ func (t *logTap) write(jobID, data string) {
 	tj.notifyLocked()
 }
 
-// finish ends jobID's output with its status.
+// finish ends jobID's output with its status. A job that wrote nothing
+// here has no entry and costs nothing.
 func (t *logTap) finish(jobID string, resp *blacktreev1.JobResponse) {
-	t.endWith(jobID, &console.LogEnd{
-		Finished: true,
-		Success:  resp.GetSuccess(),
-		Stage:    failedStage(resp),
-		Error:    resp.GetError(),
-	})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tj := t.jobs[jobID]; tj != nil && tj.end == nil {
+		t.endLocked(jobID, tj, &console.LogEnd{
+			Finished: true,
+			Success:  resp.GetSuccess(),
+			Stage:    failedStage(resp),
+			Error:    resp.GetError(),
+		})
+	}
 }
 
 // leave ends jobID's output here without a status: the job left this hub
 // (requeued, or adopted by another). A job already finished keeps its end.
 func (t *logTap) leave(jobID string) {
-	t.endWith(jobID, &console.LogEnd{})
-}
-
-func (t *logTap) endWith(jobID string, end *console.LogEnd) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tj := t.jobs[jobID]
-	if tj == nil || tj.end != nil {
-		return
+	if tj := t.jobs[jobID]; tj != nil && tj.end == nil {
+		t.endLocked(jobID, tj, &console.LogEnd{})
 	}
+}
+
+// endLocked ends a running entry and keeps at most logTapEndedJobs ended.
+func (t *logTap) endLocked(jobID string, tj *tappedJob, end *console.LogEnd) {
 	tj.end = end
 	tj.notifyLocked()
+	t.ended = append(t.ended, jobID)
+	if len(t.ended) > logTapEndedJobs {
+		t.dropOldestEndedLocked()
+	}
 }
 
 // LogSince implements console.Logs.

@@ -46,10 +46,21 @@ func TestLogTapCursorAndTail(t *testing.T) {
 
 	tap.finish("j", &blacktreev1.JobResponse{Success: false, FailedStage: blacktreev1.JobStage_JOB_STAGE_BUILD, Error: "exit 1"})
 	tap.leave("j") // after a status: keeps the finish
-	tap.write("j", "late\n")
 	page, _ = tap.LogSince("j", 10)
 	if page.End == nil || !page.End.Finished || page.End.Stage != "build" || len(page.Chunks) != 0 {
 		t.Fatalf("after finish: %+v end %+v", page, page.End)
+	}
+	// Output after an end is a new run of the same job id: it starts
+	// afresh, and a reader of the old run is woken.
+	ended := page.Changed
+	tap.write("j", "rerun\n")
+	select {
+	case <-ended:
+	default:
+		t.Fatalf("a new run did not wake the old run's reader")
+	}
+	if page, _ = tap.LogSince("j", 0); page.End != nil || page.Skipped != 0 || strings.Join(page.Chunks, "") != "rerun\n" {
+		t.Fatalf("a new run of j: %+v", page)
 	}
 
 	tap.write("k", "x")
@@ -78,5 +89,23 @@ func TestLogTapBoundedJobs(t *testing.T) {
 	tap.write("newer", "z")
 	if _, ok := tap.LogSince("j0", 0); ok {
 		t.Fatalf("with no ended job the least recently written one should go")
+	}
+}
+
+func TestLogTapBoundedEndedJobs(t *testing.T) {
+	tap := newLogTap()
+	for i := range logTapEndedJobs + 10 {
+		id := fmt.Sprintf("e%d", i)
+		tap.write(id, "x")
+		tap.finish(id, &blacktreev1.JobResponse{Success: true})
+	}
+	if len(tap.jobs) != logTapEndedJobs {
+		t.Fatalf("%d ended jobs kept, want %d", len(tap.jobs), logTapEndedJobs)
+	}
+	if _, ok := tap.LogSince("e0", 0); ok {
+		t.Fatalf("the oldest ended job was kept")
+	}
+	if page, ok := tap.LogSince(fmt.Sprintf("e%d", logTapEndedJobs+9), 0); !ok || page.End == nil {
+		t.Fatalf("the newest ended job was not kept with its end")
 	}
 }
