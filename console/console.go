@@ -122,8 +122,6 @@ type Console struct {
 
 	done     chan struct{} // closed by Shutdown: ends log streams and Run
 	stopOnce sync.Once
-	runDone  chan struct{} // closed when Run returns
-	runOnce  sync.Once
 }
 
 // New builds a Console. It does no I/O.
@@ -167,14 +165,12 @@ func New(cfg Config, logger hclog.Logger) (*Console, error) {
 		queueHist: newQueueHistory(cfg.SparklinePoints),
 		streams:   make(chan struct{}, maxLogStreams),
 		done:      make(chan struct{}),
-		runDone:   make(chan struct{}),
 	}, nil
 }
 
 // Run samples the queues every Config.SampleEvery until ctx ends or
 // Shutdown is called.
 func (c *Console) Run(ctx context.Context) {
-	defer c.runOnce.Do(func() { close(c.runDone) })
 	if c.cfg.Queues == nil {
 		return
 	}
